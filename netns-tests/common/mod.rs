@@ -1,0 +1,188 @@
+//! Shared pieces of the root-only tests: network namespaces that clean up after themselves.
+//!
+//! Safety rules (the machine is shared): every namespace has a unique name (a prefix plus a random
+//! suffix) and is deleted, with every process left in it, when its guard drops — also when a test
+//! fails or panics. Addresses come only from the documentation ranges.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// True when these tests can run (root, `ip` present). Otherwise prints how to run them.
+pub fn can_run(test: &str) -> bool {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!(
+            "SKIP {test}: network-namespace tests need root; run them with `sudo cargo test --test netns` \
+             (or the README's test command)"
+        );
+        return false;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        eprintln!("SKIP {test}: `ip` (iproute2) is missing; install iproute2");
+        return false;
+    }
+    true
+}
+
+/// The built binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ovh-access"))
+}
+
+/// A unique, short suffix: pid, a per-process counter and the clock's nanoseconds.
+pub fn unique_suffix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{:x}{:x}{:x}", std::process::id() & 0xffff, n, nanos & 0xfff)
+}
+
+/// Run a command, panic with its output when it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// A network namespace, deleted with every process in it when dropped.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// `prefix` names the role (`oa-srv`, `oa-sup`, ...); a random suffix makes it unique.
+    pub fn new(prefix: &str) -> Netns {
+        let name = format!("{prefix}-{}", unique_suffix());
+        assert!(name.len() <= 32, "namespace name too long: {name}");
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.sh("ip link set lo up");
+        ns
+    }
+
+    /// A command to run inside the namespace.
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// Run a shell snippet inside the namespace; panics on failure.
+    pub fn sh(&self, script: &str) -> Output {
+        run(self.cmd("sh").args(["-c", script]))
+    }
+
+    /// Run a shell snippet inside the namespace; returns the output whatever the status.
+    pub fn sh_status(&self, script: &str) -> Output {
+        self.cmd("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ip netns exec")
+    }
+
+    /// `nft list ruleset` in this namespace.
+    pub fn ruleset(&self) -> String {
+        String::from_utf8(self.sh("nft list ruleset").stdout).unwrap()
+    }
+
+    /// Load an nft ruleset file into this namespace.
+    pub fn load_nft(&self, file: &Path) {
+        run(self.cmd("nft").arg("-f").arg(file));
+    }
+
+    /// Connect a veth pair between `self` and `peer`, with the given addresses (CIDR) on each side.
+    /// Interface names are derived from the namespace names' suffixes and stay under 15 bytes.
+    pub fn link(&self, ifname: &str, peer: &Netns, peer_ifname: &str, mine: &[&str], theirs: &[&str]) {
+        // Created in self, then one end moved: names must be unique only inside each namespace.
+        self.sh(&format!(
+            "ip link add {ifname} type veth peer name {peer_ifname} && ip link set {peer_ifname} netns {}",
+            peer.name
+        ));
+        for a in mine {
+            let nodad = if a.contains(':') { " nodad" } else { "" };
+            self.sh(&format!("ip addr add {a} dev {ifname}{nodad}"));
+        }
+        for a in theirs {
+            let nodad = if a.contains(':') { " nodad" } else { "" };
+            peer.sh(&format!("ip addr add {a} dev {peer_ifname}{nodad}"));
+        }
+        self.sh(&format!("ip link set {ifname} up"));
+        peer.sh(&format!("ip link set {peer_ifname} up"));
+    }
+
+    /// Kill every process left in the namespace.
+    pub fn kill_all(&self) {
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            });
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.kill_all();
+        // A killed process may take a moment to release the namespace; bounded retries.
+        for _ in 0..20 {
+            let ok = Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            self.kill_all();
+        }
+        eprintln!("warning: could not delete network namespace {}", self.name);
+    }
+}
+
+/// Poll `f` every 50 ms until it returns true or `limit` passes (bounded in count and time).
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    for _ in 0..10_000 {
+        if f() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Can `from` open a TCP connection to `addr:port`? (bash's /dev/tcp, with a 2 s limit.)
+pub fn tcp_connects(from: &Netns, addr: &str, port: u16) -> bool {
+    let host = addr.trim_start_matches('[').trim_end_matches(']');
+    from.sh_status(&format!(
+        "timeout 2 bash -c 'exec 3<>/dev/tcp/{host}/{port}' 2>/dev/null"
+    ))
+    .status
+    .success()
+}

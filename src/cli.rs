@@ -1,0 +1,259 @@
+//! The command-line contract. Names and flags here are what scripts, docs and tests rely on: add,
+//! never rename.
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ovh-access",
+    version,
+    about = "Let OVH support (or another provider's) into this server safely, and shut them out again",
+    long_about = "Opens the SSH port(s) for exactly the support host's addresses and installs the \
+support key with a from= restriction, as one paired, reversible operation; revoke undoes both."
+)]
+pub struct Cli {
+    /// Treat DIR as / for every file the tool reads or writes (sshd_config, passwd, the keys file,
+    /// its state). The firewall is always the one of the current network namespace.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Print one JSON object on stdout instead of human output.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the firewall for the support host and install the support key.
+    Grant(GrantArgs),
+    /// Disable the support key, close the firewall and end the support's live sessions.
+    Revoke(RevokeArgs),
+    /// Show what is granted and whether key, firewall and DNS still agree.
+    Status,
+    /// Check everything that decides whether the support team can log in, with the fix for each.
+    Doctor(DoctorArgs),
+    /// Re-resolve the support host and update the addresses in place.
+    Refresh(RefreshArgs),
+    /// After a reboot or a `flush ruleset`: re-apply what is still granted, clean up what expired.
+    Restore,
+    /// List the built-in support profiles (regions): host, key fingerprint, published addresses.
+    Profiles,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Region {
+    /// cache-ng.ovh.net
+    Eu,
+    /// cache-ng.ovh.ca
+    Ca,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FirewallChoice {
+    /// Program every firewall layer found (nftables tables, iptables-legacy, iptables-nft).
+    Auto,
+    /// Only native nftables.
+    Nft,
+    /// Only iptables (legacy and/or nft variant, whichever has tables).
+    Iptables,
+    /// Leave the firewall alone (you manage it yourself).
+    None,
+}
+
+/// Who the support is and where they connect from; shared by grant and doctor.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Support region: eu → cache-ng.ovh.net, ca → cache-ng.ovh.ca.
+    #[arg(long, value_enum)]
+    pub region: Option<Region>,
+
+    /// Support host name to resolve (overrides --region's host).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// Use this address instead of DNS (repeatable).
+    #[arg(long = "address", value_name = "IP")]
+    pub addresses: Vec<IpAddr>,
+
+    /// DNS server to ask instead of resolv.conf's.
+    #[arg(long, value_name = "IP[:PORT]", value_parser = parse_resolver)]
+    pub resolver: Option<SocketAddr>,
+
+    /// Accept private and documentation addresses in the DNS answer.
+    #[arg(long)]
+    pub allow_private: bool,
+
+    /// Use DNS answers even when they are outside the region's published addresses.
+    #[arg(long)]
+    pub trust_dns: bool,
+
+    /// Do not ask DNS: use the region's published addresses.
+    #[arg(long, conflicts_with = "trust_dns")]
+    pub no_dns: bool,
+
+    /// The support public key(s): an OpenSSH public key file or authorized_keys lines; `-` reads stdin.
+    #[arg(long, value_name = "FILE|-")]
+    pub key_file: Option<String>,
+
+    /// Refuse unless the key has this SHA256 fingerprint.
+    #[arg(long, value_name = "SHA256:...")]
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GrantArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// SSH port to open (repeatable); replaces the ports detected from sshd.
+    #[arg(long = "port", value_name = "N", value_parser = parse_port)]
+    pub ports: Vec<u16>,
+
+    /// Grant for this long (30m, 4h, 2d); the kernel and sshd end it even if the tool never runs again.
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Which firewall to program.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub firewall: FirewallChoice,
+
+    /// Comment out an unrestricted line that already carries the support key (sshd would let the
+    /// support in from anywhere through it) instead of refusing.
+    #[arg(long)]
+    pub replace_foreign: bool,
+
+    /// Print what would change (firewall rules, keys-file diff) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RevokeArgs {
+    /// Delete the tool's key lines instead of commenting them out.
+    #[arg(long)]
+    pub remove: bool,
+
+    /// Do not end the support's established SSH sessions.
+    #[arg(long)]
+    pub keep_sessions: bool,
+
+    /// Print what would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RefreshArgs {
+    /// DNS server to ask instead of resolv.conf's.
+    #[arg(long, value_name = "IP[:PORT]", value_parser = parse_resolver)]
+    pub resolver: Option<SocketAddr>,
+
+    /// Accept private and documentation addresses in the DNS answer.
+    #[arg(long)]
+    pub allow_private: bool,
+
+    /// Print what would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `1`‥`65535`; 0 and larger values are refused by clap with this message (exit 2).
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    match u32::from_str(s.trim()) {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        Ok(n) => Err(format!("port {n} is outside 1-65535; give the port sshd listens on")),
+        Err(_) => Err(format!("'{s}' is not a port number; give a number from 1 to 65535")),
+    }
+}
+
+/// `30s`, `30m`, `4h`, `2d`. A bare number is refused rather than guessed at.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let hint = "write it as a number with a unit, e.g. 30m, 4h or 2d";
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration; {hint}"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86400),
+        _ => return Err(format!("'{s}' has no known unit (s, m, h, d); {hint}")),
+    };
+    if secs == 0 {
+        return Err(format!("'{s}' is zero; a grant needs a positive duration ({hint})"));
+    }
+    // A year is far beyond any support intervention, and keeps nft timeouts (ms, u64) and
+    // iptables --datestop (up to 2038) in range.
+    if secs > 366 * 86400 {
+        return Err(format!("'{s}' is longer than a year; {hint}"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// `IP` or `IP:PORT` or `[IPv6]:PORT`; port 53 by default.
+pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(sa) = SocketAddr::from_str(s) {
+        return Ok(sa);
+    }
+    if let Ok(ip) = IpAddr::from_str(s) {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    Err(format!(
+        "'{s}' is not a resolver address; give IP, IP:PORT or [IPv6]:PORT"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("4h").unwrap(), Duration::from_secs(4 * 3600));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(2 * 86400));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        for bad in ["", "m", "30", "30x", "-1h", "0m", "400d", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_port("2222").unwrap(), 2222);
+        assert!(parse_port("0").is_err());
+        assert!(parse_port("65536").is_err());
+        assert!(parse_port("ssh").is_err());
+    }
+
+    #[test]
+    fn resolvers() {
+        assert_eq!(parse_resolver("192.0.2.53").unwrap().port(), 53);
+        assert_eq!(parse_resolver("192.0.2.53:5353").unwrap().port(), 5353);
+        assert_eq!(parse_resolver("[2001:db8::53]:53").unwrap().port(), 53);
+        assert!(parse_resolver("2001:db8::53").is_ok());
+        assert!(parse_resolver("dns.example").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(ovh_access::cli_main());
+}
