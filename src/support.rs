@@ -1,7 +1,7 @@
 //! Who the support is: region → host, the key(s) and their fingerprints.
 //!
-//! (Foundation: the key type and its loading from `--key-file`. The built-in profiles of issue 10
-//! are added here.)
+//! (Foundation: the key type. The built-in profiles and `--key-file` loading are added here.)
+use anyhow::{Context, Result};
 
 /// One support public key, as it will be written into the keys file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -14,4 +14,46 @@ pub struct SupportKey {
     pub comment: String,
     /// `SHA256:...` as `ssh-keygen -lf` prints it.
     pub fingerprint: String,
+}
+
+impl SupportKey {
+    /// Build a key from the three fields of a public-key line, checking that the blob really is a
+    /// key of that type (`ssh-key` decodes it; it is used for nothing else) and computing its
+    /// SHA256 fingerprint.
+    pub fn from_parts(algorithm: &str, blob: &str, comment: &str) -> Result<SupportKey> {
+        let line = format!("{algorithm} {blob}");
+        let key = ssh_key::PublicKey::from_openssh(&line)
+            .with_context(|| format!("'{algorithm} {}…' is not a valid public key", short(blob)))?;
+        if key.algorithm().as_str() != algorithm {
+            anyhow::bail!(
+                "the key blob is of type {} but the line says {algorithm}",
+                key.algorithm().as_str()
+            );
+        }
+        Ok(SupportKey {
+            algorithm: algorithm.to_string(),
+            blob: blob.to_string(),
+            comment: comment.to_string(),
+            fingerprint: key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+        })
+    }
+}
+
+fn short(s: &str) -> &str {
+    s.get(..20).unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ED: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIGrOcjbsyWP8zw3uMdf3vWxxCgyKw/yDuvUlp8FT2tpA";
+
+    #[test]
+    fn fingerprint_matches_ssh_keygen() {
+        let k = SupportKey::from_parts("ssh-ed25519", ED, "me@host").unwrap();
+        assert_eq!(k.fingerprint, "SHA256:OaChtsHD8J9245JvxQUWUJmckCcbkkROE8ybQ/116Ak");
+        assert!(SupportKey::from_parts("ssh-rsa", ED, "").is_err());
+        assert!(SupportKey::from_parts("ssh-ed25519", "AAAA", "").is_err());
+    }
 }

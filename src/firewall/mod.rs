@@ -46,3 +46,7 @@ pub trait Backend {
     /// Remove everything the tool added to this layer (idempotent: nothing found, nothing changed).
     fn close(&mut self, dry_run: bool) -> Result<LayerChange>;
 }
+
+pub mod detect;
+pub mod iptables;
+pub mod nft;
