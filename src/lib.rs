@@ -12,6 +12,7 @@ pub mod keys;
 pub mod report;
 pub mod root;
 pub mod sshd;
+pub mod state;
 pub mod support;
 
 /// Parse the command line, run the command, print the result; returns the exit code.

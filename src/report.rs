@@ -1,1 +1,91 @@
+//! Human and JSON rendering. Every command builds one [`Report`]; `--json` prints it as a single
+//! object on stdout (with `changed` and `dry_run` always present, for configuration management),
+//! otherwise the human lines go to stdout. Warnings always go to stderr as well.
+use serde_json::{Map, Value};
 
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The command's details, merged into the JSON object.
+    pub fields: Map<String, Value>,
+    /// Lines for people.
+    pub lines: Vec<String>,
+    pub warnings: Vec<String>,
+    pub changed: bool,
+    pub dry_run: bool,
+    /// Exit code when the command itself succeeded (status: 1 on drift; doctor: 1 on a failed check).
+    pub exit: i32,
+}
+
+impl Report {
+    pub fn new(command: &str) -> Report {
+        let mut r = Report::default();
+        r.set("command", command);
+        r
+    }
+
+    pub fn set(&mut self, key: &str, value: impl serde::Serialize) {
+        let v = serde_json::to_value(value).unwrap_or(Value::Null);
+        self.fields.insert(key.to_string(), v);
+    }
+
+    pub fn line(&mut self, s: impl Into<String>) {
+        self.lines.push(s.into());
+    }
+
+    pub fn warn(&mut self, s: impl Into<String>) {
+        let s = s.into();
+        if !self.warnings.contains(&s) {
+            self.warnings.push(s);
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut m = self.fields.clone();
+        m.insert("changed".into(), Value::Bool(self.changed && !self.dry_run));
+        m.insert("dry_run".into(), Value::Bool(self.dry_run));
+        m.insert(
+            "warnings".into(),
+            Value::Array(self.warnings.iter().cloned().map(Value::String).collect()),
+        );
+        Value::Object(m)
+    }
+
+    pub fn print(&self, json: bool) {
+        for w in &self.warnings {
+            eprintln!("ovh-access: warning: {w}");
+        }
+        if json {
+            println!("{}", serde_json::to_string_pretty(&self.to_json()).unwrap());
+        } else {
+            for l in &self.lines {
+                println!("{l}");
+            }
+        }
+    }
+}
+
+/// The JSON printed for a failed command, so that scripts always get one object.
+pub fn error_json(command: &str, message: &str) -> Value {
+    serde_json::json!({
+        "command": command,
+        "changed": false,
+        "dry_run": false,
+        "error": message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_is_never_changed() {
+        let mut r = Report::new("grant");
+        r.changed = true;
+        r.dry_run = true;
+        let j = r.to_json();
+        assert_eq!(j["changed"], Value::Bool(false));
+        assert_eq!(j["dry_run"], Value::Bool(true));
+        assert_eq!(j["command"], "grant");
+    }
+}

@@ -1,0 +1,290 @@
+//! What is granted, and the intent journal that makes a crash at any instant recoverable.
+//!
+//! `<root>/var/lib/ovh-access/state.json` holds the committed grant (or none) and, while a
+//! transaction runs, its intent: the state it wants to reach and the one it started from. Every
+//! transaction is "converge to a desired state" (both steps are idempotent), so a later run that
+//! finds an intent can finish or undo it by converging again. The lock
+//! (`<root>/run/ovh-access.lock`, flock) keeps two runs from interleaving.
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::root::Root;
+use crate::support::SupportKey;
+
+pub const STATE_FILE: &str = "/var/lib/ovh-access/state.json";
+pub const LOCK_FILE: &str = "/run/ovh-access.lock";
+const STATE_VERSION: u32 = 1;
+
+/// A key as remembered in the state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredKey {
+    pub algorithm: String,
+    pub blob: String,
+    pub comment: String,
+    pub fingerprint: String,
+}
+
+impl From<&SupportKey> for StoredKey {
+    fn from(k: &SupportKey) -> Self {
+        StoredKey {
+            algorithm: k.algorithm.clone(),
+            blob: k.blob.clone(),
+            comment: k.comment.clone(),
+            fingerprint: k.fingerprint.clone(),
+        }
+    }
+}
+
+impl From<&StoredKey> for SupportKey {
+    fn from(k: &StoredKey) -> Self {
+        SupportKey {
+            algorithm: k.algorithm.clone(),
+            blob: k.blob.clone(),
+            comment: k.comment.clone(),
+            fingerprint: k.fingerprint.clone(),
+        }
+    }
+}
+
+/// One grant: everything needed to re-apply it (restore) or to undo it (revoke), without asking
+/// DNS or sshd again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub host: String,
+    pub profile: Option<String>,
+    pub addresses: Vec<IpAddr>,
+    /// Where the addresses came from (dns, published, operator...).
+    pub address_source: String,
+    pub ports: Vec<u16>,
+    pub keys: Vec<StoredKey>,
+    /// The keys file, as an absolute path on the real system (resolved through `--root`).
+    pub keys_file: PathBuf,
+    /// The firewall layers programmed (`nftables`, `iptables-legacy`, ...).
+    pub layers: Vec<String>,
+    /// The `--firewall` choice, so that restore programs the same layers.
+    pub firewall: String,
+    pub granted_at: u64,
+    pub expires_at: Option<u64>,
+}
+
+impl Grant {
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// grant, revoke, refresh, restore.
+    pub op: String,
+    /// The state the transaction wants to reach (None: nothing granted).
+    pub target: Option<Grant>,
+    /// The state it started from.
+    pub previous: Option<Grant>,
+    pub started_at: u64,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub granted: Option<Grant>,
+    pub intent: Option<Intent>,
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl State {
+    /// Read the state file; a missing file is "nothing granted".
+    pub fn load(root: &Root) -> Result<State> {
+        let path = root.path(STATE_FILE);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read the state file {}", path.display()))
+            }
+        };
+        let st: State = serde_json::from_slice(&text).with_context(|| {
+            format!(
+                "the state file {} is corrupt; check it by hand (it records what is granted), \
+                 or move it away and run `ovh-access revoke` to close everything",
+                path.display()
+            )
+        })?;
+        if st.version > STATE_VERSION {
+            bail!(
+                "the state file {} was written by a newer ovh-access (format {}); use that version",
+                path.display(),
+                st.version
+            );
+        }
+        Ok(st)
+    }
+
+    /// Write the state file atomically: temp file, fsync, rename, fsync the directory.
+    pub fn save(&self, root: &Root) -> Result<()> {
+        let path = root.path(STATE_FILE);
+        let dir = path.parent().expect("state file has a parent");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        let mut st = self.clone();
+        st.version = STATE_VERSION;
+        let bytes = serde_json::to_vec_pretty(&st).expect("state serialises");
+        let tmp = dir.join(format!(".state.json.{}.tmp", std::process::id()));
+        let res = (|| -> std::io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(dir)?.sync_all()
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("cannot write the state file {}", path.display()));
+        }
+        Ok(())
+    }
+}
+
+/// The exclusive lock held for the whole of every changing command.
+pub struct Lock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+impl Lock {
+    /// Wait up to `timeout` for the lock, then fail naming the holder's pid.
+    pub fn acquire(root: &Root, timeout: Duration) -> Result<Lock> {
+        let path = root.path(LOCK_FILE);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {} for the lock file", dir.display()))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        let start = Instant::now();
+        // Bounded: at most timeout / 50 ms tries.
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {
+                    if start.elapsed() >= timeout {
+                        let mut holder = String::new();
+                        let _ = file.read_to_string(&mut holder);
+                        let holder = holder.trim();
+                        bail!(
+                            "another ovh-access is running (pid {}); wait for it to finish, \
+                             or check that process",
+                            if holder.is_empty() { "unknown" } else { holder }
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => {
+                    return Err(std::io::Error::from(e))
+                        .with_context(|| format!("cannot lock {}", path.display()))
+                }
+            }
+        }
+        // Record our pid for the message a waiting run prints.
+        let _ = file.set_len(0);
+        let _ = file.seek(SeekFrom::Start(0));
+        let _ = writeln!(file, "{}", std::process::id());
+        let _ = file.sync_data();
+        Ok(Lock { _file: file, path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> Grant {
+        Grant {
+            host: "cache-ng.ovh.net".into(),
+            profile: Some("eu".into()),
+            addresses: vec!["198.51.100.10".parse().unwrap()],
+            address_source: "dns".into(),
+            ports: vec![22, 2222],
+            keys: vec![],
+            keys_file: "/root/.ssh/authorized_keys2".into(),
+            layers: vec!["nftables".into()],
+            firewall: "auto".into(),
+            granted_at: 1,
+            expires_at: Some(100),
+        }
+    }
+
+    #[test]
+    fn state_round_trips_and_missing_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert_eq!(State::load(&root).unwrap(), State::default());
+        let st = State { version: 1, granted: Some(grant()), intent: None };
+        st.save(&root).unwrap();
+        assert_eq!(State::load(&root).unwrap(), st);
+        // No temp file left behind.
+        let names: Vec<_> = fs::read_dir(root.path("/var/lib/ovh-access"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn corrupt_state_is_an_error_with_a_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        fs::create_dir_all(root.path("/var/lib/ovh-access")).unwrap();
+        fs::write(root.path(STATE_FILE), b"{nope").unwrap();
+        let e = format!("{:#}", State::load(&root).unwrap_err());
+        assert!(e.contains("corrupt") && e.contains("revoke"), "{e}");
+    }
+
+    #[test]
+    fn expiry() {
+        assert!(grant().expired(100));
+        assert!(!grant().expired(99));
+    }
+
+    #[test]
+    fn second_lock_waits_then_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let _held = Lock::acquire(&root, Duration::from_secs(1)).unwrap();
+        // flock locks belong to the open file description: a second open in the same process
+        // conflicts like another process would.
+        let e = Lock::acquire(&root, Duration::from_millis(200)).err().unwrap();
+        let msg = format!("{e:#}");
+        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+    }
+}
