@@ -1,7 +1,14 @@
 //! Who the support is: region → host, the key(s) and their fingerprints.
 //!
-//! (Foundation: the key type. The built-in profiles and `--key-file` loading are added here.)
+//! The built-in profiles (OVH's regions) are in `profiles`; the whole "who and from where"
+//! decision for a command line is `target::resolve_target`.
 use anyhow::{Context, Result};
+
+mod profiles;
+mod target;
+
+pub use profiles::{expand, profile, profile_by_host, profile_by_name, profiles, Profile};
+pub use target::{choose_addresses, resolve_target, AddressSource, Target};
 
 /// One support public key, as it will be written into the keys file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
