@@ -14,10 +14,10 @@ use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::DnsError as HickoryDnsError;
 use hickory_resolver::net::NetError;
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
-use hickory_resolver::net::DnsError as HickoryDnsError;
 use hickory_resolver::Resolver;
 
 use crate::bad_input;
@@ -237,11 +237,16 @@ fn name_servers(
     }
     let described = format!(
         "{} ({})",
-        ips.iter().map(|ip| ip.to_string()).collect::<Vec<_>>().join(", "),
+        ips.iter()
+            .map(|ip| ip.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         path.display()
     );
     Ok((
-        ips.into_iter().map(|ip| server(SocketAddr::new(ip, 53))).collect(),
+        ips.into_iter()
+            .map(|ip| server(SocketAddr::new(ip, 53)))
+            .collect(),
         described,
     ))
 }

@@ -14,7 +14,12 @@ fn ips(v: &[&str]) -> Vec<IpAddr> {
 #[test]
 fn sorted_and_deduplicated() {
     let got = validate(
-        ips(&["2a01:4f8::1", "8.33.137.120", "149.56.85.250", "8.33.137.120"]),
+        ips(&[
+            "2a01:4f8::1",
+            "8.33.137.120",
+            "149.56.85.250",
+            "8.33.137.120",
+        ]),
         false,
         "test",
     )
@@ -36,11 +41,15 @@ fn never_usable_addresses_are_refused_even_when_private_is_allowed() {
         ("fe80::1", "link-local"),
         ("::ffff:192.0.2.1", "IPv4-mapped"),
     ] {
-        let err = validate(ips(&["178.33.222.162", bad]), true, "the DNS answer for x").unwrap_err();
+        let err =
+            validate(ips(&["178.33.222.162", bad]), true, "the DNS answer for x").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(bad) && msg.contains(why), "{bad}: {msg}");
         assert!(msg.starts_with("the DNS answer for x"), "{msg}");
-        assert!(!msg.contains("178.33.222.162"), "only the refused ones are named: {msg}");
+        assert!(
+            !msg.contains("178.33.222.162"),
+            "only the refused ones are named: {msg}"
+        );
         assert_eq!(exit_code(&err), EXIT_USAGE);
     }
 }
@@ -64,8 +73,18 @@ fn private_and_documentation_need_allow_private() {
         assert_eq!(validate(ips(&[bad]), true, "o").unwrap(), ips(&[bad]));
     }
     // Neighbours of the ranges are public.
-    for ok in ["172.32.0.1", "100.128.0.1", "192.0.3.1", "198.20.0.1", "2001:db9::1"] {
-        assert_eq!(validate(ips(&[ok]), false, "o").unwrap(), ips(&[ok]), "{ok}");
+    for ok in [
+        "172.32.0.1",
+        "100.128.0.1",
+        "192.0.3.1",
+        "198.20.0.1",
+        "2001:db9::1",
+    ] {
+        assert_eq!(
+            validate(ips(&[ok]), false, "o").unwrap(),
+            ips(&[ok]),
+            "{ok}"
+        );
     }
 }
 
@@ -75,8 +94,17 @@ fn too_many_or_none_are_refused() {
         .map(|n| IpAddr::from([203, 0, 113, n]))
         .collect();
     let err = validate(many.clone(), true, "o").unwrap_err();
-    assert!(err.to_string().contains(&format!("{} addresses", MAX_ADDRESSES + 1)), "{err}");
-    assert_eq!(validate(many[..MAX_ADDRESSES].to_vec(), true, "o").unwrap().len(), MAX_ADDRESSES);
+    assert!(
+        err.to_string()
+            .contains(&format!("{} addresses", MAX_ADDRESSES + 1)),
+        "{err}"
+    );
+    assert_eq!(
+        validate(many[..MAX_ADDRESSES].to_vec(), true, "o")
+            .unwrap()
+            .len(),
+        MAX_ADDRESSES
+    );
     // Duplicates do not count twice.
     let mut dup = many[..MAX_ADDRESSES].to_vec();
     dup.extend_from_slice(&many[..4]);
@@ -121,19 +149,36 @@ fn a_silent_resolver_times_out_within_the_deadline() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sa = silent.local_addr().unwrap();
     let start = Instant::now();
-    let err = resolve(&Root::system(), "cache-ng.ovh.net", Some(sa), Duration::from_millis(800))
-        .unwrap_err();
+    let err = resolve(
+        &Root::system(),
+        "cache-ng.ovh.net",
+        Some(sa),
+        Duration::from_millis(800),
+    )
+    .unwrap_err();
     let took = start.elapsed();
     assert!(matches!(err, DnsError::Timeout { .. }), "{err:?}");
-    assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("cache-ng.ovh.net") && msg.contains(&sa.to_string()), "{msg}");
+    assert!(
+        msg.contains("cache-ng.ovh.net") && msg.contains(&sa.to_string()),
+        "{msg}"
+    );
     assert_eq!(exit_code(&err.into_bad_input()), EXIT_USAGE);
 }
 
 #[test]
 fn an_address_is_not_looked_up() {
-    let got = resolve(&Root::system(), "198.51.100.7", None, Duration::from_millis(10)).unwrap();
+    let got = resolve(
+        &Root::system(),
+        "198.51.100.7",
+        None,
+        Duration::from_millis(10),
+    )
+    .unwrap();
     assert_eq!(got, ips(&["198.51.100.7"]));
 }
 

@@ -46,7 +46,10 @@ fn parse(bytes: &[u8], label: &str) -> anyhow::Result<Vec<SupportKey>> {
 fn args(argv: &[&str]) -> TargetArgs {
     let mut full = vec!["ovh-access", "grant"];
     full.extend_from_slice(argv);
-    match Cli::try_parse_from(full).expect("valid command line").command {
+    match Cli::try_parse_from(full)
+        .expect("valid command line")
+        .command
+    {
         Cmd::Grant(g) => g.target,
         other => panic!("not grant: {other:?}"),
     }
@@ -110,7 +113,11 @@ fn inside_the_published_list_is_used() {
     let p = eu_published();
     let (a, src, w) = choose_addresses(
         Some(&p),
-        Ok(ips(&["217.182.145.220", "178.33.222.162", "217.182.145.220"])),
+        Ok(ips(&[
+            "217.182.145.220",
+            "178.33.222.162",
+            "217.182.145.220",
+        ])),
         false,
         false,
     )
@@ -132,7 +139,10 @@ fn outside_the_published_list_is_refused_naming_it() {
     .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("203.0.113.7"), "{msg}");
-    assert!(!msg.contains("178.33.222.162,"), "only the outside answers are named: {msg}");
+    assert!(
+        !msg.contains("178.33.222.162,"),
+        "only the outside answers are named: {msg}"
+    );
     assert!(msg.contains("--trust-dns"), "{msg}");
     assert_eq!(exit_code(&err), EXIT_USAGE);
 }
@@ -162,7 +172,11 @@ fn dns_failure_falls_back_to_the_published_list() {
         assert_eq!(a, ips(&["8.33.137.120", "149.56.85.250"]));
         assert_eq!(src, AddressSource::Published);
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("cache-ng.ovh.ca") && w[0].contains("192.0.2.53"), "{}", w[0]);
+        assert!(
+            w[0].contains("cache-ng.ovh.ca") && w[0].contains("192.0.2.53"),
+            "{}",
+            w[0]
+        );
     }
 }
 
@@ -170,8 +184,7 @@ fn dns_failure_falls_back_to_the_published_list() {
 fn no_dns_uses_the_published_list_silently() {
     let p = eu_published();
     // Whatever DNS would have said is not looked at.
-    let (a, src, w) =
-        choose_addresses(Some(&p), Ok(ips(&["203.0.113.7"])), false, true).unwrap();
+    let (a, src, w) = choose_addresses(Some(&p), Ok(ips(&["203.0.113.7"])), false, true).unwrap();
     assert_eq!(a, profile(Region::Eu).published_addresses());
     assert_eq!(src, AddressSource::Published);
     assert!(w.is_empty());
@@ -181,7 +194,10 @@ fn no_dns_uses_the_published_list_silently() {
 fn without_a_profile_dns_decides_alone() {
     let (a, src, _) =
         choose_addresses(None, Ok(ips(&["203.0.113.9", "192.0.2.1"])), false, false).unwrap();
-    assert_eq!((a, src), (ips(&["192.0.2.1", "203.0.113.9"]), AddressSource::Dns));
+    assert_eq!(
+        (a, src),
+        (ips(&["192.0.2.1", "203.0.113.9"]), AddressSource::Dns)
+    );
     let err = choose_addresses(None, Err(timeout("support.example")), false, false).unwrap_err();
     assert!(err.to_string().contains("support.example"));
     assert_eq!(exit_code(&err), EXIT_USAGE);
@@ -240,13 +256,20 @@ fn region_ca_no_dns_never_asks() {
 
 #[test]
 fn dead_resolver_uses_published_with_a_warning() {
-    let t = resolve_target(&Root::system(), &args(&["--region", "eu"]), &parse, &|h: &str| {
-        Err(timeout(h))
-    })
+    let t = resolve_target(
+        &Root::system(),
+        &args(&["--region", "eu"]),
+        &parse,
+        &|h: &str| Err(timeout(h)),
+    )
     .unwrap();
     assert_eq!(t.source, AddressSource::Published);
     assert_eq!(t.addresses.len(), 9);
-    assert!(t.warnings.iter().any(|w| w.contains("no answer")), "{:?}", t.warnings);
+    assert!(
+        t.warnings.iter().any(|w| w.contains("no answer")),
+        "{:?}",
+        t.warnings
+    );
 }
 
 #[test]
@@ -254,9 +277,17 @@ fn lab_dns_needs_trust_dns_and_allow_private() {
     let dir = tempfile::tempdir().unwrap();
     let kf = key_file(dir.path(), "k.pub", TEST_KEY);
     let lab = |_: &str| Ok(ips(&["192.0.2.10", "2001:db8::10"]));
-    let err = resolve_target(&Root::system(), &args(&["--region", "eu", "--key-file", &kf]), &parse, &lab)
-        .unwrap_err();
-    assert!(err.to_string().contains("192.0.2.10, 2001:db8::10"), "{err}");
+    let err = resolve_target(
+        &Root::system(),
+        &args(&["--region", "eu", "--key-file", &kf]),
+        &parse,
+        &lab,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("192.0.2.10, 2001:db8::10"),
+        "{err}"
+    );
     assert_eq!(exit_code(&err), EXIT_USAGE);
     let err = resolve_target(
         &Root::system(),
@@ -268,7 +299,14 @@ fn lab_dns_needs_trust_dns_and_allow_private() {
     assert!(err.to_string().contains("--allow-private"), "{err}");
     let t = resolve_target(
         &Root::system(),
-        &args(&["--region", "eu", "--key-file", &kf, "--trust-dns", "--allow-private"]),
+        &args(&[
+            "--region",
+            "eu",
+            "--key-file",
+            &kf,
+            "--trust-dns",
+            "--allow-private",
+        ]),
         &parse,
         &lab,
     )
@@ -278,7 +316,9 @@ fn lab_dns_needs_trust_dns_and_allow_private() {
     assert!(!t.key_is_builtin);
     assert_eq!(t.keys[0].fingerprint, TEST_FP);
     assert!(
-        t.warnings.iter().any(|w| w.contains("replaces region eu's built-in key")),
+        t.warnings
+            .iter()
+            .any(|w| w.contains("replaces region eu's built-in key")),
         "{:?}",
         t.warnings
     );
@@ -307,7 +347,11 @@ fn other_host_requires_a_key_file() {
         &no_dns_expected,
     )
     .unwrap_err();
-    assert!(err.to_string().contains("--key-file is required with --host"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("--key-file is required with --host"),
+        "{err}"
+    );
     assert_eq!(exit_code(&err), EXIT_USAGE);
 
     let dir = tempfile::tempdir().unwrap();
@@ -322,10 +366,19 @@ fn other_host_requires_a_key_file() {
         },
     );
     // A documentation answer from DNS is refused without --allow-private...
-    assert!(t.unwrap_err().to_string().contains("198.51.100.4 (documentation)"));
+    assert!(t
+        .unwrap_err()
+        .to_string()
+        .contains("198.51.100.4 (documentation)"));
     let t = resolve_target(
         &Root::system(),
-        &args(&["--host", "support.example.net", "--key-file", &kf, "--allow-private"]),
+        &args(&[
+            "--host",
+            "support.example.net",
+            "--key-file",
+            &kf,
+            "--allow-private",
+        ]),
         &parse,
         &|_: &str| Ok(ips(&["198.51.100.4"])),
     )
@@ -340,14 +393,24 @@ fn operator_addresses_are_used_as_given() {
     let kf = key_file(dir.path(), "k.pub", TEST_KEY);
     let t = resolve_target(
         &Root::system(),
-        &args(&["--key-file", &kf, "--address", "203.0.113.5", "--address", "2001:db8::5"]),
+        &args(&[
+            "--key-file",
+            &kf,
+            "--address",
+            "203.0.113.5",
+            "--address",
+            "2001:db8::5",
+        ]),
         &parse,
         &no_dns_expected,
     )
     .unwrap();
     assert_eq!(t.addresses, ips(&["203.0.113.5", "2001:db8::5"]));
     assert_eq!(t.source, AddressSource::Operator);
-    assert!(t.warnings.iter().any(|w| w.contains("outside the addresses published")));
+    assert!(t
+        .warnings
+        .iter()
+        .any(|w| w.contains("outside the addresses published")));
     // ... but never a loopback address.
     let err = resolve_target(
         &Root::system(),
@@ -383,8 +446,13 @@ fn fingerprint_mismatch_names_both() {
         &no_dns_expected,
     )
     .unwrap();
-    resolve_target(&Root::system(), &args(&["--no-dns", "--fingerprint", want]), &parse, &no_dns_expected)
-        .unwrap();
+    resolve_target(
+        &Root::system(),
+        &args(&["--no-dns", "--fingerprint", want]),
+        &parse,
+        &no_dns_expected,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -400,8 +468,13 @@ fn missing_key_file_names_the_path() {
     assert_eq!(exit_code(&err), EXIT_USAGE);
     let dir = tempfile::tempdir().unwrap();
     let kf = key_file(dir.path(), "empty.pub", "# nothing\n");
-    let err = resolve_target(&Root::system(), &args(&["--no-dns", "--key-file", &kf]), &parse, &no_dns_expected)
-        .unwrap_err();
+    let err = resolve_target(
+        &Root::system(),
+        &args(&["--no-dns", "--key-file", &kf]),
+        &parse,
+        &no_dns_expected,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("holds no public key"), "{err}");
 }
 
@@ -414,7 +487,10 @@ fn host_of_a_profile_is_that_profile() {
         &no_dns_expected,
     )
     .unwrap();
-    assert_eq!((t.profile, t.host.as_str()), (Some("ca"), "cache-ng.ovh.ca"));
+    assert_eq!(
+        (t.profile, t.host.as_str()),
+        (Some("ca"), "cache-ng.ovh.ca")
+    );
     assert!(t.key_is_builtin);
     let err = resolve_target(
         &Root::system(),
@@ -433,11 +509,26 @@ fn other_host_with_region_says_the_region_is_not_used() {
     let kf = key_file(dir.path(), "k.pub", TEST_KEY);
     let t = resolve_target(
         &Root::system(),
-        &args(&["--region", "ca", "--host", "support.example.net", "--key-file", &kf, "--address", "198.51.100.9"]),
+        &args(&[
+            "--region",
+            "ca",
+            "--host",
+            "support.example.net",
+            "--key-file",
+            &kf,
+            "--address",
+            "198.51.100.9",
+        ]),
         &parse,
         &no_dns_expected,
     )
     .unwrap();
     assert_eq!(t.profile, None);
-    assert!(t.warnings.iter().any(|w| w.contains("not region ca's host")), "{:?}", t.warnings);
+    assert!(
+        t.warnings
+            .iter()
+            .any(|w| w.contains("not region ca's host")),
+        "{:?}",
+        t.warnings
+    );
 }

@@ -138,11 +138,17 @@ mod tests {
     fn fingerprints_are_ovhs() {
         // The fingerprints OVH's data README gives (ssh-keygen -lf).
         let eu = profile(Region::Eu);
-        assert_eq!(eu.key.fingerprint, "SHA256:JAFN+LjSd5rMut8LHygxPjyVQ9XhOv+IR6qEVA5+okU");
+        assert_eq!(
+            eu.key.fingerprint,
+            "SHA256:JAFN+LjSd5rMut8LHygxPjyVQ9XhOv+IR6qEVA5+okU"
+        );
         assert_eq!(eu.key.comment, "support@cache-ng");
         assert_eq!(eu.key.algorithm, "ssh-rsa");
         let ca = profile(Region::Ca);
-        assert_eq!(ca.key.fingerprint, "SHA256:53L3gE3W8ErGs0ngusB680Uro8KB5tDGNe7lhnvJVdw");
+        assert_eq!(
+            ca.key.fingerprint,
+            "SHA256:53L3gE3W8ErGs0ngusB680Uro8KB5tDGNe7lhnvJVdw"
+        );
         assert_eq!(ca.key.comment, "support@cache-ng-ca");
         assert_ne!(eu.key.blob, ca.key.blob);
     }

@@ -14,6 +14,13 @@ use crate::bad_input;
 use crate::cli::{Region, TargetArgs};
 use crate::dns::{self, DnsError};
 
+/// Parses a `--key-file`'s bytes (src/keys owns the parser); the `&str` names the file in
+/// messages.
+pub type KeyFileParser<'a> = dyn Fn(&[u8], &str) -> Result<Vec<SupportKey>> + 'a;
+
+/// Looks a host up (in production [`crate::dns::lookup_with`], in tests a closure).
+pub type DnsLookup<'a> = dyn Fn(&str) -> Result<Vec<IpAddr>, DnsError> + 'a;
+
 /// Where the addresses of a [`Target`] came from (shown in the output and the JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,8 +138,8 @@ fn choose(
     if !trust_dns {
         return Err(bad_input!(
             "DNS answered {outside_list} for {what}, outside the addresses it publishes \
-             ({published_list}), so a spoofed or changed DNS answer could open root's SSH port to \
-             anyone; check DNS, use the published list with --no-dns, or give --trust-dns if the \
+             ({published_list}), and a spoofed or hijacked DNS answer must not open root's SSH port \
+             to whoever controls it; check DNS, use the published list with --no-dns, or give --trust-dns if the \
              new addresses are genuine"
         ));
     }
@@ -158,8 +165,8 @@ fn choose(
 pub fn resolve_target(
     _root: &crate::root::Root,
     args: &TargetArgs,
-    parse_key_file: &dyn Fn(&[u8], &str) -> Result<Vec<SupportKey>>,
-    dns: &dyn Fn(&str) -> Result<Vec<IpAddr>, DnsError>,
+    parse_key_file: &KeyFileParser<'_>,
+    dns: &DnsLookup<'_>,
 ) -> Result<Target> {
     let mut warnings = Vec::new();
     let (host, prof) = host_and_profile(args, &mut warnings)?;
@@ -243,7 +250,10 @@ pub fn resolve_target(
     })
 }
 
-fn host_and_profile(args: &TargetArgs, warnings: &mut Vec<String>) -> Result<(String, Option<Profile>)> {
+fn host_and_profile(
+    args: &TargetArgs,
+    warnings: &mut Vec<String>,
+) -> Result<(String, Option<Profile>)> {
     let Some(host) = &args.host else {
         let p = profile(args.region.unwrap_or(Region::Eu));
         return Ok((p.host.to_string(), Some(p)));
@@ -271,10 +281,7 @@ fn host_and_profile(args: &TargetArgs, warnings: &mut Vec<String>) -> Result<(St
     }
 }
 
-fn read_keys(
-    path: &str,
-    parse_key_file: &dyn Fn(&[u8], &str) -> Result<Vec<SupportKey>>,
-) -> Result<Vec<SupportKey>> {
+fn read_keys(path: &str, parse_key_file: &KeyFileParser) -> Result<Vec<SupportKey>> {
     let (bytes, label) = if path == "-" {
         let mut buf = Vec::new();
         std::io::stdin().read_to_end(&mut buf).map_err(|e| {
@@ -301,7 +308,10 @@ fn read_keys(
 fn check_fingerprint(want: &str, keys: &[SupportKey]) -> Result<()> {
     let norm = |s: &str| {
         let s = s.trim();
-        s.strip_prefix("SHA256:").unwrap_or(s).trim_end_matches('=').to_string()
+        s.strip_prefix("SHA256:")
+            .unwrap_or(s)
+            .trim_end_matches('=')
+            .to_string()
     };
     let wanted = norm(want);
     let wrong: Vec<&str> = keys
@@ -326,9 +336,15 @@ fn sorted(mut v: Vec<IpAddr>) -> Vec<IpAddr> {
 }
 
 fn join(v: &[IpAddr]) -> String {
-    v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn join_nets(v: &[IpNet]) -> String {
-    v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
