@@ -32,10 +32,11 @@ fn can_run(test: &str) -> bool {
         );
         return false;
     }
-    for (tool, pkg) in [("ip", "iproute2"), ("dnsmasq", "dnsmasq")] {
-        if Command::new(tool).arg("--version").output().is_err()
-            && Command::new(tool).arg("-V").output().is_err()
-        {
+    for (tool, probe, pkg) in [
+        ("ip", "-V", "iproute2"),
+        ("dnsmasq", "--version", "dnsmasq"),
+    ] {
+        if Command::new(tool).arg(probe).output().is_err() {
             eprintln!("SKIP {test}: `{tool}` is missing; install {pkg}");
             return false;
         }
@@ -43,13 +44,13 @@ fn can_run(test: &str) -> bool {
     true
 }
 
-fn sh(ns: Option<&str>, script: &str) {
-    let mut c = Command::new("ip");
-    match ns {
-        Some(n) => c.args(["netns", "exec", n, "sh", "-c", script]),
-        None => c.args(["-batch", "/dev/null"]), // never used: keep every command inside a namespace
-    };
-    let out = c.stdin(Stdio::null()).output().expect("run ip netns exec");
+/// Run a shell snippet inside namespace `ns` (never outside one); panics on failure.
+fn sh(ns: &str, script: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip netns exec");
     assert!(
         out.status.success(),
         "{script}: {}{}",
@@ -84,7 +85,7 @@ impl DnsLab {
             _dir: tempfile::tempdir().unwrap(),
         };
         sh(
-            Some(&lab.ns),
+            &lab.ns,
             &format!(
                 "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d1 up && \
                  ip addr add {SERVER}/24 dev d0 && ip addr add {DEAD}/24 dev d0 && \

@@ -191,3 +191,27 @@ fn an_invalid_name_is_refused_before_any_query() {
     assert!(matches!(err, DnsError::Other { .. }), "{err:?}");
     assert!(err.to_string().contains("not a valid host name"), "{err}");
 }
+
+proptest::proptest! {
+    /// Whatever the input, an accepted set is the input's distinct addresses in order, and a
+    /// refusal names at least one address of the input.
+    #[test]
+    fn accepted_sets_are_the_sorted_distinct_input(raw in proptest::collection::vec(proptest::prelude::any::<u32>(), 1..40), private in proptest::bool::ANY) {
+        let input: Vec<IpAddr> = raw.iter().map(|&n| IpAddr::from(std::net::Ipv4Addr::from(n))).collect();
+        match validate(input.clone(), private, "o") {
+            Ok(got) => {
+                let mut want = input.clone();
+                want.sort();
+                want.dedup();
+                proptest::prop_assert_eq!(got, want);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                proptest::prop_assert!(
+                    input.iter().any(|a| msg.contains(&a.to_string())) || msg.contains("addresses"),
+                    "{}", msg
+                );
+            }
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! The built-in OVH profiles: for each region, the host, the support key OVH publishes and the
 //! source addresses its `from=` allows, as given by OVH's guide "Install an OVHcloud SSH key"
-//! (see data/README in the shared data; the key files are compiled in from data/).
+//! (repository ovh/docs, pages/bare_metal_cloud/dedicated_servers/ovh_ssh_key/guide.en-gb.md).
+//! The key files are kept verbatim in data/ and compiled in; the tests check their fingerprints
+//! against OVH's and against `ssh-keygen -lf`.
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{IpNet, Ipv4AddrRange, Ipv4Net};
