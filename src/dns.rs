@@ -4,7 +4,8 @@
 //! The lookup is deliberately narrower than the C library's: no hosts file (a stale
 //! `/etc/hosts` line must not decide who reaches root's SSH port), no search list (the name is
 //! queried as an FQDN, so a local `search` domain cannot answer for it), and one hard deadline
-//! for the whole lookup instead of resolv.conf's per-server timeouts and retries.
+//! for the whole lookup, with every listed server asked at once, instead of resolv.conf's
+//! per-server timeouts and retries.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
@@ -116,12 +117,18 @@ pub fn resolve(
         .build()
         .map_err(|e| err_other(format!("cannot start the DNS runtime ({e})")))?;
 
+    let server_count = servers.len();
     let lookup = async {
         let mut opts = ResolverOpts::default();
         // `attempts` counts retries after the first try (hickory's RetryDnsHandle): 0 means one
         // try per server; the deadline below bounds the whole lookup anyway.
         opts.attempts = 0;
+        // hickory 0.26 uses `timeout` both per request and as the pool's end-to-end deadline
+        // (NameServerPool::try_send), so dead servers listed first would use up the whole
+        // deadline before a live one is asked: ask every listed server (at most three) at once
+        // instead, and take the first answer.
         opts.timeout = timeout;
+        opts.num_concurrent_reqs = server_count.max(1);
         opts.use_hosts_file = ResolveHosts::Never;
         opts.cache_size = 0;
         let config = ResolverConfig::from_parts(None, vec![], servers);

@@ -24,6 +24,7 @@ use ovh_access::support::{resolve_target, AddressSource, SupportKey};
 const SERVER: &str = "192.0.2.53";
 /// On the namespace's interface, with nothing listening: queries to it are never answered.
 const DEAD: &str = "192.0.2.54";
+const DEAD2: &str = "192.0.2.55";
 
 fn can_run(test: &str) -> bool {
     if !rustix::process::geteuid().is_root() {
@@ -89,6 +90,7 @@ impl DnsLab {
             &format!(
                 "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d1 up && \
                  ip addr add {SERVER}/24 dev d0 && ip addr add {DEAD}/24 dev d0 && \
+                 ip addr add {DEAD2}/24 dev d0 && \
                  ip addr add 2001:db8::53/64 dev d0 nodad && ip link set d0 up"
             ),
         );
@@ -240,6 +242,29 @@ fn a_and_aaaa_through_resolver_and_resolv_conf() {
         )
     });
     assert_eq!(v4.unwrap(), ips(&["192.0.2.11"]));
+}
+
+#[test]
+fn dead_servers_listed_first_leave_time_for_a_live_one() {
+    if !can_run("dead_servers_listed_first_leave_time_for_a_live_one") {
+        return;
+    }
+    let lab = DnsLab::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(
+        dir.path().join("etc/resolv.conf"),
+        format!("nameserver {DEAD}\nnameserver {DEAD2}\nnameserver {SERVER}\n"),
+    )
+    .unwrap();
+    let root = Root::new(dir.path()).unwrap();
+    let (got, took) = lab.within(move || {
+        let start = Instant::now();
+        let r = resolve(&root, "cache-ng.ovh.net", None, Duration::from_secs(3));
+        (r, start.elapsed())
+    });
+    assert_eq!(got.unwrap(), ips(&["192.0.2.10", "2001:db8::10"]));
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
 #[test]
