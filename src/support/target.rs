@@ -162,6 +162,10 @@ fn choose(
 /// - `--address`: used as given (validated without the private-range rule); DNS is not asked.
 ///   Otherwise `dns(host)`, then [`choose_addresses`], then [`crate::dns::validate`] with
 ///   `--allow-private`.
+///
+/// `root` is not read: key files are the operator's paths and the resolver configuration is
+/// the `dns` function's business (see [`crate::dns::lookup_with`]); it is part of the signature
+/// the commands share.
 pub fn resolve_target(
     _root: &crate::root::Root,
     args: &TargetArgs,
