@@ -1,7 +1,16 @@
 //! Who the support is: region → host, the key(s) and their fingerprints.
 //!
-//! (Foundation: the key type. The built-in profiles and `--key-file` loading are added here.)
+//! The built-in profiles (OVH's regions) are in `profiles`; the whole "who and from where"
+//! decision for a command line is `target::resolve_target`.
 use anyhow::{Context, Result};
+
+mod profiles;
+mod target;
+
+pub use profiles::{expand, profile, profile_by_host, profile_by_name, profiles, Profile};
+pub use target::{
+    choose_addresses, resolve_target, AddressSource, DnsLookup, KeyFileParser, Target,
+};
 
 /// One support public key, as it will be written into the keys file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -52,7 +61,10 @@ mod tests {
     #[test]
     fn fingerprint_matches_ssh_keygen() {
         let k = SupportKey::from_parts("ssh-ed25519", ED, "me@host").unwrap();
-        assert_eq!(k.fingerprint, "SHA256:OaChtsHD8J9245JvxQUWUJmckCcbkkROE8ybQ/116Ak");
+        assert_eq!(
+            k.fingerprint,
+            "SHA256:OaChtsHD8J9245JvxQUWUJmckCcbkkROE8ybQ/116Ak"
+        );
         assert!(SupportKey::from_parts("ssh-rsa", ED, "").is_err());
         assert!(SupportKey::from_parts("ssh-ed25519", "AAAA", "").is_err());
     }
