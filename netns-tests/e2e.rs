@@ -18,9 +18,10 @@ fn text(out: &Output) -> String {
 
 /// ssh from `from` logs in as root and runs a command.
 fn assert_login(t: &Topology, from: &Netns, addr: &str) {
-    let out = t.ssh(from, addr, t.port, "echo ok; id -u");
+    let out = t.ssh(from, addr, t.port, "echo ok; id -u; hostname");
+    let expected = format!("ok\n0\n{SERVER_HOSTNAME}\n");
     assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout) == "ok\n0\n",
+        out.status.success() && String::from_utf8_lossy(&out.stdout) == expected,
         "ssh root@{addr} from {} should log in:\n{}",
         from.name,
         text(&out)
@@ -43,7 +44,14 @@ fn assert_no_login(t: &Topology, from: &Netns, addr: &str) -> Output {
 /// --allow-private and --trust-dns), with the topology's support key.
 fn grant_args(t: &Topology, extra: &[&str]) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["grant"].iter().chain(extra).map(OsString::from).collect();
-    for a in ["--host", "cache-ng.ovh.net", "--resolver", DNS_V4, "--allow-private", "--trust-dns"] {
+    for a in [
+        "--host",
+        "cache-ng.ovh.net",
+        "--resolver",
+        DNS_V4,
+        "--allow-private",
+        "--trust-dns",
+    ] {
         args.push(a.into());
     }
     args.push("--key-file".into());
@@ -61,20 +69,26 @@ fn namespaces_are_unique_and_cleaned_up() {
     if !can_run("namespaces_are_unique_and_cleaned_up") {
         return;
     }
-    let (na, nb);
+    let (na, nb, mut sleeper);
     {
         let a = Netns::new("oa-t");
         let b = Netns::new("oa-t");
         assert_ne!(a.name, b.name);
         a.link("va", &b, "vb", &["192.0.2.1/24"], &["192.0.2.2/24"]);
         // A process left running must not keep the namespace alive.
-        let _ = a.cmd("sleep").arg("30").spawn().unwrap();
+        sleeper = a.cmd("sleep").arg("30").spawn().unwrap();
         na = a.name.clone();
         nb = b.name.clone();
     }
     let list = run(std::process::Command::new("ip").args(["netns", "list"]));
     let list = String::from_utf8_lossy(&list.stdout);
-    assert!(!list.contains(&na) && !list.contains(&nb), "left behind: {list}");
+    assert!(
+        !list.contains(&na) && !list.contains(&nb),
+        "left behind: {list}"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    let status = sleeper.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the guard killed it");
 }
 
 #[test]
@@ -88,12 +102,23 @@ fn harness_dnsmasq_answers_both_support_hosts() {
     for server in [DNS_V4, DNS_V6] {
         let server: IpAddr = server.parse().unwrap();
         for host in SUPPORT_HOSTS {
-            assert_eq!(t.query(server, host, false).unwrap(), vec![sup4], "{host} A via {server}");
-            assert_eq!(t.query(server, host, true).unwrap(), vec![sup6], "{host} AAAA via {server}");
+            assert_eq!(
+                t.query(server, host, false).unwrap(),
+                vec![sup4],
+                "{host} A via {server}"
+            );
+            assert_eq!(
+                t.query(server, host, true).unwrap(),
+                vec![sup6],
+                "{host} AAAA via {server}"
+            );
         }
         // Only the support names: anything else is not answered with an address.
         let other = t.query(server, "stranger.example", false);
-        assert!(other.map(|a| a.is_empty()).unwrap_or(true), "{server} answered a foreign name");
+        assert!(
+            other.map(|a| a.is_empty()).unwrap_or(true),
+            "{server} answered a foreign name"
+        );
     }
 }
 
@@ -109,7 +134,10 @@ fn harness_hand_grant_lets_only_the_support_in() {
     // Default deny: nobody reaches sshd's port, not even with the key in place.
     t.write_keys(&format!("from=\"{SUP_V4},{SUP_V6}\" {key}\n"));
     for addr in [SRV_SUP_V4, SRV_SUP_V6] {
-        assert!(!tcp_connects(&t.sup, addr, port), "support reached {addr} before the grant");
+        assert!(
+            !tcp_connects(&t.sup, addr, port),
+            "support reached {addr} before the grant"
+        );
     }
 
     // Opened by hand, exactly as the tool must: the support's addresses, sshd's port, inside the
@@ -121,12 +149,18 @@ fn harness_hand_grant_lets_only_the_support_in() {
     assert_login(&t, &t.sup, SRV_SUP_V4);
     assert_login(&t, &t.sup, SRV_SUP_V6);
     for addr in server_addrs() {
-        assert!(!tcp_connects(&t.stranger, addr, port), "the stranger reached {addr}");
+        assert!(
+            !tcp_connects(&t.stranger, addr, port),
+            "the stranger reached {addr}"
+        );
     }
 
     // The same key restricted to another address: sshd refuses it (auth_authorise_keyopts).
     t.write_keys(&format!("from=\"{STR_V4},{STR_V6}\" {key}\n"));
-    assert!(tcp_connects(&t.sup, SRV_SUP_V4, port), "the firewall is still open");
+    assert!(
+        tcp_connects(&t.sup, SRV_SUP_V4, port),
+        "the firewall is still open"
+    );
     for addr in [SRV_SUP_V4, SRV_SUP_V6] {
         let out = assert_no_login(&t, &t.sup, addr);
         assert!(
@@ -136,7 +170,10 @@ fn harness_hand_grant_lets_only_the_support_in() {
         );
     }
     let logs = t.logs();
-    assert!(logs.contains("not from a permitted host"), "sshd must cite from=:\n{logs}");
+    assert!(
+        logs.contains("not from a permitted host"),
+        "sshd must cite from=:\n{logs}"
+    );
     // And commented out, as revoke leaves it: refused too.
     t.write_keys(&format!("# from=\"{SUP_V4},{SUP_V6}\" {key}\n"));
     assert_no_login(&t, &t.sup, SRV_SUP_V4);
@@ -151,7 +188,10 @@ fn harness_teardown_leaves_nothing_also_on_panic() {
         let list = run(std::process::Command::new("ip").args(["netns", "list"]));
         let list = String::from_utf8_lossy(&list.stdout).to_string();
         for n in names {
-            assert!(!list.contains(n.as_str()), "namespace {n} left behind: {list}");
+            assert!(
+                !list.contains(n.as_str()),
+                "namespace {n} left behind: {list}"
+            );
         }
         for pid in pids {
             assert!(
@@ -159,7 +199,11 @@ fn harness_teardown_leaves_nothing_also_on_panic() {
                 "process {pid} left behind"
             );
         }
-        assert!(!sandbox.exists(), "sandbox {} left behind", sandbox.display());
+        assert!(
+            !sandbox.exists(),
+            "sandbox {} left behind",
+            sandbox.display()
+        );
     };
 
     let t = Topology::new(Opts::default());
@@ -198,7 +242,10 @@ fn scenario_grant_ssh_login_revoke() {
 
     // Before grant: the support host cannot even connect.
     for addr in [SRV_SUP_V4, SRV_SUP_V6] {
-        assert!(!tcp_connects(&t.sup, addr, port), "support reached {addr} before grant");
+        assert!(
+            !tcp_connects(&t.sup, addr, port),
+            "support reached {addr} before grant"
+        );
     }
 
     let out = t.tool_ok(grant_args(&t, &[]));
@@ -208,7 +255,10 @@ fn scenario_grant_ssh_login_revoke() {
     assert_login(&t, &t.sup, SRV_SUP_V4);
     assert_login(&t, &t.sup, SRV_SUP_V6);
     for addr in server_addrs() {
-        assert!(!tcp_connects(&t.stranger, addr, port), "the stranger reached {addr}");
+        assert!(
+            !tcp_connects(&t.stranger, addr, port),
+            "the stranger reached {addr}"
+        );
     }
 
     let out = t.tool_ok(["revoke"]);
@@ -217,16 +267,29 @@ fn scenario_grant_ssh_login_revoke() {
     // After revoke: closed again, the key line commented out, the ruleset as it was.
     for addr in [SRV_SUP_V4, SRV_SUP_V6] {
         assert_no_login(&t, &t.sup, addr);
-        assert!(!tcp_connects(&t.sup, addr, port), "support still reaches {addr}");
+        assert!(
+            !tcp_connects(&t.sup, addr, port),
+            "support still reaches {addr}"
+        );
     }
     let keys = t.keys_text();
     let blob = t.support_blob();
     let lines: Vec<&str> = keys.lines().filter(|l| l.contains(&blob)).collect();
-    assert!(!lines.is_empty(), "the key line is gone, expected it commented out:\n{keys}");
+    assert!(
+        !lines.is_empty(),
+        "the key line is gone, expected it commented out:\n{keys}"
+    );
     for line in lines {
-        assert!(line.trim_start().starts_with('#'), "key still active: {line}");
+        assert!(
+            line.trim_start().starts_with('#'),
+            "key still active: {line}"
+        );
     }
-    assert_eq!(t.srv.ruleset(), before, "revoke must leave the ruleset as it was before grant");
+    assert_eq!(
+        t.srv.ruleset(),
+        before,
+        "revoke must leave the ruleset as it was before grant"
+    );
 }
 
 #[test]
@@ -240,12 +303,30 @@ fn scenario_grant_dry_run_changes_nothing() {
 
     let out = t.tool_ok(grant_args(&t, &["--dry-run"]));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.trim().is_empty(), "dry run printed no plan:\n{}", text(&out));
-    assert!(stdout.contains(&t.port.to_string()), "plan lacks port {}:\n{stdout}", t.port);
+    assert!(
+        !stdout.trim().is_empty(),
+        "dry run printed no plan:\n{}",
+        text(&out)
+    );
+    assert!(
+        stdout.contains(&t.port.to_string()),
+        "plan lacks port {}:\n{stdout}",
+        t.port
+    );
     let fp = t.support_fingerprint();
-    assert!(stdout.contains(&fp), "plan lacks the key fingerprint {fp}:\n{stdout}");
+    assert!(
+        stdout.contains(&fp),
+        "plan lacks the key fingerprint {fp}:\n{stdout}"
+    );
 
     assert_eq!(t.srv.ruleset(), before, "a dry run changed the firewall");
-    assert_eq!(std::fs::read(t.keys_file()).ok(), keys_before, "a dry run changed the keys file");
-    assert!(!tcp_connects(&t.sup, SRV_SUP_V4, t.port), "a dry run opened the port");
+    assert_eq!(
+        std::fs::read(t.keys_file()).ok(),
+        keys_before,
+        "a dry run changed the keys file"
+    );
+    assert!(
+        !tcp_connects(&t.sup, SRV_SUP_V4, t.port),
+        "a dry run opened the port"
+    );
 }

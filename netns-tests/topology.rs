@@ -47,6 +47,8 @@ pub const DNS_V6: &str = "2001:db8:53::53";
 /// The names dnsmasq answers with the support host's addresses.
 pub const SUPPORT_HOSTS: [&str; 2] = ["cache-ng.ovh.net", "cache-ng.ovh.ca"];
 
+/// sshd's host name (its own UTS namespace): a login that prints it reached this sshd.
+pub const SERVER_HOSTNAME: &str = "oa-server";
 /// Root-owned, 0755, outside /tmp: sshd's StrictModes (auth2-pubkeyfile.c, `auth_secure_path`)
 /// refuses keys whose directories are group/world-writable or owned by another user.
 const SANDBOX_BASE: &str = "/var/tmp/ovh-access-tests";
@@ -55,7 +57,9 @@ const START_LIMIT: Duration = Duration::from_secs(15);
 
 /// A ruleset file of this repository's rulesets/ directory.
 pub fn ruleset_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("rulesets").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rulesets")
+        .join(name)
 }
 
 #[derive(Debug, Clone)]
@@ -173,7 +177,10 @@ impl Topology {
 
     /// The support public key line: `ssh-ed25519 AAAA... comment`.
     pub fn support_pub_line(&self) -> String {
-        fs::read_to_string(self.support_pub()).unwrap().trim().to_string()
+        fs::read_to_string(self.support_pub())
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     /// The support key's base64 blob, by which its lines in the keys file are found.
@@ -184,7 +191,9 @@ impl Topology {
 
     /// `SHA256:...` as `ssh-keygen -lf` prints it.
     pub fn support_fingerprint(&self) -> String {
-        let out = run(Command::new("ssh-keygen").arg("-lf").arg(self.support_pub()));
+        let out = run(Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.support_pub()));
         let text = String::from_utf8_lossy(&out.stdout);
         text.split_whitespace().nth(1).unwrap().to_string()
     }
@@ -299,7 +308,10 @@ impl Topology {
             "--log-queries".into(),
             "--log-facility=-".into(),
             format!("--pid-file={}", run_dir.join("dnsmasq.pid").display()),
-            format!("--dhcp-leasefile={}", run_dir.join("dnsmasq.leases").display()),
+            format!(
+                "--dhcp-leasefile={}",
+                run_dir.join("dnsmasq.leases").display()
+            ),
         ];
         for host in SUPPORT_HOSTS {
             args.push(format!("--address=/{host}/{SUP_V4}"));
@@ -315,26 +327,38 @@ impl Topology {
                 .unwrap_or(false)
         });
         if !answers {
-            panic!("dnsmasq does not answer within {START_LIMIT:?}\n{}", self.logs());
+            panic!(
+                "dnsmasq does not answer within {START_LIMIT:?}\n{}",
+                self.logs()
+            );
         }
     }
 
     fn start_sshd(&mut self) {
         let sb = self.sandbox.dir.display().to_string();
-        // A private mount namespace inside the server's network namespace: sshd reads
+        // A private mount (and UTS) namespace inside the server's network namespace: sshd reads
         // /root/.ssh/authorized_keys2 from the sandbox, and gets the privilege-separation directory
         // /run/sshd it insists on (sshd.c: "Missing privilege separation directory") on a tmpfs
         // that hides the host's /run only from sshd. Mode 0755: sshd refuses a chroot directory
         // that is group/world-writable (safely_chroot in session.c).
         let script = format!(
             "set -e\n\
+             hostname {SERVER_HOSTNAME}\n\
              mount --bind '{sb}/root' /root\n\
              mount -t tmpfs -o mode=0755,size=1m oa-run /run\n\
              mkdir -m 0755 /run/sshd\n\
              exec /usr/sbin/sshd -D -e -f '{sb}/etc/ssh/sshd_config'\n"
         );
         let mut cmd = self.srv.cmd("unshare");
-        cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+        cmd.args([
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ]);
         let child = self.spawn_logged("sshd", &mut cmd);
         self.daemons.push(("sshd", child));
         let port = self.port;
@@ -343,7 +367,10 @@ impl Topology {
             tcp_connects(&self.srv, "127.0.0.1", port)
         });
         if !listening {
-            panic!("sshd does not listen on port {port} within {START_LIMIT:?}\n{}", self.logs());
+            panic!(
+                "sshd does not listen on port {port} within {START_LIMIT:?}\n{}",
+                self.logs()
+            );
         }
     }
 
@@ -471,7 +498,10 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         if let Err(e) = fs::remove_dir_all(&self.dir) {
-            eprintln!("warning: could not remove sandbox {}: {e}", self.dir.display());
+            eprintln!(
+                "warning: could not remove sandbox {}: {e}",
+                self.dir.display()
+            );
         }
     }
 }

@@ -11,9 +11,13 @@ const TYPE_AAAA: u16 = 28;
 pub fn query(server: SocketAddr, name: &str, v6: bool) -> Result<Vec<IpAddr>> {
     let qtype = if v6 { TYPE_AAAA } else { TYPE_A };
     let id = (std::process::id() as u16) ^ 0x5a5a;
-    let bind: SocketAddr = if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-        .parse()
-        .unwrap();
+    let bind: SocketAddr = if server.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .unwrap();
     let sock = UdpSocket::bind(bind)?;
     sock.set_read_timeout(Some(Duration::from_millis(500)))?;
     sock.connect(server)?;
@@ -64,11 +68,13 @@ fn parse_answer(msg: &[u8], id: u16, qtype: u16) -> Result<Vec<IpAddr>> {
     for _ in 0..an {
         i = skip_name(msg, i)?;
         let (rtype, len) = (u16_at(i)?, u16_at(i + 8)? as usize);
-        let data = msg.get(i + 10..i + 10 + len).ok_or_else(|| bad("truncated"))?;
+        let data = msg
+            .get(i + 10..i + 10 + len)
+            .ok_or_else(|| bad("truncated"))?;
         match (rtype, len) {
-            (TYPE_A, 4) if rtype == qtype => {
-                out.push(IpAddr::V4(Ipv4Addr::new(data[0], data[1], data[2], data[3])))
-            }
+            (TYPE_A, 4) if rtype == qtype => out.push(IpAddr::V4(Ipv4Addr::new(
+                data[0], data[1], data[2], data[3],
+            ))),
             (TYPE_AAAA, 16) if rtype == qtype => {
                 let b: [u8; 16] = data.try_into().unwrap();
                 out.push(IpAddr::V6(Ipv6Addr::from(b)))
