@@ -512,6 +512,21 @@ fn keygen(path: &Path, comment: &str) {
         .arg(path));
 }
 
+/// The addresses among `addrs` that `from` opens a TCP connection to on `port`. Checked in
+/// parallel: each silently dropped one costs the whole connect timeout.
+pub fn reachable<'a>(from: &Netns, addrs: &[&'a str], port: u16) -> Vec<&'a str> {
+    std::thread::scope(|s| {
+        let checks: Vec<_> = addrs
+            .iter()
+            .map(|&a| s.spawn(move || tcp_connects(from, a, port).then_some(a)))
+            .collect();
+        checks
+            .into_iter()
+            .filter_map(|c| c.join().unwrap())
+            .collect()
+    })
+}
+
 /// Runs `f` on a thread moved into `ns`'s network namespace (setns(2) changes only the calling
 /// thread), so library code can act inside the namespace without touching the test process.
 pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
