@@ -336,16 +336,21 @@ impl Topology {
 
     fn start_sshd(&mut self) {
         let sb = self.sandbox.dir.display().to_string();
-        // A private mount (and UTS) namespace inside the server's network namespace: sshd reads
-        // /root/.ssh/authorized_keys2 from the sandbox, and gets the privilege-separation directory
-        // /run/sshd it insists on (sshd.c: "Missing privilege separation directory") on a tmpfs
-        // that hides the host's /run only from sshd. Mode 0755: sshd refuses a chroot directory
-        // that is group/world-writable (safely_chroot in session.c).
+        // A private mount (and UTS) namespace inside the server's network namespace, so that sshd
+        // - reads /root/.ssh/authorized_keys2 from the sandbox;
+        // - gets the privilege-separation directory /run/sshd it insists on (sshd.c: "Missing
+        //   privilege separation directory"), 0755 as the package makes it since the pre-auth
+        //   child is chrooted there, on a tmpfs that hides the host's /run from sshd alone;
+        // - judges root by the sandbox's shadow entry: with UsePAM no, allowed_user() (auth.c)
+        //   refuses a locked account ("!" password), which root is on many hosts;
+        // - records logins (loginrec.c: wtmp, lastlog) on a tmpfs, never in the host's /var/log.
         let script = format!(
             "set -e\n\
              hostname {SERVER_HOSTNAME}\n\
              mount --bind '{sb}/root' /root\n\
+             mount --bind '{sb}/etc/shadow' /etc/shadow\n\
              mount -t tmpfs -o mode=0755,size=1m oa-run /run\n\
+             mount -t tmpfs -o mode=0755,size=1m oa-log /var/log\n\
              mkdir -m 0755 /run/sshd\n\
              exec /usr/sbin/sshd -D -e -f '{sb}/etc/ssh/sshd_config'\n"
         );
@@ -469,6 +474,9 @@ impl Sandbox {
             "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
         )
         .unwrap();
+        // "*": no password, yet not locked (a "!" prefix would lock root out of key logins too).
+        fs::write(d.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
+        fs::set_permissions(d.join("etc/shadow"), fs::Permissions::from_mode(0o640)).unwrap();
         let host_key = d.join("etc/ssh/ssh_host_ed25519_key");
         keygen(&host_key, "oa-test-host");
         keygen(&self.support_key(), "support@oa-test");
