@@ -49,9 +49,12 @@ pub const SUPPORT_HOSTS: [&str; 2] = ["cache-ng.ovh.net", "cache-ng.ovh.ca"];
 
 /// sshd's host name (its own UTS namespace): a login that prints it reached this sshd.
 pub const SERVER_HOSTNAME: &str = "oa-server";
-/// Root-owned, 0755, outside /tmp: sshd's StrictModes (auth2-pubkeyfile.c, `auth_secure_path`)
-/// refuses keys whose directories are group/world-writable or owned by another user.
+/// Root-owned and 0755, under the world-writable /var/tmp but checked before use (nobody else may
+/// plant it): the sandbox's files must be root's alone, as sshd's StrictModes (`auth_secure_path`
+/// in misc.c) refuses keys whose file or directories up to the home are writable by others.
 const SANDBOX_BASE: &str = "/var/tmp/ovh-access-tests";
+/// The longest one run of the tool may take (it resolves, programs the firewall, writes a file).
+pub const TOOL_LIMIT: Duration = Duration::from_secs(60);
 /// Bounds on waiting for the daemons; both start in well under a second on an idle machine.
 const START_LIMIT: Duration = Duration::from_secs(15);
 
@@ -229,13 +232,17 @@ impl Topology {
     }
 
     /// The ovh-access binary, run inside the server namespace with `--root <sandbox>` first.
+    /// Killed after [`TOOL_LIMIT`] (exit status 124), so a hung netlink read fails the test
+    /// instead of stalling CI.
     pub fn tool<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
         self.srv
-            .cmd(bin())
+            .cmd("timeout")
+            .arg(TOOL_LIMIT.as_secs().to_string())
+            .arg(bin())
             .arg("--root")
             .arg(self.sandbox())
             .args(args)
@@ -244,7 +251,8 @@ impl Topology {
             .expect("run ovh-access")
     }
 
-    /// Like [`Topology::tool`], panicking with its output and sshd's log unless it exits 0.
+    /// Like [`Topology::tool`], panicking with its output unless it exits 0 (the daemons' logs
+    /// follow, printed by Drop while unwinding).
     pub fn tool_ok<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,
