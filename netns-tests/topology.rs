@@ -107,27 +107,27 @@ impl Topology {
         let sup = Netns::new("oa-sup");
         let stranger = Netns::new("oa-str");
         let dns = Netns::new("oa-dns");
-        srv.link(
-            "to-sup",
-            &sup,
-            "eth0",
-            &[&format!("{SRV_SUP_V4}/24"), &format!("{SRV_SUP_V6}/64")],
-            &[&format!("{SUP_V4}/24"), &format!("{SUP_V6}/64")],
-        );
-        srv.link(
-            "to-str",
-            &stranger,
-            "eth0",
-            &[&format!("{SRV_STR_V4}/24"), &format!("{SRV_STR_V6}/64")],
-            &[&format!("{STR_V4}/24"), &format!("{STR_V6}/64")],
-        );
-        srv.link(
-            "to-dns",
-            &dns,
-            "eth0",
-            &[&format!("{SRV_DNS_V4}/24"), &format!("{SRV_DNS_V6}/64")],
-            &[&format!("{DNS_V4}/24"), &format!("{DNS_V6}/64")],
-        );
+        let links = [
+            ("to-sup", &sup, [SRV_SUP_V4, SRV_SUP_V6], [SUP_V4, SUP_V6]),
+            (
+                "to-str",
+                &stranger,
+                [SRV_STR_V4, SRV_STR_V6],
+                [STR_V4, STR_V6],
+            ),
+            ("to-dns", &dns, [SRV_DNS_V4, SRV_DNS_V6], [DNS_V4, DNS_V6]),
+        ];
+        for (ifname, peer, [mine4, mine6], [theirs4, theirs6]) in links {
+            let mine = [format!("{mine4}/24"), format!("{mine6}/64")];
+            let theirs = [format!("{theirs4}/24"), format!("{theirs6}/64")];
+            srv.link(
+                ifname,
+                peer,
+                "eth0",
+                &[&mine[0], &mine[1]],
+                &[&theirs[0], &theirs[1]],
+            );
+        }
         let mut topo = Topology {
             srv,
             sup,
@@ -234,41 +234,38 @@ impl Topology {
     /// The ovh-access binary, run inside the server namespace with `--root <sandbox>` first.
     /// Killed after [`TOOL_LIMIT`] (exit status 124), so a hung netlink read fails the test
     /// instead of stalling CI.
+    pub fn tool_cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.srv.cmd("timeout");
+        cmd.arg(TOOL_LIMIT.as_secs().to_string())
+            .arg(bin())
+            .arg("--root")
+            .arg(self.sandbox())
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the tool (see [`Topology::tool_cmd`]) and returns its output whatever the status.
     pub fn tool<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.srv
-            .cmd("timeout")
-            .arg(TOOL_LIMIT.as_secs().to_string())
-            .arg(bin())
-            .arg("--root")
-            .arg(self.sandbox())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ovh-access")
+        self.tool_cmd(args).output().expect("run ovh-access")
     }
 
-    /// Like [`Topology::tool`], panicking with its output unless it exits 0 (the daemons' logs
-    /// follow, printed by Drop while unwinding).
+    /// Runs the tool, panicking with its output unless it exits 0 (the daemons' logs follow,
+    /// printed by Drop while unwinding).
     pub fn tool_ok<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
-        let out = self.tool(&args);
-        if !out.status.success() {
-            panic!(
-                "ovh-access {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        out
+        run(&mut self.tool_cmd(args))
     }
 
     /// Asks `server` (dnsmasq) from inside the server namespace, the way the tool will, for the A
