@@ -191,7 +191,7 @@ fn harness_teardown_leaves_nothing_also_on_panic() {
     if !can_run("harness_teardown_leaves_nothing_also_on_panic") {
         return;
     }
-    let left_behind = |names: &[String], pids: &[u32], sandbox: &std::path::Path| {
+    let assert_gone = |names: &[String], pids: &[u32], sandbox: &std::path::Path| {
         let list = run(std::process::Command::new("ip").args(["netns", "list"]));
         let list = String::from_utf8_lossy(&list.stdout).to_string();
         for n in names {
@@ -220,7 +220,7 @@ fn harness_teardown_leaves_nothing_also_on_panic() {
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     }
     drop(t);
-    left_behind(&names, &pids, &sandbox);
+    assert_gone(&names, &pids, &sandbox);
 
     // A test that fails half-way must clean up just the same (Drop runs while unwinding).
     let seen = std::sync::Mutex::new(None);
@@ -231,7 +231,7 @@ fn harness_teardown_leaves_nothing_also_on_panic() {
     }));
     assert!(caught.is_err());
     let (names, pids, sandbox) = seen.into_inner().unwrap().expect("topology was built");
-    left_behind(&names, &pids, &sandbox);
+    assert_gone(&names, &pids, &sandbox);
 }
 
 // ---------------------------------------------------------------------------------------------
