@@ -4,3 +4,4 @@ mod common;
 mod e2e;
 mod iptables;
 mod nft;
+mod topology;
