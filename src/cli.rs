@@ -174,8 +174,12 @@ pub struct RefreshArgs {
 pub fn parse_port(s: &str) -> Result<u16, String> {
     match u32::from_str(s.trim()) {
         Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-        Ok(n) => Err(format!("port {n} is outside 1-65535; give the port sshd listens on")),
-        Err(_) => Err(format!("'{s}' is not a port number; give a number from 1 to 65535")),
+        Ok(n) => Err(format!(
+            "port {n} is outside 1-65535; give the port sshd listens on"
+        )),
+        Err(_) => Err(format!(
+            "'{s}' is not a port number; give a number from 1 to 65535"
+        )),
     }
 }
 
@@ -196,7 +200,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("'{s}' has no known unit (s, m, h, d); {hint}")),
     };
     if secs == 0 {
-        return Err(format!("'{s}' is zero; a grant needs a positive duration ({hint})"));
+        return Err(format!(
+            "'{s}' is zero; a grant needs a positive duration ({hint})"
+        ));
     }
     // A year is far beyond any support intervention, and keeps nft timeouts (ms, u64) and
     // iptables --datestop (up to 2038) in range.
@@ -227,7 +233,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("4h").unwrap(), Duration::from_secs(4 * 3600));
-        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(2 * 86400));
+        assert_eq!(
+            parse_duration("2d").unwrap(),
+            Duration::from_secs(2 * 86400)
+        );
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         for bad in ["", "m", "30", "30x", "-1h", "0m", "400d", "1.5h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");

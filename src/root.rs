@@ -13,7 +13,9 @@ pub struct Root {
 impl Root {
     /// The real system root.
     pub fn system() -> Self {
-        Root { dir: PathBuf::from("/") }
+        Root {
+            dir: PathBuf::from("/"),
+        }
     }
 
     /// A root given with `--root`: it must exist and be a directory.
@@ -66,9 +68,17 @@ mod tests {
 
     #[test]
     fn paths_stay_inside_the_root() {
-        let r = Root { dir: PathBuf::from("/sandbox") };
-        assert_eq!(r.path("/etc/ssh/sshd_config"), Path::new("/sandbox/etc/ssh/sshd_config"));
-        assert_eq!(r.path("/../../etc/passwd"), Path::new("/sandbox/etc/passwd"));
+        let r = Root {
+            dir: PathBuf::from("/sandbox"),
+        };
+        assert_eq!(
+            r.path("/etc/ssh/sshd_config"),
+            Path::new("/sandbox/etc/ssh/sshd_config")
+        );
+        assert_eq!(
+            r.path("/../../etc/passwd"),
+            Path::new("/sandbox/etc/passwd")
+        );
         assert_eq!(r.path("root/.ssh"), Path::new("/sandbox/root/.ssh"));
         assert!(Root::system().is_system());
     }

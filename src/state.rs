@@ -114,7 +114,8 @@ impl State {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
             Err(e) => {
-                return Err(e).with_context(|| format!("cannot read the state file {}", path.display()))
+                return Err(e)
+                    .with_context(|| format!("cannot read the state file {}", path.display()))
             }
         };
         let st: State = serde_json::from_slice(&text).with_context(|| {
@@ -162,7 +163,8 @@ impl State {
         })();
         if let Err(e) = res {
             let _ = fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("cannot write the state file {}", path.display()));
+            return Err(e)
+                .with_context(|| format!("cannot write the state file {}", path.display()));
         }
         Ok(())
     }
@@ -249,7 +251,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path()).unwrap();
         assert_eq!(State::load(&root).unwrap(), State::default());
-        let st = State { version: 1, granted: Some(grant()), intent: None };
+        let st = State {
+            version: 1,
+            granted: Some(grant()),
+            intent: None,
+        };
         st.save(&root).unwrap();
         assert_eq!(State::load(&root).unwrap(), st);
         // No temp file left behind.
@@ -283,8 +289,13 @@ mod tests {
         let _held = Lock::acquire(&root, Duration::from_secs(1)).unwrap();
         // flock locks belong to the open file description: a second open in the same process
         // conflicts like another process would.
-        let e = Lock::acquire(&root, Duration::from_millis(200)).err().unwrap();
+        let e = Lock::acquire(&root, Duration::from_millis(200))
+            .err()
+            .unwrap();
         let msg = format!("{e:#}");
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
     }
 }

@@ -39,7 +39,12 @@ pub fn unique_suffix() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!("{:x}{:x}{:x}", std::process::id() & 0xffff, n, nanos & 0xfff)
+    format!(
+        "{:x}{:x}{:x}",
+        std::process::id() & 0xffff,
+        n,
+        nanos & 0xfff
+    )
 }
 
 /// Run a command, panic with its output when it fails.
@@ -108,7 +113,14 @@ impl Netns {
 
     /// Connect a veth pair between `self` and `peer`, with the given addresses (CIDR) on each side.
     /// Interface names are derived from the namespace names' suffixes and stay under 15 bytes.
-    pub fn link(&self, ifname: &str, peer: &Netns, peer_ifname: &str, mine: &[&str], theirs: &[&str]) {
+    pub fn link(
+        &self,
+        ifname: &str,
+        peer: &Netns,
+        peer_ifname: &str,
+        mine: &[&str],
+        theirs: &[&str],
+    ) {
         // Created in self, then one end moved: names must be unique only inside each namespace.
         self.sh(&format!(
             "ip link add {ifname} type veth peer name {peer_ifname} && ip link set {peer_ifname} netns {}",
