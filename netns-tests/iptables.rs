@@ -6,7 +6,6 @@
 use std::net::{IpAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ovh_access::cli::FirewallChoice;
@@ -27,7 +26,9 @@ const SRV_V4_STRANGER_SIDE: &str = "198.51.100.1";
 const SRV_V6_STRANGER_SIDE: &str = "2001:db8:2::1";
 
 fn ruleset(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rulesets").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("rulesets")
+        .join(name)
 }
 
 /// Run `f` on a thread that joined `ns`'s network namespace; only that thread moves, and the
@@ -58,7 +59,13 @@ impl Lab {
         let srv = Netns::new("oa-ipt-srv");
         let sup = Netns::new("oa-ipt-sup");
         let stranger = Netns::new("oa-ipt-str");
-        srv.link("vsup", &sup, "vsrv", &["192.0.2.1/24", "2001:db8:1::1/64"], &["192.0.2.2/24", "2001:db8:1::2/64"]);
+        srv.link(
+            "vsup",
+            &sup,
+            "vsrv",
+            &["192.0.2.1/24", "2001:db8:1::1/64"],
+            &["192.0.2.2/24", "2001:db8:1::2/64"],
+        );
         srv.link(
             "vstr",
             &stranger,
@@ -69,9 +76,20 @@ impl Lab {
         // A dual-stack listener per port: the kernel completes the handshake from its backlog,
         // which is all `tcp_connects` needs.
         let listeners = in_ns(&srv, || {
-            PORTS.iter().map(|p| TcpListener::bind(("::", *p)).expect("bind the SSH port in the server namespace")).collect()
+            PORTS
+                .iter()
+                .map(|p| {
+                    TcpListener::bind(("::", *p))
+                        .expect("bind the SSH port in the server namespace")
+                })
+                .collect()
         });
-        Lab { srv, sup, stranger, _listeners: listeners }
+        Lab {
+            srv,
+            sup,
+            stranger,
+            _listeners: listeners,
+        }
     }
 
     /// Load an iptables-save file into one layer of the server.
@@ -80,12 +98,16 @@ impl Lab {
     }
 
     fn save(&self, backend: IptablesBackend) -> String {
-        strip_volatile(&String::from_utf8(run(&mut self.srv.cmd(backend.program("save"))).stdout).unwrap())
+        strip_volatile(
+            &String::from_utf8(run(&mut self.srv.cmd(backend.program("save"))).stdout).unwrap(),
+        )
     }
 
     /// Does the support host get through to every port (IPv4, and IPv6 when `v6`)?
     fn support_reaches_all(&self, v6: bool) -> bool {
-        PORTS.iter().all(|p| tcp_connects(&self.sup, SRV_V4, *p) && (!v6 || tcp_connects(&self.sup, SRV_V6, *p)))
+        PORTS.iter().all(|p| {
+            tcp_connects(&self.sup, SRV_V4, *p) && (!v6 || tcp_connects(&self.sup, SRV_V6, *p))
+        })
     }
 
     /// Does any connection from the support host get through (first port, both families)?
@@ -107,7 +129,10 @@ impl Lab {
                     hs.push(s.spawn(move || tcp_connects(&self.stranger, SRV_V6_STRANGER_SIDE, p)));
                 }
             }
-            hs.into_iter().map(|h| h.join().unwrap()).any(|x| x)
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<bool>>()
+                .contains(&true)
         })
     }
 
@@ -125,7 +150,10 @@ impl Lab {
 
 fn request(timeout: Option<Duration>) -> OpenRequest {
     OpenRequest {
-        addresses: [SUP_V4, SUP_V6].iter().map(|a| a.parse::<IpAddr>().unwrap()).collect(),
+        addresses: [SUP_V4, SUP_V6]
+            .iter()
+            .map(|a| a.parse::<IpAddr>().unwrap())
+            .collect(),
         ports: PORTS.to_vec(),
         timeout,
     }
@@ -156,15 +184,19 @@ impl NftStandIn {
                 "nft --echo --handle insert rule inet filter input {fam} saddr {addr} tcp dport '{{ 22, 2222 }}' accept"
             ));
             let text = String::from_utf8(out.stdout).unwrap();
-            let handle = text.lines().find_map(|l| l.rsplit_once("# handle ")?.1.trim().parse().ok());
-            handles.push(handle.unwrap_or_else(|| panic!("no handle in nft --echo output: {text}")));
+            let handle = text
+                .lines()
+                .find_map(|l| l.rsplit_once("# handle ")?.1.trim().parse().ok());
+            handles
+                .push(handle.unwrap_or_else(|| panic!("no handle in nft --echo output: {text}")));
         }
         NftStandIn { handles }
     }
 
     fn close(self, lab: &Lab) {
         for h in self.handles {
-            lab.srv.sh(&format!("nft delete rule inet filter input handle {h}"));
+            lab.srv
+                .sh(&format!("nft delete rule inet filter input handle {h}"));
         }
     }
 }
@@ -209,41 +241,78 @@ fn run_scenario(test: &str, sc: &Scenario) {
     let mut bes = backends(&layers);
     let before: Vec<String> = bes.iter().map(|b| lab.save(*b)).collect();
     let nft_before = lab.srv.ruleset();
-    assert!(!lab.support_reaches_any(sc.v6), "{test}: the ruleset should shut the support host out before the grant");
+    assert!(
+        !lab.support_reaches_any(sc.v6),
+        "{test}: the ruleset should shut the support host out before the grant"
+    );
 
     // A dry run shows the restore input and changes nothing.
     for b in &mut bes {
         let mut b2 = *b;
         let dry = in_ns(&lab.srv, move || b2.open(&request(None), true)).unwrap();
-        assert!(dry.changed && dry.script.starts_with("*filter\n") && dry.script.ends_with("COMMIT\n"), "{test}: {dry:?}");
-        assert!(dry.script.contains("-I INPUT 1 -m comment --comment ovh-access -j OVH-ACCESS"), "{test}: {}", dry.script);
+        assert!(
+            dry.changed && dry.script.starts_with("*filter\n") && dry.script.ends_with("COMMIT\n"),
+            "{test}: {dry:?}"
+        );
+        assert!(
+            dry.script
+                .contains("-I INPUT 1 -m comment --comment ovh-access -j OVH-ACCESS"),
+            "{test}: {}",
+            dry.script
+        );
     }
-    assert_eq!(bes.iter().map(|b| lab.save(*b)).collect::<Vec<_>>(), before, "{test}: a dry run changed the ruleset");
+    assert_eq!(
+        bes.iter().map(|b| lab.save(*b)).collect::<Vec<_>>(),
+        before,
+        "{test}: a dry run changed the ruleset"
+    );
 
     let mut changes = Vec::new();
     for b in &bes {
         let mut b2 = *b;
-        changes.push(in_ns(&lab.srv, move || b2.open(&request(None), false)).unwrap_or_else(|e| panic!("{test}: open: {e:#}")));
+        changes.push(
+            in_ns(&lab.srv, move || b2.open(&request(None), false))
+                .unwrap_or_else(|e| panic!("{test}: open: {e:#}")),
+        );
     }
     for c in &changes {
         assert!(c.changed, "{test}: {c:?}");
-        assert!(c.chains.contains(&"filter INPUT".to_string()), "{test}: {c:?}");
+        assert!(
+            c.chains.contains(&"filter INPUT".to_string()),
+            "{test}: {c:?}"
+        );
     }
     let stand_in = layers.contains(&LayerKind::Nft).then(|| {
         // Only the iptables layers are open: the nft table still drops (both hooks must accept).
-        assert!(!lab.support_reaches_any(sc.v6), "{test}: the nft layer dropped nothing?");
+        assert!(
+            !lab.support_reaches_any(sc.v6),
+            "{test}: the nft layer dropped nothing?"
+        );
         NftStandIn::open(&lab)
     });
-    assert!(lab.support_reaches_all(sc.v6), "{test}: the support host is still shut out after open");
-    assert!(!lab.stranger_reaches_any(sc.v6), "{test}: the stranger got through");
+    assert!(
+        lab.support_reaches_all(sc.v6),
+        "{test}: the support host is still shut out after open"
+    );
+    assert!(
+        !lab.stranger_reaches_any(sc.v6),
+        "{test}: the stranger got through"
+    );
 
     // Open again with the same request: found as it should be, nothing to do.
     for b in &bes {
         let mut b2 = *b;
         let again = in_ns(&lab.srv, move || b2.open(&request(None), false)).unwrap();
-        assert!(!again.changed && again.script.is_empty(), "{test}: second open: {again:?}");
+        assert!(
+            !again.changed && again.script.is_empty(),
+            "{test}: second open: {again:?}"
+        );
         let st = in_ns(&lab.srv, move || b2.state()).unwrap();
-        assert_eq!(st.jumps.iter().filter(|j| j.chain == "INPUT").count(), 1, "{test}: {st:?}");
+        assert_eq!(
+            st.jumps.iter().filter(|j| j.chain == "INPUT").count(),
+            1,
+            "{test}: {st:?}"
+        );
         assert!(st.jumps.iter().all(|j| j.at_head), "{test}: {st:?}");
     }
 
@@ -252,15 +321,29 @@ fn run_scenario(test: &str, sc: &Scenario) {
     }
     for b in &bes {
         let mut b2 = *b;
-        let c = in_ns(&lab.srv, move || b2.close(false)).unwrap_or_else(|e| panic!("{test}: close: {e:#}"));
+        let c = in_ns(&lab.srv, move || b2.close(false))
+            .unwrap_or_else(|e| panic!("{test}: close: {e:#}"));
         assert!(c.changed, "{test}: {c:?}");
         let again = in_ns(&lab.srv, move || b2.close(false)).unwrap();
-        assert!(!again.changed, "{test}: a second close found something: {again:?}");
+        assert!(
+            !again.changed,
+            "{test}: a second close found something: {again:?}"
+        );
     }
-    assert!(!lab.support_reaches_any(sc.v6), "{test}: the support host still gets in after close");
+    assert!(
+        !lab.support_reaches_any(sc.v6),
+        "{test}: the support host still gets in after close"
+    );
     let after: Vec<String> = bes.iter().map(|b| lab.save(*b)).collect();
-    assert_eq!(after, before, "{test}: the ruleset after close differs from the one before");
-    assert_eq!(without_counters(&lab.srv.ruleset()), without_counters(&nft_before), "{test}: nft ruleset");
+    assert_eq!(
+        after, before,
+        "{test}: the ruleset after close differs from the one before"
+    );
+    assert_eq!(
+        without_counters(&lab.srv.ruleset()),
+        without_counters(&nft_before),
+        "{test}: nft ruleset"
+    );
 }
 
 /// `nft list ruleset` without the values of `counter packets N bytes M`: iptables-nft puts a
@@ -400,4 +483,169 @@ fn iptables_legacy_accept_only_nft_drops() {
             v6: true,
         },
     );
+}
+
+/// A grant with a duration: the kernel (xt_time, or nft's meta time for iptables-nft) stops
+/// matching at --datestop with no process running; the rule stays until close removes it.
+fn expiry(test: &str, variant: Variant, v4_file: &str, v6_file: &str) {
+    let lab = Lab::new();
+    let v4 = IptablesBackend::new(variant, Family::V4);
+    let v6 = IptablesBackend::new(variant, Family::V6);
+    lab.load(v4, v4_file);
+    lab.load(v6, v6_file);
+    let before = (lab.save(v4), lab.save(v6));
+    let opened = Instant::now();
+    for b in [v4, v6] {
+        let mut b = b;
+        let c = in_ns(&lab.srv, move || {
+            b.open(&request(Some(Duration::from_secs(5))), false)
+        })
+        .unwrap();
+        assert!(
+            c.script.contains(" -m time --datestop "),
+            "{test}: {}",
+            c.script
+        );
+    }
+    assert!(
+        lab.support_reaches_all(true),
+        "{test}: the support host is shut out right after open"
+    );
+    // Bounded: 15 s at most, each failed attempt costs 2 s.
+    let closed = wait_until(Duration::from_secs(15), || !lab.support_reaches_any(true));
+    let took = opened.elapsed();
+    assert!(closed, "{test}: still open {took:?} after a 5 s grant");
+    // --datestop is truncated to the second: the grant lasts between 4 and 5 s (plus polling).
+    assert!(
+        took >= Duration::from_secs(4),
+        "{test}: closed after {took:?}, before the 5 s were over"
+    );
+    let st = in_ns(&lab.srv, move || v4.state()).unwrap();
+    assert!(
+        !st.rules.is_empty() && st.open_addresses(std::time::SystemTime::now()).is_empty(),
+        "{test}: {st:?}"
+    );
+    for b in [v4, v6] {
+        let mut b = b;
+        in_ns(&lab.srv, move || b.close(false)).unwrap();
+    }
+    assert_eq!(
+        (lab.save(v4), lab.save(v6)),
+        before,
+        "{test}: ruleset after close"
+    );
+}
+
+#[test]
+fn iptables_legacy_grant_expires_by_itself() {
+    if !can_run("iptables_legacy_grant_expires_by_itself") {
+        return;
+    }
+    expiry(
+        "legacy --for 5s",
+        Variant::Legacy,
+        "legacy-input-drop.v4.rules",
+        "legacy-input-drop.v6.rules",
+    );
+}
+
+#[test]
+fn iptables_nft_grant_expires_by_itself() {
+    if !can_run("iptables_nft_grant_expires_by_itself") {
+        return;
+    }
+    expiry(
+        "iptables-nft --for 5s",
+        Variant::Nft,
+        "nft-input-drop.v4.rules",
+        "nft-input-drop.v6.rules",
+    );
+}
+
+#[test]
+fn iptables_legacy_tables_are_read_in_the_threads_namespace() {
+    if !can_run("iptables_legacy_tables_are_read_in_the_threads_namespace") {
+        return;
+    }
+    let srv = Netns::new("oa-ipt-ns");
+    let main_thread_view =
+        std::fs::read_to_string("/proc/self/net/ip_tables_names").unwrap_or_default();
+    // Nothing loaded yet: no legacy table in the namespace, and open creates none.
+    let (tables, change) = in_ns(&srv, || {
+        let mut b = IptablesBackend::new(Variant::Legacy, Family::V4);
+        let change = b.open(&request(None), false).unwrap();
+        (legacy_tables(Family::V4), change)
+    });
+    assert!(tables.is_empty(), "{tables:?}");
+    assert!(
+        !change.changed && change.notes.iter().any(|n| n.contains("no filter table")),
+        "{change:?}"
+    );
+    assert!(
+        in_ns(&srv, || legacy_tables(Family::V4)).is_empty(),
+        "open created a legacy table"
+    );
+
+    run(srv
+        .cmd("iptables-legacy-restore")
+        .arg(ruleset("legacy-input-drop.v4.rules")));
+    let (thread_self, proc_self) = in_ns(&srv, || {
+        (
+            legacy_tables(Family::V4),
+            std::fs::read_to_string("/proc/self/net/ip_tables_names").unwrap_or_default(),
+        )
+    });
+    assert_eq!(thread_self, vec!["filter".to_string()]);
+    // /proc/self/net follows the thread-group leader, i.e. the main thread's namespace.
+    assert_eq!(proc_self, main_thread_view);
+}
+
+#[test]
+fn iptables_nft_refuses_a_native_table_named_filter() {
+    if !can_run("iptables_nft_refuses_a_native_table_named_filter") {
+        return;
+    }
+    let lab = Lab::new();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "table ip filter {\n  chain input {\n    type filter hook input priority filter; policy drop;\n  }\n}\n").unwrap();
+    lab.srv.load_nft(file.path());
+    let (_, layers) = lab.detect(FirewallChoice::Auto);
+    assert_eq!(
+        layers.unwrap(),
+        vec![LayerKind::Nft],
+        "a native `table ip filter` is nftables' layer"
+    );
+    let before = lab.srv.ruleset();
+    let err = in_ns(&lab.srv, || {
+        IptablesBackend::new(Variant::Nft, Family::V4).open(&request(None), false)
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("written with nft, not iptables-nft"),
+        "{err:#}"
+    );
+    assert_eq!(lab.srv.ruleset(), before);
+}
+
+#[test]
+fn iptables_detect_sees_ufw_from_its_chains() {
+    if !can_run("iptables_detect_sees_ufw_from_its_chains") {
+        return;
+    }
+    let lab = Lab::new();
+    let (facts, _) = lab.detect(FirewallChoice::Auto);
+    assert!(
+        !facts.ufw_present && facts.legacy_v4_tables.is_empty() && facts.nft_tables.is_empty(),
+        "{facts:?}"
+    );
+    lab.load(
+        IptablesBackend::new(Variant::Legacy, Family::V4),
+        "ufw.v4.rules",
+    );
+    let (facts, layers) = lab.detect(FirewallChoice::Auto);
+    assert!(facts.ufw_present, "{facts:?}");
+    assert_eq!(facts.legacy_v4_tables, vec!["filter".to_string()]);
+    assert_eq!(layers.unwrap(), vec![LEGACY_V4]);
+    assert!(detect::notes(&facts).iter().any(|n| n.contains("ufw")));
 }

@@ -118,9 +118,14 @@ impl IptablesBackend {
         }
         let program = self.program("save");
         let text = exec::save(&program)?;
-        // iptables-nft-save prints this for a native nft table named like an xtables one
-        // (`table ip filter` written with nft): its rules are not xtables rules.
-        if text.contains("is incompatible, use 'nft' tool") {
+        // For a native nft table named like an xtables one (`table ip filter` written with nft),
+        // iptables-nft-save prints "# Table `filter' contains incompatible base-chains" (or "is
+        // incompatible") and then an empty *filter with ACCEPT policies that does not exist:
+        // restoring into it would mix xtables rules into the user's native table.
+        if text
+            .lines()
+            .any(|l| l.starts_with("# Table") && l.contains("incompatible"))
+        {
             anyhow::bail!(
                 "{program}: the {} filter table was written with nft, not iptables-nft; it belongs to the nftables layer, use --firewall auto or nft",
                 self.family.label()
