@@ -6,6 +6,7 @@
 use std::net::{IpAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ovh_access::cli::FirewallChoice;
@@ -648,4 +649,85 @@ fn iptables_detect_sees_ufw_from_its_chains() {
     assert_eq!(facts.legacy_v4_tables, vec!["filter".to_string()]);
     assert_eq!(layers.unwrap(), vec![LEGACY_V4]);
     assert!(detect::notes(&facts).iter().any(|n| n.contains("ufw")));
+}
+
+/// Benchmark rows for the iptables layers (beside the nft backend's): median time of open and of
+/// close on a filter table of N rules, next to `*-save` alone and `*-restore --noflush` applying
+/// the same script directly: open costs one save, its parsing and one restore. (Peak memory is
+/// not measured: a child's ru_maxrss includes the test process's own high-water mark, which
+/// Linux carries over exec.) Run it with
+/// `cargo test --test netns -- --ignored iptables_bench --nocapture --test-threads 1`.
+#[test]
+#[ignore = "benchmark: run explicitly"]
+fn iptables_bench() {
+    if !can_run("iptables_bench") {
+        return;
+    }
+    const RUNS: usize = 5;
+    let sizes = [10usize, 1_000, 10_000, 100_000];
+    println!("| layer | rules | open (median) | close (median) | `*-save` alone | `*-restore` of the same script |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for variant in [Variant::Legacy, Variant::Nft] {
+        for &n in &sizes {
+            let ns = Netns::new("oa-ipt-bench");
+            let b = IptablesBackend::new(variant, Family::V4);
+            let mut text = String::from(
+                "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+            );
+            for i in 0..n {
+                // Distinct rules from documentation addresses: 203.0.113.x sources, varied ports.
+                text.push_str(&format!(
+                    "-A INPUT -s 203.0.113.{}/32 -p tcp -m tcp --dport {} -j DROP\n",
+                    i % 256,
+                    1024 + i / 256
+                ));
+            }
+            text.push_str("COMMIT\n");
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &text).unwrap();
+            run(ns.cmd(b.program("restore")).arg(file.path()));
+            let (open, close, floor) = in_ns(&ns, move || {
+                let mut b = b;
+                let (mut open, mut close, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..RUNS {
+                    let t = Instant::now();
+                    let c = b.open(&request(None), false).unwrap();
+                    open.push(t.elapsed());
+                    let t = Instant::now();
+                    b.close(false).unwrap();
+                    close.push(t.elapsed());
+                    let t = Instant::now();
+                    ovh_access::firewall::iptables::exec::restore(
+                        &b.program("restore"),
+                        Family::V4,
+                        &c.script,
+                    )
+                    .unwrap();
+                    floor.push(t.elapsed());
+                    b.close(false).unwrap();
+                }
+                (median(open), median(close), median(floor))
+            });
+            let save = in_ns(&ns, move || {
+                median(
+                    (0..RUNS)
+                        .map(|_| {
+                            let t = Instant::now();
+                            run(&mut Command::new(b.program("save")));
+                            t.elapsed()
+                        })
+                        .collect(),
+                )
+            });
+            println!(
+                "| {} | {n} | {open:.1?} | {close:.1?} | {save:.1?} | {floor:.1?} |",
+                b.name()
+            );
+        }
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
 }
