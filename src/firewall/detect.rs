@@ -98,6 +98,32 @@ pub fn layers(choice: FirewallChoice, facts: &FirewallFacts) -> Result<Vec<Layer
     }
 }
 
+/// The layers `revoke`, `status` and `restore` must look at: every layer that exists, whatever
+/// `--firewall` the grant used and even under firewalld — removing the tool's objects is always
+/// safe, and refusing it would leave the support's door open.
+pub fn layers_for_removal(facts: &FirewallFacts) -> Vec<LayerKind> {
+    let mut all = Vec::new();
+    if !facts.legacy_v4_tables.is_empty() {
+        all.push(LayerKind::Iptables(Variant::Legacy, Family::V4));
+    }
+    if !facts.legacy_v6_tables.is_empty() {
+        all.push(LayerKind::Iptables(Variant::Legacy, Family::V6));
+    }
+    for (fam, family) in [("ip", Family::V4), ("ip6", Family::V6)] {
+        if facts
+            .nft_tables
+            .iter()
+            .any(|t| t.made_by_iptables_nft && t.family == fam)
+        {
+            all.push(LayerKind::Iptables(Variant::Nft, family));
+        }
+    }
+    if facts.nft_tables.iter().any(|t| !t.made_by_iptables_nft) {
+        all.push(LayerKind::Nft);
+    }
+    all
+}
+
 /// What an operator should know about the layers found (one sentence each).
 pub fn notes(facts: &FirewallFacts) -> Vec<String> {
     let mut n = Vec::new();
@@ -356,6 +382,24 @@ mod tests {
         );
         assert!(layers(FirewallChoice::None, &facts).unwrap().is_empty());
         assert!(notes(&facts).iter().any(|n| n.contains("firewalld")));
+    }
+
+    #[test]
+    fn removal_looks_everywhere() {
+        let facts = FirewallFacts {
+            legacy_v6_tables: vec!["filter".into()],
+            nft_tables: vec![
+                table("ip", "filter", true, true),
+                table("inet", "firewalld", false, true),
+            ],
+            firewalld_running: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            layers_for_removal(&facts),
+            vec![LEGACY_V6, XT_V4, LayerKind::Nft]
+        );
+        assert!(layers_for_removal(&FirewallFacts::default()).is_empty());
     }
 
     #[test]

@@ -124,7 +124,7 @@ impl IptablesBackend {
         // restoring into it would mix xtables rules into the user's native table.
         if text
             .lines()
-            .any(|l| l.starts_with("# Table") && l.contains("incompatible"))
+            .any(|l| l.starts_with("# Table `filter'") && l.contains("incompatible"))
         {
             anyhow::bail!(
                 "{program}: the {} filter table was written with nft, not iptables-nft; it belongs to the nftables layer, use --firewall auto or nft",

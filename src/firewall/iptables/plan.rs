@@ -227,7 +227,7 @@ fn removal_lines(filter: &SavedTable, chain: &str) -> Result<Vec<String>> {
         if c.name == CHAIN_IN || c.name == CHAIN_OUT {
             continue;
         }
-        for rule in c.rules.iter().filter(|r| r.target() == Some(chain)) {
+        for rule in c.rules.iter().filter(|r| r.targets(chain)) {
             if !rule.has_comment(TAG) {
                 bail!(
                     "the rule '-A {} {}' jumps to the tool's chain {chain} but was not added by the tool; delete it by hand (iptables -D {} {}), then run the command again",
@@ -252,7 +252,7 @@ fn tool_jumps<'a>(filter: &'a SavedTable, builtin: &str) -> Vec<(usize, &'a Save
     c.rules
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.has_comment(TAG) && matches!(r.target(), Some(CHAIN_IN | CHAIN_OUT)))
+        .filter(|(_, r)| r.has_comment(TAG) && (r.targets(CHAIN_IN) || r.targets(CHAIN_OUT)))
         .collect()
 }
 
@@ -331,7 +331,7 @@ pub fn format_utc(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::iptables::save::{parse, split_args, SavedChain};
+    use crate::firewall::iptables::save::{parse, SavedChain};
 
     const LEGACY_V4: &str = include_str!("../../../rulesets/legacy-input-drop.v4.rules");
     const LEGACY_V6: &str = include_str!("../../../rulesets/legacy-input-drop.v6.rules");
@@ -415,10 +415,7 @@ mod tests {
     }
 
     fn rule(spec: &str) -> SavedRule {
-        SavedRule {
-            spec: spec.to_string(),
-            args: split_args(spec),
-        }
+        SavedRule::new(spec)
     }
 
     #[test]
@@ -448,7 +445,7 @@ mod tests {
         assert_eq!(p.chains, vec!["filter INPUT"]);
         let after = apply(&t, &p.script);
         assert_eq!(
-            after.chain("INPUT").unwrap().rules[0].target(),
+            after.chain("INPUT").unwrap().rules[0].target().as_deref(),
             Some(CHAIN_IN)
         );
         // The user's rules are all still there, in order, behind the jump.
@@ -482,8 +479,11 @@ mod tests {
         let after = apply(&t, &p.script);
         // ufw's own chains and jumps are untouched, the tool's jump comes before them.
         let input = &after.chain("INPUT").unwrap().rules;
-        assert_eq!(input[0].target(), Some(CHAIN_IN));
-        assert_eq!(input[1].target(), Some("ufw-before-logging-input"));
+        assert_eq!(input[0].target().as_deref(), Some(CHAIN_IN));
+        assert_eq!(
+            input[1].target().as_deref(),
+            Some("ufw-before-logging-input")
+        );
         let again = open(Some(&after), Family::V4, &r, at(100)).unwrap();
         assert!(!again.changed, "{again:?}");
         assert!(again.script.is_empty());
@@ -522,7 +522,7 @@ mod tests {
         let second = apply(&first, &p.script);
         let rules = &second.chain(CHAIN_IN).unwrap().rules;
         assert_eq!(rules.len(), 1);
-        assert_eq!(rules[0].option("-s"), Some("192.0.2.3/32"));
+        assert_eq!(rules[0].option("-s").as_deref(), Some("192.0.2.3/32"));
         // No address of the family left: the objects go away, the table is as before.
         let none = open(
             Some(&second),
@@ -573,7 +573,7 @@ mod tests {
             .contains("-D INPUT -m comment --comment ovh-access -j OVH-ACCESS\n-I INPUT 1 "));
         let fixed = apply(&opened, &p.script);
         assert_eq!(
-            fixed.chain("INPUT").unwrap().rules[0].target(),
+            fixed.chain("INPUT").unwrap().rules[0].target().as_deref(),
             Some(CHAIN_IN)
         );
         assert_eq!(

@@ -23,30 +23,49 @@ pub struct SavedChain {
 pub struct SavedRule {
     /// The rule as printed after `-A CHAIN `, e.g. `-s 192.0.2.1/32 -j ACCEPT`.
     pub spec: String,
-    /// `spec` split the way iptables-restore splits it (double quotes group, `\"` escapes).
-    pub args: Vec<String>,
 }
 
 impl SavedRule {
+    pub fn new(spec: &str) -> SavedRule {
+        SavedRule {
+            spec: spec.to_string(),
+        }
+    }
+
+    /// `spec` split the way iptables-restore splits it (double quotes group, `\"` escapes).
+    /// Split on demand: a table of 100 000 rules is read for the few that concern the tool.
+    pub fn args(&self) -> Vec<String> {
+        split_args(&self.spec)
+    }
+
     /// The value of `-j`/`-g` (`--jump`/`--goto`), if any.
-    pub fn target(&self) -> Option<&str> {
-        self.args
+    pub fn target(&self) -> Option<String> {
+        self.args()
             .windows(2)
             .find(|w| matches!(w[0].as_str(), "-j" | "--jump" | "-g" | "--goto"))
-            .map(|w| w[1].as_str())
+            .map(|w| w[1].clone())
+    }
+
+    /// True when the rule jumps (or goes) to `chain`; a substring test first, so that rules
+    /// that cannot be such a jump are not split.
+    pub fn targets(&self, chain: &str) -> bool {
+        self.spec.contains(chain) && self.target().as_deref() == Some(chain)
     }
 
     /// The value following `option` (e.g. `--comment`, `--datestop`).
-    pub fn option(&self, option: &str) -> Option<&str> {
-        self.args
+    pub fn option(&self, option: &str) -> Option<String> {
+        if !self.spec.contains(option) {
+            return None;
+        }
+        self.args()
             .windows(2)
             .find(|w| w[0] == option)
-            .map(|w| w[1].as_str())
+            .map(|w| w[1].clone())
     }
 
     /// True when the rule carries `-m comment --comment <tag>`.
     pub fn has_comment(&self, tag: &str) -> bool {
-        self.option("--comment") == Some(tag)
+        self.spec.contains(tag) && self.option("--comment").as_deref() == Some(tag)
     }
 }
 
@@ -112,10 +131,7 @@ pub fn parse(text: &str) -> Result<Vec<SavedTable>> {
         let Some(c) = table.chains.iter_mut().find(|c| c.name == chain) else {
             bail!("iptables-save output line {lineno}: rule for chain {chain} which was not declared; the save output is corrupt");
         };
-        c.rules.push(SavedRule {
-            spec: spec.to_string(),
-            args: split_args(spec),
-        });
+        c.rules.push(SavedRule::new(spec));
     }
     if let Some(t) = current {
         bail!(
@@ -219,8 +235,12 @@ COMMIT
             "-m comment --comment ovh-access -j OVH-ACCESS"
         );
         assert!(input[0].has_comment("ovh-access"));
-        assert_eq!(input[0].target(), Some("OVH-ACCESS"));
-        assert_eq!(input[1].option("--comment"), Some("loop back \"ok\""));
+        assert_eq!(input[0].target().as_deref(), Some("OVH-ACCESS"));
+        assert!(input[0].targets("OVH-ACCESS") && !input[1].targets("OVH-ACCESS"));
+        assert_eq!(
+            input[1].option("--comment").as_deref(),
+            Some("loop back \"ok\"")
+        );
         assert!(!input[1].has_comment("ovh-access"));
     }
 

@@ -82,9 +82,7 @@ pub fn tool_state(filter: Option<&SavedTable>) -> ToolState {
         if chain.name == CHAIN_IN || chain.name == CHAIN_OUT {
             for rule in chain.rules.iter().filter(|r| r.has_comment(TAG)) {
                 let addr = rule.option("-s").or_else(|| rule.option("-d"));
-                let address = addr
-                    .and_then(|a| a.split('/').next())
-                    .and_then(|a| a.parse().ok());
+                let address = addr.and_then(|a| a.split('/').next().and_then(|a| a.parse().ok()));
                 let ports = rule.option("--dports").or_else(|| rule.option("--sports"));
                 let (Some(address), Some(ports)) = (address, ports) else {
                     continue;
@@ -93,14 +91,14 @@ pub fn tool_state(filter: Option<&SavedTable>) -> ToolState {
                     chain: chain.name.clone(),
                     address,
                     ports: ports.split(',').filter_map(|p| p.parse().ok()).collect(),
-                    datestop: rule.option("--datestop").map(String::from),
+                    datestop: rule.option("--datestop"),
                 });
             }
             continue;
         }
         for (i, rule) in chain.rules.iter().enumerate() {
-            if let Some(target @ (CHAIN_IN | CHAIN_OUT)) = rule.target() {
-                if rule.has_comment(TAG) {
+            for target in [CHAIN_IN, CHAIN_OUT] {
+                if rule.targets(target) && rule.has_comment(TAG) {
                     st.jumps.push(Jump {
                         chain: chain.name.clone(),
                         target: target.to_string(),
