@@ -272,8 +272,9 @@ fn accept_spec(hook: &Hook, addr: &IpAddr, ports: &[u16], datestop: Option<&str>
         ports.join(",")
     );
     if let Some(stop) = datestop {
-        // xt_time compares the packet's wall-clock time in UTC (no --kerneltz): the kernel
-        // itself ends the grant, even if the tool never runs again.
+        // libxt_time reads the date as UTC and xt_time compares it, in seconds since the epoch,
+        // with the packet's wall-clock time (--kerneltz only shifts daytime and weekday
+        // matches): the kernel itself ends the grant, even if the tool never runs again.
         s.push_str(&format!(" -m time --datestop {stop}"));
     }
     s.push_str(&format!(" -m comment --comment {TAG} -j ACCEPT"));
