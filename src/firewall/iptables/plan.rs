@@ -1,0 +1,733 @@
+//! Planning: the `iptables-restore --noflush` input that brings one layer's filter table from what
+//! `iptables-save` showed to what the request asks, as a pure function of the two.
+//!
+//! Shape of what the tool owns in a filter table (Tailscale's linuxfw does the same): its own
+//! chain, one tagged jump at the head of the built-in chain, and in the chain one ACCEPT per
+//! address. Everything is found again by name and tag, never by position.
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Result};
+
+use super::save::{SavedRule, SavedTable};
+use super::Family;
+use crate::firewall::{OpenRequest, TAG};
+
+/// The tool's chain for incoming SSH (jumped to from INPUT).
+pub const CHAIN_IN: &str = "OVH-ACCESS";
+/// The tool's chain for the SSH replies (jumped to from OUTPUT, only when OUTPUT's policy drops).
+pub const CHAIN_OUT: &str = "OVH-ACCESS-OUT";
+/// `-m multiport` takes at most 15 ports per rule (XT_MULTI_PORTS in xt_multiport.h).
+const MULTIPORT_MAX: usize = 15;
+
+/// One hook the tool attaches to: the built-in chain, its own chain and the match direction.
+struct Hook {
+    builtin: &'static str,
+    chain: &'static str,
+    /// `-s` on INPUT (the support host is the source); `-d` on OUTPUT (it is the destination).
+    addr_flag: &'static str,
+    /// `--dports` on INPUT; `--sports` on OUTPUT: the server answers *from* its SSH port. The
+    /// guide's `-A OUTPUT -d IP -p tcp --dport 22` has the direction wrong.
+    port_flag: &'static str,
+}
+
+const INPUT: Hook = Hook {
+    builtin: "INPUT",
+    chain: CHAIN_IN,
+    addr_flag: "-s",
+    port_flag: "--dports",
+};
+const OUTPUT: Hook = Hook {
+    builtin: "OUTPUT",
+    chain: CHAIN_OUT,
+    addr_flag: "-d",
+    port_flag: "--sports",
+};
+
+/// What to feed `*-restore --noflush`, and what to tell the operator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// True when the script must run; false when the layer already is as requested.
+    pub changed: bool,
+    /// The complete restore input (`*filter` … `COMMIT`); empty when nothing changes.
+    pub script: String,
+    /// The built-in chains that hold (or held) the tool's jump: `filter INPUT`, `filter OUTPUT`.
+    pub chains: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Plan the opening of `req` in one layer whose filter table is `filter` (None: the layer has no
+/// filter table, so nothing there can drop and nothing is created). `now` dates `--datestop`.
+pub fn open(
+    filter: Option<&SavedTable>,
+    family: Family,
+    req: &OpenRequest,
+    now: SystemTime,
+) -> Result<Plan> {
+    let Some(filter) = filter else {
+        return Ok(Plan {
+            notes: vec!["no filter table in this layer: nothing there drops the support traffic, nothing to open".into()],
+            ..Plan::default()
+        });
+    };
+    let mut ports: Vec<u16> = req.ports.clone();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.is_empty() {
+        bail!("no SSH port to open in the firewall; give --port or let the tool find sshd's ports");
+    }
+    let addrs: Vec<IpAddr> = {
+        let mut a: Vec<IpAddr> = req
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| family.holds(a))
+            .collect();
+        a.sort();
+        a.dedup();
+        a
+    };
+    if addrs.is_empty() {
+        // An update that leaves no address of this family must not leave the old ones open.
+        let mut plan = close(Some(filter))?;
+        plan.notes
+            .retain(|n| !n.starts_with("nothing of the tool's"));
+        plan.notes.push(format!(
+            "no {} support address: nothing to open in this layer",
+            family.label()
+        ));
+        return Ok(plan);
+    }
+    let datestop = req.timeout.map(|d| datestop(now, d)).transpose()?;
+
+    let mut hooks: Vec<&Hook> = Vec::new();
+    let mut notes = Vec::new();
+    match filter.chain("INPUT") {
+        Some(_) => hooks.push(&INPUT),
+        // iptables-nft creates built-in chains only when first used.
+        None => notes.push(
+            "the filter table has no INPUT chain: nothing here drops incoming SSH".to_string(),
+        ),
+    }
+    if filter
+        .chain("OUTPUT")
+        .is_some_and(|c| c.policy.as_deref() == Some("DROP"))
+    {
+        hooks.push(&OUTPUT);
+    }
+
+    let mut decls = Vec::new();
+    let mut lines = Vec::new();
+    let mut chains = Vec::new();
+    let mut changed = false;
+    for hook in &hooks {
+        let stop = datestop.as_deref();
+        let wanted: Vec<String> = addrs
+            .iter()
+            .flat_map(|a| {
+                ports
+                    .chunks(MULTIPORT_MAX)
+                    .map(move |chunk| accept_spec(hook, a, chunk, stop))
+            })
+            .collect();
+        let current: Option<Vec<&str>> = filter
+            .chain(hook.chain)
+            .map(|c| c.rules.iter().map(|r| r.spec.as_str()).collect());
+        if current.as_deref() != Some(&wanted.iter().map(String::as_str).collect::<Vec<_>>()[..]) {
+            changed = true;
+        }
+        // Declaring an existing user chain in --noflush mode flushes it (iptables-restore's
+        // chain handling), so the chain's new content replaces the old in the same commit.
+        decls.push(format!(":{} - [0:0]", hook.chain));
+        let jumps = tool_jumps(filter, hook.builtin);
+        let at_head = jumps.len() == 1 && jumps[0].0 == 0;
+        if !at_head {
+            changed = true;
+            for (_, rule) in &jumps {
+                lines.push(format!("-D {} {}", hook.builtin, rule.spec));
+            }
+            // At the head: an ACCEPT in our chain must be seen before the user's (or ufw's)
+            // DROP rules and chains.
+            lines.push(format!("-I {} 1 {}", hook.builtin, jump_spec(hook.chain)));
+        }
+        for spec in &wanted {
+            lines.push(format!("-A {} {}", hook.chain, spec));
+        }
+        chains.push(format!("filter {}", hook.builtin));
+    }
+    // A hook no longer wanted (OUTPUT's policy went back to ACCEPT): take its objects away.
+    for hook in [&INPUT, &OUTPUT] {
+        if hooks.iter().any(|h| h.chain == hook.chain) {
+            continue;
+        }
+        let removal = removal_lines(filter, hook.chain)?;
+        if !removal.is_empty() {
+            changed = true;
+            lines.extend(removal);
+        }
+    }
+    if !changed {
+        notes.push("already open for these addresses and ports".into());
+        return Ok(Plan {
+            changed,
+            script: String::new(),
+            chains,
+            notes,
+        });
+    }
+    if let Some(stop) = &datestop {
+        notes.push(format!(
+            "the kernel stops matching at {stop} UTC (-m time --datestop)"
+        ));
+    }
+    Ok(Plan {
+        changed,
+        script: script(&decls, &lines),
+        chains,
+        notes,
+    })
+}
+
+/// Plan the removal of everything the tool added to this filter table: its tagged jumps (by
+/// structure and tag) and its chains.
+pub fn close(filter: Option<&SavedTable>) -> Result<Plan> {
+    let Some(filter) = filter else {
+        return Ok(Plan {
+            notes: vec!["no filter table in this layer: nothing of the tool's to remove".into()],
+            ..Plan::default()
+        });
+    };
+    let mut lines = Vec::new();
+    let mut chains = Vec::new();
+    for hook in [&INPUT, &OUTPUT] {
+        if !tool_jumps(filter, hook.builtin).is_empty() {
+            chains.push(format!("filter {}", hook.builtin));
+        }
+        lines.extend(removal_lines(filter, hook.chain)?);
+    }
+    if lines.is_empty() {
+        return Ok(Plan {
+            notes: vec!["nothing of the tool's found in the filter table".into()],
+            ..Plan::default()
+        });
+    }
+    Ok(Plan {
+        changed: true,
+        script: script(&[], &lines),
+        chains,
+        notes: Vec::new(),
+    })
+}
+
+/// `-D` every tagged jump to `chain` wherever it is, then flush and delete the chain. An untagged
+/// jump to it (added by hand) would make `-X` fail: refuse before touching anything.
+fn removal_lines(filter: &SavedTable, chain: &str) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for c in &filter.chains {
+        if c.name == CHAIN_IN || c.name == CHAIN_OUT {
+            continue;
+        }
+        for rule in c.rules.iter().filter(|r| r.targets(chain)) {
+            if !rule.has_comment(TAG) {
+                bail!(
+                    "the rule '-A {} {}' jumps to the tool's chain {chain} but was not added by the tool; delete it by hand (iptables -D {} {}), then run the command again",
+                    c.name, rule.spec, c.name, rule.spec
+                );
+            }
+            lines.push(format!("-D {} {}", c.name, rule.spec));
+        }
+    }
+    if filter.chain(chain).is_some() {
+        lines.push(format!("-F {chain}"));
+        lines.push(format!("-X {chain}"));
+    }
+    Ok(lines)
+}
+
+/// The tool's jumps in `builtin` with their positions (0 = head).
+fn tool_jumps<'a>(filter: &'a SavedTable, builtin: &str) -> Vec<(usize, &'a SavedRule)> {
+    let Some(c) = filter.chain(builtin) else {
+        return Vec::new();
+    };
+    c.rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.has_comment(TAG) && (r.targets(CHAIN_IN) || r.targets(CHAIN_OUT)))
+        .collect()
+}
+
+fn jump_spec(chain: &str) -> String {
+    format!("-m comment --comment {TAG} -j {chain}")
+}
+
+/// One ACCEPT, written in the order `iptables-save` prints the same rule, so that an unchanged
+/// grant compares equal to the saved rule and needs no restore.
+fn accept_spec(hook: &Hook, addr: &IpAddr, ports: &[u16], datestop: Option<&str>) -> String {
+    let prefix = if addr.is_ipv4() { 32 } else { 128 };
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let mut s = format!(
+        "{} {addr}/{prefix} -p tcp -m multiport {} {}",
+        hook.addr_flag,
+        hook.port_flag,
+        ports.join(",")
+    );
+    if let Some(stop) = datestop {
+        // libxt_time reads the date as UTC and xt_time compares it, in seconds since the epoch,
+        // with the packet's wall-clock time (--kerneltz only shifts daytime and weekday
+        // matches): the kernel itself ends the grant, even if the tool never runs again.
+        s.push_str(&format!(" -m time --datestop {stop}"));
+    }
+    s.push_str(&format!(" -m comment --comment {TAG} -j ACCEPT"));
+    s
+}
+
+fn script(decls: &[String], lines: &[String]) -> String {
+    let mut s = String::from("*filter\n");
+    for l in decls.iter().chain(lines) {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s.push_str("COMMIT\n");
+    s
+}
+
+/// `now + d` as xt_time's `--datestop` wants it: `YYYY-MM-DDThh:mm:ss`, UTC. Truncated to the
+/// second: xt_time matches while the packet's second is ≤ the stop, so the grant lasts at most
+/// `d` and at least `d - 1 s`.
+pub fn datestop(now: SystemTime, d: Duration) -> Result<String> {
+    let stop = now
+        .checked_add(d)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|t| t.as_secs())
+        .unwrap_or(u64::MAX);
+    // libxt_time parses dates into a 32-bit signed time (its man page: up to 2038-01-19T04:17:07).
+    if stop > i32::MAX as u64 {
+        bail!("the grant would end after 2038-01-19T03:14:07 UTC, beyond what iptables' -m time --datestop accepts; give a shorter --for");
+    }
+    Ok(format_utc(stop))
+}
+
+/// Seconds since the epoch → `YYYY-MM-DDThh:mm:ss` (proleptic Gregorian, UTC), after Howard
+/// Hinnant's `civil_from_days`.
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::iptables::save::{parse, SavedChain};
+
+    const LEGACY_V4: &str = include_str!("../../../rulesets/legacy-input-drop.v4.rules");
+    const LEGACY_V6: &str = include_str!("../../../rulesets/legacy-input-drop.v6.rules");
+    const OUTPUT_DROP: &str = include_str!("../../../rulesets/output-drop.v4.rules");
+    const UFW_V4: &str = include_str!("../../../rulesets/ufw.v4.rules");
+    const LEGACY_ACCEPT: &str = include_str!("../../../rulesets/legacy-accept.v4.rules");
+
+    fn filter(text: &str) -> SavedTable {
+        parse(text)
+            .unwrap()
+            .into_iter()
+            .find(|t| t.name == "filter")
+            .unwrap()
+    }
+
+    fn req(addrs: &[&str], ports: &[u16], secs: Option<u64>) -> OpenRequest {
+        OpenRequest {
+            addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            ports: ports.to_vec(),
+            timeout: secs.map(Duration::from_secs),
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// What `iptables-restore --noflush` does with the script, on the parsed table: enough of
+    /// its semantics (declare = create or flush, -I N, -A, -D by spec, -F, -X) to check that a
+    /// plan, applied, gives the state the next plan expects. The netns tests check the kernel.
+    fn apply(t: &SavedTable, script: &str) -> SavedTable {
+        let mut t = t.clone();
+        let body: Vec<&str> = script.lines().collect();
+        assert_eq!(body.first(), Some(&"*filter"));
+        assert_eq!(body.last(), Some(&"COMMIT"));
+        for line in &body[1..body.len() - 1] {
+            if let Some(name) = line.strip_prefix(':') {
+                let name = name.split_whitespace().next().unwrap();
+                match t.chains.iter_mut().find(|c| c.name == name) {
+                    Some(c) => c.rules.clear(),
+                    None => t.chains.push(SavedChain {
+                        name: name.into(),
+                        policy: None,
+                        rules: vec![],
+                    }),
+                }
+                continue;
+            }
+            let (op, rest) = line.split_at(2);
+            let rest = rest.trim();
+            let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
+            let pos = t
+                .chains
+                .iter()
+                .position(|c| c.name == chain)
+                .unwrap_or_else(|| panic!("no chain {chain}"));
+            match op {
+                "-A" => t.chains[pos].rules.push(rule(spec)),
+                "-I" => {
+                    let (n, spec) = spec.split_once(' ').unwrap();
+                    let n: usize = n.parse().unwrap();
+                    t.chains[pos].rules.insert(n - 1, rule(spec));
+                }
+                "-D" => {
+                    let i = t.chains[pos]
+                        .rules
+                        .iter()
+                        .position(|r| r.spec == spec)
+                        .expect("-D of a missing rule");
+                    t.chains[pos].rules.remove(i);
+                }
+                "-F" => t.chains[pos].rules.clear(),
+                "-X" => {
+                    assert!(t.chains[pos].rules.is_empty());
+                    t.chains.remove(pos);
+                }
+                _ => panic!("unexpected line {line}"),
+            }
+        }
+        t
+    }
+
+    fn rule(spec: &str) -> SavedRule {
+        SavedRule::new(spec)
+    }
+
+    #[test]
+    fn opens_input_at_head_for_own_family_only() {
+        let t = filter(LEGACY_V4);
+        let p = open(
+            Some(&t),
+            Family::V4,
+            &req(
+                &["192.0.2.2", "2001:db8::2", "192.0.2.1"],
+                &[22, 2222, 22],
+                None,
+            ),
+            at(0),
+        )
+        .unwrap();
+        assert!(p.changed);
+        assert_eq!(
+            p.script,
+            "*filter\n\
+             :OVH-ACCESS - [0:0]\n\
+             -I INPUT 1 -m comment --comment ovh-access -j OVH-ACCESS\n\
+             -A OVH-ACCESS -s 192.0.2.1/32 -p tcp -m multiport --dports 22,2222 -m comment --comment ovh-access -j ACCEPT\n\
+             -A OVH-ACCESS -s 192.0.2.2/32 -p tcp -m multiport --dports 22,2222 -m comment --comment ovh-access -j ACCEPT\n\
+             COMMIT\n"
+        );
+        assert_eq!(p.chains, vec!["filter INPUT"]);
+        let after = apply(&t, &p.script);
+        assert_eq!(
+            after.chain("INPUT").unwrap().rules[0].target().as_deref(),
+            Some(CHAIN_IN)
+        );
+        // The user's rules are all still there, in order, behind the jump.
+        assert_eq!(
+            after.chain("INPUT").unwrap().rules[1..],
+            t.chain("INPUT").unwrap().rules[..]
+        );
+    }
+
+    #[test]
+    fn ipv6_layer_uses_128_bit_prefixes() {
+        let t = filter(LEGACY_V6);
+        let p = open(
+            Some(&t),
+            Family::V6,
+            &req(&["192.0.2.2", "2001:db8:1::2"], &[22], None),
+            at(0),
+        )
+        .unwrap();
+        assert!(p
+            .script
+            .contains("-A OVH-ACCESS -s 2001:db8:1::2/128 -p tcp -m multiport --dports 22 "));
+        assert!(!p.script.contains("192.0.2.2"));
+    }
+
+    #[test]
+    fn second_open_changes_nothing_and_close_restores_the_table() {
+        let t = filter(UFW_V4);
+        let r = req(&["192.0.2.2"], &[22], None);
+        let p = open(Some(&t), Family::V4, &r, at(0)).unwrap();
+        let after = apply(&t, &p.script);
+        // ufw's own chains and jumps are untouched, the tool's jump comes before them.
+        let input = &after.chain("INPUT").unwrap().rules;
+        assert_eq!(input[0].target().as_deref(), Some(CHAIN_IN));
+        assert_eq!(
+            input[1].target().as_deref(),
+            Some("ufw-before-logging-input")
+        );
+        let again = open(Some(&after), Family::V4, &r, at(100)).unwrap();
+        assert!(!again.changed, "{again:?}");
+        assert!(again.script.is_empty());
+        let c = close(Some(&after)).unwrap();
+        assert!(c.changed);
+        assert_eq!(c.chains, vec!["filter INPUT"]);
+        assert_eq!(apply(&after, &c.script), t);
+        let nothing = close(Some(&t)).unwrap();
+        assert!(!nothing.changed && nothing.script.is_empty());
+    }
+
+    #[test]
+    fn update_in_place_replaces_addresses() {
+        let t = filter(LEGACY_V4);
+        let first = apply(
+            &t,
+            &open(
+                Some(&t),
+                Family::V4,
+                &req(&["192.0.2.2"], &[22], None),
+                at(0),
+            )
+            .unwrap()
+            .script,
+        );
+        let p = open(
+            Some(&first),
+            Family::V4,
+            &req(&["192.0.2.3"], &[22], None),
+            at(0),
+        )
+        .unwrap();
+        assert!(p.changed);
+        // The jump stays; the chain is re-declared (flushed) and refilled in the same commit.
+        assert!(!p.script.contains("-I INPUT"));
+        let second = apply(&first, &p.script);
+        let rules = &second.chain(CHAIN_IN).unwrap().rules;
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].option("-s").as_deref(), Some("192.0.2.3/32"));
+        // No address of the family left: the objects go away, the table is as before.
+        let none = open(
+            Some(&second),
+            Family::V4,
+            &req(&["2001:db8::2"], &[22], None),
+            at(0),
+        )
+        .unwrap();
+        assert!(none
+            .notes
+            .iter()
+            .any(|n| n.contains("no IPv4 support address")));
+        assert_eq!(apply(&second, &none.script), t);
+    }
+
+    #[test]
+    fn jump_no_longer_at_head_is_moved_back() {
+        let t = filter(LEGACY_V4);
+        let mut opened = apply(
+            &t,
+            &open(
+                Some(&t),
+                Family::V4,
+                &req(&["192.0.2.2"], &[22], None),
+                at(0),
+            )
+            .unwrap()
+            .script,
+        );
+        // Someone inserted a DROP before the tool's jump.
+        opened
+            .chains
+            .iter_mut()
+            .find(|c| c.name == "INPUT")
+            .unwrap()
+            .rules
+            .insert(0, rule("-s 192.0.2.0/24 -j DROP"));
+        let p = open(
+            Some(&opened),
+            Family::V4,
+            &req(&["192.0.2.2"], &[22], None),
+            at(0),
+        )
+        .unwrap();
+        assert!(p.changed);
+        assert!(p
+            .script
+            .contains("-D INPUT -m comment --comment ovh-access -j OVH-ACCESS\n-I INPUT 1 "));
+        let fixed = apply(&opened, &p.script);
+        assert_eq!(
+            fixed.chain("INPUT").unwrap().rules[0].target().as_deref(),
+            Some(CHAIN_IN)
+        );
+        assert_eq!(
+            fixed.chain("INPUT").unwrap().rules[1].spec,
+            "-s 192.0.2.0/24 -j DROP"
+        );
+    }
+
+    #[test]
+    fn output_policy_drop_gets_the_reply_direction() {
+        let t = filter(OUTPUT_DROP);
+        let p = open(
+            Some(&t),
+            Family::V4,
+            &req(&["192.0.2.2"], &[22, 2222], None),
+            at(0),
+        )
+        .unwrap();
+        assert_eq!(p.chains, vec!["filter INPUT", "filter OUTPUT"]);
+        assert!(p
+            .script
+            .contains("-I OUTPUT 1 -m comment --comment ovh-access -j OVH-ACCESS-OUT\n"));
+        assert!(p.script.contains(
+            "-A OVH-ACCESS-OUT -d 192.0.2.2/32 -p tcp -m multiport --sports 22,2222 -m comment --comment ovh-access -j ACCEPT\n"
+        ));
+        // OUTPUT with policy ACCEPT is left alone.
+        let q = open(
+            Some(&filter(LEGACY_V4)),
+            Family::V4,
+            &req(&["192.0.2.2"], &[22], None),
+            at(0),
+        )
+        .unwrap();
+        assert!(!q.script.contains("OUTPUT"));
+        let opened = apply(&t, &p.script);
+        assert_eq!(apply(&opened, &close(Some(&opened)).unwrap().script), t);
+    }
+
+    #[test]
+    fn duration_becomes_a_utc_datestop() {
+        let t = filter(LEGACY_V4);
+        let p = open(
+            Some(&t),
+            Family::V4,
+            &req(&["192.0.2.2"], &[22], Some(300)),
+            at(1_764_037_441),
+        )
+        .unwrap();
+        assert!(
+            p.script
+                .contains("--dports 22 -m time --datestop 2025-11-25T02:29:01 -m comment"),
+            "{}",
+            p.script
+        );
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.contains("2025-11-25T02:29:01 UTC")));
+        assert!(datestop(at(2_147_000_000), Duration::from_secs(10_000_000)).is_err());
+    }
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00");
+        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00");
+        assert_eq!(format_utc(1_764_037_441), "2025-11-25T02:24:01");
+        assert_eq!(format_utc(4_102_444_799), "2099-12-31T23:59:59");
+    }
+
+    #[test]
+    fn more_than_fifteen_ports_are_split() {
+        let ports: Vec<u16> = (2200..2220).collect();
+        let t = filter(LEGACY_V4);
+        let p = open(
+            Some(&t),
+            Family::V4,
+            &req(&["192.0.2.2"], &ports, None),
+            at(0),
+        )
+        .unwrap();
+        assert_eq!(p.script.matches("-A OVH-ACCESS ").count(), 2);
+        assert!(p.script.contains("--dports 2215,2216,2217,2218,2219 "));
+        assert!(open(Some(&t), Family::V4, &req(&["192.0.2.2"], &[], None), at(0)).is_err());
+    }
+
+    #[test]
+    fn missing_filter_table_or_input_creates_nothing() {
+        let r = req(&["192.0.2.2"], &[22], None);
+        let p = open(None, Family::V4, &r, at(0)).unwrap();
+        assert!(!p.changed && p.script.is_empty());
+        // iptables-nft made only the OUTPUT chain (policy accept): nothing to hook into.
+        let t = filter("*filter\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n");
+        let p = open(Some(&t), Family::V4, &r, at(0)).unwrap();
+        assert!(!p.script.contains("INPUT"));
+        assert!(p.notes.iter().any(|n| n.contains("no INPUT chain")));
+        // A permissive legacy table still gets the (harmless) accept: chains that drop with a
+        // final rule rather than a policy are common.
+        let p = open(Some(&filter(LEGACY_ACCEPT)), Family::V4, &r, at(0)).unwrap();
+        assert!(p.script.contains("-I INPUT 1 "));
+    }
+
+    #[test]
+    fn a_hand_made_jump_to_the_tools_chain_blocks_removal() {
+        let t = filter(LEGACY_V4);
+        let mut opened = apply(
+            &t,
+            &open(
+                Some(&t),
+                Family::V4,
+                &req(&["192.0.2.2"], &[22], None),
+                at(0),
+            )
+            .unwrap()
+            .script,
+        );
+        opened
+            .chains
+            .iter_mut()
+            .find(|c| c.name == "FORWARD")
+            .unwrap()
+            .rules
+            .push(rule("-j OVH-ACCESS"));
+        let err = close(Some(&opened)).unwrap_err().to_string();
+        assert!(
+            err.contains("-A FORWARD -j OVH-ACCESS") && err.contains("delete it by hand"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn state_reads_back_what_open_wrote() {
+        use crate::firewall::iptables::state::tool_state;
+        let t = filter(OUTPUT_DROP);
+        let now = at(1_764_037_441);
+        let opened = apply(
+            &t,
+            &open(
+                Some(&t),
+                Family::V4,
+                &req(&["192.0.2.2", "192.0.2.3"], &[22], Some(60)),
+                now,
+            )
+            .unwrap()
+            .script,
+        );
+        let st = tool_state(Some(&opened));
+        assert_eq!(st.jumps.len(), 2);
+        assert!(st.jumps.iter().all(|j| j.at_head));
+        assert_eq!(st.rules.len(), 4);
+        assert_eq!(st.rules[0].ports, vec![22]);
+        assert_eq!(st.open_addresses(now).len(), 2);
+        assert!(st.open_addresses(now + Duration::from_secs(61)).is_empty());
+        assert!(tool_state(Some(&t)).is_empty());
+        assert!(!tool_state(None).filter_table);
+    }
+}
