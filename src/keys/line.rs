@@ -191,6 +191,11 @@ fn read_key(s: &[u8]) -> Option<(String, String, String)> {
     }
     let (blob, rest) = token(skip_blanks(rest));
     let blob = normalize_blob(blob)?;
+    // sshkey_read decodes the blob and refuses a key of another type than the line names
+    // (SSH_ERR_KEY_TYPE_MISMATCH), then falls back to reading options.
+    if embedded_type(&blob)? != blob_type_for(ty) {
+        return None;
+    }
     let comment = String::from_utf8_lossy(skip_blanks(rest))
         .trim_end()
         .to_string();
@@ -220,8 +225,54 @@ fn normalize_blob(raw: &[u8]) -> Option<String> {
     String::from_utf8(b).ok()
 }
 
-/// `sshkey_type_from_name` (sshkey.c): full names match exactly; the short names of plain key
-/// types (`RSA`, `ED25519`, ...) match case-insensitively.
+/// The type string a blob must start with for a line naming `ty`: RSA signature names name
+/// RSA keys, the webauthn signature name a security-key ECDSA key.
+fn blob_type_for(ty: &[u8]) -> &[u8] {
+    match ty {
+        b"rsa-sha2-256" | b"rsa-sha2-512" => b"ssh-rsa",
+        b"webauthn-sk-ecdsa-sha2-nistp256@openssh.com" => b"sk-ecdsa-sha2-nistp256@openssh.com",
+        other => other,
+    }
+}
+
+/// The key type inside a blob: a uint32 length and that many bytes (RFC 4253 §6.6).
+fn embedded_type(blob: &str) -> Option<Vec<u8>> {
+    // Enough base64 for the length and the longest type name.
+    let head = &blob.as_bytes()[..blob.len().min(96)];
+    let bytes = base64_prefix(head);
+    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    bytes.get(4..4 + len).map(<[u8]>::to_vec)
+}
+
+/// Decode whole base64 quanta (the input is known to be in the alphabet).
+fn base64_prefix(s: &[u8]) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    for q in s.chunks_exact(4) {
+        let v: Vec<u8> = q.iter().map_while(|&c| val(c)).collect();
+        let n = (u32::from(v.first().copied().unwrap_or(0)) << 18)
+            | (u32::from(v.get(1).copied().unwrap_or(0)) << 12)
+            | (u32::from(v.get(2).copied().unwrap_or(0)) << 6)
+            | u32::from(v.get(3).copied().unwrap_or(0));
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..v.len().max(1)]);
+        if v.len() < 4 {
+            break;
+        }
+    }
+    out
+}
+
+/// The type names `sshkey_read` accepts: exact, case-sensitive key and certificate names, plus
+/// the RSA signature-algorithm names (`rsa-sha2-256`/`-512`), which it maps to RSA keys. Short
+/// names such as `RSA` or `ED25519` are refused (checked against `ssh-keygen -l`, OpenSSH 9.2).
 pub fn is_key_type(t: &[u8]) -> bool {
     const NAMES: &[&str] = &[
         "ssh-ed25519",
@@ -248,19 +299,7 @@ pub fn is_key_type(t: &[u8]) -> bool {
         "ssh-dss",
         "ssh-dss-cert-v01@openssh.com",
     ];
-    const SHORT: &[&str] = &[
-        "RSA",
-        "DSA",
-        "ECDSA",
-        "ECDSA-SK",
-        "ED25519",
-        "ED25519-SK",
-        "XMSS",
-    ];
-    let Ok(t) = std::str::from_utf8(t) else {
-        return false;
-    };
-    NAMES.contains(&t) || SHORT.iter().any(|s| s.eq_ignore_ascii_case(t))
+    std::str::from_utf8(t).is_ok_and(|t| NAMES.contains(&t))
 }
 
 #[cfg(test)]
@@ -322,6 +361,9 @@ mod tests {
         assert_eq!(classify(b"ssh-ed25519"), Kind::Opaque);
         assert_eq!(classify(b"from=\"x ssh-ed25519 AAAA"), Kind::Opaque);
         assert_eq!(classify(b"ssh-foo AAAA"), Kind::Opaque);
+        // The type named must be the blob's own (sshkey_read: SSH_ERR_KEY_TYPE_MISMATCH).
+        assert_eq!(classify(format!("ssh-rsa {B} x").as_bytes()), Kind::Opaque);
+        assert_eq!(classify(format!("rsa-sha2-512 {B} x").as_bytes()), Kind::Opaque);
         assert_eq!(classify(&[0xff, 0x00, b' ', b'x']), Kind::Opaque);
     }
 
@@ -329,7 +371,8 @@ mod tests {
     fn unknown_option_is_kept_but_marked_invalid() {
         let k = key(&format!("frobnicate ssh-ed25519 {B}"));
         assert!(k.options.is_err());
-        // A short type name is accepted by sshd, case-insensitively.
-        assert_eq!(key(&format!("rsa {B}")).algorithm, "rsa");
+        // Short type names are not key types for sshd.
+        assert_eq!(classify(format!("RSA {B}").as_bytes()), Kind::Opaque);
+        assert_eq!(classify(format!("ED25519 {B}").as_bytes()), Kind::Opaque);
     }
 }
