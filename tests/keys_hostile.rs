@@ -58,7 +58,13 @@ impl Sandbox {
     fn grant_with(&self, replace_foreign: bool) -> anyhow::Result<WriteOutcome> {
         let key = eu();
         keys::update(&self.root, Path::new(KEYS), false, &mut |c: &[u8]| {
-            keys::install(c, std::slice::from_ref(&key), &addrs(), None, replace_foreign)
+            keys::install(
+                c,
+                std::slice::from_ref(&key),
+                &addrs(),
+                None,
+                replace_foreign,
+            )
         })
     }
 
@@ -79,17 +85,27 @@ fn mkdir(p: &Path, mode: u32) {
 }
 
 fn eu() -> SupportKey {
-    let text = fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/ovh-eu.pub")).unwrap();
+    let text = fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/keys/ovh-eu.pub"
+    ))
+    .unwrap();
     keys::parse_key_file(&text, "ovh-eu.pub").unwrap().remove(0)
 }
 
 fn addrs() -> Vec<std::net::IpAddr> {
-    vec!["192.0.2.10".parse().unwrap(), "2001:db8::10".parse().unwrap()]
+    vec![
+        "192.0.2.10".parse().unwrap(),
+        "2001:db8::10".parse().unwrap(),
+    ]
 }
 
 fn fixture() -> Vec<u8> {
-    fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keys/existing.authorized_keys"))
-        .unwrap()
+    fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/keys/existing.authorized_keys"
+    ))
+    .unwrap()
 }
 
 fn msg(e: &anyhow::Error) -> String {
@@ -131,7 +147,10 @@ fn no_change_writes_nothing() {
     let out = s.grant().unwrap();
     assert!(!out.changed);
     let after = fs::metadata(s.keys_path()).unwrap();
-    assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()));
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec())
+    );
     // Disabling on a home without a keys file creates nothing either.
     let s2 = Sandbox::new(false);
     let out = keys::update(&s2.root, Path::new(KEYS), false, &mut |c: &[u8]| {
@@ -163,7 +182,10 @@ fn symlinked_keys_file_is_refused() {
     assert!(msg(&e).contains("symbolic link"), "{e:#}");
     assert_eq!(exit_code(&e), 1);
     assert_eq!(fs::read(s.p("/outside")).unwrap(), b"precious\n");
-    assert!(fs::symlink_metadata(s.keys_path()).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(s.keys_path())
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert!(keys::read(&s.root, Path::new(KEYS)).is_err());
     assert_eq!(s.names("/root/.ssh"), vec!["authorized_keys2"]);
 }
@@ -202,7 +224,10 @@ fn planted_temp_names_are_skipped_and_left_alone() {
     let out = s.grant().unwrap();
     assert!(out.changed);
     assert_eq!(fs::read(s.p("/outside")).unwrap(), b"precious\n");
-    assert_eq!(fs::read(s.p(&format!("/root/.ssh/{t1}"))).unwrap(), b"planted\n");
+    assert_eq!(
+        fs::read(s.p(&format!("/root/.ssh/{t1}"))).unwrap(),
+        b"planted\n"
+    );
     let mut want = vec!["authorized_keys2".to_string(), t0, t1];
     want.sort();
     assert_eq!(s.names("/root/.ssh"), want);
@@ -266,7 +291,10 @@ fn world_writable_ssh_dir_is_refused() {
     fs::set_permissions(s.p("/root/.ssh"), fs::Permissions::from_mode(0o777)).unwrap();
     let e = s.grant().unwrap_err();
     let m = msg(&e);
-    assert!(m.contains("directory") && m.contains("/root/.ssh") && m.contains("chmod go-w"), "{m}");
+    assert!(
+        m.contains("directory") && m.contains("/root/.ssh") && m.contains("chmod go-w"),
+        "{m}"
+    );
     assert_eq!(s.names("/root/.ssh"), vec!["authorized_keys2"]);
 }
 
@@ -276,17 +304,26 @@ fn foreign_owner_is_refused_with_the_chown() {
     s.write_keys(&fixture());
     std::os::unix::fs::chown(s.keys_path(), Some(12345), None).unwrap();
     let e = s.grant().unwrap_err();
-    assert!(msg(&e).contains("owned by uid 12345") && msg(&e).contains("chown root"), "{e:#}");
+    assert!(
+        msg(&e).contains("owned by uid 12345") && msg(&e).contains("chown root"),
+        "{e:#}"
+    );
     let s = Sandbox::new(true);
     std::os::unix::fs::chown(s.p("/root"), Some(12345), None).unwrap();
     let e = s.grant().unwrap_err();
-    assert!(msg(&e).contains("directory") && msg(&e).contains("uid 12345"), "{e:#}");
+    assert!(
+        msg(&e).contains("directory") && msg(&e).contains("uid 12345"),
+        "{e:#}"
+    );
 }
 
 #[test]
 fn crlf_file_keeps_its_bytes_and_convention() {
     let s = Sandbox::new(true);
-    let original: Vec<u8> = String::from_utf8(fixture()).unwrap().replace('\n', "\r\n").into_bytes();
+    let original: Vec<u8> = String::from_utf8(fixture())
+        .unwrap()
+        .replace('\n', "\r\n")
+        .into_bytes();
     s.write_keys(&original);
     let out = s.grant().unwrap();
     assert!(out.after.starts_with(&original));
@@ -306,7 +343,8 @@ fn crlf_file_keeps_its_bytes_and_convention() {
 #[test]
 fn missing_final_newline_gets_one_before_the_new_line() {
     let s = Sandbox::new(true);
-    let original = b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGrOcjbsyWP8zw3uMdf3vWxxCgyKw/yDuvUlp8FT2tpA me";
+    let original =
+        b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGrOcjbsyWP8zw3uMdf3vWxxCgyKw/yDuvUlp8FT2tpA me";
     s.write_keys(original);
     let out = s.grant().unwrap();
     assert_eq!(&out.after[..original.len()], original);
@@ -361,7 +399,10 @@ fn foreign_unrestricted_support_line_blocks_grant_until_replaced() {
     s.write_keys(&original);
     let e = s.grant().unwrap_err();
     assert_eq!(exit_code(&e), 2, "{e:#}");
-    assert!(msg(&e).contains("line 8") && msg(&e).contains("--replace-foreign"), "{e:#}");
+    assert!(
+        msg(&e).contains("line 8") && msg(&e).contains("--replace-foreign"),
+        "{e:#}"
+    );
     assert_eq!(fs::read(s.keys_path()).unwrap(), original);
     let out = s.grant_with(true).unwrap();
     let lines = keys::support_lines(&out.after, &[key.blob.as_str()]);
@@ -408,7 +449,11 @@ fn endless_concurrent_edits_give_up_cleanly() {
     let e = keys::update(&s.root, Path::new(KEYS), false, &mut |c: &[u8]| {
         n += 1;
         fs::write(&path, format!("# writer {n}\n")).unwrap();
-        Ok(EditOutcome { bytes: [c, b"x\n"].concat(), changed: true, notes: vec![] })
+        Ok(EditOutcome {
+            bytes: [c, b"x\n"].concat(),
+            changed: true,
+            notes: vec![],
+        })
     })
     .unwrap_err();
     assert!(msg(&e).contains("kept changing"), "{e:#}");
@@ -450,7 +495,10 @@ fn immutable_file_is_refused_before_anything_is_written() {
     }
     let _unlock = Unlock(&f, flags);
     let e = s.grant().unwrap_err();
-    assert!(msg(&e).contains("immutable") && msg(&e).contains("chattr -i"), "{e:#}");
+    assert!(
+        msg(&e).contains("immutable") && msg(&e).contains("chattr -i"),
+        "{e:#}"
+    );
     assert_eq!(fs::read(s.keys_path()).unwrap(), fixture());
     assert_eq!(s.names("/root/.ssh"), vec!["authorized_keys2"]);
 }
@@ -462,7 +510,10 @@ fn read_walks_the_same_way() {
     mkdir(&s.p("/root/.ssh"), 0o700);
     assert_eq!(keys::read(&s.root, Path::new(KEYS)).unwrap(), None);
     s.write_keys(&fixture());
-    assert_eq!(keys::read(&s.root, Path::new(KEYS)).unwrap(), Some(fixture()));
+    assert_eq!(
+        keys::read(&s.root, Path::new(KEYS)).unwrap(),
+        Some(fixture())
+    );
     assert!(keys::read(&s.root, Path::new("/root/../etc/passwd")).is_err());
 }
 

@@ -17,7 +17,13 @@ fn c(p: &Path) -> CString {
     CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
 }
 
-fn mount(src: Option<&Path>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) {
+fn mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) {
     let src = src.map(c);
     let target = c(target);
     let fstype = fstype.map(|s| CString::new(s).unwrap());
@@ -28,10 +34,16 @@ fn mount(src: Option<&Path>, target: &Path, fstype: Option<&str>, flags: libc::c
             target.as_ptr(),
             fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
             flags,
-            data.as_ref().map_or(std::ptr::null(), |s| s.as_ptr().cast()),
+            data.as_ref()
+                .map_or(std::ptr::null(), |s| s.as_ptr().cast()),
         )
     };
-    assert_eq!(r, 0, "mount {target:?}: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "mount {target:?}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// Run `f` in a thread with its own private mount namespace; `None` when not permitted.
@@ -45,7 +57,13 @@ fn in_private_mounts<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
             return None;
         }
         // Make every mount private first, so nothing done here propagates to the host.
-        mount(None, Path::new("/"), None, libc::MS_REC | libc::MS_PRIVATE, None);
+        mount(
+            None,
+            Path::new("/"),
+            None,
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+        );
         Some(f())
     })
     .join()
@@ -67,7 +85,9 @@ fn sandbox() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn disable_all(root: &Root) -> anyhow::Result<keys::WriteOutcome> {
-    keys::update(root, Path::new(KEYS), false, &mut |c: &[u8]| Ok(keys::disable(c, &[ED])))
+    keys::update(root, Path::new(KEYS), false, &mut |c: &[u8]| {
+        Ok(keys::disable(c, &[ED]))
+    })
 }
 
 fn entries(dir: &Path) -> usize {
@@ -81,15 +101,27 @@ fn read_only_file_system() {
     let r = in_private_mounts(move || {
         let home = base.join("root");
         mount(Some(&home), &home, None, libc::MS_BIND, None);
-        mount(None, &home, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None);
+        mount(
+            None,
+            &home,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            None,
+        );
         let root = Root::new(&base).unwrap();
         let e = disable_all(&root).unwrap_err();
         (format!("{e:#}"), entries(&home.join(".ssh")))
     });
     let Some((msg, n)) = r else { return };
-    assert!(msg.contains("read-only") && msg.contains("remount"), "{msg}");
+    assert!(
+        msg.contains("read-only") && msg.contains("remount"),
+        "{msg}"
+    );
     assert_eq!(n, 1);
-    assert_eq!(fs::read(&file).unwrap(), format!("ssh-ed25519 {ED} user\n").into_bytes());
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        format!("ssh-ed25519 {ED} user\n").into_bytes()
+    );
 }
 
 #[test]
@@ -107,13 +139,24 @@ fn full_file_system() {
         let e = keys::update(&root, Path::new(KEYS), false, &mut |c: &[u8]| {
             let mut bytes = c.to_vec();
             bytes.extend(std::iter::repeat_n(b'#', 1 << 20));
-            Ok(keys::EditOutcome { bytes, changed: true, notes: vec![] })
+            Ok(keys::EditOutcome {
+                bytes,
+                changed: true,
+                notes: vec![],
+            })
         })
         .unwrap_err();
-        (format!("{e:#}"), entries(&ssh), fs::read(&file).unwrap() == original.as_bytes())
+        (
+            format!("{e:#}"),
+            entries(&ssh),
+            fs::read(&file).unwrap() == original.as_bytes(),
+        )
     });
     let Some((msg, n, same)) = r else { return };
-    assert!(msg.contains("full") && msg.contains("free some space"), "{msg}");
+    assert!(
+        msg.contains("full") && msg.contains("free some space"),
+        "{msg}"
+    );
     assert_eq!(n, 1, "the temp file was removed");
     assert!(same);
 }
@@ -130,11 +173,21 @@ fn bind_mounted_keys_file() {
         mount(Some(&source), &file, None, libc::MS_BIND, None);
         let root = Root::new(&base).unwrap();
         let e = disable_all(&root).unwrap_err();
-        (format!("{e:#}"), entries(&base.join("root/.ssh")), fs::read(&source).unwrap())
+        (
+            format!("{e:#}"),
+            entries(&base.join("root/.ssh")),
+            fs::read(&source).unwrap(),
+        )
     });
     let Some((msg, n, src)) = r else { return };
-    assert!(msg.contains("mount point") && msg.contains("umount"), "{msg}");
+    assert!(
+        msg.contains("mount point") && msg.contains("umount"),
+        "{msg}"
+    );
     assert_eq!(n, 1);
     assert_eq!(src, format!("ssh-ed25519 {ED} managed\n").into_bytes());
-    assert_eq!(fs::read(&file).unwrap(), format!("ssh-ed25519 {ED} user\n").into_bytes());
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        format!("ssh-ed25519 {ED} user\n").into_bytes()
+    );
 }

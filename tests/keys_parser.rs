@@ -10,17 +10,45 @@ use proptest::prelude::*;
 const ED: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIGrOcjbsyWP8zw3uMdf3vWxxCgyKw/yDuvUlp8FT2tpA";
 
 fn eu() -> SupportKey {
-    keys::parse_key_file(include_bytes!("data/keys/ovh-eu.pub"), "ovh-eu.pub").unwrap().remove(0)
+    keys::parse_key_file(include_bytes!("data/keys/ovh-eu.pub"), "ovh-eu.pub")
+        .unwrap()
+        .remove(0)
 }
 
 /// Near-valid lines: pieces of options, quotes, escapes, key types and blobs glued together,
 /// which reach far deeper into the parser than random bytes.
 fn tricky_line() -> impl Strategy<Value = Vec<u8>> {
     let piece = prop::sample::select(vec![
-        "from=", "\"", "\\\"", "\\", ",", " ", "\t", "#", "no-pty", "NO-PTY", "restrict",
-        "command=\"a b\"", "expiry-time=\"20300101\"", "ssh-ed25519", "ssh-rsa", "RSA", "rsa",
-        ED, "AAAA", "====", "=", "ovh-access", "\r", "\0", "\u{e9}", "x", "principals=\"a,b\"",
-        "from=\"192.0.2.1,::ffff:192.0.2.1\"", "cert-authority", "ssh-ed25519 ",
+        "from=",
+        "\"",
+        "\\\"",
+        "\\",
+        ",",
+        " ",
+        "\t",
+        "#",
+        "no-pty",
+        "NO-PTY",
+        "restrict",
+        "command=\"a b\"",
+        "expiry-time=\"20300101\"",
+        "ssh-ed25519",
+        "ssh-rsa",
+        "RSA",
+        "rsa",
+        ED,
+        "AAAA",
+        "====",
+        "=",
+        "ovh-access",
+        "\r",
+        "\0",
+        "\u{e9}",
+        "x",
+        "principals=\"a,b\"",
+        "from=\"192.0.2.1,::ffff:192.0.2.1\"",
+        "cert-authority",
+        "ssh-ed25519 ",
     ]);
     prop::collection::vec(piece, 0..12).prop_map(|v| v.concat().into_bytes())
 }
@@ -33,7 +61,10 @@ fn content() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(3000)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000)
 }
 
 proptest! {
@@ -82,9 +113,18 @@ fn ssh_keygen_fingerprints(content: &[u8]) -> Option<Vec<String>> {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("keys");
     std::fs::write(&f, content).unwrap();
-    let out = Command::new("ssh-keygen").arg("-l").arg("-f").arg(&f).output().ok()?;
+    let out = Command::new("ssh-keygen")
+        .arg("-l")
+        .arg("-f")
+        .arg(&f)
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    Some(text.lines().filter_map(|l| l.split_whitespace().nth(1).map(str::to_string)).collect())
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+            .collect(),
+    )
 }
 
 /// The fingerprints of the keys our parser finds (any options accepted, like ssh-keygen).

@@ -35,12 +35,19 @@ fn is_support(line: &[u8], blob: &str) -> bool {
 }
 
 fn others<'a>(b: &'a [u8], blob: &str) -> Vec<&'a [u8]> {
-    lines(b).into_iter().filter(|l| !is_support(l, blob)).collect()
+    lines(b)
+        .into_iter()
+        .filter(|l| !is_support(l, blob))
+        .collect()
 }
 
 /// Not commented out, as sshd decides it (after spaces and tabs, no `#`).
 fn active(line: &[u8]) -> bool {
-    let t: Vec<u8> = line.iter().copied().skip_while(|b| *b == b' ' || *b == b'\t').collect();
+    let t: Vec<u8> = line
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ' || *b == b'\t')
+        .collect();
     !t.is_empty() && t[0] != b'#'
 }
 
@@ -56,9 +63,17 @@ fn support_line(blob: String) -> impl Strategy<Value = Vec<u8>> {
             "restrict ",
         ]),
         prop::sample::select(vec!["ssh-rsa", "rsa-sha2-512"]),
-        prop::sample::select(vec!["", " support@cache-ng", " support@cache-ng ovh-access", " ovh-access", "  x y"]),
+        prop::sample::select(vec![
+            "",
+            " support@cache-ng",
+            " support@cache-ng ovh-access",
+            " ovh-access",
+            "  x y",
+        ]),
     )
-        .prop_map(move |(pre, opts, ty, comment)| format!("{pre}{opts}{ty} {blob}{comment}").into_bytes())
+        .prop_map(move |(pre, opts, ty, comment)| {
+            format!("{pre}{opts}{ty} {blob}{comment}").into_bytes()
+        })
 }
 
 fn any_line(blob: String) -> impl Strategy<Value = Vec<u8>> {
@@ -96,7 +111,11 @@ fn file(blob: String) -> impl Strategy<Value = Vec<u8>> {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Install { addr: usize, expiry: bool, replace_foreign: bool },
+    Install {
+        addr: usize,
+        expiry: bool,
+        replace_foreign: bool,
+    },
     Disable,
     Remove,
 }
@@ -113,19 +132,32 @@ fn op() -> impl Strategy<Value = Op> {
 fn address_sets() -> Vec<Vec<IpAddr>> {
     vec![
         vec!["192.0.2.10".parse().unwrap()],
-        vec!["192.0.2.10".parse().unwrap(), "2001:db8::10".parse().unwrap()],
-        vec!["203.0.113.5".parse().unwrap(), "203.0.113.6".parse().unwrap()],
+        vec![
+            "192.0.2.10".parse().unwrap(),
+            "2001:db8::10".parse().unwrap(),
+        ],
+        vec![
+            "203.0.113.5".parse().unwrap(),
+            "203.0.113.6".parse().unwrap(),
+        ],
     ]
 }
 
 fn expiry() -> Expiry {
-    Expiry { at: UNIX_EPOCH + Duration::from_secs(1_795_577_400), style: ExpiryStyle::Utc }
+    Expiry {
+        at: UNIX_EPOCH + Duration::from_secs(1_795_577_400),
+        style: ExpiryStyle::Utc,
+    }
 }
 
 fn apply(content: &[u8], op: &Op, key: &SupportKey) -> anyhow::Result<keys::EditOutcome> {
     let blob = key.blob.as_str();
     match op {
-        Op::Install { addr, expiry: e, replace_foreign } => {
+        Op::Install {
+            addr,
+            expiry: e,
+            replace_foreign,
+        } => {
             let ex = expiry();
             keys::install(
                 content,

@@ -363,7 +363,10 @@ mod tests {
         assert_eq!(classify(b"ssh-foo AAAA"), Kind::Opaque);
         // The type named must be the blob's own (sshkey_read: SSH_ERR_KEY_TYPE_MISMATCH).
         assert_eq!(classify(format!("ssh-rsa {B} x").as_bytes()), Kind::Opaque);
-        assert_eq!(classify(format!("rsa-sha2-512 {B} x").as_bytes()), Kind::Opaque);
+        assert_eq!(
+            classify(format!("rsa-sha2-512 {B} x").as_bytes()),
+            Kind::Opaque
+        );
         assert_eq!(classify(&[0xff, 0x00, b' ', b'x']), Kind::Opaque);
     }
 
