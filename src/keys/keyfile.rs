@@ -31,7 +31,7 @@ pub fn parse_key_file(bytes: &[u8], origin: &str) -> Result<Vec<SupportKey>> {
             .split_whitespace()
             .filter(|t| *t != MARKER)
             .collect();
-        let parsed = SupportKey::from_parts(&key.algorithm, &key.blob, &comment.join(" "))
+        let parsed = SupportKey::from_parts(&key.key_type(), &key.blob, &comment.join(" "))
             .map_err(|e| {
                 crate::bad_input!(
                     "line {} of {origin} holds no valid public key ({e:#}); give an OpenSSH \
@@ -99,6 +99,15 @@ mod tests {
         let k = parse_key_file(file.as_bytes(), "x").unwrap();
         assert_eq!(k.len(), 1);
         assert_eq!(k[0].comment, "support@cache-ng");
+        // A signature-algorithm name on the line still gives the key's own type.
+        let rsa =
+            include_str!("../../tests/data/keys/ovh-eu.pub").replace("ssh-rsa", "rsa-sha2-512");
+        let k = parse_key_file(rsa.as_bytes(), "x").unwrap();
+        assert_eq!(k[0].algorithm, "ssh-rsa");
+        assert_eq!(
+            k[0].fingerprint,
+            "SHA256:JAFN+LjSd5rMut8LHygxPjyVQ9XhOv+IR6qEVA5+okU"
+        );
     }
 
     #[test]

@@ -99,6 +99,13 @@ impl KeyLine {
             .and_then(|o| o.value.as_deref())
     }
 
+    /// The key's own type, as its blob names it (`ssh-rsa` for a line written `rsa-sha2-512`).
+    pub fn key_type(&self) -> String {
+        embedded_type(&self.blob)
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
+            .unwrap_or_else(|| self.algorithm.clone())
+    }
+
     /// True when the comment carries this token (the tool's marker).
     pub fn comment_has_token(&self, token: &str) -> bool {
         self.comment.split_ascii_whitespace().any(|t| t == token)
