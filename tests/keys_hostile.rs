@@ -140,6 +140,21 @@ fn dry_run_creates_and_writes_nothing() {
 }
 
 #[test]
+fn missing_home_is_never_created_not_even_in_a_dry_run() {
+    let s = Sandbox::new(false);
+    fs::remove_dir(s.p("/root")).unwrap();
+    let key = eu();
+    for dry_run in [true, false] {
+        let e = keys::update(&s.root, Path::new(KEYS), dry_run, &mut |c: &[u8]| {
+            keys::install(c, std::slice::from_ref(&key), &addrs(), None, false)
+        })
+        .unwrap_err();
+        assert!(msg(&e).contains("does not exist"), "{e:#}");
+    }
+    assert!(!s.p("/root").exists());
+}
+
+#[test]
 fn no_change_writes_nothing() {
     let s = Sandbox::new(true);
     s.grant().unwrap();

@@ -52,7 +52,7 @@ const SELINUX_XATTR: &str = "security.selinux";
 /// does not exist.
 pub fn read(root: &Root, path: &Path) -> Result<Option<Vec<u8>>> {
     let target = Target::new(root, path)?;
-    let Some(dir) = target.open_parent(false)? else {
+    let Some(dir) = target.open_parent(Walk::Read)? else {
         return Ok(None);
     };
     Ok(target.read_current(&dir)?.map(|c| c.bytes))
@@ -68,7 +68,7 @@ pub fn update(
 ) -> Result<WriteOutcome> {
     let target = Target::new(root, path)?;
     for _ in 0..RETRIES {
-        let dir = target.open_parent(false)?;
+        let dir = target.open_parent(Walk::Read)?;
         let current = match &dir {
             Some(d) => target.read_current(d)?,
             None => None,
@@ -85,14 +85,21 @@ pub fn update(
             changed: out.changed,
             created: current.is_none(),
         };
-        if !out.changed || dry_run {
+        if !out.changed {
+            return Ok(done);
+        }
+        if dry_run {
+            // Say now what the real run would refuse: a missing home is not created.
+            if dir.is_none() {
+                target.open_parent(Walk::Plan)?;
+            }
             return Ok(done);
         }
         // Only now, with a real change to write, may a missing `.ssh` be created.
         let dir = match dir {
             Some(d) => d,
             None => target
-                .open_parent(true)?
+                .open_parent(Walk::Create)?
                 .ok_or_else(|| anyhow!("{}: the directory vanished", target.shown_parent()))?,
         };
         if target.replace(&dir, current.as_ref(), &out.bytes)? {
@@ -177,9 +184,11 @@ impl<'a> Target<'a> {
         p.display().to_string()
     }
 
-    /// Walk to the file's directory. `None` when a directory is missing and `create` is false;
-    /// with `create`, a missing last directory (`.ssh`) is created 0700, root-owned.
-    fn open_parent(&self, create: bool) -> Result<Option<OwnedFd>> {
+    /// Walk to the file's directory. `None` when a directory is missing (`Read`), or only the
+    /// last one (`Plan`); `Create` creates a missing last directory (`.ssh`) 0700, root-owned.
+    /// Nothing above it is ever created: a missing home means a wrong path.
+    fn open_parent(&self, walk: Walk) -> Result<Option<OwnedFd>> {
+        let create = walk == Walk::Create;
         let top = self.root.dir();
         let mut fd = rustix::fs::open(top, dir_flags(), Mode::empty())
             .map_err(|e| fs_error(e, "open the root directory", &top.display().to_string()))?;
@@ -190,7 +199,10 @@ impl<'a> Target<'a> {
                 Err(Errno::NOENT) if create && i + 1 == self.dirs.len() => {
                     make_dir(&fd, comp, &shown)?
                 }
-                Err(Errno::NOENT) if create => bail!(
+                Err(Errno::NOENT) if walk == Walk::Plan && i + 1 == self.dirs.len() => {
+                    return Ok(None)
+                }
+                Err(Errno::NOENT) if walk != Walk::Read => bail!(
                     "{shown} does not exist; create root's home directory (or fix the keys file \
                      path) and retry"
                 ),
@@ -288,6 +300,13 @@ impl<'a> Target<'a> {
         let _ = rustix::fs::fsync(dir);
         Ok(true)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Read,
+    Plan,
+    Create,
 }
 
 fn dir_flags() -> OFlags {
