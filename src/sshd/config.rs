@@ -477,7 +477,9 @@ fn auth_methods(args: &[String]) -> Result<Vec<String>, String> {
         for m in list.split(',') {
             let name = m.split(':').next().unwrap_or("");
             if !METHODS.contains(&name) || (m.contains(':') && name != "keyboard-interactive") {
-                return Err(format!("invalid AuthenticationMethods method list '{list}'"));
+                return Err(format!(
+                    "invalid AuthenticationMethods method list '{list}'"
+                ));
             }
         }
     }
@@ -691,13 +693,18 @@ mod tests {
 
     #[test]
     fn values_checked_with_line_numbers() {
-        let err = parse("# c\n\nPort 22\nPort 70000\n").unwrap_err().to_string();
+        let err = parse("# c\n\nPort 22\nPort 70000\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("/etc/ssh/sshd_config line 4") && err.contains("70000"),
             "{err}"
         );
         let err = parse("PermitRootLogin\n").unwrap_err().to_string();
-        assert!(err.contains("line 1") && err.contains("no argument"), "{err}");
+        assert!(
+            err.contains("line 1") && err.contains("no argument"),
+            "{err}"
+        );
         assert!(parse("PermitRootLogin maybe").is_err());
         assert!(parse("PubkeyAuthentication yes no").is_err());
         assert!(parse("Match Foo bar").is_err());
@@ -710,8 +717,9 @@ mod tests {
 
     #[test]
     fn keywords_case_insensitive_comments_and_unknowns() {
-        let (f, w) = parse("  pErMiTrOoTlOgIn=No # why\n#Port 1\nFrobnicate yes\nX11Forwarding no\n")
-            .unwrap();
+        let (f, w) =
+            parse("  pErMiTrOoTlOgIn=No # why\n#Port 1\nFrobnicate yes\nX11Forwarding no\n")
+                .unwrap();
         assert_eq!(
             f.items[0].directive,
             Directive::PermitRootLogin(PermitRootLogin::No)
@@ -725,11 +733,15 @@ mod tests {
     fn permit_root_login_synonyms() {
         assert_eq!(
             dirs("PermitRootLogin without-password"),
-            [Directive::PermitRootLogin(PermitRootLogin::ProhibitPassword)]
+            [Directive::PermitRootLogin(
+                PermitRootLogin::ProhibitPassword
+            )]
         );
         assert_eq!(
             dirs("PermitRootLogin forced-commands-only"),
-            [Directive::PermitRootLogin(PermitRootLogin::ForcedCommandsOnly)]
+            [Directive::PermitRootLogin(
+                PermitRootLogin::ForcedCommandsOnly
+            )]
         );
     }
 }

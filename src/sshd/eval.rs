@@ -95,7 +95,10 @@ impl Options {
         over(&mut self.authorized_keys_files, &m.authorized_keys_files);
         // M_CP_STROPT copies only a non-NULL string: `none` in a Match still replaces, since
         // servconf.c stores the word "none".
-        over(&mut self.authorized_keys_command, &m.authorized_keys_command);
+        over(
+            &mut self.authorized_keys_command,
+            &m.authorized_keys_command,
+        );
         over(&mut self.allow_users, &m.allow_users);
         over(&mut self.deny_users, &m.deny_users);
         over(&mut self.allow_groups, &m.allow_groups);

@@ -37,12 +37,10 @@ pub fn fnmatch(pattern: &[u8], name: &[u8]) -> bool {
                         continue;
                     }
                 }
-                b'\\' if p + 1 < pattern.len() => {
-                    if pattern[p + 1] == name[n] {
-                        p += 2;
-                        n += 1;
-                        continue;
-                    }
+                b'\\' if p + 1 < pattern.len() && pattern[p + 1] == name[n] => {
+                    p += 2;
+                    n += 1;
+                    continue;
                 }
                 c if c == name[n] => {
                     p += 1;
@@ -175,7 +173,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("etc/ssh/sshd_config.d");
         std::fs::create_dir_all(&d).unwrap();
-        for n in ["b.conf", "A.conf", "a.conf", ".hidden.conf", "10.conf", "x.txt"] {
+        for n in [
+            "b.conf",
+            "A.conf",
+            "a.conf",
+            ".hidden.conf",
+            "10.conf",
+            "x.txt",
+        ] {
             std::fs::write(d.join(n), "").unwrap();
         }
         let root = Root::new(dir.path()).unwrap();
@@ -191,7 +196,10 @@ mod tests {
             ]
         );
         assert!(glob(&root, Path::new("/etc/ssh/nothing/*.conf")).is_empty());
-        assert_eq!(glob(&root, Path::new("/etc/ssh/sshd_config.d/x.txt")).len(), 1);
+        assert_eq!(
+            glob(&root, Path::new("/etc/ssh/sshd_config.d/x.txt")).len(),
+            1
+        );
         assert!(glob(&root, Path::new("/etc/ssh/sshd_config.d/y.txt")).is_empty());
     }
 }

@@ -40,9 +40,12 @@ pub fn strdelim(s: &str) -> Option<(String, &str)> {
     Some((token, rest))
 }
 
-/// `argv_split(s, &ac, &av, 1)`: the arguments of a directive. `Err` on an unclosed quote
-/// (sshd: "invalid quotes").
-pub fn argv_split(s: &str) -> Result<Vec<String>, ()> {
+/// An unclosed quote in a directive's arguments (sshd: "invalid quotes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnclosedQuote;
+
+/// `argv_split(s, &ac, &av, 1)`: the arguments of a directive.
+pub fn argv_split(s: &str) -> Result<Vec<String>, UnclosedQuote> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -83,7 +86,7 @@ pub fn argv_split(s: &str) -> Result<Vec<String>, ()> {
             i += 1;
         }
         if quote.is_some() {
-            return Err(());
+            return Err(UnclosedQuote);
         }
         out.push(arg);
     }
@@ -99,7 +102,10 @@ mod tests {
         assert_eq!(strdelim("Port 22").unwrap(), ("Port".into(), "22"));
         assert_eq!(strdelim("Port=22").unwrap(), ("Port".into(), "22"));
         assert_eq!(strdelim("Port = 22").unwrap(), ("Port".into(), "22"));
-        assert_eq!(strdelim("Port\t =  22 23").unwrap(), ("Port".into(), "22 23"));
+        assert_eq!(
+            strdelim("Port\t =  22 23").unwrap(),
+            ("Port".into(), "22 23")
+        );
         // Only one '=' is a separator.
         assert_eq!(strdelim("Port == 22").unwrap(), ("Port".into(), "= 22"));
         assert_eq!(strdelim("Port").unwrap(), ("Port".into(), ""));

@@ -31,11 +31,9 @@ pub fn parse_proc_net_tcp(text: &str) -> Vec<Socket> {
         let Some((a, p)) = f[1].split_once(':') else {
             continue;
         };
-        let (Some(addr), Ok(port), Ok(inode)) = (
-            hex_addr(a),
-            u16::from_str_radix(p, 16),
-            f[9].parse::<u64>(),
-        ) else {
+        let (Some(addr), Ok(port), Ok(inode)) =
+            (hex_addr(a), u16::from_str_radix(p, 16), f[9].parse::<u64>())
+        else {
             continue;
         };
         out.push(Socket { addr, port, inode });
@@ -67,7 +65,10 @@ fn sshd_socket_inodes(proc_dir: &Path) -> HashSet<u64> {
     };
     for e in rd.filter_map(|e| e.ok()) {
         let name = e.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
         };
         let pdir = proc_dir.join(pid);
@@ -83,10 +84,7 @@ fn sshd_socket_inodes(proc_dir: &Path) -> HashSet<u64> {
                 continue;
             };
             let t = target.to_string_lossy();
-            if let Some(n) = t
-                .strip_prefix("socket:[")
-                .and_then(|r| r.strip_suffix(']'))
-            {
+            if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
                 if let Ok(n) = n.parse() {
                     inodes.insert(n);
                 }
@@ -167,7 +165,11 @@ mod tests {
         std::fs::create_dir_all(p.join("thread-self/net")).unwrap();
         std::fs::write(p.join("thread-self/net/tcp"), TCP).unwrap();
         std::fs::write(p.join("thread-self/net/tcp6"), TCP6).unwrap();
-        for (pid, comm, inode) in [("10", "sshd", 1002), ("11", "nginx", 1001), ("12", "sshd", 2001)] {
+        for (pid, comm, inode) in [
+            ("10", "sshd", 1002),
+            ("11", "nginx", 1001),
+            ("12", "sshd", 2001),
+        ] {
             std::fs::create_dir_all(p.join(pid).join("fd")).unwrap();
             std::fs::write(p.join(pid).join("comm"), format!("{comm}\n")).unwrap();
             std::os::unix::fs::symlink(format!("socket:[{inode}]"), p.join(pid).join("fd/3"))

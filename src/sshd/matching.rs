@@ -39,10 +39,7 @@ pub struct Connection {
 /// `strdelim()` as `match_cfg_line()` does). Errors are sshd's "Bad Match condition" causes.
 pub fn parse_criteria(mut rest: &str) -> Result<Vec<Criterion>, String> {
     let mut out = Vec::new();
-    loop {
-        let Some((attr, r)) = strdelim(rest) else {
-            break;
-        };
+    while let Some((attr, r)) = strdelim(rest) {
         rest = r;
         if attr.is_empty() {
             break;
@@ -302,6 +299,9 @@ mod tests {
         assert!(!evaluate(&parse_criteria("User root").unwrap(), None));
         assert!(evaluate(&parse_criteria("all").unwrap(), None));
         let v6 = conn("2001:db8::5");
-        assert!(evaluate(&parse_criteria("Address 2001:db8::/32").unwrap(), Some(&v6)));
+        assert!(evaluate(
+            &parse_criteria("Address 2001:db8::/32").unwrap(),
+            Some(&v6)
+        ));
     }
 }

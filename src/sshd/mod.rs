@@ -227,7 +227,13 @@ pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
             groups.push(f[0].to_string());
         }
     }
-    let primary = primary.unwrap_or_else(|| if gid == 0 { "root".into() } else { gid.to_string() });
+    let primary = primary.unwrap_or_else(|| {
+        if gid == 0 {
+            "root".into()
+        } else {
+            gid.to_string()
+        }
+    });
     groups.insert(0, primary);
     (uid, gid, home, groups)
 }
@@ -308,7 +314,8 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
     if root.is_system() {
         let mut t_ports = Vec::new();
         for addr in support_addrs {
-            let conn = support_connection(&groups, *addr, host, use_dns, configured.first().copied());
+            let conn =
+                support_connection(&groups, *addr, host, use_dns, configured.first().copied());
             let ours = eval::effective(&eval::for_connection(&cfg, &global, &conn)?);
             match test_mode::run(Path::new(test_mode::SSHD), &conn, &[]) {
                 Ok(d) => {
@@ -369,7 +376,10 @@ pub fn differences(a: &Effective, b: &Effective) -> Vec<String> {
     macro_rules! cmp {
         ($f:ident, $name:literal) => {
             if a.$f.value != b.$f.value {
-                out.push(format!("{} {:?} instead of {:?}", $name, b.$f.value, a.$f.value));
+                out.push(format!(
+                    "{} {:?} instead of {:?}",
+                    $name, b.$f.value, a.$f.value
+                ));
             }
         };
     }
@@ -421,7 +431,12 @@ pub fn expand_keys_path(token: &str, user: &str, uid: u32, home: &Path) -> PathB
 
 /// The keys file sshd reads for `user` with `home`, following AuthorizedKeysFile: the one named
 /// authorized_keys2 if listed, else the first listed file, with a note saying so.
-pub fn keys_file(effective: &Effective, user: &str, uid: u32, home: &Path) -> (PathBuf, Option<String>) {
+pub fn keys_file(
+    effective: &Effective,
+    user: &str,
+    uid: u32,
+    home: &Path,
+) -> (PathBuf, Option<String>) {
     let setting = &effective.authorized_keys_files;
     // auth2-pubkey.c skips entries that are "none".
     let listed: Vec<PathBuf> = setting
@@ -509,7 +524,10 @@ mod tests {
         let (p, note) = keys_file(&eff_with_files(&[".ssh/authorized_keys"]), "root", 0, home);
         assert_eq!(p, Path::new("/root/.ssh/authorized_keys"));
         let note = note.unwrap();
-        assert!(note.contains("/etc/ssh/sshd_config:3") && note.contains("authorized_keys2"), "{note}");
+        assert!(
+            note.contains("/etc/ssh/sshd_config:3") && note.contains("authorized_keys2"),
+            "{note}"
+        );
         let (p, _) = keys_file(
             &eff_with_files(&["/etc/ssh/keys/%u", "%h/.ssh/authorized_keys2"]),
             "root",
@@ -526,7 +544,10 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(parse_version("OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0"), Some((9, 2)));
+        assert_eq!(
+            parse_version("OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0"),
+            Some((9, 2))
+        );
         assert_eq!(parse_version("OpenSSH_10.0, LibreSSL"), Some((10, 0)));
         assert_eq!(parse_version("dropbear"), None);
     }
@@ -593,6 +614,9 @@ mod tests {
         assert_eq!(groups, ["root", "wheel"]);
         let empty = tempfile::tempdir().unwrap();
         let (_, _, home, groups) = user_info(&Root::new(empty.path()).unwrap(), "root");
-        assert_eq!((home, groups), (PathBuf::from("/root"), vec!["root".to_string()]));
+        assert_eq!(
+            (home, groups),
+            (PathBuf::from("/root"), vec!["root".to_string()])
+        );
     }
 }

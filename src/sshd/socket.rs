@@ -182,7 +182,12 @@ mod tests {
             &mut w,
         );
         assert_eq!(acc.len(), 2);
-        apply_listen_streams("[Socket]\nListenStream=\nListenStream=2222\n", f, &mut acc, &mut w);
+        apply_listen_streams(
+            "[Socket]\nListenStream=\nListenStream=2222\n",
+            f,
+            &mut acc,
+            &mut w,
+        );
         assert_eq!(acc.len(), 1);
         assert_eq!((acc[0].addr, acc[0].port), (None, 2222));
         assert!(w.is_empty());
