@@ -639,3 +639,41 @@ fn parser_agrees_with_real_sshd_t_on_the_corpus() {
     );
     assert_eq!(checked, (cases.len() + 1 - rejected.len()) * ADDRS.len());
 }
+
+#[test]
+fn blockers_for_the_support_key() {
+    let g = ["root".to_string()];
+    let b = |f: &SshdFacts, a: &str| sshd::blockers(eff(f, a), "root", &g, a.parse().unwrap(), a);
+    let f = facts("match-address");
+    // `Match Address *,!2001:db8::/32` asks every IPv4 client for two factors.
+    let two = |m: &String| m.contains("AuthenticationMethods") && m.contains(":18)");
+    let x = b(&f, "192.0.2.10");
+    assert!(
+        x[0].contains("PermitRootLogin no (/etc/ssh/sshd_config:8)"),
+        "{x:?}"
+    );
+    assert!(x.len() == 2 && two(&x[1]), "{x:?}");
+    let x = b(&f, "192.0.2.99");
+    assert!(x.len() == 1 && two(&x[0]), "{x:?}");
+    let x = b(&f, "198.51.100.7");
+    assert!(
+        x.len() == 2 && x[0].contains("forced-commands-only"),
+        "{x:?}"
+    );
+    let x = b(&f, "203.0.113.5");
+    assert!(
+        x.len() == 2 && x[0].contains("AllowUsers (/etc/ssh/sshd_config:3)"),
+        "{x:?}"
+    );
+    let x = b(&f, "2001:db8::10");
+    assert!(x.len() == 1 && x[0].contains("AllowUsers"), "{x:?}");
+    let f = facts("cis");
+    let x = b(&f, "192.0.2.10");
+    assert!(
+        x.iter().any(|m| m.starts_with("PermitRootLogin no")),
+        "{x:?}"
+    );
+    assert!(x.iter().any(|m| m.starts_with("AllowGroups")), "{x:?}");
+    assert_eq!(x.len(), 2, "{x:?}");
+    assert!(b(&facts("debian12"), "192.0.2.10").is_empty());
+}

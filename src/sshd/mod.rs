@@ -22,9 +22,11 @@ pub mod live;
 pub mod matching;
 pub mod socket;
 pub mod test_mode;
+pub mod verdict;
 
 pub use config::Config;
 pub use matching::Connection;
+pub use verdict::blockers;
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
