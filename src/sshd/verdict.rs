@@ -188,7 +188,8 @@ mod tests {
             f(&mut e);
             blockers(&e, "root", &g, a, "192.0.2.7")
         };
-        let cases: Vec<(&str, Box<dyn Fn(&mut Effective)>)> = vec![
+        type Change = Box<dyn Fn(&mut Effective)>;
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "PermitRootLogin no",
                 Box::new(|e| e.permit_root_login = set(PermitRootLogin::No)),
