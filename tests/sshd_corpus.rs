@@ -558,7 +558,7 @@ fn agree_on(
             Ok(c) => (c, eval::global(c)),
             Err(_) => {
                 // Ours refuses: sshd must refuse too.
-                let conn = support_connection(&["root".into()], addr, "x", false, Some(22));
+                let conn = support_connection(&["root".into()], addr, "x", false, None, Some(22));
                 let r = sshd_t(&config, hostkey, &test_mode::connection_spec(&conn));
                 assert!(
                     r.is_err(),
@@ -569,7 +569,15 @@ fn agree_on(
             }
         };
         let (listen, ports, _) = eval::listen(global.as_ref().unwrap_or(&eval::Options::default()));
-        let conn = support_connection(&["root".into()], addr, "x", false, ports.first().copied());
+        let laddr = sshd::local_address_for(&listen, addr);
+        let conn = support_connection(
+            &["root".into()],
+            addr,
+            "x",
+            false,
+            Some(laddr),
+            ports.first().copied(),
+        );
         let dump = match sshd_t(&config, hostkey, &test_mode::connection_spec(&conn)) {
             Ok(out) => test_mode::parse_dump(&out),
             Err(stderr) => {
@@ -676,4 +684,32 @@ fn blockers_for_the_support_key() {
     assert!(x.iter().any(|m| m.starts_with("AllowGroups")), "{x:?}");
     assert_eq!(x.len(), 2, "{x:?}");
     assert!(b(&facts("debian12"), "192.0.2.10").is_empty());
+}
+
+#[test]
+fn match_local_address_port_and_host() {
+    let f = facts("match-local");
+    assert_eq!(f.ports, [22, 2201, 2222]);
+    let e = eff(&f, "192.0.2.10");
+    // Evaluated on port 22, the first one: the LocalPort 2222 block does not apply...
+    assert_eq!(e.permit_root_login.value, PermitRootLogin::ProhibitPassword);
+    // ...and the difference on 2222 is reported.
+    assert!(
+        f.warnings
+            .iter()
+            .any(|w| w.contains("192.0.2.10") && w.contains("port 2222") && w.contains("No")),
+        "{:?}",
+        f.warnings
+    );
+    // `~/` is expanded when the line is read, as sshd does.
+    assert_eq!(
+        e.authorized_keys_files.value,
+        ["/root/.ssh/authorized_keys", "%h/.ssh/authorized_keys2"]
+    );
+    assert_eq!(
+        eff(&f, "2001:db8::10").allow_users.value,
+        ["root@2001:db8::/32"]
+    );
+    assert!(!eff(&f, "203.0.113.5").pubkey_authentication.value);
+    assert!(eff(&f, "198.51.100.7").pubkey_authentication.value);
 }

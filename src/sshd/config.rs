@@ -287,7 +287,13 @@ impl Loader<'_> {
             "strictmodes" => Directive::StrictModes(flag(&args)?),
             "usepam" => Directive::UsePam(flag(&args)?),
             "usedns" => Directive::UseDns(flag(&args)?),
-            "authorizedkeysfile" => Directive::AuthorizedKeysFile(list(args)?),
+            "authorizedkeysfile" => Directive::AuthorizedKeysFile(
+                list(args)?
+                    .iter()
+                    .map(|a| tilde_expand(self.root, a))
+                    .collect::<Result<_, _>>()
+                    .map_err(e)?,
+            ),
             "authorizedkeyscommand" => {
                 // servconf.c takes the raw rest of the line here, not the split arguments,
                 // and insists on an absolute path.
@@ -400,6 +406,49 @@ impl Loader<'_> {
         }
         Ok(files)
     }
+}
+
+/// The home directory of `user` (None: uid 0, the user sshd runs as) in `<root>/etc/passwd`;
+/// root's defaults to /root when the sandbox has no passwd.
+fn home_of(root: &Root, user: Option<&str>) -> Option<String> {
+    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).unwrap_or_default();
+    let found = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| {
+            f.len() >= 7
+                && match user {
+                    Some(u) => f[0] == u,
+                    None => f[2] == "0",
+                }
+        })
+        .map(|f| f[5].to_string());
+    match (found, user) {
+        (Some(h), _) => Some(h),
+        (None, None) => Some("/root".into()),
+        (None, Some(_)) => None,
+    }
+}
+
+/// misc.c `tilde_expand_filename(arg, getuid())`, applied by servconf.c to AuthorizedKeysFile
+/// at parse time: `~/x` → sshd's (root's) home, `~user/x` → that user's home.
+fn tilde_expand(root: &Root, arg: &str) -> Result<String, String> {
+    let Some(rest) = arg.strip_prefix('~') else {
+        return Ok(arg.to_string());
+    };
+    let (home, path) = match rest.find('/') {
+        Some(i) if i > 0 => {
+            let user = &rest[..i];
+            let home = home_of(root, Some(user)).ok_or_else(|| {
+                format!("AuthorizedKeysFile {arg}: no such user {user} in /etc/passwd")
+            })?;
+            (home, &rest[i + 1..])
+        }
+        Some(i) => (home_of(root, None).unwrap_or_default(), &rest[i + 1..]),
+        None => (home_of(root, None).unwrap_or_default(), rest),
+    };
+    let sep = if home.ends_with('/') { "" } else { "/" };
+    Ok(format!("{home}{sep}{path}"))
 }
 
 /// misc.c `a2port()`: a number from 1 to 65535 (service names are not looked up here).

@@ -240,13 +240,15 @@ pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
     (uid, gid, home, groups)
 }
 
-/// The connection sshd evaluates Match for: user root from `addr`. `Match Host` sees the
-/// reverse-DNS name only with `UseDNS yes`, else the address (auth_get_canonical_hostname()).
+/// The connection sshd evaluates Match for: user root from `addr` to `laddr`:`lport`.
+/// `Match Host` sees the reverse-DNS name only with `UseDNS yes`, else the address
+/// (auth.c `auth_get_canonical_hostname()`).
 pub fn support_connection(
     groups: &[String],
     addr: IpAddr,
     host: &str,
     use_dns: bool,
+    laddr: Option<IpAddr>,
     lport: Option<u16>,
 ) -> Connection {
     Connection {
@@ -258,9 +260,25 @@ pub fn support_connection(
             addr.to_string()
         }),
         addr: Some(addr),
-        laddr: None,
+        laddr,
         lport,
     }
+}
+
+/// The server address a connection from `addr` arrives at, as far as the config tells: the
+/// first specific ListenAddress of the same family, else the unspecified address of that
+/// family (sshd listens on the wildcard, and which local address the support reaches is not
+/// known here). `sshd -T -C` insists on an laddr when a `Match LocalAddress` exists.
+pub fn local_address_for(listen: &[Listen], addr: IpAddr) -> IpAddr {
+    listen
+        .iter()
+        .filter_map(|l| l.addr)
+        .find(|a| a.is_ipv4() == addr.is_ipv4() && !a.is_unspecified())
+        .unwrap_or(if addr.is_ipv4() {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        })
 }
 
 /// Everything sshd decides for the support connection. Reads `<root>/etc/ssh/sshd_config` and
@@ -304,20 +322,23 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
     for s in &laddr_blocks {
         warnings.push(format!(
             "{s}: Match LocalAddress depends on which server address the support connects to; \
-             it was evaluated as not matching"
+             it was evaluated for the first ListenAddress of each family (or none)"
         ));
     }
     let by_port = !cfg
         .match_sources(|c| matches!(c, matching::Criterion::LocalPort(_)))
         .is_empty();
     let (_, _, _, groups) = user_info(root, "root");
+    let conn_for = |addr: IpAddr, lport: Option<u16>| {
+        let laddr = local_address_for(&listen, addr);
+        support_connection(&groups, addr, host, use_dns, Some(laddr), lport)
+    };
 
     // sshd -T cross-check on the real system: listening set and every setting.
     if root.is_system() {
         let mut t_ports = Vec::new();
         for addr in support_addrs {
-            let conn =
-                support_connection(&groups, *addr, host, use_dns, configured.first().copied());
+            let conn = conn_for(*addr, configured.first().copied());
             let ours = eval::effective(&eval::for_connection(&cfg, &global, &conn)?);
             match test_mode::run(Path::new(test_mode::SSHD), &conn, &[]) {
                 Ok(d) => {
@@ -343,12 +364,12 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
 
     let mut per_address = Vec::new();
     for addr in support_addrs {
-        let first_port = ports.first().copied();
-        let conn = support_connection(&groups, *addr, host, use_dns, first_port);
+        let first_port = configured.first().copied();
+        let conn = conn_for(*addr, first_port);
         let eff = eval::effective(&eval::for_connection(&cfg, &global, &conn)?);
         if by_port {
-            for p in ports.iter().skip(1) {
-                let c = support_connection(&groups, *addr, host, use_dns, Some(*p));
+            for p in ports.iter().filter(|p| Some(**p) != first_port) {
+                let c = conn_for(*addr, Some(*p));
                 let other = eval::effective(&eval::for_connection(&cfg, &global, &c)?);
                 let diff = differences(&eff, &other);
                 if !diff.is_empty() {
