@@ -254,13 +254,13 @@ impl Loader<'_> {
             Ok(args)
         };
         let directive = match kw.as_str() {
-            "port" => Directive::Port(port_value(&one(&args)?).ok_or_else(|| {
+            "port" => Directive::Port(port_value(self.root, &one(&args)?).ok_or_else(|| {
                 e(format!(
                     "Port '{}' is not a port number from 1 to 65535",
                     args[0]
                 ))
             })?),
-            "listenaddress" => listen_address(&args).map_err(e)?,
+            "listenaddress" => listen_address(self.root, &args).map_err(e)?,
             "addressfamily" => {
                 let v = one(&args)?;
                 Directive::AddressFamily(match v.to_ascii_lowercase().as_str() {
@@ -306,8 +306,8 @@ impl Loader<'_> {
                     (!rest.eq_ignore_ascii_case("none")).then(|| rest.to_string()),
                 )
             }
-            "allowusers" => Directive::AllowUsers(list(args)?),
-            "denyusers" => Directive::DenyUsers(list(args)?),
+            "allowusers" => Directive::AllowUsers(user_patterns(&keyword, list(args)?).map_err(e)?),
+            "denyusers" => Directive::DenyUsers(user_patterns(&keyword, list(args)?).map_err(e)?),
             "allowgroups" => Directive::AllowGroups(list(args)?),
             "denygroups" => Directive::DenyGroups(list(args)?),
             "authenticationmethods" => {
@@ -451,17 +451,47 @@ fn tilde_expand(root: &Root, arg: &str) -> Result<String, String> {
     Ok(format!("{home}{sep}{path}"))
 }
 
-/// misc.c `a2port()`: a number from 1 to 65535 (service names are not looked up here).
-pub fn port_value(s: &str) -> Option<u16> {
-    match s.parse::<u32>() {
-        Ok(n) if (1..=65535).contains(&n) => Some(n as u16),
-        _ => None,
+/// servconf.c checks each AllowUsers/DenyUsers pattern with `match_user(NULL, NULL, NULL, p)`:
+/// the host part of `user@host` must be a valid address list (no host bits past the mask).
+fn user_patterns(keyword: &str, pats: Vec<String>) -> Result<Vec<String>, String> {
+    for p in &pats {
+        if let Some((_, host)) = p.rsplit_once('@') {
+            super::matching::validate_addr_list(host)
+                .map_err(|m| format!("invalid {keyword} pattern \"{p}\": {m}"))?;
+        }
     }
+    Ok(pats)
+}
+
+/// misc.c `a2port()`: a number from 1 to 65535, or a TCP service name as getservbyname()
+/// finds it in `<root>/etc/services` (`Port ssh` is valid for sshd).
+pub fn port_value(root: &Root, s: &str) -> Option<u16> {
+    if let Ok(n) = s.parse::<u32>() {
+        return u16::try_from(n).ok().filter(|p| *p != 0);
+    }
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') {
+        return None;
+    }
+    let services = std::fs::read_to_string(root.path("/etc/services")).unwrap_or_default();
+    for line in services.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut f = line.split_whitespace();
+        let (Some(name), Some(pp)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Some((port, "tcp")) = pp.split_once('/') else {
+            continue;
+        };
+        if name == s || f.any(|alias| alias == s) {
+            return port.parse().ok().filter(|p| *p != 0);
+        }
+    }
+    None
 }
 
 /// servconf.c case sListenAddress: a bare IPv6 address (no `[`, two or more `:`) has no port;
 /// otherwise `hpdelim()` splits `host:port` / `[v6]:port`; an optional `rdomain NAME` follows.
-fn listen_address(args: &[String]) -> Result<Directive, String> {
+fn listen_address(root: &Root, args: &[String]) -> Result<Directive, String> {
     let Some(arg) = args.first().filter(|a| !a.is_empty()) else {
         return Err("ListenAddress is missing its address".into());
     };
@@ -496,7 +526,7 @@ fn listen_address(args: &[String]) -> Result<Directive, String> {
     };
     let port = match port {
         None => None,
-        Some(p) => Some(port_value(&p).ok_or_else(|| {
+        Some(p) => Some(port_value(root, &p).ok_or_else(|| {
             format!("bad port number '{p}' in ListenAddress {arg} (give 1 to 65535)")
         })?),
     };
@@ -760,6 +790,8 @@ mod tests {
         assert!(parse("AuthorizedKeysCommand relative/cmd").is_err());
         assert!(parse("AuthenticationMethods any publickey").is_err());
         assert!(parse("AuthenticationMethods publickey,bogus").is_err());
+        assert!(parse("AllowUsers root@192.0.2.1/24").is_err());
+        assert!(parse("DenyUsers root@192.0.2.0/24 admin@*.example").is_ok());
         assert!(parse("Banner \"/etc/unclosed").is_err());
         assert!(parse("Port=22\nport = 2222\nPORT\t\"2200\"  # c").is_ok());
     }
@@ -776,6 +808,24 @@ mod tests {
         assert_eq!(f.items.len(), 2);
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("line 3") && w[0].contains("Frobnicate"));
+    }
+
+    #[test]
+    fn service_names_from_the_roots_services() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/services"),
+            "# comment\nssh\t\t22/tcp\t\t\t# SSH Remote Login Protocol\nalt 2222/udp\nalt2 2223/tcp other\n",
+        )
+        .unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert_eq!(port_value(&root, "ssh"), Some(22));
+        assert_eq!(port_value(&root, "other"), Some(2223));
+        assert_eq!(port_value(&root, "alt"), None);
+        assert_eq!(port_value(&root, "0"), None);
+        assert_eq!(port_value(&root, "65536"), None);
+        assert_eq!(port_value(&root, "022"), Some(22));
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub fn parse_criteria(mut rest: &str) -> Result<Vec<Criterion>, String> {
 
 /// sshd refuses an address list with an empty entry or a network with host bits set
 /// (`addr_match_list()` returning -2, "inconsistent mask length").
-fn validate_addr_list(list: &str) -> Result<(), String> {
+pub fn validate_addr_list(list: &str) -> Result<(), String> {
     for entry in list.split(',') {
         let e = entry.strip_prefix('!').unwrap_or(entry);
         if e.is_empty() {
