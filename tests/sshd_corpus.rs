@@ -713,3 +713,26 @@ fn match_local_address_port_and_host() {
     assert!(!eff(&f, "203.0.113.5").pubkey_authentication.value);
     assert!(eff(&f, "198.51.100.7").pubkey_authentication.value);
 }
+
+#[test]
+fn match_in_a_drop_in_ends_with_its_file() {
+    let f = facts("dropin-match");
+    assert_eq!(f.ports, [2222]);
+    let e = eff(&f, "192.0.2.10");
+    assert_eq!(e.permit_root_login.value, PermitRootLogin::No);
+    assert_eq!(
+        src(&e.permit_root_login.source),
+        "/etc/ssh/sshd_config.d/10-support.conf:3"
+    );
+    let (p, note) = keys_file(e, "root", 0, Path::new("/root"));
+    assert_eq!(p, Path::new("/root/.ssh/authorized_keys"));
+    assert!(note.is_some());
+    let e = eff(&f, "198.51.100.7");
+    assert_eq!(e.permit_root_login.value, PermitRootLogin::Yes);
+    assert_eq!(
+        src(&e.permit_root_login.source),
+        "/etc/ssh/sshd_config.d/20-root.conf:1"
+    );
+    // UsePAM in the main file after the Include is global, not inside the drop-in's Match.
+    assert!(e.use_pam.value);
+}
