@@ -1,1 +1,645 @@
+//! What sshd will do with the support connection: every port it listens on, and every setting
+//! that decides whether the support key works — for user root, from each support address.
+//!
+//! Facts come from sshd_config (read through `--root`, with OpenSSH's own rules: `config`,
+//! `eval`, `matching`), from systemd socket units (`socket`), and, on the real system only,
+//! from the installed sshd (`sshd -T`, `test_mode`) and the sockets it really holds (`live`).
+//! [`reconcile`] turns the port evidence into the ports to open and the warnings, as a pure
+//! function.
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::root::Root;
+
+pub mod config;
+pub mod eval;
+pub mod glob;
+pub mod lex;
+pub mod live;
+pub mod matching;
+pub mod socket;
+pub mod test_mode;
+pub mod verdict;
+
+pub use config::Config;
+pub use matching::Connection;
+pub use verdict::blockers;
+
+/// Where a setting came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    /// Absolute, as on the real system (`/etc/ssh/sshd_config.d/50-cloud-init.conf`).
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// A value and the line that set it; `source: None` = OpenSSH's default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Setting<T> {
+    pub value: T,
+    pub source: Option<Source>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PermitRootLogin {
+    Yes,
+    /// Also spelled `without-password` (the older name of the same setting).
+    ProhibitPassword,
+    ForcedCommandsOnly,
+    No,
+}
+
+impl PermitRootLogin {
+    /// servconf.c multistate_permitrootlogin (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "yes" => Some(Self::Yes),
+            "prohibit-password" | "without-password" => Some(Self::ProhibitPassword),
+            "forced-commands-only" => Some(Self::ForcedCommandsOnly),
+            "no" => Some(Self::No),
+            _ => None,
+        }
+    }
+
+    /// Whether root may log in with a public key that has no forced command.
+    pub fn allows_key(self) -> bool {
+        matches!(self, Self::Yes | Self::ProhibitPassword)
+    }
+}
+
+/// The settings in force for one connection (user root, from one address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Effective {
+    pub permit_root_login: Setting<PermitRootLogin>,
+    pub pubkey_authentication: Setting<bool>,
+    /// Raw tokens (`%h/.ssh/authorized_keys`, `.ssh/authorized_keys2`, `none`).
+    pub authorized_keys_files: Setting<Vec<String>>,
+    pub authorized_keys_command: Setting<Option<String>>,
+    pub allow_users: Setting<Vec<String>>,
+    pub deny_users: Setting<Vec<String>>,
+    pub allow_groups: Setting<Vec<String>>,
+    pub deny_groups: Setting<Vec<String>>,
+    /// Empty = `any`.
+    pub authentication_methods: Setting<Vec<String>>,
+    pub strict_modes: Setting<bool>,
+    pub use_pam: Setting<bool>,
+}
+
+/// One socket sshd listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listen {
+    /// `None` = every address of every family.
+    pub addr: Option<IpAddr>,
+    pub port: u16,
+    pub source: Option<Source>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshdFacts {
+    /// Sorted, deduplicated: configured ∪ socket units ∪ live listeners ∪ `sshd -T`.
+    pub ports: Vec<u16>,
+    /// The sockets sshd_config asks for.
+    pub listen: Vec<Listen>,
+    /// One per support address (Match evaluated for it).
+    pub per_address: Vec<(IpAddr, Effective)>,
+    /// `sshd -V` of /usr/sbin/sshd, None when absent.
+    pub version: Option<(u32, u32)>,
+    /// Mismatches (config vs live vs socket unit), no port → 22, unknown keywords, ...
+    pub warnings: Vec<String>,
+}
+
+/// The port evidence [`reconcile`] weighs. `None` = not consulted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortEvidence {
+    /// From sshd_config (22 when it names none).
+    pub configured: Vec<u16>,
+    /// Enabled socket units and their ListenStream ports.
+    pub sockets: Vec<(String, Vec<u16>)>,
+    /// Ports sshd processes hold in LISTEN state.
+    pub live: Option<Vec<u16>>,
+    /// Ports of `sshd -T`'s listenaddress lines.
+    pub sshd_t: Option<Vec<u16>>,
+}
+
+fn sorted(mut v: Vec<u16>) -> Vec<u16> {
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+fn minus(a: &[u16], b: &[u16]) -> Vec<u16> {
+    a.iter().copied().filter(|p| !b.contains(p)).collect()
+}
+
+/// The ports to open (the union of every source: opening a port sshd does not use costs
+/// nothing, missing one locks the support out) and a warning for each disagreement.
+pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let configured = sorted(ev.configured.clone());
+    let mut all = configured.clone();
+    for (unit, ports) in &ev.sockets {
+        let ports = sorted(ports.clone());
+        if ports != configured {
+            warnings.push(format!(
+                "{unit} (systemd socket activation) listens on port(s) {} while sshd_config says \
+                 {}: systemd's ListenStream= decides; after editing sshd_config run `systemctl \
+                 daemon-reload && systemctl restart {unit}`",
+                eval::join(&ports),
+                eval::join(&configured)
+            ));
+        }
+        all.extend(ports);
+    }
+    if let Some(t) = &ev.sshd_t {
+        let t = sorted(t.clone());
+        if t != configured {
+            warnings.push(format!(
+                "sshd -T reports listening port(s) {} but sshd_config was read as {}; both are \
+                 opened — check the configuration with `sshd -T`",
+                eval::join(&t),
+                eval::join(&configured)
+            ));
+        }
+        all.extend(t);
+    }
+    if let Some(live) = &ev.live {
+        let live = sorted(live.clone());
+        let expected = sorted(all.clone());
+        if live.is_empty() {
+            if ev.sockets.is_empty() {
+                warnings.push(
+                    "no sshd process listens on a TCP port: is sshd running? (`systemctl status \
+                     ssh`)"
+                        .into(),
+                );
+            }
+        } else {
+            let extra = minus(&live, &expected);
+            if !extra.is_empty() {
+                warnings.push(format!(
+                    "sshd listens on port(s) {} that sshd_config does not name: the config \
+                     changed but sshd was not restarted? (`systemctl restart ssh`)",
+                    eval::join(&extra)
+                ));
+            }
+            let missing = minus(&configured, &live);
+            if !missing.is_empty() && ev.sockets.is_empty() {
+                warnings.push(format!(
+                    "sshd_config names port(s) {} but sshd does not listen there: restart sshd \
+                     (`systemctl restart ssh`) to apply the config",
+                    eval::join(&missing)
+                ));
+            }
+        }
+        all.extend(live);
+    }
+    (sorted(all), warnings)
+}
+
+/// Root's groups and home, read through the root (`/etc/passwd`, `/etc/group`); OpenSSH
+/// evaluates `Match Group` with the groups getgrouplist() returns.
+pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
+    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).unwrap_or_default();
+    let (uid, gid, home) = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[0] == user)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(f[5]))))
+        .unwrap_or((0, 0, PathBuf::from("/root")));
+    let group = std::fs::read_to_string(root.path("/etc/group")).unwrap_or_default();
+    let mut groups = Vec::new();
+    let mut primary = None;
+    for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
+        if f.len() < 4 {
+            continue;
+        }
+        if f[2].parse::<u32>().ok() == Some(gid) && primary.is_none() {
+            primary = Some(f[0].to_string());
+        } else if f[3].split(',').any(|m| m == user) {
+            groups.push(f[0].to_string());
+        }
+    }
+    let primary = primary.unwrap_or_else(|| {
+        if gid == 0 {
+            "root".into()
+        } else {
+            gid.to_string()
+        }
+    });
+    groups.insert(0, primary);
+    (uid, gid, home, groups)
+}
+
+/// The connection sshd evaluates Match for: user root from `addr` to `laddr`:`lport`.
+/// `Match Host` sees the reverse-DNS name only with `UseDNS yes`, else the address
+/// (auth.c `auth_get_canonical_hostname()`).
+pub fn support_connection(
+    groups: &[String],
+    addr: IpAddr,
+    host: &str,
+    use_dns: bool,
+    laddr: Option<IpAddr>,
+    lport: Option<u16>,
+) -> Connection {
+    Connection {
+        user: "root".into(),
+        groups: groups.to_vec(),
+        host: Some(if use_dns {
+            host.to_string()
+        } else {
+            addr.to_string()
+        }),
+        addr: Some(addr),
+        laddr,
+        lport,
+    }
+}
+
+/// The server address a connection from `addr` arrives at, as far as the config tells: the
+/// first specific ListenAddress of the same family, else the unspecified address of that
+/// family (sshd listens on the wildcard, and which local address the support reaches is not
+/// known here). `sshd -T -C` insists on an laddr when a `Match LocalAddress` exists.
+pub fn local_address_for(listen: &[Listen], addr: IpAddr) -> IpAddr {
+    listen
+        .iter()
+        .filter_map(|l| l.addr)
+        .find(|a| a.is_ipv4() == addr.is_ipv4() && !a.is_unspecified())
+        .unwrap_or(if addr.is_ipv4() {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        })
+}
+
+/// Everything sshd decides for the support connection. Reads `<root>/etc/ssh/sshd_config` and
+/// the socket units under the root; the live listeners and `sshd -T` only when `root` is the
+/// real system.
+pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFacts> {
+    let cfg = Config::load(root)?;
+    let mut warnings = cfg.warnings.clone();
+    let global = eval::global(&cfg)?;
+    let (listen, configured, w) = eval::listen(&global);
+    warnings.extend(w);
+
+    let mut ev = PortEvidence {
+        configured: configured.clone(),
+        ..Default::default()
+    };
+    for unit in socket::UNITS {
+        if let Some(u) = socket::read_unit(root, unit) {
+            warnings.extend(u.warnings.iter().cloned());
+            if u.enabled {
+                ev.sockets
+                    .push((u.unit.clone(), u.listen.iter().map(|l| l.port).collect()));
+            }
+        }
+    }
+    if root.is_system() {
+        match live::sshd_listeners(&root.path("/proc")) {
+            Ok(s) => ev.live = Some(s.iter().map(|s| s.port).collect()),
+            Err(e) => warnings.push(format!("{e:#}")),
+        }
+    }
+
+    let use_dns = global.use_dns.as_ref().is_some_and(|(v, _)| *v);
+    if use_dns {
+        warnings.push(format!(
+            "UseDNS yes: Match Host is evaluated with {host}, but sshd will use the reverse-DNS \
+             name of the support address"
+        ));
+    }
+    let laddr_blocks = cfg.match_sources(|c| matches!(c, matching::Criterion::LocalAddress(_)));
+    for s in &laddr_blocks {
+        warnings.push(format!(
+            "{s}: Match LocalAddress depends on which server address the support connects to; \
+             it was evaluated for the first ListenAddress of each family (or none)"
+        ));
+    }
+    let by_port = !cfg
+        .match_sources(|c| matches!(c, matching::Criterion::LocalPort(_)))
+        .is_empty();
+    let (_, _, _, groups) = user_info(root, "root");
+    let conn_for = |addr: IpAddr, lport: Option<u16>| {
+        let laddr = local_address_for(&listen, addr);
+        support_connection(&groups, addr, host, use_dns, Some(laddr), lport)
+    };
+
+    // sshd -T cross-check on the real system: listening set and every setting.
+    if root.is_system() {
+        let mut t_ports = Vec::new();
+        for addr in support_addrs {
+            let conn = conn_for(*addr, configured.first().copied());
+            let ours = eval::effective(&eval::for_connection(&cfg, &global, &conn)?);
+            match test_mode::run(Path::new(test_mode::SSHD), &conn, &[]) {
+                Ok(d) => {
+                    t_ports.extend(d.listen.iter().map(|(_, p)| *p));
+                    for m in test_mode::disagreements(&ours, &d) {
+                        warnings.push(format!("for {addr}: {m}; sshd -T is right"));
+                    }
+                }
+                Err(e) => {
+                    warnings.push(format!("{e:#}; the sshd -T cross-check was skipped"));
+                    t_ports.clear();
+                    break;
+                }
+            }
+        }
+        if !t_ports.is_empty() {
+            ev.sshd_t = Some(t_ports);
+        }
+    }
+
+    let (ports, w) = reconcile(&ev);
+    warnings.extend(w);
+
+    let mut per_address = Vec::new();
+    for addr in support_addrs {
+        let first_port = configured.first().copied();
+        let conn = conn_for(*addr, first_port);
+        let eff = eval::effective(&eval::for_connection(&cfg, &global, &conn)?);
+        if by_port {
+            for p in ports.iter().filter(|p| Some(**p) != first_port) {
+                let c = conn_for(*addr, Some(*p));
+                let other = eval::effective(&eval::for_connection(&cfg, &global, &c)?);
+                let diff = differences(&eff, &other);
+                if !diff.is_empty() {
+                    warnings.push(format!(
+                        "for {addr}, Match LocalPort makes port {p} differ from port {}: {}",
+                        first_port.unwrap_or(22),
+                        diff.join("; ")
+                    ));
+                }
+            }
+        }
+        per_address.push((*addr, eff));
+    }
+
+    Ok(SshdFacts {
+        ports,
+        listen,
+        per_address,
+        version: version(),
+        warnings,
+    })
+}
+
+/// Settings whose values differ between two evaluations, described for a warning.
+pub fn differences(a: &Effective, b: &Effective) -> Vec<String> {
+    let mut out = Vec::new();
+    macro_rules! cmp {
+        ($f:ident, $name:literal) => {
+            if a.$f.value != b.$f.value {
+                out.push(format!(
+                    "{} {:?} instead of {:?}",
+                    $name, b.$f.value, a.$f.value
+                ));
+            }
+        };
+    }
+    cmp!(permit_root_login, "PermitRootLogin");
+    cmp!(pubkey_authentication, "PubkeyAuthentication");
+    cmp!(authorized_keys_files, "AuthorizedKeysFile");
+    cmp!(authorized_keys_command, "AuthorizedKeysCommand");
+    cmp!(allow_users, "AllowUsers");
+    cmp!(deny_users, "DenyUsers");
+    cmp!(allow_groups, "AllowGroups");
+    cmp!(deny_groups, "DenyGroups");
+    cmp!(authentication_methods, "AuthenticationMethods");
+    out
+}
+
+/// auth.c `expand_authorized_keys()`: %h, %u, %U and %% expanded; a relative result is taken
+/// under the home directory.
+pub fn expand_keys_path(token: &str, user: &str, uid: u32, home: &Path) -> PathBuf {
+    let mut s = String::new();
+    let mut chars = token.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            s.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => s.push_str(&home.to_string_lossy()),
+            Some('u') => s.push_str(user),
+            Some('U') => s.push_str(&uid.to_string()),
+            Some('%') => s.push('%'),
+            Some(o) => {
+                s.push('%');
+                s.push(o);
+            }
+            None => s.push('%'),
+        }
+    }
+    // tilde_expand_filename() at parse time turns `~/` into the sshd user's (root's) home.
+    if let Some(rest) = s.strip_prefix("~/") {
+        return home.join(rest);
+    }
+    let p = PathBuf::from(&s);
+    if p.is_absolute() {
+        p
+    } else {
+        home.join(p)
+    }
+}
+
+/// The keys file sshd reads for `user` with `home`, following AuthorizedKeysFile: the one named
+/// authorized_keys2 if listed, else the first listed file, with a note saying so.
+pub fn keys_file(
+    effective: &Effective,
+    user: &str,
+    uid: u32,
+    home: &Path,
+) -> (PathBuf, Option<String>) {
+    let setting = &effective.authorized_keys_files;
+    // auth2-pubkey.c skips entries that are "none".
+    let listed: Vec<PathBuf> = setting
+        .value
+        .iter()
+        .filter(|t| !t.eq_ignore_ascii_case("none"))
+        .map(|t| expand_keys_path(t, user, uid, home))
+        .collect();
+    let origin = match &setting.source {
+        Some(s) => format!("AuthorizedKeysFile ({s})"),
+        None => "AuthorizedKeysFile (default)".to_string(),
+    };
+    if let Some(p) = listed
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "authorized_keys2"))
+    {
+        return (p.clone(), None);
+    }
+    match listed.first() {
+        Some(p) => (
+            p.clone(),
+            Some(format!(
+                "{origin} does not list authorized_keys2: the key goes to {}, the first file \
+                 sshd reads",
+                p.display()
+            )),
+        ),
+        None => (
+            home.join(".ssh/authorized_keys2"),
+            Some(format!(
+                "{origin} is none: sshd reads no keys file, so the support key cannot work \
+                 unless AuthorizedKeysFile lists one"
+            )),
+        ),
+    }
+}
+
+/// `sshd -V` of the installed /usr/sbin/sshd: (major, minor), None when absent.
+pub fn version() -> Option<(u32, u32)> {
+    let out = std::process::Command::new(test_mode::SSHD)
+        .arg("-V")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    parse_version(&text)
+}
+
+/// `OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL ...` → (9, 2).
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let rest = &text[text.find("OpenSSH_")? + "OpenSSH_".len()..];
+    let (major, rest) = rest.split_once('.')?;
+    let minor: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eff_with_files(files: &[&str]) -> Effective {
+        let mut e = eval::effective(&eval::Options::default());
+        e.authorized_keys_files = Setting {
+            value: files.iter().map(|s| s.to_string()).collect(),
+            source: Some(Source {
+                file: "/etc/ssh/sshd_config".into(),
+                line: 3,
+            }),
+        };
+        e
+    }
+
+    #[test]
+    fn keys_file_prefers_authorized_keys2() {
+        let home = Path::new("/root");
+        let d = eval::effective(&eval::Options::default());
+        assert_eq!(
+            keys_file(&d, "root", 0, home),
+            (PathBuf::from("/root/.ssh/authorized_keys2"), None)
+        );
+        let (p, note) = keys_file(&eff_with_files(&[".ssh/authorized_keys"]), "root", 0, home);
+        assert_eq!(p, Path::new("/root/.ssh/authorized_keys"));
+        let note = note.unwrap();
+        assert!(
+            note.contains("/etc/ssh/sshd_config:3") && note.contains("authorized_keys2"),
+            "{note}"
+        );
+        let (p, _) = keys_file(
+            &eff_with_files(&["/etc/ssh/keys/%u", "%h/.ssh/authorized_keys2"]),
+            "root",
+            0,
+            home,
+        );
+        assert_eq!(p, Path::new("/root/.ssh/authorized_keys2"));
+        let (p, n) = keys_file(&eff_with_files(&["/etc/ssh/keys/%u.%U%%"]), "root", 0, home);
+        assert_eq!(p, Path::new("/etc/ssh/keys/root.0%"));
+        assert!(n.is_some());
+        let (_, n) = keys_file(&eff_with_files(&["none"]), "root", 0, home);
+        assert!(n.unwrap().contains("none"));
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            parse_version("OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0"),
+            Some((9, 2))
+        );
+        assert_eq!(parse_version("OpenSSH_10.0, LibreSSL"), Some((10, 0)));
+        assert_eq!(parse_version("dropbear"), None);
+    }
+
+    #[test]
+    fn reconcile_ports_and_warnings() {
+        let (p, w) = reconcile(&PortEvidence {
+            configured: vec![22],
+            ..Default::default()
+        });
+        assert_eq!((p, w.len()), (vec![22], 0));
+        // Config changed to 2222, sshd still on 22.
+        let (p, w) = reconcile(&PortEvidence {
+            configured: vec![2222],
+            live: Some(vec![22]),
+            ..Default::default()
+        });
+        assert_eq!(p, [22, 2222]);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w.iter().any(|m| m.contains("not restarted")));
+        // Socket activation overriding the config; sshd not running yet is normal then.
+        let (p, w) = reconcile(&PortEvidence {
+            configured: vec![22],
+            sockets: vec![("ssh.socket".into(), vec![2200, 2200])],
+            live: Some(vec![]),
+            ..Default::default()
+        });
+        assert_eq!(p, [22, 2200]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("ssh.socket"));
+        let (_, w) = reconcile(&PortEvidence {
+            configured: vec![22],
+            live: Some(vec![]),
+            ..Default::default()
+        });
+        assert!(w[0].contains("is sshd running"));
+        let (p, w) = reconcile(&PortEvidence {
+            configured: vec![22, 2222],
+            live: Some(vec![2222, 22]),
+            sshd_t: Some(vec![22, 2222, 22]),
+            ..Default::default()
+        });
+        assert_eq!((p, w.len()), (vec![22, 2222], 0));
+    }
+
+    #[test]
+    fn root_groups_from_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/srv/roothome:/bin/bash\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nwheel:x:10:alice,root\nadm:x:4:alice\n",
+        )
+        .unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let (uid, gid, home, groups) = user_info(&root, "root");
+        assert_eq!((uid, gid), (0, 0));
+        assert_eq!(home, Path::new("/srv/roothome"));
+        assert_eq!(groups, ["root", "wheel"]);
+        let empty = tempfile::tempdir().unwrap();
+        let (_, _, home, groups) = user_info(&Root::new(empty.path()).unwrap(), "root");
+        assert_eq!(
+            (home, groups),
+            (PathBuf::from("/root"), vec!["root".to_string()])
+        );
+    }
+}

@@ -1,0 +1,846 @@
+//! Reading sshd_config into a tree of typed directives: files, `Include` (servconf.c
+//! `process_server_config_line_depth()` case sInclude), and every value checked as sshd checks
+//! it, whether or not the line applies to the support connection, so a config sshd would refuse
+//! is refused here too, with its file and line.
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::lex::{argv_split, strdelim, trim_line};
+use super::matching::{parse_criteria, Criterion};
+use super::{PermitRootLogin, Source};
+use crate::bad_input;
+use crate::root::Root;
+
+/// servconf.c SERVCONF_MAX_DEPTH.
+pub const MAX_INCLUDE_DEPTH: usize = 16;
+/// `SSHDIR`: where sshd resolves a relative `Include`.
+pub const SSHDIR: &str = "/etc/ssh";
+pub const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Any,
+    Inet,
+    Inet6,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Directive {
+    Port(u16),
+    /// `host`, `host:port`, `[v6]:port`, bare v6; `port: None` means "every Port".
+    ListenAddress {
+        host: String,
+        port: Option<u16>,
+    },
+    AddressFamily(Family),
+    PermitRootLogin(PermitRootLogin),
+    PubkeyAuthentication(bool),
+    AuthorizedKeysFile(Vec<String>),
+    /// `None` for `none`.
+    AuthorizedKeysCommand(Option<String>),
+    AllowUsers(Vec<String>),
+    DenyUsers(Vec<String>),
+    AllowGroups(Vec<String>),
+    DenyGroups(Vec<String>),
+    /// Empty for `any`.
+    AuthenticationMethods(Vec<String>),
+    StrictModes(bool),
+    UsePam(bool),
+    UseDns(bool),
+    Match(Vec<Criterion>),
+    /// The files the glob matched, in glob order.
+    Include(Vec<File>),
+    /// A keyword this tool does not interpret; `in_match` tells whether sshd allows it inside
+    /// a `Match` block (SSHCFG_ALL) or only globally (SSHCFG_GLOBAL).
+    Other {
+        in_match: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub line: usize,
+    pub keyword: String,
+    pub directive: Directive,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    /// As on the real system.
+    pub path: PathBuf,
+    pub items: Vec<Item>,
+}
+
+impl File {
+    pub fn source(&self, line: usize) -> Source {
+        Source {
+            file: self.path.clone(),
+            line,
+        }
+    }
+
+    /// Every item of this file and the files it includes, depth first.
+    pub fn walk<'a>(&'a self, f: &mut dyn FnMut(&'a File, &'a Item)) {
+        for it in &self.items {
+            f(self, it);
+            if let Directive::Include(files) = &it.directive {
+                for sub in files {
+                    sub.walk(f);
+                }
+            }
+        }
+    }
+}
+
+/// sshd_config as read from one root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `None` when the main file does not exist: OpenSSH's defaults apply.
+    pub main: Option<File>,
+    /// Things sshd accepts or ignores but the operator should know (unknown keywords, an
+    /// Include matching nothing, ...).
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Read `<root>/etc/ssh/sshd_config` and everything it includes.
+    pub fn load(root: &Root) -> Result<Config> {
+        Self::load_file(root, Path::new(SSHD_CONFIG))
+    }
+
+    /// Read `path` (as on the real system) under `root`, and everything it includes.
+    pub fn load_file(root: &Root, path: &Path) -> Result<Config> {
+        let mut warnings = Vec::new();
+        let on_disk = root.path(path);
+        if !on_disk.exists() {
+            warnings.push(format!(
+                "{} does not exist: assuming OpenSSH's defaults (port 22); check that sshd really \
+                 reads this file (`sshd -T`)",
+                path.display()
+            ));
+            return Ok(Config {
+                main: None,
+                warnings,
+            });
+        }
+        let data = std::fs::read(&on_disk).map_err(|e| {
+            bad_input!(
+                "{}: cannot read the sshd configuration ({e}); make it a readable file",
+                path.display()
+            )
+        })?;
+        let mut loader = Loader {
+            root,
+            stack: vec![path.to_path_buf()],
+            warnings: &mut warnings,
+        };
+        let main = loader.parse_file(path, &data, 0)?;
+        Ok(Config {
+            main: Some(main),
+            warnings,
+        })
+    }
+
+    /// True when some `Match` line uses this criterion (used to warn that a setting depends
+    /// on a local address or port).
+    pub fn match_sources(&self, pred: impl Fn(&Criterion) -> bool) -> Vec<Source> {
+        let mut out = Vec::new();
+        if let Some(main) = &self.main {
+            main.walk(&mut |f, it| {
+                if let Directive::Match(c) = &it.directive {
+                    if c.iter().any(&pred) {
+                        out.push(f.source(it.line));
+                    }
+                }
+            });
+        }
+        out
+    }
+}
+
+struct Loader<'a> {
+    root: &'a Root,
+    /// The chain of files being read, to name an Include cycle.
+    stack: Vec<PathBuf>,
+    warnings: &'a mut Vec<String>,
+}
+
+fn err_at(path: &Path, line: usize, what: String) -> anyhow::Error {
+    bad_input!(
+        "{} line {line}: {what}; correct or remove the line (sshd refuses it too)",
+        path.display()
+    )
+}
+
+impl Loader<'_> {
+    fn parse_file(&mut self, path: &Path, data: &[u8], depth: usize) -> Result<File> {
+        let text = String::from_utf8_lossy(data);
+        let mut items = Vec::new();
+        // load_server_config() keeps the newlines so that line numbers count from 1.
+        for (idx, raw) in text.split('\n').enumerate() {
+            let line = idx + 1;
+            if let Some(item) = self.parse_line(path, line, raw, depth)? {
+                items.push(item);
+            }
+        }
+        Ok(File {
+            path: path.to_path_buf(),
+            items,
+        })
+    }
+
+    fn parse_line(
+        &mut self,
+        path: &Path,
+        line: usize,
+        raw: &str,
+        depth: usize,
+    ) -> Result<Option<Item>> {
+        let s = trim_line(raw);
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let Some((mut keyword, mut rest)) = strdelim(s) else {
+            return Ok(None);
+        };
+        // A line starting with '=' yields an empty first token: sshd takes the next one.
+        if keyword.is_empty() {
+            match strdelim(rest) {
+                Some((k, r)) => {
+                    keyword = k;
+                    rest = r;
+                }
+                None => return Ok(None),
+            }
+        }
+        if keyword.is_empty() || keyword.starts_with('#') {
+            return Ok(None);
+        }
+        if rest.is_empty() {
+            return Err(err_at(
+                path,
+                line,
+                format!("no argument after keyword \"{keyword}\""),
+            ));
+        }
+        let args = argv_split(rest)
+            .map_err(|_| err_at(path, line, "invalid quotes (a quote is not closed)".into()))?;
+        let kw = keyword.to_ascii_lowercase();
+        let e = |what: String| err_at(path, line, what);
+        let one = |args: &[String]| -> Result<String> {
+            match args {
+                [a] if !a.is_empty() => Ok(a.clone()),
+                [] => Err(e(format!("{keyword} is missing its value"))),
+                [a] if a.is_empty() => Err(e(format!("{keyword} has an empty value"))),
+                _ => Err(e(format!(
+                    "garbage at end of line after {keyword} {}",
+                    args[0]
+                ))),
+            }
+        };
+        let flag = |args: &[String]| -> Result<bool> {
+            let v = one(args)?;
+            match v.to_ascii_lowercase().as_str() {
+                "yes" => Ok(true),
+                "no" => Ok(false),
+                _ => Err(e(format!("{keyword} must be yes or no, not '{v}'"))),
+            }
+        };
+        let list = |args: Vec<String>| -> Result<Vec<String>> {
+            if args.is_empty() || args.iter().any(|a| a.is_empty()) {
+                return Err(e(format!("{keyword} has an empty argument")));
+            }
+            Ok(args)
+        };
+        let directive = match kw.as_str() {
+            "port" => Directive::Port(port_value(self.root, &one(&args)?).ok_or_else(|| {
+                e(format!(
+                    "Port '{}' is not a port number from 1 to 65535",
+                    args[0]
+                ))
+            })?),
+            "listenaddress" => listen_address(self.root, &args).map_err(e)?,
+            "addressfamily" => {
+                let v = one(&args)?;
+                Directive::AddressFamily(match v.to_ascii_lowercase().as_str() {
+                    "any" => Family::Any,
+                    "inet" => Family::Inet,
+                    "inet6" => Family::Inet6,
+                    _ => {
+                        return Err(e(format!(
+                            "AddressFamily must be any, inet or inet6, not '{v}'"
+                        )))
+                    }
+                })
+            }
+            "permitrootlogin" => {
+                let v = one(&args)?;
+                Directive::PermitRootLogin(PermitRootLogin::parse(&v).ok_or_else(|| {
+                    e(format!(
+                        "PermitRootLogin must be yes, prohibit-password, without-password, \
+                         forced-commands-only or no, not '{v}'"
+                    ))
+                })?)
+            }
+            "pubkeyauthentication" => Directive::PubkeyAuthentication(flag(&args)?),
+            "strictmodes" => Directive::StrictModes(flag(&args)?),
+            "usepam" => Directive::UsePam(flag(&args)?),
+            "usedns" => Directive::UseDns(flag(&args)?),
+            "authorizedkeysfile" => Directive::AuthorizedKeysFile(
+                list(args)?
+                    .iter()
+                    .map(|a| tilde_expand(self.root, a))
+                    .collect::<Result<_, _>>()
+                    .map_err(e)?,
+            ),
+            "authorizedkeyscommand" => {
+                // servconf.c takes the raw rest of the line here, not the split arguments,
+                // and insists on an absolute path.
+                if !rest.starts_with('/') && !rest.eq_ignore_ascii_case("none") {
+                    return Err(e(format!(
+                        "AuthorizedKeysCommand must be an absolute path, not '{rest}'"
+                    )));
+                }
+                Directive::AuthorizedKeysCommand(
+                    (!rest.eq_ignore_ascii_case("none")).then(|| rest.to_string()),
+                )
+            }
+            "allowusers" => Directive::AllowUsers(user_patterns(&keyword, list(args)?).map_err(e)?),
+            "denyusers" => Directive::DenyUsers(user_patterns(&keyword, list(args)?).map_err(e)?),
+            "allowgroups" => Directive::AllowGroups(list(args)?),
+            "denygroups" => Directive::DenyGroups(list(args)?),
+            "authenticationmethods" => {
+                Directive::AuthenticationMethods(auth_methods(&args).map_err(e)?)
+            }
+            "match" => Directive::Match(
+                parse_criteria(rest).map_err(|m| e(format!("bad Match condition: {m}")))?,
+            ),
+            "include" => Directive::Include(self.include(path, line, &args, depth)?),
+            _ => match keyword_scope(&kw) {
+                Some(in_match) => Directive::Other { in_match },
+                None => {
+                    // sshd itself refuses an unknown keyword ("Bad configuration option"),
+                    // but keywords come and go between OpenSSH versions and distributions'
+                    // patches: a keyword this table lacks may be valid for the installed
+                    // sshd, so it is reported, not fatal.
+                    self.warnings.push(format!(
+                        "{} line {line}: unknown keyword '{keyword}' ignored; sshd of another \
+                         version may refuse it (check with `sshd -t`)",
+                        path.display()
+                    ));
+                    return Ok(None);
+                }
+            },
+        };
+        Ok(Some(Item {
+            line,
+            keyword,
+            directive,
+        }))
+    }
+
+    /// servconf.c case sInclude: each argument is a glob, relative ones under /etc/ssh; a glob
+    /// that matches nothing is skipped silently by sshd.
+    fn include(
+        &mut self,
+        path: &Path,
+        line: usize,
+        args: &[String],
+        depth: usize,
+    ) -> Result<Vec<File>> {
+        if args.is_empty() {
+            return Err(err_at(path, line, "Include is missing a file name".into()));
+        }
+        let mut files = Vec::new();
+        for arg in args {
+            if arg.is_empty() {
+                return Err(err_at(path, line, "Include has an empty argument".into()));
+            }
+            let pattern = if arg.starts_with('/') || arg.starts_with('~') {
+                PathBuf::from(arg)
+            } else {
+                Path::new(SSHDIR).join(arg)
+            };
+            let matched = super::glob::glob(self.root, &pattern);
+            if matched.is_empty() {
+                self.warnings.push(format!(
+                    "{} line {line}: Include {} matches no file; sshd skips it",
+                    path.display(),
+                    pattern.display()
+                ));
+            }
+            for file in matched {
+                if let Some(pos) = self.stack.iter().position(|p| p == &file) {
+                    let mut cycle: Vec<String> = self.stack[pos..]
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    cycle.push(file.display().to_string());
+                    return Err(bad_input!(
+                        "{} line {line}: Include cycle {}; remove one of these Include lines",
+                        path.display(),
+                        cycle.join(" -> ")
+                    ));
+                }
+                if depth + 1 > MAX_INCLUDE_DEPTH {
+                    return Err(bad_input!(
+                        "{} line {line}: Includes nested deeper than {MAX_INCLUDE_DEPTH} levels \
+                         (sshd's limit); flatten the chain of Include files",
+                        path.display()
+                    ));
+                }
+                let data = std::fs::read(self.root.path(&file)).map_err(|err| {
+                    bad_input!(
+                        "{} line {line}: cannot read the included file {} ({err}); make it a \
+                         readable file or remove the Include",
+                        path.display(),
+                        file.display()
+                    )
+                })?;
+                self.stack.push(file.clone());
+                let parsed = self.parse_file(&file, &data, depth + 1);
+                self.stack.pop();
+                files.push(parsed?);
+            }
+        }
+        Ok(files)
+    }
+}
+
+/// The home directory of `user` (None: uid 0, the user sshd runs as) in `<root>/etc/passwd`;
+/// root's defaults to /root when the sandbox has no passwd.
+fn home_of(root: &Root, user: Option<&str>) -> Option<String> {
+    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).unwrap_or_default();
+    let found = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| {
+            f.len() >= 7
+                && match user {
+                    Some(u) => f[0] == u,
+                    None => f[2] == "0",
+                }
+        })
+        .map(|f| f[5].to_string());
+    match (found, user) {
+        (Some(h), _) => Some(h),
+        (None, None) => Some("/root".into()),
+        (None, Some(_)) => None,
+    }
+}
+
+/// misc.c `tilde_expand_filename(arg, getuid())`, applied by servconf.c to AuthorizedKeysFile
+/// at parse time: `~/x` → sshd's (root's) home, `~user/x` → that user's home.
+fn tilde_expand(root: &Root, arg: &str) -> Result<String, String> {
+    let Some(rest) = arg.strip_prefix('~') else {
+        return Ok(arg.to_string());
+    };
+    let (home, path) = match rest.find('/') {
+        Some(i) if i > 0 => {
+            let user = &rest[..i];
+            let home = home_of(root, Some(user)).ok_or_else(|| {
+                format!("AuthorizedKeysFile {arg}: no such user {user} in /etc/passwd")
+            })?;
+            (home, &rest[i + 1..])
+        }
+        Some(i) => (home_of(root, None).unwrap_or_default(), &rest[i + 1..]),
+        None => (home_of(root, None).unwrap_or_default(), rest),
+    };
+    let sep = if home.ends_with('/') { "" } else { "/" };
+    Ok(format!("{home}{sep}{path}"))
+}
+
+/// servconf.c checks each AllowUsers/DenyUsers pattern with `match_user(NULL, NULL, NULL, p)`:
+/// the host part of `user@host` must be a valid address list (no host bits past the mask).
+fn user_patterns(keyword: &str, pats: Vec<String>) -> Result<Vec<String>, String> {
+    for p in &pats {
+        if let Some((_, host)) = p.rsplit_once('@') {
+            super::matching::validate_addr_list(host)
+                .map_err(|m| format!("invalid {keyword} pattern \"{p}\": {m}"))?;
+        }
+    }
+    Ok(pats)
+}
+
+/// misc.c `a2port()`: a number from 1 to 65535, or a TCP service name as getservbyname()
+/// finds it in `<root>/etc/services` (`Port ssh` is valid for sshd).
+pub fn port_value(root: &Root, s: &str) -> Option<u16> {
+    if let Ok(n) = s.parse::<u32>() {
+        return u16::try_from(n).ok().filter(|p| *p != 0);
+    }
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') {
+        return None;
+    }
+    let services = std::fs::read_to_string(root.path("/etc/services")).unwrap_or_default();
+    for line in services.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut f = line.split_whitespace();
+        let (Some(name), Some(pp)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Some((port, "tcp")) = pp.split_once('/') else {
+            continue;
+        };
+        if name == s || f.any(|alias| alias == s) {
+            return port.parse().ok().filter(|p| *p != 0);
+        }
+    }
+    None
+}
+
+/// servconf.c case sListenAddress: a bare IPv6 address (no `[`, two or more `:`) has no port;
+/// otherwise `hpdelim()` splits `host:port` / `[v6]:port`; an optional `rdomain NAME` follows.
+fn listen_address(root: &Root, args: &[String]) -> Result<Directive, String> {
+    let Some(arg) = args.first().filter(|a| !a.is_empty()) else {
+        return Err("ListenAddress is missing its address".into());
+    };
+    match &args[1..] {
+        [] => {}
+        [r, _] if r == "rdomain" => {}
+        _ => return Err("bad ListenAddress syntax (only 'rdomain NAME' may follow)".into()),
+    }
+    let colons = arg.matches(':').count();
+    if !arg.contains('[') && colons >= 2 {
+        return Ok(Directive::ListenAddress {
+            host: arg.clone(),
+            port: None,
+        });
+    }
+    let (host, port) = if let Some(inner) = arg.strip_prefix('[') {
+        let Some((h, after)) = inner.split_once(']') else {
+            return Err(format!("bad address:port usage in '{arg}'"));
+        };
+        match after {
+            "" => (h.to_string(), None),
+            _ => match after.strip_prefix(':') {
+                Some(p) => (h.to_string(), Some(p.to_string())),
+                None => return Err(format!("bad address:port usage in '{arg}'")),
+            },
+        }
+    } else {
+        match arg.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p.to_string())),
+            None => (arg.clone(), None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => Some(port_value(root, &p).ok_or_else(|| {
+            format!("bad port number '{p}' in ListenAddress {arg} (give 1 to 65535)")
+        })?),
+    };
+    Ok(Directive::ListenAddress { host, port })
+}
+
+/// servconf.c case sAuthenticationMethods with auth2.c `auth2_methods_valid()`: `any` alone,
+/// or comma-separated lists of known methods.
+fn auth_methods(args: &[String]) -> Result<Vec<String>, String> {
+    const METHODS: &[&str] = &[
+        "publickey",
+        "password",
+        "keyboard-interactive",
+        "hostbased",
+        "gssapi-with-mic",
+    ];
+    if args.is_empty() {
+        return Err("no AuthenticationMethods specified".into());
+    }
+    if args.iter().any(|a| a == "any") {
+        if args.len() > 1 {
+            return Err("\"any\" must appear alone in AuthenticationMethods".into());
+        }
+        return Ok(Vec::new());
+    }
+    for list in args {
+        for m in list.split(',') {
+            let name = m.split(':').next().unwrap_or("");
+            if !METHODS.contains(&name) || (m.contains(':') && name != "keyboard-interactive") {
+                return Err(format!(
+                    "invalid AuthenticationMethods method list '{list}'"
+                ));
+            }
+        }
+    }
+    Ok(args.to_vec())
+}
+
+/// Known keywords sshd allows inside `Match` (SSHCFG_ALL in servconf.c's keyword table).
+const MATCH_KEYWORDS: &[&str] = &[
+    "acceptenv",
+    "allowagentforwarding",
+    "allowgroups",
+    "allowstreamlocalforwarding",
+    "allowtcpforwarding",
+    "allowusers",
+    "authenticationmethods",
+    "authorizedkeyscommand",
+    "authorizedkeyscommanduser",
+    "authorizedkeysfile",
+    "authorizedprincipalscommand",
+    "authorizedprincipalscommanduser",
+    "authorizedprincipalsfile",
+    "banner",
+    "casignaturealgorithms",
+    "challengeresponseauthentication",
+    "channeltimeout",
+    "chrootdirectory",
+    "clientalivecountmax",
+    "clientaliveinterval",
+    "denygroups",
+    "denyusers",
+    "disableforwarding",
+    "exposeauthinfo",
+    "forcecommand",
+    "gatewayports",
+    "gssapiauthentication",
+    "hostbasedacceptedalgorithms",
+    "hostbasedacceptedkeytypes",
+    "hostbasedauthentication",
+    "hostbasedusesnamefrompacketonly",
+    "ignorerhosts",
+    "include",
+    "ipqos",
+    "kbdinteractiveauthentication",
+    "kerberosauthentication",
+    "loglevel",
+    "logverbose",
+    "maxauthtries",
+    "maxsessions",
+    "passwordauthentication",
+    "permitemptypasswords",
+    "permitlisten",
+    "permitopen",
+    "permitrootlogin",
+    "permittty",
+    "permittunnel",
+    "permituserrc",
+    "pubkeyacceptedalgorithms",
+    "pubkeyacceptedkeytypes",
+    "pubkeyauthentication",
+    "pubkeyauthoptions",
+    "rdomain",
+    "rekeylimit",
+    "revokedkeys",
+    "setenv",
+    "streamlocalbindmask",
+    "streamlocalbindunlink",
+    "trustedusercakeys",
+    "unusedconnectiontimeout",
+    "x11displayoffset",
+    "x11forwarding",
+    "x11uselocalhost",
+];
+
+/// Known keywords sshd allows only outside `Match` (SSHCFG_GLOBAL), including deprecated and
+/// distribution ones (Debian's DebianBanner and GSSAPI key exchange, Fedora's GSSAPI options).
+const GLOBAL_KEYWORDS: &[&str] = &[
+    "addressfamily",
+    "ciphers",
+    "compression",
+    "debianbanner",
+    "fingerprinthash",
+    "gssapicleanupcredentials",
+    "gssapienablek5users",
+    "gssapikeyexchange",
+    "gssapikexalgorithms",
+    "gssapistorecredentialsonrekey",
+    "gssapistrictacceptorcheck",
+    "hostcertificate",
+    "hostkey",
+    "hostkeyagent",
+    "hostkeyalgorithms",
+    "ignoreuserknownhosts",
+    "keepalive",
+    "kerberosgetafstoken",
+    "kerberosorlocalpasswd",
+    "kerberosticketcleanup",
+    "kexalgorithms",
+    "keyregenerationinterval",
+    "listenaddress",
+    "logingracetime",
+    "macs",
+    "maxstartups",
+    "modulifile",
+    "persourcemaxstartups",
+    "persourcenetblocksize",
+    "permituserenvironment",
+    "pidfile",
+    "port",
+    "printlastlog",
+    "printmotd",
+    "protocol",
+    "requiredrsasize",
+    "rhostsrsaauthentication",
+    "rsaauthentication",
+    "securitykeyprovider",
+    "serverkeybits",
+    "strictmodes",
+    "subsystem",
+    "syslogfacility",
+    "tcpkeepalive",
+    "usedns",
+    "uselogin",
+    "usepam",
+    "useprivilegeseparation",
+    "versionaddendum",
+    "xauthlocation",
+];
+
+/// Some(true) allowed in Match, Some(false) global only, None unknown.
+fn keyword_scope(kw: &str) -> Option<bool> {
+    if MATCH_KEYWORDS.contains(&kw) {
+        Some(true)
+    } else if GLOBAL_KEYWORDS.contains(&kw) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Whether a typed directive may appear inside an inactive `Match` block.
+pub fn allowed_in_match(d: &Directive) -> bool {
+    match d {
+        Directive::Port(_)
+        | Directive::ListenAddress { .. }
+        | Directive::AddressFamily(_)
+        | Directive::StrictModes(_)
+        | Directive::UsePam(_)
+        | Directive::UseDns(_) => false,
+        Directive::Other { in_match } => *in_match,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<(File, Vec<String>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let mut w = Vec::new();
+        let mut l = Loader {
+            root: &root,
+            stack: vec![],
+            warnings: &mut w,
+        };
+        let f = l.parse_file(Path::new("/etc/ssh/sshd_config"), text.as_bytes(), 0)?;
+        Ok((f, w))
+    }
+
+    fn dirs(text: &str) -> Vec<Directive> {
+        parse(text)
+            .unwrap()
+            .0
+            .items
+            .into_iter()
+            .map(|i| i.directive)
+            .collect()
+    }
+
+    #[test]
+    fn listen_address_forms() {
+        let d = dirs(
+            "ListenAddress 192.0.2.1\nListenAddress 192.0.2.1:2222\nListenAddress [2001:db8::1]:2200\n\
+             ListenAddress 2001:db8::2\nListenAddress [2001:db8::3]\nListenAddress host.example:22 rdomain x\n",
+        );
+        let la = |h: &str, p: Option<u16>| Directive::ListenAddress {
+            host: h.into(),
+            port: p,
+        };
+        assert_eq!(
+            d,
+            [
+                la("192.0.2.1", None),
+                la("192.0.2.1", Some(2222)),
+                la("2001:db8::1", Some(2200)),
+                la("2001:db8::2", None),
+                la("2001:db8::3", None),
+                la("host.example", Some(22)),
+            ]
+        );
+        for bad in [
+            "ListenAddress 192.0.2.1:0",
+            "ListenAddress 192.0.2.1:99999",
+            "ListenAddress [2001:db8::1]x",
+            "ListenAddress 192.0.2.1 extra",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn values_checked_with_line_numbers() {
+        let err = parse("# c\n\nPort 22\nPort 70000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/ssh/sshd_config line 4") && err.contains("70000"),
+            "{err}"
+        );
+        let err = parse("PermitRootLogin\n").unwrap_err().to_string();
+        assert!(
+            err.contains("line 1") && err.contains("no argument"),
+            "{err}"
+        );
+        assert!(parse("PermitRootLogin maybe").is_err());
+        assert!(parse("PubkeyAuthentication yes no").is_err());
+        assert!(parse("Match Foo bar").is_err());
+        assert!(parse("AuthorizedKeysCommand relative/cmd").is_err());
+        assert!(parse("AuthenticationMethods any publickey").is_err());
+        assert!(parse("AuthenticationMethods publickey,bogus").is_err());
+        assert!(parse("AllowUsers root@192.0.2.1/24").is_err());
+        assert!(parse("DenyUsers root@192.0.2.0/24 admin@*.example").is_ok());
+        assert!(parse("Banner \"/etc/unclosed").is_err());
+        assert!(parse("Port=22\nport = 2222\nPORT\t\"2200\"  # c").is_ok());
+    }
+
+    #[test]
+    fn keywords_case_insensitive_comments_and_unknowns() {
+        let (f, w) =
+            parse("  pErMiTrOoTlOgIn=No # why\n#Port 1\nFrobnicate yes\nX11Forwarding no\n")
+                .unwrap();
+        assert_eq!(
+            f.items[0].directive,
+            Directive::PermitRootLogin(PermitRootLogin::No)
+        );
+        assert_eq!(f.items.len(), 2);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("line 3") && w[0].contains("Frobnicate"));
+    }
+
+    #[test]
+    fn service_names_from_the_roots_services() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/services"),
+            "# comment\nssh\t\t22/tcp\t\t\t# SSH Remote Login Protocol\nalt 2222/udp\nalt2 2223/tcp other\n",
+        )
+        .unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert_eq!(port_value(&root, "ssh"), Some(22));
+        assert_eq!(port_value(&root, "other"), Some(2223));
+        assert_eq!(port_value(&root, "alt"), None);
+        assert_eq!(port_value(&root, "0"), None);
+        assert_eq!(port_value(&root, "65536"), None);
+        assert_eq!(port_value(&root, "022"), Some(22));
+    }
+
+    #[test]
+    fn permit_root_login_synonyms() {
+        assert_eq!(
+            dirs("PermitRootLogin without-password"),
+            [Directive::PermitRootLogin(
+                PermitRootLogin::ProhibitPassword
+            )]
+        );
+        assert_eq!(
+            dirs("PermitRootLogin forced-commands-only"),
+            [Directive::PermitRootLogin(
+                PermitRootLogin::ForcedCommandsOnly
+            )]
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! The sockets sshd really listens on: LISTEN entries of /proc/net/tcp and tcp6 whose inode is
+//! held open by a process named `sshd`. The tables are read from `/proc/thread-self/net`, so
+//! they describe the network namespace of the calling thread (a test can `setns()` one thread
+//! into a namespace), while `/proc/net` would follow the process's main thread.
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// One LISTEN socket of /proc/net/tcp{,6}.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Socket {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub inode: u64,
+}
+
+/// TCP_LISTEN in include/net/tcp_states.h.
+const TCP_LISTEN: &str = "0A";
+
+/// Parse the text of /proc/net/tcp or /proc/net/tcp6 (net/ipv4/tcp_ipv4.c `get_tcp4_sock()`:
+/// addresses are the raw `__be32` words printed with `%08X`, i.e. in host byte order).
+pub fn parse_proc_net_tcp(text: &str) -> Vec<Socket> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 || f[3] != TCP_LISTEN {
+            continue;
+        }
+        let Some((a, p)) = f[1].split_once(':') else {
+            continue;
+        };
+        let (Some(addr), Ok(port), Ok(inode)) =
+            (hex_addr(a), u16::from_str_radix(p, 16), f[9].parse::<u64>())
+        else {
+            continue;
+        };
+        out.push(Socket { addr, port, inode });
+    }
+    out
+}
+
+fn hex_addr(s: &str) -> Option<IpAddr> {
+    let word = |w: &str| u32::from_str_radix(w, 16).ok().map(|v| v.to_ne_bytes());
+    match s.len() {
+        8 => Some(IpAddr::V4(Ipv4Addr::from(word(s)?))),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(&s[i * 8..i * 8 + 8])?);
+            }
+            let v6 = Ipv6Addr::from(b);
+            Some(IpAddr::V6(v6))
+        }
+        _ => None,
+    }
+}
+
+/// Inodes of the sockets held open by processes whose `comm` is `sshd`.
+fn sshd_socket_inodes(proc_dir: &Path) -> HashSet<u64> {
+    let mut inodes = HashSet::new();
+    let Ok(rd) = std::fs::read_dir(proc_dir) else {
+        return inodes;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let pdir = proc_dir.join(pid);
+        let comm = std::fs::read_to_string(pdir.join("comm")).unwrap_or_default();
+        if comm.trim_end() != "sshd" {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(pdir.join("fd")) else {
+            continue;
+        };
+        for fd in fds.filter_map(|e| e.ok()) {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let t = target.to_string_lossy();
+            if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                if let Ok(n) = n.parse() {
+                    inodes.insert(n);
+                }
+            }
+        }
+    }
+    inodes
+}
+
+/// The LISTEN sockets of sshd processes in the calling thread's network namespace.
+/// `proc_dir` is `/proc` of the system (a test may give a fake tree).
+pub fn sshd_listeners(proc_dir: &Path) -> Result<Vec<Socket>> {
+    let net = proc_dir.join("thread-self/net");
+    let mut all = Vec::new();
+    for t in ["tcp", "tcp6"] {
+        let p = net.join(t);
+        match std::fs::read_to_string(&p) {
+            Ok(text) => all.extend(parse_proc_net_tcp(&text)),
+            // No IPv6 in this kernel: tcp6 is absent, which is not an error.
+            Err(e) if t == "tcp6" && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot read {}: the live check of sshd's ports needs /proc mounted",
+                        p.display()
+                    )
+                })
+            }
+        }
+    }
+    let inodes = sshd_socket_inodes(proc_dir);
+    all.retain(|s| inodes.contains(&s.inode));
+    all.sort_by_key(|s| (s.port, s.addr));
+    all.dedup_by_key(|s| (s.port, s.addr));
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0
+   1: 010200C0:08AE 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1002 1 0000000000000000 100 0 0 10 0
+   2: 010200C0:0016 020200C0:C350 01 00000000:00000000 00:00000000 00000000     0        0 1003 1 0000000000000000 100 0 0 10 0
+";
+    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:0016 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2001 1 0000000000000000 100 0 0 10 0
+   1: B80D0120000000000000000001000000:0898 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2002 1 0000000000000000 100 0 0 10 0
+";
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn parses_listen_entries_only() {
+        let v4 = parse_proc_net_tcp(TCP);
+        assert_eq!(v4.len(), 2);
+        assert_eq!(
+            (v4[0].addr, v4[0].port, v4[0].inode),
+            ("0.0.0.0".parse().unwrap(), 22, 1001)
+        );
+        assert_eq!(
+            (v4[1].addr, v4[1].port),
+            ("192.0.2.1".parse().unwrap(), 2222)
+        );
+        let v6 = parse_proc_net_tcp(TCP6);
+        assert_eq!((v6[0].addr, v6[0].port), ("::".parse().unwrap(), 22));
+        assert_eq!(
+            (v6[1].addr, v6[1].port),
+            ("2001:db8::1".parse().unwrap(), 2200)
+        );
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn only_sockets_of_sshd_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("thread-self/net")).unwrap();
+        std::fs::write(p.join("thread-self/net/tcp"), TCP).unwrap();
+        std::fs::write(p.join("thread-self/net/tcp6"), TCP6).unwrap();
+        for (pid, comm, inode) in [
+            ("10", "sshd", 1002),
+            ("11", "nginx", 1001),
+            ("12", "sshd", 2001),
+        ] {
+            std::fs::create_dir_all(p.join(pid).join("fd")).unwrap();
+            std::fs::write(p.join(pid).join("comm"), format!("{comm}\n")).unwrap();
+            std::os::unix::fs::symlink(format!("socket:[{inode}]"), p.join(pid).join("fd/3"))
+                .unwrap();
+        }
+        let got = sshd_listeners(p).unwrap();
+        let ports: Vec<u16> = got.iter().map(|s| s.port).collect();
+        assert_eq!(ports, [22, 2222]);
+        assert_eq!(got[0].addr, "::".parse::<IpAddr>().unwrap());
+    }
+}

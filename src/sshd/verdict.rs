@@ -1,0 +1,244 @@
+//! Will sshd accept the support key for root from this address? The checks sshd makes before
+//! and during public-key authentication, as pure functions of the effective settings:
+//! auth.c `allowed_user()` (DenyUsers, AllowUsers, DenyGroups, AllowGroups, with match.c
+//! `match_user()` for `user@host` patterns), auth2-pubkey.c / auth.c `auth_root_allowed()`
+//! (PermitRootLogin), and auth2.c's AuthenticationMethods lists.
+use std::net::IpAddr;
+
+use super::matching::{addr_match_list, match_pattern, match_pattern_list};
+use super::{Effective, PermitRootLogin, Setting};
+
+fn at<T>(s: &Setting<T>) -> String {
+    match &s.source {
+        Some(src) => format!(" ({src})"),
+        None => " (OpenSSH default)".to_string(),
+    }
+}
+
+/// match.c `match_host_and_ip()`: the host part of a `user@host` pattern, compared with the
+/// address (as a list of CIDRs/wildcards) and with the host name.
+fn match_host_and_ip(host: &str, addr: IpAddr, patterns: &str) -> bool {
+    let ip = addr_match_list_signed(addr, patterns);
+    if ip == -1 {
+        return false;
+    }
+    let h = match_pattern_list(&host.to_ascii_lowercase(), patterns, true);
+    if h == -1 {
+        return false;
+    }
+    ip == 1 || h == 1
+}
+
+/// addr_match_list() distinguishing "a negated entry matched" (-1) from "no entry" (0).
+fn addr_match_list_signed(addr: IpAddr, list: &str) -> i32 {
+    let negated = list
+        .split(',')
+        .filter_map(|e| e.strip_prefix('!'))
+        .any(|e| addr_match_list(addr, e));
+    if negated {
+        -1
+    } else {
+        i32::from(addr_match_list(addr, list))
+    }
+}
+
+/// match.c `match_user()`: `user` or `user@host` (split at the last `@`).
+pub fn match_user(user: &str, host: &str, addr: IpAddr, pattern: &str) -> bool {
+    match pattern.rsplit_once('@') {
+        None => match_pattern(user, pattern),
+        Some((u, h)) => match_pattern(user, u) && match_host_and_ip(host, addr, h),
+    }
+}
+
+/// Why sshd would refuse the support key for `user` with `groups`, connecting from `addr`
+/// (`host` is what sshd compares host patterns with: the address unless UseDNS). Empty = sshd
+/// accepts a plain, unrestricted-by-command key line in a keys file it reads.
+pub fn blockers(
+    e: &Effective,
+    user: &str,
+    groups: &[String],
+    addr: IpAddr,
+    host: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if user == "root" && !e.permit_root_login.value.allows_key() {
+        let v = match e.permit_root_login.value {
+            PermitRootLogin::No => "no",
+            _ => "forced-commands-only",
+        };
+        out.push(format!(
+            "PermitRootLogin {v}{} refuses root's key from {addr}; set it to prohibit-password \
+             for the support address (e.g. in a `Match Address {addr}` block)",
+            at(&e.permit_root_login)
+        ));
+    }
+    if !e.pubkey_authentication.value {
+        out.push(format!(
+            "PubkeyAuthentication no{} disables key logins; set PubkeyAuthentication yes",
+            at(&e.pubkey_authentication)
+        ));
+    }
+    if let Some(p) = e
+        .deny_users
+        .value
+        .iter()
+        .find(|p| match_user(user, host, addr, p))
+    {
+        out.push(format!(
+            "DenyUsers {p}{} denies {user} from {addr}; remove that pattern",
+            at(&e.deny_users)
+        ));
+    }
+    if !e.allow_users.value.is_empty()
+        && !e
+            .allow_users
+            .value
+            .iter()
+            .any(|p| match_user(user, host, addr, p))
+    {
+        out.push(format!(
+            "AllowUsers{} does not list {user} from {addr}; add {user}@{addr}",
+            at(&e.allow_users)
+        ));
+    }
+    let group_hit = |pats: &[String]| {
+        groups
+            .iter()
+            .find(|g| pats.iter().any(|p| match_pattern(g, p)))
+            .cloned()
+    };
+    if let Some(g) = group_hit(&e.deny_groups.value) {
+        out.push(format!(
+            "DenyGroups{} denies {user}'s group {g}; remove that pattern",
+            at(&e.deny_groups)
+        ));
+    }
+    if !e.allow_groups.value.is_empty() && group_hit(&e.allow_groups.value).is_none() {
+        out.push(format!(
+            "AllowGroups{} lists none of {user}'s groups ({}); add one of them",
+            at(&e.allow_groups),
+            groups.join(", ")
+        ));
+    }
+    let methods = &e.authentication_methods.value;
+    if !methods.is_empty() && !methods.iter().any(|l| l == "publickey") {
+        out.push(format!(
+            "AuthenticationMethods {}{} asks for more than a key, and the support has only its \
+             key; add a list that is just `publickey` for the support address",
+            methods.join(" "),
+            at(&e.authentication_methods)
+        ));
+    }
+    let files_none = e
+        .authorized_keys_files
+        .value
+        .iter()
+        .all(|f| f.eq_ignore_ascii_case("none"));
+    if files_none {
+        out.push(format!(
+            "AuthorizedKeysFile none{}: sshd reads no keys file; list one (e.g. \
+             .ssh/authorized_keys2)",
+            at(&e.authorized_keys_files)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sshd::eval;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn set<T>(v: T) -> Setting<T> {
+        Setting {
+            value: v,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn user_host_patterns() {
+        let a = ip("192.0.2.7");
+        assert!(match_user("root", "192.0.2.7", a, "root"));
+        assert!(match_user("root", "192.0.2.7", a, "root@192.0.2.0/24"));
+        assert!(match_user("root", "192.0.2.7", a, "r*@192.0.2.*"));
+        assert!(!match_user("root", "192.0.2.7", a, "root@198.51.100.0/24"));
+        assert!(!match_user("root", "192.0.2.7", a, "root@*,!192.0.2.7"));
+        assert!(!match_user("admin", "192.0.2.7", a, "root"));
+    }
+
+    #[test]
+    fn defaults_accept_the_key() {
+        let e = eval::effective(&eval::Options::default());
+        let a = ip("192.0.2.7");
+        assert!(blockers(&e, "root", &["root".into()], a, "192.0.2.7").is_empty());
+    }
+
+    #[test]
+    fn each_setting_that_blocks() {
+        let a = ip("192.0.2.7");
+        let g = ["root".to_string()];
+        let base = eval::effective(&eval::Options::default());
+        let one = |f: &dyn Fn(&mut Effective)| {
+            let mut e = base.clone();
+            f(&mut e);
+            blockers(&e, "root", &g, a, "192.0.2.7")
+        };
+        type Change = Box<dyn Fn(&mut Effective)>;
+        let cases: Vec<(&str, Change)> = vec![
+            (
+                "PermitRootLogin no",
+                Box::new(|e| e.permit_root_login = set(PermitRootLogin::No)),
+            ),
+            (
+                "forced-commands-only",
+                Box::new(|e| e.permit_root_login = set(PermitRootLogin::ForcedCommandsOnly)),
+            ),
+            (
+                "PubkeyAuthentication",
+                Box::new(|e| e.pubkey_authentication = set(false)),
+            ),
+            (
+                "DenyUsers",
+                Box::new(|e| e.deny_users = set(vec!["*@192.0.2.*".into()])),
+            ),
+            (
+                "AllowUsers",
+                Box::new(|e| e.allow_users = set(vec!["admin".into()])),
+            ),
+            (
+                "DenyGroups",
+                Box::new(|e| e.deny_groups = set(vec!["ro*".into()])),
+            ),
+            (
+                "AllowGroups",
+                Box::new(|e| e.allow_groups = set(vec!["sshusers".into()])),
+            ),
+            (
+                "AuthenticationMethods",
+                Box::new(|e| e.authentication_methods = set(vec!["publickey,password".into()])),
+            ),
+            (
+                "AuthorizedKeysFile none",
+                Box::new(|e| e.authorized_keys_files = set(vec!["none".into()])),
+            ),
+        ];
+        for (what, f) in cases {
+            let b = one(&*f);
+            assert_eq!(b.len(), 1, "{what}: {b:?}");
+            assert!(b[0].contains(what), "{what}: {b:?}");
+        }
+        assert!(
+            one(&|e| e.allow_users = set(vec!["admin".into(), "root@192.0.2.0/24".into()]))
+                .is_empty()
+        );
+        assert!(one(&|e| e.authentication_methods =
+            set(vec!["publickey,password".into(), "publickey".into()]))
+        .is_empty());
+        assert!(one(&|e| e.permit_root_login = set(PermitRootLogin::Yes)).is_empty());
+    }
+}

@@ -1,0 +1,217 @@
+//! Root only: a real sshd in a throwaway network namespace, listening on ports from both Port
+//! and ListenAddress; the live-listener probe (read from a thread moved into that namespace)
+//! must find exactly the sockets the parser predicts from the same config, and a config changed
+//! without restarting sshd must be reported. Without root it skips and says why.
+use std::collections::BTreeSet;
+use std::net::{IpAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ovh_access::root::Root;
+use ovh_access::sshd::{eval, live, reconcile, Config, PortEvidence};
+
+fn can_run(test: &str) -> bool {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP {test}: needs root (network namespaces, sshd); run `sudo cargo test --test sshd_live`");
+        return false;
+    }
+    for tool in ["/usr/sbin/sshd", "/usr/bin/ssh-keygen"] {
+        if !Path::new(tool).exists() {
+            eprintln!("SKIP {test}: {tool} is missing");
+            return false;
+        }
+    }
+    if Command::new("ip").arg("-V").output().is_err()
+        || Command::new("unshare").arg("-V").output().is_err()
+    {
+        eprintln!("SKIP {test}: `ip` (iproute2) or `unshare` (util-linux) is missing");
+        return false;
+    }
+    true
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A uniquely named namespace; on drop, the sshd this test started is killed (by its pid) and
+/// the namespace deleted.
+struct Ns {
+    name: String,
+    sshd: Option<Child>,
+}
+
+impl Ns {
+    fn new() -> Ns {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!(
+            "oa-sshd-{:x}{:x}",
+            std::process::id() & 0xffff,
+            nanos & 0xffff
+        );
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Ns { name, sshd: None };
+        ns.sh(
+            "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d0 up && ip link set d1 up && \
+             ip addr add 192.0.2.1/24 dev d0 && ip -6 addr add 2001:db8::1/64 dev d0 nodad",
+        );
+        ns
+    }
+
+    fn sh(&self, script: &str) {
+        run(Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", script]));
+    }
+
+    /// sshd -D in the namespace, with a private /run so that its privilege separation
+    /// directory never appears on the machine. `ip netns exec`, `unshare` and `sh -c exec`
+    /// all exec in place: the child's pid is sshd's.
+    fn start_sshd(&mut self, config: &Path) {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.name,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+            ])
+            .args([
+                "sh",
+                "-c",
+                "mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && exec \"$@\"",
+                "sh",
+            ])
+            .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.sshd = Some(child);
+    }
+
+    /// Run `f` on a thread moved into this namespace (only that thread changes namespace).
+    fn in_ns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = PathBuf::from(format!("/run/netns/{}", self.name));
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a valid namespace fd affects only the calling thread.
+            let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.sshd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn sockets(s: &[live::Socket]) -> BTreeSet<(IpAddr, u16)> {
+    s.iter().map(|s| (s.addr, s.port)).collect()
+}
+
+#[test]
+fn live_listeners_match_the_parsed_config() {
+    if !can_run("live_listeners_match_the_parsed_config") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hostkey = dir.path().join("hostkey");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&hostkey));
+    let etc = dir.path().join("etc/ssh");
+    std::fs::create_dir_all(&etc).unwrap();
+    let config = etc.join("sshd_config");
+    let text = format!(
+        "Port 2222\nPort 2223\nListenAddress 192.0.2.1\nListenAddress [2001:db8::1]:2200\n\
+         HostKey {}\nPidFile none\nUsePAM no\n",
+        hostkey.display()
+    );
+    std::fs::write(&config, &text).unwrap();
+    let root = Root::new(dir.path()).unwrap();
+    let cfg = Config::load(&root).unwrap();
+    let (listen, configured, _) = eval::listen(&eval::global(&cfg).unwrap());
+    let expected: BTreeSet<(IpAddr, u16)> =
+        listen.iter().map(|l| (l.addr.unwrap(), l.port)).collect();
+    assert_eq!(expected.len(), 3);
+
+    let mut ns = Ns::new();
+    ns.start_sshd(&config);
+    let want = expected.clone();
+    let (found, elapsed) = ns.in_ns(move || {
+        // A listener of another program in the same namespace must not count.
+        let other = TcpListener::bind("192.0.2.1:2999").unwrap();
+        let t = Instant::now();
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            found = live::sshd_listeners(Path::new("/proc")).unwrap();
+            if sockets(&found) == want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(other);
+        (found, t.elapsed())
+    });
+    eprintln!(
+        "live sshd sockets found in {elapsed:?}: {:?}",
+        sockets(&found)
+    );
+    assert_eq!(sockets(&found), expected, "live sockets vs parsed config");
+
+    let live_ports: Vec<u16> = found.iter().map(|s| s.port).collect();
+    let (ports, warnings) = reconcile(&PortEvidence {
+        configured: configured.clone(),
+        live: Some(live_ports.clone()),
+        ..Default::default()
+    });
+    assert_eq!(ports, [2200, 2222, 2223]);
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    // The operator edits the config and forgets to restart sshd.
+    std::fs::write(&config, text.replace("Port 2223", "Port 2300")).unwrap();
+    let cfg = Config::load(&root).unwrap();
+    let (_, configured, _) = eval::listen(&eval::global(&cfg).unwrap());
+    let (ports, warnings) = reconcile(&PortEvidence {
+        configured,
+        live: Some(live_ports),
+        ..Default::default()
+    });
+    assert_eq!(ports, [2200, 2222, 2223, 2300]);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("2223") && w.contains("not restarted")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("2300") && w.contains("restart sshd")),
+        "{warnings:?}"
+    );
+}
