@@ -225,6 +225,17 @@ pub struct Facts {
     pub tables: Vec<TableFacts>,
 }
 
+/// How many rules jump to the tool's chains in this table. The kernel's `use` counter of a chain
+/// counts its own rules and every jump or goto to it (nf_tables_newrule, nft_data_hold), so the
+/// jumps are what is left once the chain's rules are taken away.
+pub fn jumps_to_tool_chains(t: &TableFacts) -> u32 {
+    t.chains
+        .iter()
+        .filter(|c| is_tool_chain_name(&c.name))
+        .map(|c| c.use_count.saturating_sub(c.rules.as_ref().map_or(0, |r| r.len() as u32)))
+        .sum()
+}
+
 pub fn is_tool_chain_name(name: &str) -> bool {
     name == CHAIN_IN || name == CHAIN_OUT
 }
@@ -312,9 +323,16 @@ pub fn read_facts(conn: &mut Conn, depth: impl Fn(&TableFacts) -> RuleDepth, wit
                 t.sets.push(s);
             }
         }
-        let depth = depth(t);
-        let jumps_expected: u32 = t.chains.iter().filter(|c| is_tool_chain_name(&c.name)).map(|c| c.use_count).sum();
         let (family, table) = (t.family, t.name.clone());
+        // The tool's own chains are short; their rule count is needed to know how many jumps
+        // lead to them (see `jumps_to_tool_chains`).
+        for c in t.chains.iter_mut().filter(|c| is_tool_chain_name(&c.name)) {
+            let (rules, complete) = read_rules(conn, family, &table, &c.name, None)?;
+            c.rules = Some(rules);
+            c.rules_complete = complete;
+        }
+        let depth = depth(t);
+        let jumps_expected = jumps_to_tool_chains(t);
         let mut found = 0u32;
         for c in t.chains.iter_mut() {
             let hooked = c.base.as_ref().is_some_and(|b| matches!(b.hook, Hook::Input | Hook::Output));

@@ -79,7 +79,7 @@ impl Backend for NftBackend {
         // Grant reads only the head of the big chains: the jump it looks for is inserted there,
         // and a missing one is simply inserted again.
         let depth = |t: &inspect::TableFacts| {
-            RuleDepth::UntilJumps(t.chains.iter().filter(|c| inspect::is_tool_chain_name(&c.name)).map(|c| c.use_count).sum())
+            RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t))
         };
         self.change(dry_run, |f| plan::plan_open(f, req), depth)
     }
@@ -88,7 +88,7 @@ impl Backend for NftBackend {
         // Revoke reads until it has seen as many tagged jumps as the kernel counts references to
         // the tool's chains: usually the head of each chain only.
         let depth = |t: &inspect::TableFacts| {
-            RuleDepth::UntilJumps(t.chains.iter().filter(|c| inspect::is_tool_chain_name(&c.name)).map(|c| c.use_count).sum())
+            RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t))
         };
         self.change(dry_run, plan::plan_close, depth)
     }

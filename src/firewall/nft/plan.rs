@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::inspect::{Facts, Family, Hook, TableFacts};
+use super::inspect::{self, Facts, Family, Hook, TableFacts};
 use super::{CHAIN_IN, CHAIN_OUT, SET_V4, SET_V6};
 use crate::firewall::{OpenRequest, TAG};
 
@@ -198,7 +198,7 @@ pub fn plan_close(facts: &Facts) -> Result<Plan> {
             }
         }
         let ours: Vec<_> = t.chains.iter().filter(|c| c.is_tool_chain()).collect();
-        let jumps_to_ours: u32 = ours.iter().map(|c| c.use_count).sum();
+        let jumps_to_ours = inspect::jumps_to_tool_chains(t);
         if jumps_to_ours > jumps_found {
             bail!(
                 "table {table}: {} rule(s) jump to the ovh-access chains without the \"{TAG}\" comment; delete them (nft -a list table {table}) and revoke again",
@@ -387,7 +387,8 @@ mod tests {
         let mut ours = base(CHAIN_IN, Hook::Other(99), 0, false);
         ours.base = None;
         ours.comment = Some(TAG.into());
-        ours.use_count = 1;
+        ours.use_count = 3; // two rules of its own and the jump
+        ours.rules = Some(vec![RuleFacts { handle: 5, jump_to: None, comment: None, xt: false }; 2]);
         t.chains.push(ours);
         t.chains[0].rules = Some(vec![RuleFacts { handle: 9, jump_to: Some(CHAIN_IN.into()), comment: Some(TAG.into()), xt: false }]);
         for s in [SET_V4, SET_V6] {
