@@ -1,0 +1,478 @@
+//! Read-only probes: the generation id, the tables and chains with their hooks and policies, the
+//! tool's own sets, and the rules of only the chains that matter. The result, [`Facts`], is all
+//! the planner sees.
+use std::net::IpAddr;
+use std::ops::ControlFlow;
+
+use super::netlink::{Conn, NlError};
+use super::sys::{self, MsgBuf};
+use super::{CHAIN_IN, CHAIN_OUT, SET_V4, SET_V6};
+use crate::firewall::TAG;
+
+/// An nftables address family, as `nft` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Ip,
+    Ip6,
+    Inet,
+    Arp,
+    Bridge,
+    Netdev,
+}
+
+impl Family {
+    pub fn from_nfproto(n: u16) -> Option<Family> {
+        Some(match i32::from(n) {
+            libc::NFPROTO_IPV4 => Family::Ip,
+            libc::NFPROTO_IPV6 => Family::Ip6,
+            libc::NFPROTO_INET => Family::Inet,
+            libc::NFPROTO_ARP => Family::Arp,
+            libc::NFPROTO_BRIDGE => Family::Bridge,
+            libc::NFPROTO_NETDEV => Family::Netdev,
+            _ => return None,
+        })
+    }
+
+    pub fn nfproto(self) -> u16 {
+        (match self {
+            Family::Ip => libc::NFPROTO_IPV4,
+            Family::Ip6 => libc::NFPROTO_IPV6,
+            Family::Inet => libc::NFPROTO_INET,
+            Family::Arp => libc::NFPROTO_ARP,
+            Family::Bridge => libc::NFPROTO_BRIDGE,
+            Family::Netdev => libc::NFPROTO_NETDEV,
+        }) as u16
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+            Family::Inet => "inet",
+            Family::Arp => "arp",
+            Family::Bridge => "bridge",
+            Family::Netdev => "netdev",
+        }
+    }
+
+    /// The families whose input and output hooks see IP packets addressed to this host.
+    pub fn is_ip(self) -> bool {
+        matches!(self, Family::Ip | Family::Ip6 | Family::Inet)
+    }
+
+    pub fn has_v4(self) -> bool {
+        matches!(self, Family::Ip | Family::Inet)
+    }
+
+    pub fn has_v6(self) -> bool {
+        matches!(self, Family::Ip6 | Family::Inet)
+    }
+}
+
+/// The netfilter hooks of the ip, ip6 and inet families (`enum nf_inet_hooks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+    Other(u32),
+}
+
+impl Hook {
+    fn from_num(n: u32) -> Hook {
+        match n {
+            0 => Hook::Prerouting,
+            1 => Hook::Input,
+            2 => Hook::Forward,
+            3 => Hook::Output,
+            4 => Hook::Postrouting,
+            n => Hook::Other(n),
+        }
+    }
+}
+
+/// A base chain's hook registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseChain {
+    pub hook: Hook,
+    pub priority: i32,
+    /// `filter`, `nat`, `route`.
+    pub chain_type: String,
+    /// True when the policy is drop.
+    pub policy_drop: bool,
+}
+
+/// One rule, reduced to what the planner needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleFacts {
+    pub handle: u64,
+    /// The chain a jump/goto verdict leads to.
+    pub jump_to: Option<String>,
+    /// The rule's comment (NFTNL_UDATA_RULE_COMMENT).
+    pub comment: Option<String>,
+    /// The rule uses xtables `match`/`target` expressions: it was written by iptables-nft.
+    pub xt: bool,
+}
+
+impl RuleFacts {
+    /// One of ours: a jump to a chain of ours, carrying the tag.
+    pub fn is_tool_jump(&self) -> bool {
+        self.comment.as_deref() == Some(TAG) && self.jump_to.as_deref().is_some_and(is_tool_chain_name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainFacts {
+    pub name: String,
+    pub handle: u64,
+    pub base: Option<BaseChain>,
+    /// How many rules (or map elements) jump to this chain: the kernel's `use` counter.
+    pub use_count: u32,
+    pub comment: Option<String>,
+    /// The rules read from this chain, in order; `None` when the chain was not read.
+    pub rules: Option<Vec<RuleFacts>>,
+    /// False when only the head of a long chain was read (see `read_rules`).
+    pub rules_complete: bool,
+}
+
+impl ChainFacts {
+    pub fn is_tool_chain(&self) -> bool {
+        is_tool_chain_name(&self.name) && self.comment.as_deref() == Some(TAG)
+    }
+
+    /// A filter base chain on `hook`.
+    pub fn is_filter_on(&self, hook: Hook) -> bool {
+        self.base.as_ref().is_some_and(|b| b.hook == hook && b.chain_type == "filter")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetFacts {
+    pub name: String,
+    pub handle: u64,
+    pub comment: Option<String>,
+    /// Elements, when they were read (for `status`).
+    pub elements: Option<Vec<Element>>,
+}
+
+impl SetFacts {
+    pub fn is_tool_set(&self) -> bool {
+        is_tool_set_name(&self.name) && self.comment.as_deref() == Some(TAG)
+    }
+}
+
+/// One address in one of the tool's sets, with its timeout.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Element {
+    pub address: IpAddr,
+    /// The timeout it was added with, in ms (`None`: permanent).
+    pub timeout_ms: Option<u64>,
+    /// Time left before the kernel removes it, in ms.
+    pub expires_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFacts {
+    pub family: Family,
+    pub name: String,
+    pub handle: u64,
+    pub chains: Vec<ChainFacts>,
+    /// Only the tool's sets (`ovh_access_v4`, `ovh_access_v6`), whoever made them.
+    pub sets: Vec<SetFacts>,
+}
+
+impl TableFacts {
+    /// iptables-nft's tables: its rules use xtables expressions, and it names its tables after
+    /// the iptables ones with uppercase built-in chains. A native rule there would be printed as
+    /// an unconditional ACCEPT by `iptables-nft-save` (the set match is dropped), so such tables
+    /// are left to the iptables backend.
+    pub fn made_by_iptables_nft(&self) -> bool {
+        const XT_TABLES: [&str; 5] = ["filter", "nat", "mangle", "raw", "security"];
+        const XT_CHAINS: [&str; 5] = ["INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"];
+        let xt_rules = self.chains.iter().flat_map(|c| c.rules.iter().flatten()).any(|r| r.xt);
+        let xt_names = matches!(self.family, Family::Ip | Family::Ip6)
+            && XT_TABLES.contains(&self.name.as_str())
+            && self.chains.iter().any(|c| c.base.is_some() && XT_CHAINS.contains(&c.name.as_str()));
+        xt_rules || xt_names
+    }
+
+    pub fn chain(&self, name: &str) -> Option<&ChainFacts> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+
+    pub fn set(&self, name: &str) -> Option<&SetFacts> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+
+    /// `inet filter`
+    pub fn label(&self) -> String {
+        format!("{} {}", self.family.name(), self.name)
+    }
+
+    pub fn has_tool_objects(&self) -> bool {
+        self.chains.iter().any(|c| c.is_tool_chain() || c.rules.iter().flatten().any(|r| r.is_tool_jump()))
+            || self.sets.iter().any(|s| s.is_tool_set())
+    }
+}
+
+/// Everything the planner sees.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Facts {
+    /// The ruleset generation the facts were read at; the batch is refused if it moved on.
+    pub genid: u32,
+    pub tables: Vec<TableFacts>,
+}
+
+/// How many rules jump to the tool's chains in this table. The kernel's `use` counter of a chain
+/// counts its own rules and every jump or goto to it (nf_tables_newrule, nft_data_hold), so the
+/// jumps are what is left once the chain's rules are taken away.
+pub fn jumps_to_tool_chains(t: &TableFacts) -> u32 {
+    t.chains
+        .iter()
+        .filter(|c| is_tool_chain_name(&c.name))
+        .map(|c| c.use_count.saturating_sub(c.rules.as_ref().map_or(0, |r| r.len() as u32)))
+        .sum()
+}
+
+pub fn is_tool_chain_name(name: &str) -> bool {
+    name == CHAIN_IN || name == CHAIN_OUT
+}
+
+pub fn is_tool_set_name(name: &str) -> bool {
+    name == SET_V4 || name == SET_V6
+}
+
+/// The comment of an nftnl userdata blob: TLVs of (type u8, len u8, value), the comment being
+/// type 0 for rules and chains (NFTNL_UDATA_{RULE,CHAIN}_COMMENT) and 7 for sets, NUL-terminated.
+pub fn udata_comment(ud: &[u8], comment_type: u8) -> Option<String> {
+    let mut at = 0;
+    while at + 2 <= ud.len() {
+        let (ty, len) = (ud[at], ud[at + 1] as usize);
+        let val = ud.get(at + 2..at + 2 + len)?;
+        if ty == comment_type {
+            let end = val.iter().position(|&b| b == 0).unwrap_or(val.len());
+            return Some(String::from_utf8_lossy(&val[..end]).into_owned());
+        }
+        at += 2 + len;
+    }
+    None
+}
+
+/// A userdata TLV holding `comment`, NUL-terminated as nftnl_udata_put_strz writes it.
+pub fn udata_put_comment(out: &mut Vec<u8>, comment_type: u8, comment: &str) {
+    out.push(comment_type);
+    out.push((comment.len() + 1) as u8);
+    out.extend_from_slice(comment.as_bytes());
+    out.push(0);
+}
+
+pub const UDATA_RULE_COMMENT: u8 = 0;
+pub const UDATA_CHAIN_COMMENT: u8 = 0;
+pub const UDATA_SET_COMMENT: u8 = 7;
+
+/// How much of a chain's rules to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleDepth {
+    /// Everything (status, doctor).
+    All,
+    /// Until `n` tool jumps were seen, and at least the first dump chunk: the head, where the
+    /// tool inserts its jump and where iptables-nft's xt expressions show. Keeps a grant on a
+    /// 100 000-rule chain as fast as on a 10-rule one.
+    UntilJumps(u32),
+}
+
+/// Read the facts: the generation first, so that any change after it fails the batch.
+pub fn read_facts(conn: &mut Conn, depth: impl Fn(&TableFacts) -> RuleDepth, with_elements: bool) -> Result<Facts, NlError> {
+    let genid = read_genid(conn)?;
+    let mut tables: Vec<TableFacts> = Vec::new();
+    dump(conn, sys::NFT_MSG_GETTABLE, |m| {
+        if let Some(t) = sys::parse_table(m) {
+            if let Some(family) = Family::from_nfproto(t.family) {
+                tables.push(TableFacts { family, name: t.name, handle: t.handle, chains: Vec::new(), sets: Vec::new() });
+            }
+        }
+    })?;
+    let mut chains = Vec::new();
+    dump(conn, sys::NFT_MSG_GETCHAIN, |m| chains.extend(sys::parse_chain(m)))?;
+    for c in chains {
+        let Some(fam) = Family::from_nfproto(c.family) else { continue };
+        let Some(t) = tables.iter_mut().find(|t| t.family == fam && t.name == c.table) else { continue };
+        t.chains.push(ChainFacts {
+            base: c.hook.map(|h| BaseChain {
+                hook: Hook::from_num(h),
+                priority: c.priority,
+                chain_type: c.chain_type.clone(),
+                policy_drop: c.policy == Some(0),
+            }),
+            name: c.name,
+            handle: c.handle,
+            use_count: c.use_count,
+            comment: udata_comment(&c.userdata, UDATA_CHAIN_COMMENT),
+            rules: None,
+            rules_complete: false,
+        });
+    }
+    for t in tables.iter_mut().filter(|t| t.family.is_ip()) {
+        for name in [SET_V4, SET_V6] {
+            if let Some(mut s) = get_set(conn, t.family, &t.name, name)? {
+                if with_elements {
+                    s.elements = Some(read_elements(conn, t.family, &t.name, name)?);
+                }
+                t.sets.push(s);
+            }
+        }
+        let (family, table) = (t.family, t.name.clone());
+        // The tool's own chains are short; their rule count is needed to know how many jumps
+        // lead to them (see `jumps_to_tool_chains`).
+        for c in t.chains.iter_mut().filter(|c| is_tool_chain_name(&c.name)) {
+            let (rules, complete) = read_rules(conn, family, &table, &c.name, None)?;
+            c.rules = Some(rules);
+            c.rules_complete = complete;
+        }
+        let depth = depth(t);
+        let jumps_expected = jumps_to_tool_chains(t);
+        let mut found = 0u32;
+        for c in t.chains.iter_mut() {
+            let hooked = c.base.as_ref().is_some_and(|b| matches!(b.hook, Hook::Input | Hook::Output));
+            if !hooked {
+                continue;
+            }
+            let want = match depth {
+                RuleDepth::All => None,
+                RuleDepth::UntilJumps(_) => Some(jumps_expected),
+            };
+            let (rules, complete) = read_rules(conn, family, &table, &c.name, want.map(|w| w.saturating_sub(found)))?;
+            found += rules.iter().filter(|r| r.is_tool_jump()).count() as u32;
+            c.rules = Some(rules);
+            c.rules_complete = complete;
+        }
+    }
+    Ok(Facts { genid, tables })
+}
+
+/// NFT_MSG_GETGEN: the ruleset's generation id.
+pub fn read_genid(conn: &mut Conn) -> Result<u32, NlError> {
+    let seq = conn.next_seq();
+    let mut req = MsgBuf::new();
+    sys::put_request(&mut req, sys::NFT_MSG_GETGEN, (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16, seq);
+    let mut genid = None;
+    conn.request(&req, seq, |m| {
+        genid = genid.or(sys::parse_gen(m));
+        ControlFlow::Continue(())
+    })?;
+    genid.ok_or(NlError::Kernel { seq, errno: libc::EPROTO })
+}
+
+fn dump(conn: &mut Conn, msg_type: u16, mut f: impl FnMut(&[u8])) -> Result<(), NlError> {
+    let seq = conn.next_seq();
+    let mut req = MsgBuf::new();
+    sys::put_request(&mut req, msg_type, (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16, seq);
+    conn.request(&req, seq, |m| {
+        f(m);
+        ControlFlow::Continue(())
+    })?;
+    Ok(())
+}
+
+/// One set by name (a get, not a dump: the table may hold thousands of anonymous sets).
+fn get_set(conn: &mut Conn, family: Family, table: &str, name: &str) -> Result<Option<SetFacts>, NlError> {
+    let seq = conn.next_seq();
+    let mut req = MsgBuf::new();
+    let spec = sys::SetSpec { family: family.nfproto(), table, name, flags: 0, key_type: 0, key_len: 0, id: None, userdata: &[] };
+    sys::put_set(&mut req, sys::NFT_MSG_GETSET, (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16, seq, &spec);
+    let mut out = None;
+    match conn.request(&req, seq, |m| {
+        if let Some(s) = sys::parse_set(m) {
+            out = Some(SetFacts {
+                name: s.name,
+                handle: s.handle,
+                comment: udata_comment(&s.userdata, UDATA_SET_COMMENT),
+                elements: None,
+            });
+        }
+        ControlFlow::Continue(())
+    }) {
+        Ok(_) => Ok(out),
+        Err(NlError::Kernel { errno: libc::ENOENT, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The addresses of one of the tool's sets. Interval sets hold each address as a start element
+/// and an end element (the next address, flagged INTERVAL_END); only the starts are addresses.
+pub fn read_elements(conn: &mut Conn, family: Family, table: &str, set: &str) -> Result<Vec<Element>, NlError> {
+    let seq = conn.next_seq();
+    let mut req = MsgBuf::new();
+    sys::put_elem_dump(&mut req, seq, family.nfproto(), table, set);
+    let mut out = Vec::new();
+    conn.request(&req, seq, |m| {
+        for e in sys::parse_elems(m) {
+            if e.interval_end {
+                continue;
+            }
+            let address = match e.key.len() {
+                4 => IpAddr::from(<[u8; 4]>::try_from(e.key.as_slice()).unwrap()),
+                16 => IpAddr::from(<[u8; 16]>::try_from(e.key.as_slice()).unwrap()),
+                _ => continue,
+            };
+            out.push(Element { address, timeout_ms: e.timeout_ms, expires_ms: e.expires_ms });
+        }
+        ControlFlow::Continue(())
+    })?;
+    out.sort_by_key(|e| e.address);
+    Ok(out)
+}
+
+/// The rules of one chain, in order. With `stop_after_jumps = Some(n)`, reading stops once `n`
+/// tool jumps were seen and the first chunk is in (the rest of the dump is abandoned); the flag
+/// returned says whether the chain was read to its end.
+pub fn read_rules(
+    conn: &mut Conn,
+    family: Family,
+    table: &str,
+    chain: &str,
+    stop_after_jumps: Option<u32>,
+) -> Result<(Vec<RuleFacts>, bool), NlError> {
+    let seq = conn.next_seq();
+    let mut req = MsgBuf::new();
+    sys::put_rule_dump(&mut req, seq, family.nfproto(), table, chain);
+    let mut rules = Vec::new();
+    let mut jumps = 0u32;
+    // Rules come about 150 to a chunk; 64 is well inside the first one, whatever the rule size.
+    const HEAD: usize = 64;
+    let complete = conn.request(&req, seq, |m| {
+        if let Some(r) = sys::parse_rule(m) {
+            let xt = r.exprs.iter().any(|e| e == "match" || e == "target");
+            let rf = RuleFacts {
+                handle: r.handle,
+                jump_to: r.jump_to,
+                comment: udata_comment(&r.userdata, UDATA_RULE_COMMENT),
+                xt,
+            };
+            jumps += u32::from(rf.is_tool_jump());
+            rules.push(rf);
+        }
+        match stop_after_jumps {
+            Some(n) if jumps >= n && rules.len() >= HEAD => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        }
+    })?;
+    Ok((rules, complete))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_round_trip_through_userdata() {
+        let mut ud = vec![0u8, 4, 0, 0, 0, 2]; // a KEYBYTEORDER-like TLV before the comment
+        ud[1] = 4;
+        udata_put_comment(&mut ud, UDATA_SET_COMMENT, TAG);
+        assert_eq!(udata_comment(&ud, UDATA_SET_COMMENT).as_deref(), Some(TAG));
+        assert_eq!(udata_comment(&ud, 3), None);
+        assert_eq!(udata_comment(&[0, 200, 1], 0), None, "a truncated TLV is no comment");
+    }
+}

@@ -1,0 +1,284 @@
+//! The nf_tables netlink conversation, in safe code: dumps read to their end (or until the caller
+//! has what it needs), single gets, and a batch sent as one message whose ACKs are read only until
+//! the first error, always under a receive timeout.
+use std::collections::BTreeSet;
+use std::io;
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use super::sys::{self, MsgBuf};
+
+/// How long the kernel may take to answer one recv (a dump chunk or an ACK).
+const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+/// A receive buffer large enough for the biggest dump chunk the kernel sends.
+const RECV_BUF_WORDS: usize = 32 * 1024; // 256 KiB
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_DUMP_INTR: u16 = 0x10;
+/// `NFNL_MSG_BATCH_BEGIN` / `END` and `NFNL_BATCH_GENID` (linux/netfilter/nfnetlink.h).
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFNL_BATCH_GENID: u16 = 1;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub const ERESTART: i32 = 85;
+
+/// What went wrong on the socket; `nft::explain` turns it into a sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum NlError {
+    #[error("cannot open a netlink socket to nf_tables")]
+    Open(#[source] io::Error),
+    #[error("cannot send to nf_tables")]
+    Send(#[source] io::Error),
+    #[error("no complete answer from nf_tables")]
+    Recv(#[source] io::Error),
+    /// The kernel refused message `seq` with `errno`.
+    #[error("nf_tables refused a request ({})", io::Error::from_raw_os_error(*errno))]
+    Kernel { seq: u32, errno: i32 },
+    /// NLM_F_DUMP_INTR: the ruleset changed while it was being dumped.
+    #[error("the ruleset changed while it was read")]
+    Interrupted,
+}
+
+impl NlError {
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NlError::Open(e) | NlError::Send(e) | NlError::Recv(e) => e.raw_os_error(),
+            NlError::Kernel { errno, .. } => Some(*errno),
+            NlError::Interrupted => None,
+        }
+    }
+}
+
+/// One netlink socket to nf_tables, reopened whenever a conversation was left unfinished (an
+/// abandoned dump or an aborted batch would otherwise leave stale replies in its queue).
+pub struct Conn {
+    sock: Option<mnl::Socket>,
+    seq: u32,
+    buf: Vec<u64>,
+}
+
+fn open_socket() -> Result<mnl::Socket, NlError> {
+    let sock = mnl::Socket::new(mnl::Bus::Netfilter).map_err(NlError::Open)?;
+    sys::set_recv_timeout(&sock, RECV_TIMEOUT).map_err(NlError::Open)?;
+    // Best effort: a larger queue only avoids ENOBUFS on big dumps.
+    let _ = sys::set_recv_buffer(&sock, 4 << 20);
+    Ok(sock)
+}
+
+/// One message of a received buffer: its header fields and its bytes (header included).
+struct Msg<'a> {
+    ty: u16,
+    flags: u16,
+    seq: u32,
+    bytes: &'a [u8],
+}
+
+fn messages(buf: &[u8]) -> impl Iterator<Item = Msg<'_>> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at + 16 > buf.len() {
+            return None;
+        }
+        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+        if len < 16 || at + len > buf.len() {
+            return None;
+        }
+        let m = Msg {
+            ty: u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap()),
+            flags: u16::from_ne_bytes(buf[at + 6..at + 8].try_into().unwrap()),
+            seq: u32::from_ne_bytes(buf[at + 8..at + 12].try_into().unwrap()),
+            bytes: &buf[at..at + len],
+        };
+        at += sys::align4(len);
+        Some(m)
+    })
+}
+
+fn error_code(m: &Msg<'_>) -> i32 {
+    m.bytes
+        .get(16..20)
+        .map(|b| -i32::from_ne_bytes(b.try_into().unwrap()))
+        .unwrap_or(libc::EPROTO)
+}
+
+/// The hand-written batch begin: nftnl's `Batch` writes its own without NFNL_BATCH_GENID, and
+/// the generation id is what makes the kernel refuse (ERESTART) a batch planned on a ruleset
+/// that changed since it was read (nfnetlink_rcv_batch).
+pub fn batch_begin(out: &mut MsgBuf, seq: u32, genid: Option<u32>) {
+    let mut m = Vec::with_capacity(28);
+    let len: u32 = if genid.is_some() { 28 } else { 20 };
+    m.extend_from_slice(&len.to_ne_bytes());
+    m.extend_from_slice(&NFNL_MSG_BATCH_BEGIN.to_ne_bytes());
+    m.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    // nfgenmsg: AF_UNSPEC, version 0, res_id = the subsystem, big-endian.
+    m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(&NFNL_SUBSYS_NFTABLES.to_be_bytes());
+    if let Some(g) = genid {
+        m.extend_from_slice(&8u16.to_ne_bytes());
+        m.extend_from_slice(&NFNL_BATCH_GENID.to_ne_bytes());
+        m.extend_from_slice(&g.to_be_bytes());
+    }
+    out.push_bytes(&m);
+}
+
+/// The batch end; with `ack`, kernels ≥ 6.10 confirm the commit itself.
+pub fn batch_end(out: &mut MsgBuf, seq: u32, ack: bool) {
+    let mut m = Vec::with_capacity(20);
+    m.extend_from_slice(&20u32.to_ne_bytes());
+    m.extend_from_slice(&NFNL_MSG_BATCH_END.to_ne_bytes());
+    let flags = libc::NLM_F_REQUEST as u16 | if ack { libc::NLM_F_ACK as u16 } else { 0 };
+    m.extend_from_slice(&flags.to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(&NFNL_SUBSYS_NFTABLES.to_be_bytes());
+    out.push_bytes(&m);
+}
+
+/// Kernels before 6.10 ignore NLM_F_ACK on BATCH_END (nfnetlink_rcv_batch), so waiting for that
+/// ACK there would only end in the timeout.
+pub fn kernel_acks_batch_end() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 10)
+}
+
+impl Conn {
+    pub fn open() -> Result<Conn, NlError> {
+        Ok(Conn { sock: Some(open_socket()?), seq: 0, buf: vec![0; RECV_BUF_WORDS] })
+    }
+
+    pub fn next_seq(&mut self) -> u32 {
+        // Sequence numbers only need to be unique on this socket; start from the clock like nft
+        // so that replies to an earlier process on a reused port id cannot match.
+        if self.seq == 0 {
+            self.seq = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as u32)
+                .unwrap_or(1)
+                .max(1);
+        }
+        self.seq = self.seq.wrapping_add(1).max(1);
+        self.seq
+    }
+
+    fn sock(&mut self) -> Result<&mnl::Socket, NlError> {
+        if self.sock.is_none() {
+            self.sock = Some(open_socket()?);
+        }
+        Ok(self.sock.as_ref().unwrap())
+    }
+
+    fn recv(&mut self) -> Result<usize, NlError> {
+        let sock = self.sock.as_ref().expect("socket open");
+        let bytes = sys::words_as_bytes(&mut self.buf);
+        sock.recv_raw(bytes).map_err(NlError::Recv)
+    }
+
+    /// Send one request and hand every reply message with its sequence number to `on_msg` until
+    /// NLMSG_DONE, an ACK or an error; `on_msg` may stop early, and the socket is then replaced.
+    /// Returns true when the answer was read to its end.
+    pub fn request(
+        &mut self,
+        req: &MsgBuf,
+        seq: u32,
+        mut on_msg: impl FnMut(&[u8]) -> ControlFlow<()>,
+    ) -> Result<bool, NlError> {
+        self.sock()?.send(req.bytes()).map_err(NlError::Send)?;
+        // Bounded: a dump of a huge ruleset is many chunks, but never more than this.
+        for _ in 0..1_000_000 {
+            let n = match self.recv() {
+                Ok(n) => n,
+                Err(e) => {
+                    self.sock = None;
+                    return Err(e);
+                }
+            };
+            let bytes = &sys::words_as_bytes(&mut self.buf)[..n];
+            let mut outcome: Option<Result<bool, NlError>> = None;
+            for m in messages(bytes) {
+                if m.seq != seq {
+                    continue;
+                }
+                if m.flags & NLM_F_DUMP_INTR != 0 {
+                    outcome = Some(Err(NlError::Interrupted));
+                    break;
+                }
+                match m.ty {
+                    NLMSG_DONE => {
+                        outcome = Some(Ok(true));
+                        break;
+                    }
+                    NLMSG_ERROR => {
+                        let errno = error_code(&m);
+                        outcome = Some(if errno == 0 { Ok(true) } else { Err(NlError::Kernel { seq, errno }) });
+                        break;
+                    }
+                    _ => {
+                        if on_msg(m.bytes).is_break() {
+                            outcome = Some(Ok(false));
+                            break;
+                        }
+                    }
+                }
+            }
+            match outcome {
+                None => continue,
+                Some(Ok(true)) => return Ok(true),
+                Some(other) => {
+                    // Whatever is left of the answer stays queued: start the next one afresh.
+                    self.sock = None;
+                    return other;
+                }
+            }
+        }
+        self.sock = None;
+        Err(NlError::Recv(io::Error::new(io::ErrorKind::TimedOut, "answer never ended")))
+    }
+
+    /// Send a whole batch in one sendmsg and wait for the ACK of every sequence number in
+    /// `acks`, stopping at the first error: after an error the kernel has aborted the batch and
+    /// kernels ≥ 6.10 send nothing more for BATCH_END.
+    pub fn send_batch(&mut self, batch: &MsgBuf, acks: &[u32]) -> Result<(), NlError> {
+        let sock = self.sock()?;
+        if batch.bytes().len() > 200_000 {
+            sys::set_send_buffer(sock, batch.bytes().len() + 4096).map_err(NlError::Send)?;
+        }
+        let sent = sock.send(batch.bytes()).map_err(NlError::Send);
+        if let Err(e) = sent {
+            self.sock = None;
+            return Err(e);
+        }
+        let mut pending: BTreeSet<u32> = acks.iter().copied().collect();
+        for _ in 0..1_000_000 {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let n = match self.recv() {
+                Ok(n) => n,
+                Err(e) => {
+                    self.sock = None;
+                    return Err(e);
+                }
+            };
+            let bytes = &sys::words_as_bytes(&mut self.buf)[..n];
+            for m in messages(bytes) {
+                if m.ty != NLMSG_ERROR {
+                    continue;
+                }
+                let errno = error_code(&m);
+                if errno != 0 {
+                    self.sock = None;
+                    return Err(NlError::Kernel { seq: m.seq, errno });
+                }
+                pending.remove(&m.seq);
+            }
+        }
+        self.sock = None;
+        Err(NlError::Recv(io::Error::new(io::ErrorKind::TimedOut, "ACKs never ended")))
+    }
+}

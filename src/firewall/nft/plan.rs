@@ -1,0 +1,462 @@
+//! Planning: pure functions from [`Facts`] (and the request) to the list of changes, which
+//! `apply` turns into one netlink batch and `--dry-run` prints in `nft -f` syntax.
+//!
+//! Why inside the user's tables: an `accept` ends only its own base chain; every other base chain
+//! on the hook still sees the packet and its drop is final. So each filter base chain on the input
+//! hook gets a jump, at its head, to a chain of ours in the same table (a jump or a set lookup can
+//! only reach objects of the rule's own table), and so does each output base chain whose policy
+//! drops (the replies leave from the SSH port: `daddr` + `sport`).
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use super::inspect::{self, Facts, Family, Hook, TableFacts};
+use super::{CHAIN_IN, CHAIN_OUT, SET_V4, SET_V6};
+use crate::firewall::{OpenRequest, TAG};
+
+/// A table, by family and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRef {
+    pub family: Family,
+    pub name: String,
+}
+
+impl std::fmt::Display for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.family.name(), self.name)
+    }
+}
+
+/// Which way an access rule matches: traffic to our SSH ports, or replies from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// One change. The order of a plan's ops is the order of the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    AddSet { table: TableRef, set: String, v6: bool },
+    FlushSet { table: TableRef, set: String },
+    AddElements { table: TableRef, set: String, addresses: Vec<IpAddr>, timeout: Option<Duration> },
+    AddChain { table: TableRef, chain: String },
+    FlushChain { table: TableRef, chain: String },
+    /// `ip saddr @set tcp dport { ports } accept` (In) or `ip daddr @set tcp sport { ports } accept` (Out).
+    AddAccess { table: TableRef, chain: String, set: String, v6: bool, dir: Direction, ports: Vec<u16> },
+    /// A tagged jump inserted at the head of a base chain.
+    InsertJump { table: TableRef, chain: String, target: String },
+    DeleteRule { table: TableRef, chain: String, handle: u64 },
+    DeleteChain { table: TableRef, chain: String },
+    DeleteSet { table: TableRef, set: String },
+}
+
+/// What to do, and what to tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+    /// The base chains hooked (`inet filter input`).
+    pub chains: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+fn set_name(v6: bool) -> &'static str {
+    if v6 {
+        SET_V6
+    } else {
+        SET_V4
+    }
+}
+
+/// Tables the tool may program, and the notes about those it leaves alone.
+fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a TableFacts> {
+    let mut out = Vec::new();
+    for t in facts.tables.iter().filter(|t| t.family.is_ip()) {
+        let hooked = t.chains.iter().any(|c| c.is_filter_on(Hook::Input) || c.is_filter_on(Hook::Output));
+        if !hooked {
+            continue;
+        }
+        if t.made_by_iptables_nft() {
+            notes.push(format!(
+                "table {} was made by iptables-nft: left to the iptables backend (a native rule there \
+                 becomes an unconditional ACCEPT after iptables-nft-save | iptables-nft-restore)",
+                t.label()
+            ));
+            continue;
+        }
+        out.push(t);
+    }
+    out
+}
+
+/// The plan of a grant: open `req.ports` to `req.addresses` in every table that can drop them,
+/// replacing whatever an earlier grant put there (same objects, updated in place).
+pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
+    let mut plan = Plan::default();
+    let mut ports = req.ports.clone();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.is_empty() {
+        bail!("no SSH port to open in nftables; give --port or let the tool detect sshd's ports");
+    }
+    let mut any_input = false;
+    for t in candidate_tables(facts, &mut plan.notes) {
+        let table = TableRef { family: t.family, name: t.name.clone() };
+        let inputs: Vec<_> = t.chains.iter().filter(|c| c.is_filter_on(Hook::Input)).collect();
+        let outputs: Vec<_> = t
+            .chains
+            .iter()
+            .filter(|c| c.is_filter_on(Hook::Output) && c.base.as_ref().is_some_and(|b| b.policy_drop))
+            .collect();
+        if inputs.is_empty() && outputs.is_empty() {
+            continue;
+        }
+        any_input |= !inputs.is_empty();
+        // Names are ours only with the tag: a user's own `ovh_access` is never touched.
+        for name in [CHAIN_IN, CHAIN_OUT] {
+            if let Some(c) = t.chain(name) {
+                if !c.is_tool_chain() {
+                    bail!(
+                        "table {table} already has a chain {name} that ovh-access did not create (no comment \"{TAG}\"); rename that chain and grant again"
+                    );
+                }
+            }
+        }
+        let families: Vec<bool> = [(t.family.has_v4(), false), (t.family.has_v6(), true)]
+            .into_iter()
+            .filter_map(|(has, v6)| has.then_some(v6))
+            .collect();
+        for &v6 in &families {
+            let set = set_name(v6);
+            match t.set(set) {
+                Some(s) if !s.is_tool_set() => bail!(
+                    "table {table} already has a set {set} that ovh-access did not create (no comment \"{TAG}\"); rename that set and grant again"
+                ),
+                Some(_) => plan.ops.push(Op::FlushSet { table: table.clone(), set: set.into() }),
+                None => plan.ops.push(Op::AddSet { table: table.clone(), set: set.into(), v6 }),
+            }
+            let addresses: Vec<IpAddr> = req.addresses.iter().copied().filter(|a| a.is_ipv6() == v6).collect();
+            if !addresses.is_empty() {
+                plan.ops.push(Op::AddElements { table: table.clone(), set: set.into(), addresses, timeout: req.timeout });
+            }
+        }
+        for (chain, dir, bases) in [(CHAIN_IN, Direction::In, &inputs), (CHAIN_OUT, Direction::Out, &outputs)] {
+            if bases.is_empty() {
+                continue;
+            }
+            if t.chain(chain).is_some() {
+                plan.ops.push(Op::FlushChain { table: table.clone(), chain: chain.into() });
+            } else {
+                plan.ops.push(Op::AddChain { table: table.clone(), chain: chain.into() });
+            }
+            for &v6 in &families {
+                plan.ops.push(Op::AddAccess {
+                    table: table.clone(),
+                    chain: chain.into(),
+                    set: set_name(v6).into(),
+                    v6,
+                    dir,
+                    ports: ports.clone(),
+                });
+            }
+            for base in bases.iter() {
+                plan.chains.push(format!("{table} {}", base.name));
+                let has_jump = base
+                    .rules
+                    .iter()
+                    .flatten()
+                    .any(|r| r.is_tool_jump() && r.jump_to.as_deref() == Some(chain));
+                if !has_jump {
+                    plan.ops.push(Op::InsertJump { table: table.clone(), chain: base.name.clone(), target: chain.into() });
+                }
+            }
+        }
+    }
+    if !any_input {
+        plan.notes.push(
+            "no input base chain in any ip, ip6 or inet table: nftables drops nothing here, nothing to open".into(),
+        );
+    }
+    Ok(plan)
+}
+
+/// The plan of a revoke: every tagged jump by the handle just read, then the tool's chains and
+/// sets. Notes name what a complete grant would have had and was found missing.
+pub fn plan_close(facts: &Facts) -> Result<Plan> {
+    let mut plan = Plan::default();
+    let mut found_any = false;
+    for t in facts.tables.iter().filter(|t| t.family.is_ip()) {
+        let table = TableRef { family: t.family, name: t.name.clone() };
+        let mut jumps_found = 0u32;
+        for c in &t.chains {
+            for r in c.rules.iter().flatten().filter(|r| r.is_tool_jump()) {
+                plan.ops.push(Op::DeleteRule { table: table.clone(), chain: c.name.clone(), handle: r.handle });
+                plan.chains.push(format!("{table} {}", c.name));
+                jumps_found += 1;
+            }
+        }
+        let ours: Vec<_> = t.chains.iter().filter(|c| c.is_tool_chain()).collect();
+        let jumps_to_ours = inspect::jumps_to_tool_chains(t);
+        if jumps_to_ours > jumps_found {
+            bail!(
+                "table {table}: {} rule(s) jump to the ovh-access chains without the \"{TAG}\" comment; delete them (nft -a list table {table}) and revoke again",
+                jumps_to_ours - jumps_found
+            );
+        }
+        for c in &ours {
+            plan.ops.push(Op::FlushChain { table: table.clone(), chain: c.name.clone() });
+            plan.ops.push(Op::DeleteChain { table: table.clone(), chain: c.name.clone() });
+        }
+        let sets: Vec<_> = t.sets.iter().filter(|s| s.is_tool_set()).collect();
+        for s in &sets {
+            plan.ops.push(Op::DeleteSet { table: table.clone(), set: s.name.clone() });
+        }
+        let any_here = jumps_found > 0 || !ours.is_empty() || !sets.is_empty();
+        found_any |= any_here;
+        if any_here {
+            if ours.is_empty() {
+                plan.notes.push(format!("table {table}: the chain {CHAIN_IN} was missing"));
+            }
+            if jumps_found == 0 {
+                plan.notes.push(format!("table {table}: no jump to the ovh-access chains was left in any base chain"));
+            }
+            for v6 in [false, true] {
+                let has_family = if v6 { t.family.has_v6() } else { t.family.has_v4() };
+                if has_family && t.set(set_name(v6)).is_none() {
+                    plan.notes.push(format!("table {table}: the set {} was missing", set_name(v6)));
+                }
+            }
+        }
+    }
+    if !found_any {
+        plan.notes.push(
+            "nothing of ovh-access found in nftables (no tagged jump, chain or set): already revoked, or the ruleset was flushed or reloaded since the grant".into(),
+        );
+    }
+    Ok(plan)
+}
+
+fn ports_expr(ports: &[u16]) -> String {
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    format!("{{ {} }}", list.join(", "))
+}
+
+/// Milliseconds as nft writes durations (`1h30m`, `5s`).
+fn nft_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let mut s = (ms / 1000) as u64;
+    let mut out = String::new();
+    for (unit, len) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            let _ = write!(out, "{}{unit}", s / len);
+            s %= len;
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
+/// The access rule as `nft` prints it (and as `nft -f` accepts it).
+pub fn access_rule_text(v6: bool, dir: Direction, set: &str, ports: &[u16]) -> String {
+    let proto = if v6 { "ip6" } else { "ip" };
+    let (addr, port) = match dir {
+        Direction::In => ("saddr", "dport"),
+        Direction::Out => ("daddr", "sport"),
+    };
+    format!("{proto} {addr} @{set} tcp {port} {} accept", ports_expr(ports))
+}
+
+/// The plan in `nft -f` syntax: what `--dry-run` prints, and what the benchmark feeds to `nft -f`
+/// to compare.
+pub fn render(ops: &[Op]) -> String {
+    let mut s = String::new();
+    for op in ops {
+        let _ = match op {
+            Op::AddSet { table, set, v6 } => writeln!(
+                s,
+                "add set {table} {set} {{ type {}; flags interval,timeout; comment \"{TAG}\"; }}",
+                if *v6 { "ipv6_addr" } else { "ipv4_addr" }
+            ),
+            Op::FlushSet { table, set } => writeln!(s, "flush set {table} {set}"),
+            Op::AddElements { table, set, addresses, timeout } => {
+                let t = timeout.map(|d| format!(" timeout {}", nft_duration(d))).unwrap_or_default();
+                let list: Vec<String> = addresses.iter().map(|a| format!("{a}{t}")).collect();
+                writeln!(s, "add element {table} {set} {{ {} }}", list.join(", "))
+            }
+            Op::AddChain { table, chain } => writeln!(s, "add chain {table} {chain} {{ comment \"{TAG}\"; }}"),
+            Op::FlushChain { table, chain } => writeln!(s, "flush chain {table} {chain}"),
+            Op::AddAccess { table, chain, set, v6, dir, ports } => {
+                writeln!(s, "add rule {table} {chain} {}", access_rule_text(*v6, *dir, set, ports))
+            }
+            Op::InsertJump { table, chain, target } => {
+                writeln!(s, "insert rule {table} {chain} jump {target} comment \"{TAG}\"")
+            }
+            Op::DeleteRule { table, chain, handle } => writeln!(s, "delete rule {table} {chain} handle {handle}"),
+            Op::DeleteChain { table, chain } => writeln!(s, "delete chain {table} {chain}"),
+            Op::DeleteSet { table, set } => writeln!(s, "delete set {table} {set}"),
+        };
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::nft::inspect::{BaseChain, ChainFacts, RuleFacts, SetFacts};
+
+    fn base(name: &str, hook: Hook, prio: i32, drop: bool) -> ChainFacts {
+        ChainFacts {
+            name: name.into(),
+            handle: 1,
+            base: Some(BaseChain { hook, priority: prio, chain_type: "filter".into(), policy_drop: drop }),
+            use_count: 0,
+            comment: None,
+            rules: Some(vec![]),
+            rules_complete: true,
+        }
+    }
+
+    fn table(family: Family, name: &str, chains: Vec<ChainFacts>) -> TableFacts {
+        TableFacts { family, name: name.into(), handle: 1, chains, sets: vec![] }
+    }
+
+    fn req(timeout: Option<Duration>) -> OpenRequest {
+        OpenRequest {
+            addresses: vec!["192.0.2.10".parse().unwrap(), "2001:db8::10".parse().unwrap()],
+            ports: vec![2222, 22, 22],
+            timeout,
+        }
+    }
+
+    #[test]
+    fn inet_drop_table_gets_sets_chain_rules_and_one_jump() {
+        let facts = Facts { genid: 1, tables: vec![table(Family::Inet, "filter", vec![base("input", Hook::Input, 0, true)])] };
+        let plan = plan_open(&facts, &req(Some(Duration::from_secs(5400)))).unwrap();
+        assert_eq!(plan.chains, vec!["inet filter input"]);
+        let text = render(&plan.ops);
+        assert_eq!(
+            text,
+            "add set inet filter ovh_access_v4 { type ipv4_addr; flags interval,timeout; comment \"ovh-access\"; }\n\
+             add element inet filter ovh_access_v4 { 192.0.2.10 timeout 1h30m }\n\
+             add set inet filter ovh_access_v6 { type ipv6_addr; flags interval,timeout; comment \"ovh-access\"; }\n\
+             add element inet filter ovh_access_v6 { 2001:db8::10 timeout 1h30m }\n\
+             add chain inet filter ovh_access { comment \"ovh-access\"; }\n\
+             add rule inet filter ovh_access ip saddr @ovh_access_v4 tcp dport { 22, 2222 } accept\n\
+             add rule inet filter ovh_access ip6 saddr @ovh_access_v6 tcp dport { 22, 2222 } accept\n\
+             insert rule inet filter input jump ovh_access comment \"ovh-access\"\n"
+        );
+    }
+
+    #[test]
+    fn separate_ip_and_ip6_tables_get_only_their_family() {
+        let facts = Facts {
+            genid: 1,
+            tables: vec![
+                table(Family::Ip, "fw4", vec![base("in", Hook::Input, 0, true)]),
+                table(Family::Ip6, "fw6", vec![base("in", Hook::Input, 0, true)]),
+            ],
+        };
+        let text = render(&plan_open(&facts, &req(None)).unwrap().ops);
+        assert!(text.contains("add rule ip fw4 ovh_access ip saddr @ovh_access_v4"));
+        assert!(!text.contains("ip fw4 ovh_access_v6") && !text.contains("ip6 fw6 ovh_access_v4"), "{text}");
+        assert!(text.contains("add element ip6 fw6 ovh_access_v6 { 2001:db8::10 }"));
+    }
+
+    #[test]
+    fn output_hook_only_when_its_policy_drops_and_with_reply_direction() {
+        let mut t = table(Family::Inet, "filter", vec![base("input", Hook::Input, 0, false), base("output", Hook::Output, 0, true)]);
+        let text = render(&plan_open(&Facts { genid: 1, tables: vec![t.clone()] }, &req(None)).unwrap().ops);
+        assert!(text.contains("add rule inet filter ovh_access_out ip daddr @ovh_access_v4 tcp sport { 22, 2222 } accept"), "{text}");
+        assert!(text.contains("insert rule inet filter output jump ovh_access_out"));
+        assert!(text.contains("insert rule inet filter input jump ovh_access "), "a permissive input chain still gets its jump");
+        t.chains[1].base.as_mut().unwrap().policy_drop = false;
+        let text = render(&plan_open(&Facts { genid: 1, tables: vec![t] }, &req(None)).unwrap().ops);
+        assert!(!text.contains("ovh_access_out"), "{text}");
+    }
+
+    #[test]
+    fn second_grant_updates_in_place_without_a_second_jump() {
+        let mut t = table(Family::Inet, "filter", vec![base("input", Hook::Input, 0, true)]);
+        let mut ours = base(CHAIN_IN, Hook::Other(99), 0, false);
+        ours.base = None;
+        ours.comment = Some(TAG.into());
+        ours.use_count = 3; // two rules of its own and the jump
+        ours.rules = Some(vec![RuleFacts { handle: 5, jump_to: None, comment: None, xt: false }; 2]);
+        t.chains.push(ours);
+        t.chains[0].rules = Some(vec![RuleFacts { handle: 9, jump_to: Some(CHAIN_IN.into()), comment: Some(TAG.into()), xt: false }]);
+        for s in [SET_V4, SET_V6] {
+            t.sets.push(SetFacts { name: s.into(), handle: 3, comment: Some(TAG.into()), elements: None });
+        }
+        let facts = Facts { genid: 1, tables: vec![t] };
+        let ops = plan_open(&facts, &req(None)).unwrap().ops;
+        assert!(!ops.iter().any(|o| matches!(o, Op::InsertJump { .. } | Op::AddSet { .. } | Op::AddChain { .. })), "{ops:?}");
+        assert!(ops.contains(&Op::FlushSet { table: TableRef { family: Family::Inet, name: "filter".into() }, set: SET_V4.into() }));
+        let close = plan_close(&facts).unwrap();
+        assert_eq!(
+            render(&close.ops),
+            "delete rule inet filter input handle 9\nflush chain inet filter ovh_access\ndelete chain inet filter ovh_access\n\
+             delete set inet filter ovh_access_v4\ndelete set inet filter ovh_access_v6\n"
+        );
+        assert!(close.notes.is_empty(), "{:?}", close.notes);
+    }
+
+    #[test]
+    fn iptables_nft_tables_and_foreign_names_are_left_alone() {
+        let xt = table(Family::Ip, "filter", vec![base("INPUT", Hook::Input, 0, true)]);
+        let plan = plan_open(&Facts { genid: 1, tables: vec![xt] }, &req(None)).unwrap();
+        assert!(plan.ops.is_empty());
+        assert!(plan.notes.iter().any(|n| n.contains("iptables-nft")), "{:?}", plan.notes);
+        assert!(plan.notes.iter().any(|n| n.contains("nothing to open")));
+
+        let mut t = table(Family::Inet, "filter", vec![base("input", Hook::Input, 0, true)]);
+        t.chains[0].rules = Some(vec![RuleFacts { handle: 2, jump_to: None, comment: None, xt: true }]);
+        assert!(plan_open(&Facts { genid: 1, tables: vec![t.clone()] }, &req(None)).unwrap().ops.is_empty());
+
+        t.chains[0].rules = Some(vec![]);
+        let mut foreign = base(CHAIN_IN, Hook::Input, 0, false);
+        foreign.base = None;
+        t.chains.push(foreign);
+        let err = plan_open(&Facts { genid: 1, tables: vec![t] }, &req(None)).unwrap_err().to_string();
+        assert!(err.contains("did not create"), "{err}");
+    }
+
+    #[test]
+    fn no_input_chain_means_nothing_to_open_and_close_finds_nothing() {
+        let facts = Facts { genid: 1, tables: vec![table(Family::Inet, "nat", vec![base("pre", Hook::Prerouting, -100, false)])] };
+        let plan = plan_open(&facts, &req(None)).unwrap();
+        assert!(plan.ops.is_empty() && plan.chains.is_empty());
+        assert!(plan.notes[0].contains("nothing to open"));
+        let close = plan_close(&Facts::default()).unwrap();
+        assert!(close.ops.is_empty());
+        assert!(close.notes[0].contains("flushed"), "{:?}", close.notes);
+    }
+
+    #[test]
+    fn every_input_base_chain_of_every_table_is_hooked() {
+        let facts = Facts {
+            genid: 1,
+            tables: vec![
+                table(Family::Inet, "a", vec![base("in1", Hook::Input, -10, true), base("in2", Hook::Input, 10, false)]),
+                table(Family::Ip, "b", vec![base("input", Hook::Input, 0, true), base("fwd", Hook::Forward, 0, true)]),
+            ],
+        };
+        let plan = plan_open(&facts, &req(None)).unwrap();
+        assert_eq!(plan.chains, vec!["inet a in1", "inet a in2", "ip b input"]);
+        let jumps = plan.ops.iter().filter(|o| matches!(o, Op::InsertJump { .. })).count();
+        assert_eq!(jumps, 3);
+    }
+
+    #[test]
+    fn durations_print_as_nft_does() {
+        assert_eq!(nft_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(nft_duration(Duration::from_secs(2 * 86400 + 60)), "2d1m");
+        assert_eq!(nft_duration(Duration::from_millis(1500)), "1500ms");
+    }
+}
