@@ -1,6 +1,1061 @@
-//! grant / revoke / status / refresh / restore as paired transactions.
+//! grant / revoke / status / refresh / restore as journaled, paired transactions.
+//!
+//! Every transaction is "converge to a desired state" in the safe order — grant opens the firewall
+//! before it enables the key, revoke disables the key before it closes the firewall — with the
+//! intent journaled first (`state`), so that a crash at any point is finished or undone by the
+//! next run. Both steps are idempotent, which is what makes converging again a correct recovery.
 use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
-pub fn main_with_args(_args: impl IntoIterator<Item = OsString>) -> i32 {
-    0
+use anyhow::Result;
+use clap::Parser;
+
+use crate::cli::{Cli, Command, FirewallChoice, GrantArgs, RefreshArgs, RevokeArgs, TargetArgs};
+use crate::error::{exit_code, EXIT_FAILURE, EXIT_OK};
+use crate::firewall::{self, LayerChange, OpenRequest};
+use crate::report::{fmt_left, fmt_utc, Report};
+use crate::root::Root;
+use crate::state::{self, Grant, Intent, Lock, State, StoredKey};
+use crate::support::{self, SupportKey};
+use crate::{bad_input, dns, keys, sessions, sshd};
+
+/// How long a second run waits for the lock before it gives up.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+/// The hard limit on one whole DNS lookup (A and AAAA).
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The user the support logs in as.
+const USER: &str = "root";
+
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints --help/--version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let json = cli.json;
+    let name = command_name(&cli.command);
+    match run(cli) {
+        Ok(report) => {
+            report.print(json);
+            report.exit
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            eprintln!("ovh-access: error: {msg}");
+            if json {
+                println!("{}", crate::report::error_json(name, &msg));
+            }
+            exit_code(&e)
+        }
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Grant(_) => "grant",
+        Command::Revoke(_) => "revoke",
+        Command::Status => "status",
+        Command::Doctor(_) => "doctor",
+        Command::Refresh(_) => "refresh",
+        Command::Restore => "restore",
+        Command::Profiles => "profiles",
+    }
+}
+
+pub fn run(cli: Cli) -> Result<Report> {
+    let root = match &cli.root {
+        Some(dir) => Root::new(dir).map_err(|e| bad_input!("{e:#}"))?,
+        None => Root::system(),
+    };
+    let ctx = Ctx { root };
+    match cli.command {
+        Command::Grant(a) => {
+            ctx.require_privileges("grant", a.dry_run)?;
+            ctx.grant(&a)
+        }
+        Command::Revoke(a) => {
+            ctx.require_privileges("revoke", a.dry_run)?;
+            ctx.revoke(&a)
+        }
+        Command::Status => ctx.status(),
+        Command::Doctor(a) => crate::doctor::run(&ctx.root, &a.target),
+        Command::Refresh(a) => {
+            ctx.require_privileges("refresh", a.dry_run)?;
+            ctx.refresh(&a)
+        }
+        Command::Restore => {
+            ctx.require_privileges("restore", false)?;
+            ctx.restore()
+        }
+        Command::Profiles => Ok(profiles_report()),
+    }
+}
+
+struct Ctx {
+    root: Root,
+}
+
+/// What the safe order needs to know to bring the system to a grant.
+struct Applied {
+    layers: Vec<LayerChange>,
+    keys: keys::WriteOutcome,
+}
+
+impl Ctx {
+    /// A changing command needs root: it edits root's keys file and the firewall. Refused up
+    /// front (rather than failing half-way) unless it only prints (`--dry-run`) or works on a
+    /// sandbox (`--root`, where the files are the operator's own).
+    fn require_privileges(&self, cmd: &str, dry_run: bool) -> Result<()> {
+        if dry_run || !self.root.is_system() || rustix::process::geteuid().is_root() {
+            return Ok(());
+        }
+        Err(bad_input!(
+            "`ovh-access {cmd}` changes root's keys file and the firewall, so it must run as root: \
+             use `sudo ovh-access {cmd} ...`, or add --dry-run to see what it would do"
+        ))
+    }
+
+    fn lock(&self) -> Result<Lock> {
+        Lock::acquire(&self.root, LOCK_WAIT)
+    }
+
+    fn resolve_target(&self, t: &TargetArgs) -> Result<support::Target> {
+        let root = self.root.clone();
+        let resolver = t.resolver;
+        let lookup = move |host: &str| dns::resolve(&root, host, resolver, DNS_TIMEOUT);
+        support::resolve_target(&self.root, t, &keys::parse_key_file, &lookup)
+    }
+
+    /// The keys file sshd reads for root, from AuthorizedKeysFile (first support address's
+    /// effective settings) and root's home in the passwd file.
+    fn keys_file(&self, facts: &sshd::SshdFacts, report: &mut Report) -> Result<PathBuf> {
+        let home = keys::root_home(&self.root)?;
+        let eff = match facts.per_address.first() {
+            Some((_, e)) => e.clone(),
+            None => global_effective(&self.root)?,
+        };
+        let (path, note) = sshd::keys_file(&eff, USER, 0, &home);
+        if let Some(n) = note {
+            report.warn(n);
+        }
+        // Match blocks can give another AuthorizedKeysFile to another support address: the key
+        // would then work from some addresses only.
+        for (addr, e) in facts.per_address.iter().skip(1) {
+            let (p, _) = sshd::keys_file(e, USER, 0, &home);
+            if p != path {
+                report.warn(format!(
+                    "sshd reads {} for connections from {addr} but {} for the others (a Match \
+                     block sets AuthorizedKeysFile); the key is installed only in the latter",
+                    p.display(),
+                    path.display()
+                ));
+            }
+        }
+        Ok(path)
+    }
+
+    // ---------------------------------------------------------------- grant
+
+    fn grant(&self, a: &GrantArgs) -> Result<Report> {
+        let mut report = Report::new("grant");
+        report.dry_run = a.dry_run;
+        let _lock = if a.dry_run { None } else { Some(self.lock()?) };
+        let mut st = State::load(&self.root)?;
+        if !a.dry_run {
+            self.recover(&mut st, &mut report)?;
+        }
+
+        let target = self.resolve_target(&a.target)?;
+        for w in &target.warnings {
+            report.warn(w.clone());
+        }
+        let facts = sshd::probe(&self.root, &target.addresses, &target.host)?;
+        for w in &facts.warnings {
+            report.warn(w.clone());
+        }
+        let ports = if a.ports.is_empty() {
+            facts.ports.clone()
+        } else {
+            dedup(a.ports.clone())
+        };
+        let keys_file = self.keys_file(&facts, &mut report)?;
+        let now = state::now();
+        let desired = Grant {
+            host: target.host.clone(),
+            profile: target.profile.map(str::to_string),
+            addresses: target.addresses.clone(),
+            address_source: serde_json::to_value(&target.source)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            ports,
+            keys: target.keys.iter().map(StoredKey::from).collect(),
+            keys_file,
+            layers: vec![],
+            firewall: choice_name(a.firewall).into(),
+            granted_at: now,
+            expires_at: a.duration.map(|d| now + d.as_secs()),
+        };
+        let opts = ApplyOpts {
+            firewall: a.firewall,
+            replace_foreign: a.replace_foreign,
+            sshd_version: facts.version,
+        };
+
+        if a.dry_run {
+            let applied = self.open_and_install(&desired, &opts, true, &mut report)?;
+            self.describe_grant(&desired, &applied, &target, &mut report);
+            report.line("");
+            report.line("Dry run: nothing was changed. The firewall change would be:");
+            for l in &applied.layers {
+                report.line(format!("# {}", l.layer));
+                report.line(l.script.trim_end().to_string());
+            }
+            report.line(format!(
+                "The keys file {} would change:",
+                desired.keys_file.display()
+            ));
+            report.line(keys::diff(&applied.keys.before, &applied.keys.after));
+            return Ok(report);
+        }
+
+        st.intent = Some(Intent {
+            op: "grant".into(),
+            target: Some(desired.clone()),
+            previous: st.granted.clone(),
+            started_at: now,
+            pid: std::process::id(),
+        });
+        st.save(&self.root)?;
+        crate::failpoint!("after-intent");
+
+        let applied = match self.open_and_install(&desired, &opts, false, &mut report) {
+            Ok(x) => x,
+            Err(e) => {
+                // Undo: back to what was granted before (or nothing), key first, then firewall.
+                let previous = st.granted.clone();
+                if let Err(re) = self.converge(previous.as_ref(), &opts, &mut Report::default()) {
+                    report.warn(format!(
+                        "rolling back failed too: {re:#}; run `ovh-access restore`"
+                    ));
+                    return Err(e.context("grant failed and could not be rolled back"));
+                }
+                st.intent = None;
+                st.save(&self.root)?;
+                return Err(e.context("grant failed; nothing was changed"));
+            }
+        };
+        let mut committed = desired.clone();
+        committed.layers = applied.layers.iter().map(|l| l.layer.clone()).collect();
+        crate::failpoint!("before-commit");
+        st.granted = Some(committed.clone());
+        st.intent = None;
+        st.save(&self.root)?;
+
+        report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
+        self.describe_grant(&committed, &applied, &target, &mut report);
+        crate::audit::log(
+            "grant",
+            &format!(
+                "host={} addresses={} ports={} expires={}",
+                committed.host,
+                join(&committed.addresses),
+                join(&committed.ports),
+                committed
+                    .expires_at
+                    .map(fmt_utc)
+                    .unwrap_or_else(|| "never".into())
+            ),
+        );
+        Ok(report)
+    }
+
+    fn describe_grant(
+        &self,
+        g: &Grant,
+        applied: &Applied,
+        target: &support::Target,
+        report: &mut Report,
+    ) {
+        let until = match g.expires_at {
+            Some(t) => format!(" until {}", fmt_utc(t)),
+            None => " with no expiry (run `ovh-access revoke` when the support is done)".into(),
+        };
+        let profile = g
+            .profile
+            .as_deref()
+            .map(|p| format!(" (profile {p})"))
+            .unwrap_or_default();
+        let verb = if report.dry_run {
+            "Would grant"
+        } else {
+            "Granted"
+        };
+        report.line(format!(
+            "{verb} SSH access to root for {}{profile}{until}.",
+            g.host
+        ));
+        report.line(format!(
+            "  addresses: {} ({})",
+            join(&g.addresses),
+            g.address_source
+        ));
+        report.line(format!("  ports:     {}", join(&g.ports)));
+        for k in &g.keys {
+            report.line(format!(
+                "  key:       {} {} {}",
+                k.fingerprint, k.algorithm, k.comment
+            ));
+        }
+        report.line(format!("  keys file: {}", g.keys_file.display()));
+        for l in &applied.layers {
+            let chains = if l.chains.is_empty() {
+                "-".to_string()
+            } else {
+                l.chains.join(", ")
+            };
+            report.line(format!("  firewall:  {}: {chains}", l.layer));
+            for n in &l.notes {
+                report.line(format!("             {n}"));
+            }
+        }
+        if applied.layers.is_empty() {
+            report.line("  firewall:  not changed (--firewall none, or no firewall layer found)");
+        }
+        for p in g.ports.iter().filter(|p| **p != 22) {
+            report.line(format!("Tell the support team your SSH port: {p}"));
+        }
+        report.set("host", &g.host);
+        report.set("profile", &g.profile);
+        report.set("key_is_builtin", target.key_is_builtin);
+        report.set("address_source", &target.source);
+        report.set("addresses", &g.addresses);
+        report.set("ports", &g.ports);
+        report.set("keys", &g.keys);
+        report.set("keys_file", &g.keys_file);
+        report.set("keys_file_changed", applied.keys.changed);
+        report.set("firewall", &applied.layers);
+        report.set("expires_at", g.expires_at);
+        report.set("expires_at_utc", g.expires_at.map(fmt_utc));
+    }
+
+    /// Firewall first, then the key. When the key step fails, the firewall change is undone by
+    /// the caller (it knows what was granted before).
+    fn open_and_install(
+        &self,
+        g: &Grant,
+        opts: &ApplyOpts,
+        dry_run: bool,
+        report: &mut Report,
+    ) -> Result<Applied> {
+        let now = state::now();
+        let req = OpenRequest {
+            addresses: g.addresses.clone(),
+            ports: g.ports.clone(),
+            timeout: g
+                .expires_at
+                .map(|t| Duration::from_secs(t.saturating_sub(now).max(1))),
+        };
+        let mut backends = firewall::select(opts.firewall, true, report)?;
+        let mut layers = Vec::new();
+        for b in backends.iter_mut() {
+            layers.push(b.open(&req, dry_run)?);
+        }
+        if !dry_run {
+            crate::failpoint!("after-firewall");
+        }
+        let keys: Vec<SupportKey> = g.keys.iter().map(SupportKey::from).collect();
+        let expiry = match (g.expires_at, keys::expiry_style_for(opts.sshd_version)) {
+            (Some(t), Some(style)) => Some(keys::Expiry {
+                at: std::time::UNIX_EPOCH + Duration::from_secs(t),
+                style,
+            }),
+            (Some(_), None) => {
+                report.warn(
+                    "this sshd is older than OpenSSH 7.7 and has no expiry-time: only the \
+                     firewall's timeout ends the grant on time",
+                );
+                None
+            }
+            _ => None,
+        };
+        let replace_foreign = opts.replace_foreign;
+        let outcome = keys::update(
+            &self.root,
+            &g.keys_file,
+            dry_run,
+            &mut |content: &[u8]| {
+                keys::install(
+                    content,
+                    &keys,
+                    &g.addresses,
+                    expiry.as_ref(),
+                    replace_foreign,
+                )
+            },
+        )?;
+        if !dry_run {
+            crate::failpoint!("after-key");
+        }
+        Ok(Applied {
+            layers,
+            keys: outcome,
+        })
+    }
+
+    /// Key first (disabled), then the firewall (closed). The blobs disabled are those of the
+    /// grant, of every built-in profile, and of every line the tool marked as its own.
+    fn disable_and_close(
+        &self,
+        previous: Option<&Grant>,
+        remove: bool,
+        dry_run: bool,
+        report: &mut Report,
+    ) -> Result<(keys::WriteOutcome, Vec<LayerChange>)> {
+        let keys_file = match previous {
+            Some(g) => g.keys_file.clone(),
+            None => {
+                let facts = sshd::probe(&self.root, &[], "")?;
+                self.keys_file(&facts, report)?
+            }
+        };
+        let mut blobs: Vec<String> = support::profiles()
+            .iter()
+            .map(|p| p.key.blob.clone())
+            .collect();
+        if let Some(g) = previous {
+            blobs.extend(g.keys.iter().map(|k| k.blob.clone()));
+        }
+        if let Some(content) = keys::read(&self.root, &keys_file)? {
+            blobs.extend(keys::tool_lines(&content).into_iter().map(|l| l.blob));
+        }
+        blobs.sort();
+        blobs.dedup();
+        let refs: Vec<&str> = blobs.iter().map(String::as_str).collect();
+        let outcome = keys::update(&self.root, &keys_file, dry_run, &mut |content: &[u8]| {
+            Ok(if remove {
+                keys::remove(content, &refs)
+            } else {
+                keys::disable(content, &refs)
+            })
+        })?;
+        if !dry_run {
+            crate::failpoint!("after-key");
+        }
+        // Close every layer that has the tool's objects, whatever --firewall said at grant time.
+        let mut layers = Vec::new();
+        for mut b in firewall::select(FirewallChoice::Auto, false, report)? {
+            layers.push(b.close(dry_run)?);
+        }
+        Ok((outcome, layers))
+    }
+
+    /// Bring key and firewall to `target` (None: nothing granted), in the safe order.
+    fn converge(
+        &self,
+        target: Option<&Grant>,
+        opts: &ApplyOpts,
+        report: &mut Report,
+    ) -> Result<()> {
+        match target {
+            Some(g) => self.open_and_install(g, opts, false, report).map(|_| ()),
+            None => self
+                .disable_and_close(None, false, false, report)
+                .map(|_| ()),
+        }
+    }
+
+    /// A transaction interrupted by a crash: a revoke is finished (it only ever takes access
+    /// away), anything else is rolled back to the state it started from.
+    fn recover(&self, st: &mut State, report: &mut Report) -> Result<()> {
+        let Some(intent) = st.intent.clone() else {
+            return Ok(());
+        };
+        let version = sshd::version();
+        let (goal, what) = if intent.op == "revoke" {
+            (None, "finished")
+        } else {
+            (intent.previous.clone(), "rolled back")
+        };
+        let firewall = goal
+            .as_ref()
+            .or(intent.previous.as_ref())
+            .map(|g| parse_choice(&g.firewall))
+            .unwrap_or(FirewallChoice::Auto);
+        let opts = ApplyOpts {
+            firewall,
+            replace_foreign: false,
+            sshd_version: version,
+        };
+        match &goal {
+            Some(g) => {
+                self.open_and_install(g, &opts, false, report)?;
+            }
+            None => {
+                // Disable the keys of both ends of the interrupted transaction.
+                let any = intent.target.as_ref().or(intent.previous.as_ref());
+                let mut union = any.cloned();
+                if let (Some(u), Some(p)) = (union.as_mut(), intent.previous.as_ref()) {
+                    u.keys.extend(p.keys.iter().cloned());
+                }
+                self.disable_and_close(union.as_ref(), false, false, report)?;
+            }
+        }
+        st.granted = goal;
+        st.intent = None;
+        st.save(&self.root)?;
+        report.warn(format!(
+            "an interrupted {} (pid {}, started {}) was {what}",
+            intent.op,
+            intent.pid,
+            fmt_utc(intent.started_at)
+        ));
+        crate::audit::log("recover", &format!("interrupted {} {what}", intent.op));
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- revoke
+
+    fn revoke(&self, a: &RevokeArgs) -> Result<Report> {
+        let mut report = Report::new("revoke");
+        report.dry_run = a.dry_run;
+        let _lock = if a.dry_run { None } else { Some(self.lock()?) };
+        let mut st = State::load(&self.root)?;
+        if !a.dry_run {
+            self.recover(&mut st, &mut report)?;
+        }
+        let previous = st.granted.clone();
+        if !a.dry_run {
+            st.intent = Some(Intent {
+                op: "revoke".into(),
+                target: None,
+                previous: previous.clone(),
+                started_at: state::now(),
+                pid: std::process::id(),
+            });
+            st.save(&self.root)?;
+            crate::failpoint!("after-intent");
+        }
+        let (keys_out, layers) =
+            self.disable_and_close(previous.as_ref(), a.remove, a.dry_run, &mut report)?;
+        let mut ended = Vec::new();
+        if !a.dry_run && !a.keep_sessions {
+            if let Some(g) = &previous {
+                ended = sessions::end(&g.addresses, &g.ports, &mut report);
+            }
+        }
+        if !a.dry_run {
+            crate::failpoint!("before-commit");
+            st.granted = None;
+            st.intent = None;
+            st.save(&self.root)?;
+        }
+        report.changed = keys_out.changed || layers.iter().any(|l| l.changed) || !ended.is_empty();
+        let verb = if a.dry_run { "Would revoke" } else { "Revoked" };
+        match &previous {
+            Some(g) => report.line(format!("{verb} the support access granted to {}.", g.host)),
+            None if report.changed => {
+                report.line(format!("{verb}: no grant was recorded, but support lines or firewall objects were found and removed."))
+            }
+            None => report.line("Nothing was granted; nothing to revoke."),
+        }
+        let action = if a.remove { "removed" } else { "commented out" };
+        report.line(format!(
+            "  keys file: {} ({})",
+            keys_out.path.display(),
+            if keys_out.changed {
+                format!("support lines {action}")
+            } else {
+                "unchanged".into()
+            }
+        ));
+        for l in &layers {
+            report.line(format!(
+                "  firewall:  {}: {}",
+                l.layer,
+                if l.changed {
+                    "closed"
+                } else {
+                    "nothing of ours found"
+                }
+            ));
+            for n in &l.notes {
+                report.line(format!("             {n}"));
+            }
+        }
+        if !ended.is_empty() {
+            report.line(format!(
+                "  sessions:  ended {} live support session(s)",
+                ended.len()
+            ));
+        }
+        if a.dry_run {
+            for l in &layers {
+                if l.changed {
+                    report.line(format!("# {}", l.layer));
+                    report.line(l.script.trim_end().to_string());
+                }
+            }
+            report.line(keys::diff(&keys_out.before, &keys_out.after));
+        }
+        report.set("keys_file", &keys_out.path);
+        report.set("keys_file_changed", keys_out.changed);
+        report.set("firewall", &layers);
+        report.set("sessions_ended", &ended);
+        report.set("previous", &previous);
+        if !a.dry_run && report.changed {
+            crate::audit::log(
+                "revoke",
+                &previous
+                    .as_ref()
+                    .map(|g| format!("host={} addresses={}", g.host, join(&g.addresses)))
+                    .unwrap_or_else(|| "no recorded grant".into()),
+            );
+        }
+        Ok(report)
+    }
+
+    // ---------------------------------------------------------------- status
+
+    fn status(&self) -> Result<Report> {
+        let mut report = Report::new("status");
+        let st = State::load(&self.root)?;
+        let now = state::now();
+        let mut drift: Vec<(String, String)> = Vec::new();
+        if let Some(i) = &st.intent {
+            drift.push((
+                format!("an interrupted {} (pid {}) is in the journal", i.op, i.pid),
+                "ovh-access restore".into(),
+            ));
+        }
+        let Some(g) = st.granted.clone() else {
+            report.line("Nothing is granted.");
+            // Leftovers of a grant the state file does not know about are drift too.
+            let mut probe = Report::default();
+            if let Ok((k, layers)) = self.disable_and_close(None, false, true, &mut probe) {
+                if k.changed {
+                    drift.push((
+                        format!("an active support key line is in {}", k.path.display()),
+                        "ovh-access revoke".into(),
+                    ));
+                }
+                for l in layers.iter().filter(|l| l.changed) {
+                    drift.push((
+                        format!("{} still has the tool's objects", l.layer),
+                        "ovh-access revoke".into(),
+                    ));
+                }
+            }
+            return Ok(finish_status(report, None, drift));
+        };
+        report.line(format!(
+            "Granted to {} since {}.",
+            g.host,
+            fmt_utc(g.granted_at)
+        ));
+        match g.expires_at {
+            Some(t) if t <= now => {
+                report.line(format!(
+                    "  expired:   {} (key and firewall closed by sshd and the kernel)",
+                    fmt_utc(t)
+                ));
+                drift.push((
+                    "the grant has expired but is still recorded".into(),
+                    "ovh-access restore".into(),
+                ));
+            }
+            Some(t) => report.line(format!(
+                "  expires:   {} ({} left)",
+                fmt_utc(t),
+                fmt_left(t - now)
+            )),
+            None => report.line("  expires:   never (revoke by hand)"),
+        }
+        report.line(format!(
+            "  addresses: {} ({})",
+            join(&g.addresses),
+            g.address_source
+        ));
+        report.line(format!("  ports:     {}", join(&g.ports)));
+        // The key line.
+        let blobs: Vec<String> = g.keys.iter().map(|k| k.blob.clone()).collect();
+        match keys::read(&self.root, &g.keys_file) {
+            Ok(Some(content)) => {
+                let lines = keys::tool_lines(&content);
+                for k in &g.keys {
+                    match lines.iter().find(|l| l.blob == k.blob) {
+                        Some(l) if l.active => {
+                            report.line(format!(
+                                "  key:       {} active in {} line {}",
+                                k.fingerprint,
+                                g.keys_file.display(),
+                                l.line
+                            ));
+                            let mut from: Vec<IpAddr> =
+                                l.addresses.iter().filter(|a| !is_mapped(a)).copied().collect();
+                            from.sort();
+                            let mut want = g.addresses.clone();
+                            want.sort();
+                            if from != want {
+                                drift.push((
+                                    format!(
+                                        "the key line's from= ({}) differs from the grant ({})",
+                                        join(&from),
+                                        join(&want)
+                                    ),
+                                    "ovh-access restore".into(),
+                                ));
+                            }
+                        }
+                        Some(l) => drift.push((
+                            format!(
+                                "the key line {} in {} is commented out",
+                                l.line,
+                                g.keys_file.display()
+                            ),
+                            "ovh-access restore".into(),
+                        )),
+                        None => drift.push((
+                            format!(
+                                "the key {} is missing from {}",
+                                k.fingerprint,
+                                g.keys_file.display()
+                            ),
+                            "ovh-access restore".into(),
+                        )),
+                    }
+                }
+                let foreign: Vec<_> = keys::support_lines(
+                    &content,
+                    &blobs.iter().map(String::as_str).collect::<Vec<_>>(),
+                )
+                .into_iter()
+                .filter(|l| l.active && !l.tool && !l.has_from)
+                .collect();
+                for l in foreign {
+                    drift.push((format!("line {} of {} carries the support key without from=: sshd accepts it from anywhere", l.line, g.keys_file.display()), "ovh-access grant --replace-foreign ...".into()));
+                }
+            }
+            Ok(None) => drift.push((
+                format!("the keys file {} is missing", g.keys_file.display()),
+                "ovh-access restore".into(),
+            )),
+            Err(e) => drift.push((
+                format!("{e:#}"),
+                "fix the keys file as the message says".into(),
+            )),
+        }
+        // The firewall layers.
+        let mut probe = Report::default();
+        let mut present = Vec::new();
+        if g.firewall != "none" {
+            for mut b in firewall::select(FirewallChoice::Auto, false, &mut probe)? {
+                let name = b.name();
+                match b.close(true) {
+                    Ok(c) if c.changed => present.push(name),
+                    Ok(_) if g.layers.contains(&name) => drift.push((format!("the firewall layer {name} has lost the tool's rules (flush ruleset? firewall reload?)"), "ovh-access restore".into())),
+                    Ok(_) => {}
+                    Err(e) => drift.push((format!("{name}: {e:#}"), "ovh-access doctor".into())),
+                }
+            }
+            report.line(format!(
+                "  firewall:  {}",
+                if present.is_empty() {
+                    "-".to_string()
+                } else {
+                    present.join(", ")
+                }
+            ));
+        }
+        // DNS now.
+        if g.address_source == "dns" || g.address_source == "dns_within_published" {
+            match dns::resolve(&self.root, &g.host, None, DNS_TIMEOUT) {
+                Ok(mut now_addrs) => {
+                    now_addrs.sort();
+                    let mut want = g.addresses.clone();
+                    want.sort();
+                    if now_addrs != want {
+                        drift.push((
+                            format!("{} now resolves to {}", g.host, join(&now_addrs)),
+                            "ovh-access refresh".into(),
+                        ));
+                    }
+                }
+                Err(e) => report.warn(format!("cannot check DNS now: {e}")),
+            }
+        }
+        // The ports sshd listens on now.
+        if let Ok(facts) = sshd::probe(&self.root, &g.addresses, &g.host) {
+            let missing: Vec<u16> = facts
+                .ports
+                .iter()
+                .filter(|p| !g.ports.contains(p))
+                .copied()
+                .collect();
+            if !missing.is_empty() {
+                drift.push((
+                    format!(
+                        "sshd now also listens on port(s) {} which the grant does not open",
+                        join(&missing)
+                    ),
+                    "ovh-access grant ... (again)".into(),
+                ));
+            }
+        }
+        report.set("present_layers", &present);
+        Ok(finish_status(report, Some(g), drift))
+    }
+
+    // ---------------------------------------------------------------- refresh / restore
+
+    fn refresh(&self, a: &RefreshArgs) -> Result<Report> {
+        let mut report = Report::new("refresh");
+        report.dry_run = a.dry_run;
+        let _lock = if a.dry_run { None } else { Some(self.lock()?) };
+        let mut st = State::load(&self.root)?;
+        if !a.dry_run {
+            self.recover(&mut st, &mut report)?;
+        }
+        let Some(g) = st.granted.clone() else {
+            report.line("Nothing is granted; nothing to refresh.");
+            return Ok(report);
+        };
+        if g.address_source == "operator" || g.address_source == "published" {
+            report.line(format!(
+                "The addresses of this grant came from {} and are not re-resolved.",
+                g.address_source
+            ));
+            report.set("addresses", &g.addresses);
+            return Ok(report);
+        }
+        let fresh = dns::resolve(&self.root, &g.host, a.resolver, DNS_TIMEOUT)?;
+        let mut fresh = dns::validate(fresh, a.allow_private, &g.host)?;
+        if let Some(p) = g.profile.as_deref().and_then(support::profile_by_name) {
+            if g.address_source != "dns_trusted" {
+                let (kept, _, warnings) =
+                    support::choose_addresses(Some(&p.published), Ok(fresh.clone()), false, false)?;
+                for w in warnings {
+                    report.warn(w);
+                }
+                fresh = kept;
+            }
+        }
+        let mut old = g.addresses.clone();
+        old.sort();
+        fresh.sort();
+        report.set("host", &g.host);
+        report.set("addresses", &fresh);
+        report.set("previous_addresses", &old);
+        if fresh == old {
+            report.line(format!(
+                "{} still resolves to {}; nothing to change.",
+                g.host,
+                join(&fresh)
+            ));
+            return Ok(report);
+        }
+        report.line(format!(
+            "{} moved: {} → {}",
+            g.host,
+            join(&old),
+            join(&fresh)
+        ));
+        if a.dry_run {
+            return Ok(report);
+        }
+        let mut desired = g.clone();
+        desired.addresses = fresh;
+        let opts = ApplyOpts {
+            firewall: parse_choice(&g.firewall),
+            replace_foreign: false,
+            sshd_version: sshd::version(),
+        };
+        st.intent = Some(Intent {
+            op: "refresh".into(),
+            target: Some(desired.clone()),
+            previous: Some(g.clone()),
+            started_at: state::now(),
+            pid: std::process::id(),
+        });
+        st.save(&self.root)?;
+        crate::failpoint!("after-intent");
+        // Open the new addresses before the key allows them; the sets are replaced, so the
+        // old addresses lose the firewall at the same moment.
+        if let Err(e) = self.open_and_install(&desired, &opts, false, &mut report) {
+            let _ = self.converge(Some(&g), &opts, &mut Report::default());
+            st.intent = None;
+            st.save(&self.root)?;
+            return Err(e.context("refresh failed; the previous addresses are kept"));
+        }
+        crate::failpoint!("before-commit");
+        st.granted = Some(desired);
+        st.intent = None;
+        st.save(&self.root)?;
+        report.changed = true;
+        crate::audit::log(
+            "refresh",
+            &format!("host={} addresses={}", g.host, join(&old)),
+        );
+        Ok(report)
+    }
+
+    fn restore(&self) -> Result<Report> {
+        let mut report = Report::new("restore");
+        let _lock = self.lock()?;
+        let mut st = State::load(&self.root)?;
+        let had_intent = st.intent.is_some();
+        self.recover(&mut st, &mut report)?;
+        report.changed = had_intent;
+        let Some(g) = st.granted.clone() else {
+            report.line("Nothing is granted; nothing to restore.");
+            return Ok(report);
+        };
+        if g.expired(state::now()) {
+            let (k, layers) = self.disable_and_close(Some(&g), false, false, &mut report)?;
+            st.granted = None;
+            st.save(&self.root)?;
+            report.changed = true;
+            report.line(format!(
+                "The grant to {} expired at {}: its key line was disabled ({}) and the firewall closed ({}).",
+                g.host,
+                fmt_utc(g.expires_at.unwrap_or(0)),
+                if k.changed { "changed" } else { "already" },
+                layers.iter().filter(|l| l.changed).map(|l| l.layer.clone()).collect::<Vec<_>>().join(", ")
+            ));
+            crate::audit::log(
+                "restore",
+                &format!("expired grant to {} cleaned up", g.host),
+            );
+            return Ok(report);
+        }
+        let opts = ApplyOpts {
+            firewall: parse_choice(&g.firewall),
+            replace_foreign: false,
+            sshd_version: sshd::version(),
+        };
+        let applied = self.open_and_install(&g, &opts, false, &mut report)?;
+        let changed: Vec<String> = applied
+            .layers
+            .iter()
+            .filter(|l| l.changed)
+            .map(|l| l.layer.clone())
+            .collect();
+        report.changed |= applied.keys.changed || !changed.is_empty();
+        if report.changed {
+            report.line(format!(
+                "Re-applied the grant to {}: firewall {}; keys file {}.",
+                g.host,
+                if changed.is_empty() {
+                    "unchanged".into()
+                } else {
+                    changed.join(", ")
+                },
+                if applied.keys.changed {
+                    "repaired"
+                } else {
+                    "unchanged"
+                }
+            ));
+            crate::audit::log("restore", &format!("grant to {} re-applied", g.host));
+        } else {
+            report.line(format!(
+                "The grant to {} is intact; nothing to restore.",
+                g.host
+            ));
+        }
+        Ok(report)
+    }
+}
+
+/// sshd's settings outside any Match block, for when no support address is known (a revoke with
+/// nothing recorded).
+pub(crate) fn global_effective(root: &Root) -> Result<sshd::Effective> {
+    let cfg = sshd::Config::load(root)?;
+    Ok(sshd::eval::effective(&sshd::eval::global(&cfg)?))
+}
+
+/// `ovh-access profiles`: the built-in regions, so an operator can compare with OVH's guide.
+fn profiles_report() -> Report {
+    let mut report = Report::new("profiles");
+    let profiles = support::profiles();
+    for p in &profiles {
+        report.line(format!("{}  {}", p.region, p.host));
+        report.line(format!(
+            "    key:       {} {} {}",
+            p.key.fingerprint, p.key.algorithm, p.key.comment
+        ));
+        report.line(format!("    addresses: {}", join(&p.published_addresses())));
+    }
+    report.set("profiles", &profiles);
+    report
+}
+
+struct ApplyOpts {
+    firewall: FirewallChoice,
+    replace_foreign: bool,
+    sshd_version: Option<(u32, u32)>,
+}
+
+fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, String)>) -> Report {
+    for (what, fix) in &drift {
+        report.line(format!("DRIFT: {what} — repair: {fix}"));
+    }
+    if drift.is_empty() {
+        report.line("Consistent: key, firewall and DNS agree.");
+    }
+    report.set("granted", &g);
+    report.set(
+        "drift",
+        drift
+            .iter()
+            .map(|(w, f)| serde_json::json!({"what": w, "repair": f}))
+            .collect::<Vec<_>>(),
+    );
+    report.set("consistent", drift.is_empty());
+    report.exit = if drift.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    };
+    report
+}
+
+fn is_mapped(a: &IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+}
+
+fn choice_name(c: FirewallChoice) -> &'static str {
+    match c {
+        FirewallChoice::Auto => "auto",
+        FirewallChoice::Nft => "nft",
+        FirewallChoice::Iptables => "iptables",
+        FirewallChoice::None => "none",
+    }
+}
+
+fn parse_choice(s: &str) -> FirewallChoice {
+    match s {
+        "nft" => FirewallChoice::Nft,
+        "iptables" => FirewallChoice::Iptables,
+        "none" => FirewallChoice::None,
+        _ => FirewallChoice::Auto,
+    }
+}
+
+fn dedup<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn join<T: std::fmt::Display>(v: &[T]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -4,18 +4,41 @@
 //! Data flows one way: `cli` → facts (read-only probes) → plan (pure) → `access` (the paired
 //! transaction) → `report`. See DESIGN.md for the invariant every command keeps.
 pub mod access;
+pub mod audit;
 pub mod cli;
 pub mod dns;
+pub mod doctor;
 pub mod error;
 pub mod firewall;
 pub mod keys;
 pub mod report;
 pub mod root;
+pub mod sessions;
 pub mod sshd;
 pub mod state;
 pub mod support;
 
 /// Parse the command line, run the command, print the result; returns the exit code.
 pub fn cli_main() -> i32 {
+    #[cfg(feature = "failpoints")]
+    let _scenario = fail::FailScenario::setup();
     access::main_with_args(std::env::args_os())
+}
+
+/// A failpoint at a step boundary of a transaction. Compiled in only with the `failpoints` cargo
+/// feature: `FAILPOINTS=after-key=return` then kills the process right there with SIGKILL — a
+/// crash, not a clean error — so the crash-matrix tests can check what the next run does.
+#[macro_export]
+macro_rules! failpoint {
+    ($name:expr) => {
+        #[cfg(feature = "failpoints")]
+        {
+            fail::eval($name, |_| {
+                let _ = rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::KILL,
+                );
+            });
+        }
+    };
 }

@@ -50,3 +50,62 @@ pub trait Backend {
 pub mod detect;
 pub mod iptables;
 pub mod nft;
+
+/// The backends for the layers this system really has. For a grant (`for_open`), `choice`
+/// decides and firewalld refuses `auto`; for revoke, status and restore every layer that exists
+/// is returned, since removing the tool's objects is always safe.
+pub fn select(
+    choice: crate::cli::FirewallChoice,
+    for_open: bool,
+    report: &mut crate::report::Report,
+) -> Result<Vec<Box<dyn Backend>>> {
+    use crate::cli::FirewallChoice;
+    use detect::LayerKind;
+    if for_open && choice == FirewallChoice::None {
+        return Ok(Vec::new());
+    }
+    let mut facts = detect::gather_facts_except_nft();
+    let nft_error = match nft::list_tables() {
+        Ok(tables) => {
+            facts.nft_tables = tables
+                .into_iter()
+                .map(|t| detect::NftTable {
+                    family: t.family,
+                    name: t.name,
+                    made_by_iptables_nft: t.made_by_iptables_nft,
+                    has_input_base_chain: !t.input_base_chains.is_empty(),
+                })
+                .collect();
+            None
+        }
+        Err(e) => Some(e),
+    };
+    // Without nf_tables only iptables-legacy can filter; when it has no tables either, the error
+    // about nf_tables is the one that explains why nothing can be programmed.
+    if let Some(e) = nft_error {
+        let forced_nft = for_open && choice == FirewallChoice::Nft;
+        let legacy = !facts.legacy_v4_tables.is_empty() || !facts.legacy_v6_tables.is_empty();
+        if forced_nft || !legacy {
+            return Err(e);
+        }
+        report.warn(format!(
+            "nftables is not usable ({e:#}); only iptables-legacy is programmed"
+        ));
+    }
+    let kinds = if for_open {
+        for n in detect::notes(&facts) {
+            report.warn(n);
+        }
+        detect::layers(choice, &facts)?
+    } else {
+        detect::layers_for_removal(&facts)
+    };
+    let mut out: Vec<Box<dyn Backend>> = Vec::new();
+    for k in kinds {
+        match k {
+            LayerKind::Nft => out.push(Box::new(nft::NftBackend::new()?)),
+            LayerKind::Iptables(v, f) => out.push(Box::new(iptables::IptablesBackend::new(v, f))),
+        }
+    }
+    Ok(out)
+}
