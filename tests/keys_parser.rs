@@ -17,8 +17,15 @@ fn eu() -> SupportKey {
 
 /// Near-valid lines: pieces of options, quotes, escapes, key types and blobs glued together,
 /// which reach far deeper into the parser than random bytes.
-fn tricky_line() -> impl Strategy<Value = Vec<u8>> {
+fn tricky_line(with_support_blob: bool) -> impl Strategy<Value = Vec<u8>> {
+    let rsa: &'static str = if with_support_blob {
+        Box::leak(eu().blob.into_boxed_str())
+    } else {
+        "AAAAB3NzaC1yc2E="
+    };
     let piece = prop::sample::select(vec![
+        rsa,
+        "rsa-sha2-512 ",
         "from=",
         "\"",
         "\\\"",
@@ -56,8 +63,16 @@ fn tricky_line() -> impl Strategy<Value = Vec<u8>> {
 fn content() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..300),
-        prop::collection::vec(tricky_line(), 0..8).prop_map(|ls| ls.join(&b'\n')),
+        prop::collection::vec(tricky_line(true), 0..8).prop_map(|ls| ls.join(&b'\n')),
     ]
+}
+
+/// Cases compared with ssh-keygen (one process each): KEYS_KEYGEN_CASES, 200 by default.
+fn keygen_cases() -> u32 {
+    std::env::var("KEYS_KEYGEN_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200)
 }
 
 fn cases() -> u32 {
@@ -97,8 +112,10 @@ proptest! {
     }
 
     #[test]
-    fn a_line_without_any_blob_or_marker_is_never_touched(l in tricky_line()) {
-        prop_assume!(!String::from_utf8_lossy(&l).contains("ovh-access"));
+    fn a_line_without_any_blob_or_marker_is_never_touched(l in tricky_line(false)) {
+        // Lines with the marker are the tool's by definition; leave them out (cheaply, without
+        // rejecting cases).
+        let l = String::from_utf8_lossy(&l).replace(keys::MARKER, "ovh").into_bytes();
         let mut c = l.clone();
         c.push(b'\n');
         let out = keys::disable(&c, &[eu().blob.as_str()]);
@@ -185,10 +202,10 @@ fn agrees_with_openssh_on_tricky_lines() {
 
 proptest! {
     // Each case runs ssh-keygen: few cases, but every one compared with OpenSSH itself.
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: keygen_cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn agrees_with_openssh_on_generated_lines(ls in prop::collection::vec(tricky_line(), 1..6)) {
+    fn agrees_with_openssh_on_generated_lines(ls in prop::collection::vec(tricky_line(true), 1..6)) {
         // ssh-keygen treats NUL as end of line and reads private keys on some inputs: leave
         // those out of the comparison.
         let ls: Vec<Vec<u8>> = ls.into_iter().filter(|l| !l.contains(&0)).collect();
