@@ -189,7 +189,7 @@ impl Ctx {
             host: target.host.clone(),
             profile: target.profile.map(str::to_string),
             addresses: target.addresses.clone(),
-            address_source: serde_json::to_value(&target.source)
+            address_source: serde_json::to_value(target.source)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default(),
@@ -333,7 +333,7 @@ impl Ctx {
         report.set("host", &g.host);
         report.set("profile", &g.profile);
         report.set("key_is_builtin", target.key_is_builtin);
-        report.set("address_source", &target.source);
+        report.set("address_source", target.source);
         report.set("addresses", &g.addresses);
         report.set("ports", &g.ports);
         report.set("keys", &g.keys);
