@@ -93,6 +93,9 @@ fn grant_and_revoke(load: impl FnOnce(&Netns)) {
     let change = lab.grant(None);
     assert!(change.changed && !change.chains.is_empty(), "{change:?}");
     let during = lab.srv.ruleset();
+    // nft prints the tool's rules as the rules they are (the private userdata is skipped).
+    assert!(during.contains(" saddr @ovh_access_v") && during.contains("tcp dport { 22, 2222 } accept"), "{during}");
+    assert!(during.contains("jump ovh_access comment \"ovh-access\""), "{during}");
     for port in PORTS {
         assert_eq!(lab.support_reaches(port), (true, true), "support → port {port} after grant:\n{during}");
     }
@@ -362,3 +365,33 @@ fn nft_grant_while_another_process_rewrites_the_ruleset() {
     assert!(!lab.srv.ruleset().contains("ovh"));
 }
 
+
+#[test]
+fn nft_without_cap_net_admin_says_so() {
+    if !can_run("nft_without_cap_net_admin_says_so") {
+        return;
+    }
+    let ns = Netns::new("oa-ncap");
+    let err = in_netns(&ns.name, || {
+        // Capabilities are per thread: drop them all on this one only (capset(2), version 3).
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut hdr = Header { version: 0x2008_0522, pid: 0 };
+        let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut Header, data.as_ptr()) };
+        assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
+        NftBackend::new().err().map(|e| format!("{e:#}"))
+    });
+    let err = err.expect("nf_tables must refuse a thread without CAP_NET_ADMIN");
+    assert!(err.contains("permission denied") && err.contains("CAP_NET_ADMIN"), "{err}");
+}

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::inspect::{self, Facts, Family, RuleDepth, TableFacts};
 use super::netlink::{self, Conn, NlError};
-use super::plan::{Direction, Op, Plan, TableRef};
+use super::plan::{self, Direction, Op, Plan, TableRef};
 use super::sys::{self, ElemSpec, Expr, MsgBuf, RuleSpec, SetSpec};
 use crate::firewall::TAG;
 
@@ -190,7 +190,9 @@ pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
                 push(&mut b, &mut seq, format!("add the ports of a rule in {t} {chain}"));
                 seq += 1;
                 let exprs = access_exprs(t.family, *v6, *dir, set, id);
-                let rule = RuleSpec { family: fam, table: &t.name, chain, handle: None, exprs: &exprs, userdata: &[] };
+                let mut ud = Vec::new();
+                inspect::udata_put_comment(&mut ud, inspect::UDATA_RULE_SIGNATURE, &plan::access_rule_text(*v6, *dir, set, ports));
+                let rule = RuleSpec { family: fam, table: &t.name, chain, handle: None, exprs: &exprs, userdata: &ud };
                 sys::put_rule(&mut b.buf, sys::NFT_MSG_NEWRULE, REQ | ACK | CREATE | APPEND, seq, &rule);
                 push(&mut b, &mut seq, format!("add rule {t} {chain}"));
             }

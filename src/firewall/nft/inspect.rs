@@ -114,6 +114,9 @@ pub struct RuleFacts {
     pub comment: Option<String>,
     /// The rule uses xtables `match`/`target` expressions: it was written by iptables-nft.
     pub xt: bool,
+    /// The tool's access rules carry their own text in a private userdata TLV, so that a second
+    /// grant with the same ports leaves them alone (see `UDATA_RULE_SIGNATURE`).
+    pub signature: Option<String>,
 }
 
 impl RuleFacts {
@@ -261,7 +264,11 @@ pub fn udata_comment(ud: &[u8], comment_type: u8) -> Option<String> {
 }
 
 /// A userdata TLV holding `comment`, NUL-terminated as nftnl_udata_put_strz writes it.
+/// A text too long for one TLV (its length is one byte) is left out.
 pub fn udata_put_comment(out: &mut Vec<u8>, comment_type: u8, comment: &str) {
+    if comment.len() >= u8::MAX as usize {
+        return;
+    }
     out.push(comment_type);
     out.push((comment.len() + 1) as u8);
     out.extend_from_slice(comment.as_bytes());
@@ -271,6 +278,11 @@ pub fn udata_put_comment(out: &mut Vec<u8>, comment_type: u8, comment: &str) {
 pub const UDATA_RULE_COMMENT: u8 = 0;
 pub const UDATA_CHAIN_COMMENT: u8 = 0;
 pub const UDATA_SET_COMMENT: u8 = 7;
+/// A userdata type of our own, past nft's (`NFTNL_UDATA_RULE_MAX`): nft skips types it does not
+/// know when it prints a rule, and the kernel keeps userdata opaque. Rewriting a rule that is
+/// already right is not free: any new rule makes the kernel validate every chain of the table
+/// on commit (nf_tables_newrule → NFT_VALIDATE_NEED), O(rules) on a big ruleset.
+pub const UDATA_RULE_SIGNATURE: u8 = 0x4f;
 
 /// How much of a chain's rules to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,6 +462,7 @@ pub fn read_rules(
                 jump_to: r.jump_to,
                 comment: udata_comment(&r.userdata, UDATA_RULE_COMMENT),
                 xt,
+                signature: udata_comment(&r.userdata, UDATA_RULE_SIGNATURE),
             };
             jumps += u32::from(rf.is_tool_jump());
             rules.push(rf);

@@ -19,11 +19,11 @@ mod sys;
 use anyhow::Result;
 use serde::Serialize;
 
-pub use inspect::{Element, Family};
+pub use inspect::{BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts};
 pub use plan::{render as render_ops, Op, Plan};
 
 use crate::firewall::{Backend, LayerChange, OpenRequest};
-use inspect::{Hook, RuleDepth};
+use inspect::RuleDepth;
 use netlink::{Conn, NlError};
 
 /// The chain holding the accept rules for the input hook.
@@ -68,7 +68,6 @@ impl NftBackend {
     }
 }
 
-pub use inspect::Facts;
 
 impl Backend for NftBackend {
     fn name(&self) -> String {
@@ -234,4 +233,57 @@ fn explain(e: NlError, doing: &str) -> anyhow::Error {
         _ => format!("nftables: could not {doing}: {e}; check `nft list ruleset` and run the command again"),
     };
     anyhow::Error::new(e).context(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(errno: i32) -> String {
+        format!("{:#}", explain(NlError::Kernel { seq: 3, errno }, "insert the jump into inet filter input"))
+    }
+
+    #[test]
+    fn errors_are_one_sentence_with_the_fix() {
+        assert!(kernel(libc::EPERM).starts_with("nftables: permission denied while trying to insert the jump"));
+        assert!(kernel(libc::EPERM).contains("run ovh-access as root"));
+        assert!(kernel(libc::EMSGSIZE).contains("too large for one netlink message"));
+        assert!(kernel(libc::ENOENT).contains("disappeared while the tool was working"));
+        assert!(kernel(netlink::ERESTART).contains("kept changing"));
+        assert!(kernel(libc::EOPNOTSUPP).contains("modprobe nf_tables"));
+        let open = NlError::Open(std::io::Error::from_raw_os_error(libc::EPROTONOSUPPORT));
+        assert!(format!("{:#}", explain(open, "open a netlink socket to nf_tables")).contains("has no nf_tables"));
+        assert!(kernel(libc::EINVAL).contains("could not insert the jump into inet filter input"));
+    }
+
+    #[test]
+    fn state_reports_jumps_sets_and_their_elements() {
+        let mut input = ChainFacts {
+            name: "input".into(),
+            handle: 1,
+            base: Some(BaseChain { hook: Hook::Input, priority: 0, chain_type: "filter".into(), policy_drop: true }),
+            use_count: 2,
+            comment: None,
+            rules: Some(vec![
+                RuleFacts { handle: 4, jump_to: None, comment: None, xt: false, signature: None },
+                RuleFacts { handle: 9, jump_to: Some(CHAIN_IN.into()), comment: Some(crate::firewall::TAG.into()), xt: false, signature: None },
+            ]),
+            rules_complete: true,
+        };
+        let el = Element { address: "192.0.2.9".parse().unwrap(), timeout_ms: Some(60_000), expires_ms: Some(30_000) };
+        let table = TableFacts {
+            family: Family::Inet,
+            name: "filter".into(),
+            handle: 1,
+            chains: vec![input.clone()],
+            sets: vec![SetFacts { name: SET_V4.into(), handle: 2, comment: Some(crate::firewall::TAG.into()), elements: Some(vec![el.clone()]) }],
+        };
+        let st = state_of(&Facts { genid: 1, tables: vec![table.clone()] });
+        assert_eq!(st.tables[0].hooks, vec![NftHookState { chain: "input".into(), hook: "input".into(), jump_present: true, jump_at_head: false }]);
+        assert_eq!(st.tables[0].sets[0].elements, vec![el]);
+        assert!(!st.is_empty());
+        input.rules = Some(vec![]);
+        let bare = TableFacts { chains: vec![input], sets: vec![], ..table };
+        assert!(state_of(&Facts { genid: 1, tables: vec![bare] }).is_empty());
+    }
 }

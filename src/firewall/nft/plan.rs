@@ -146,20 +146,32 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
             if bases.is_empty() {
                 continue;
             }
-            if t.chain(chain).is_some() {
-                plan.ops.push(Op::FlushChain { table: table.clone(), chain: chain.into() });
-            } else {
-                plan.ops.push(Op::AddChain { table: table.clone(), chain: chain.into() });
-            }
-            for &v6 in &families {
-                plan.ops.push(Op::AddAccess {
-                    table: table.clone(),
-                    chain: chain.into(),
-                    set: set_name(v6).into(),
-                    v6,
-                    dir,
-                    ports: ports.clone(),
-                });
+            let wanted: Vec<String> = families.iter().map(|&v6| access_rule_text(v6, dir, set_name(v6), &ports)).collect();
+            let rewrite = match t.chain(chain) {
+                Some(c) => {
+                    let have: Vec<String> = c.rules.iter().flatten().map(|r| r.signature.clone().unwrap_or_default()).collect();
+                    let same = have == wanted && c.rules_complete;
+                    if !same {
+                        plan.ops.push(Op::FlushChain { table: table.clone(), chain: chain.into() });
+                    }
+                    !same
+                }
+                None => {
+                    plan.ops.push(Op::AddChain { table: table.clone(), chain: chain.into() });
+                    true
+                }
+            };
+            if rewrite {
+                for &v6 in &families {
+                    plan.ops.push(Op::AddAccess {
+                        table: table.clone(),
+                        chain: chain.into(),
+                        set: set_name(v6).into(),
+                        v6,
+                        dir,
+                        ports: ports.clone(),
+                    });
+                }
             }
             for base in bases.iter() {
                 plan.chains.push(format!("{table} {}", base.name));
@@ -388,9 +400,9 @@ mod tests {
         ours.base = None;
         ours.comment = Some(TAG.into());
         ours.use_count = 3; // two rules of its own and the jump
-        ours.rules = Some(vec![RuleFacts { handle: 5, jump_to: None, comment: None, xt: false }; 2]);
+        ours.rules = Some(vec![RuleFacts { handle: 5, jump_to: None, comment: None, xt: false, signature: None }; 2]);
         t.chains.push(ours);
-        t.chains[0].rules = Some(vec![RuleFacts { handle: 9, jump_to: Some(CHAIN_IN.into()), comment: Some(TAG.into()), xt: false }]);
+        t.chains[0].rules = Some(vec![RuleFacts { handle: 9, jump_to: Some(CHAIN_IN.into()), comment: Some(TAG.into()), xt: false, signature: None }]);
         for s in [SET_V4, SET_V6] {
             t.sets.push(SetFacts { name: s.into(), handle: 3, comment: Some(TAG.into()), elements: None });
         }
@@ -408,6 +420,24 @@ mod tests {
     }
 
     #[test]
+    fn a_regrant_with_the_same_ports_leaves_the_rules_alone() {
+        let mut t = table(Family::Ip, "filter4", vec![base("input", Hook::Input, 0, true)]);
+        let mut ours = base(CHAIN_IN, Hook::Input, 0, false);
+        ours.base = None;
+        ours.comment = Some(TAG.into());
+        let sig = access_rule_text(false, Direction::In, SET_V4, &[22, 2222]);
+        ours.rules = Some(vec![RuleFacts { handle: 5, jump_to: None, comment: None, xt: false, signature: Some(sig) }]);
+        t.chains.push(ours);
+        let facts = Facts { genid: 1, tables: vec![t] };
+        let same = plan_open(&facts, &req(None)).unwrap();
+        assert!(!same.ops.iter().any(|o| matches!(o, Op::FlushChain { .. } | Op::AddAccess { .. })), "{:?}", same.ops);
+        let other = OpenRequest { ports: vec![22], ..req(None) };
+        let changed = plan_open(&facts, &other).unwrap();
+        assert!(changed.ops.iter().any(|o| matches!(o, Op::FlushChain { .. })));
+        assert!(render(&changed.ops).contains("add rule ip filter4 ovh_access ip saddr @ovh_access_v4 tcp dport { 22 } accept"));
+    }
+
+    #[test]
     fn iptables_nft_tables_and_foreign_names_are_left_alone() {
         let xt = table(Family::Ip, "filter", vec![base("INPUT", Hook::Input, 0, true)]);
         let plan = plan_open(&Facts { genid: 1, tables: vec![xt] }, &req(None)).unwrap();
@@ -416,7 +446,7 @@ mod tests {
         assert!(plan.notes.iter().any(|n| n.contains("nothing to open")));
 
         let mut t = table(Family::Inet, "filter", vec![base("input", Hook::Input, 0, true)]);
-        t.chains[0].rules = Some(vec![RuleFacts { handle: 2, jump_to: None, comment: None, xt: true }]);
+        t.chains[0].rules = Some(vec![RuleFacts { handle: 2, jump_to: None, comment: None, xt: true, signature: None }]);
         assert!(plan_open(&Facts { genid: 1, tables: vec![t.clone()] }, &req(None)).unwrap().ops.is_empty());
 
         t.chains[0].rules = Some(vec![]);
