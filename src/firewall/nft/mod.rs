@@ -19,7 +19,9 @@ mod sys;
 use anyhow::Result;
 use serde::Serialize;
 
-pub use inspect::{BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts};
+pub use inspect::{
+    BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts,
+};
 pub use plan::{render as render_ops, Op, Plan};
 
 use crate::firewall::{Backend, LayerChange, OpenRequest};
@@ -42,17 +44,24 @@ impl NftBackend {
     /// Open the netlink socket and check that nf_tables answers (so that a missing module or a
     /// missing CAP_NET_ADMIN is reported here, as one sentence).
     pub fn new() -> Result<NftBackend> {
-        let mut conn = Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
+        let mut conn =
+            Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
         inspect::read_genid(&mut conn).map_err(|e| explain(e, "read the nftables generation"))?;
         Ok(NftBackend { conn })
     }
 
     /// The facts as the planner would see them (for tests and `doctor`).
     pub fn facts(&mut self) -> Result<Facts> {
-        inspect::read_facts(&mut self.conn, |_| RuleDepth::All, true).map_err(|e| explain(e, "read the nftables ruleset"))
+        inspect::read_facts(&mut self.conn, |_| RuleDepth::All, true)
+            .map_err(|e| explain(e, "read the nftables ruleset"))
     }
 
-    fn change(&mut self, dry_run: bool, plan_fn: impl FnMut(&Facts) -> Result<Plan>, depth: impl Fn(&inspect::TableFacts) -> RuleDepth) -> Result<LayerChange> {
+    fn change(
+        &mut self,
+        dry_run: bool,
+        plan_fn: impl FnMut(&Facts) -> Result<Plan>,
+        depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
+    ) -> Result<LayerChange> {
         let outcome = apply::run(&mut self.conn, depth, plan_fn, dry_run)?;
         let (_, plan) = outcome.map_err(|f| {
             let what = f.what.unwrap_or_else(|| "apply the batch".into());
@@ -68,7 +77,6 @@ impl NftBackend {
     }
 }
 
-
 impl Backend for NftBackend {
     fn name(&self) -> String {
         "nftables".into()
@@ -77,18 +85,16 @@ impl Backend for NftBackend {
     fn open(&mut self, req: &OpenRequest, dry_run: bool) -> Result<LayerChange> {
         // Grant reads only the head of the big chains: the jump it looks for is inserted there,
         // and a missing one is simply inserted again.
-        let depth = |t: &inspect::TableFacts| {
-            RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t))
-        };
+        let depth =
+            |t: &inspect::TableFacts| RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t));
         self.change(dry_run, |f| plan::plan_open(f, req), depth)
     }
 
     fn close(&mut self, dry_run: bool) -> Result<LayerChange> {
         // Revoke reads until it has seen as many tagged jumps as the kernel counts references to
         // the tool's chains: usually the head of each chain only.
-        let depth = |t: &inspect::TableFacts| {
-            RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t))
-        };
+        let depth =
+            |t: &inspect::TableFacts| RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t));
         self.change(dry_run, plan::plan_close, depth)
     }
 }
@@ -117,7 +123,12 @@ pub fn list_tables() -> Result<Vec<NftTableInfo>> {
             family: t.family.name().into(),
             name: t.name.clone(),
             made_by_iptables_nft: t.made_by_iptables_nft(),
-            input_base_chains: t.chains.iter().filter(|c| c.is_filter_on(Hook::Input)).map(|c| c.name.clone()).collect(),
+            input_base_chains: t
+                .chains
+                .iter()
+                .filter(|c| c.is_filter_on(Hook::Input))
+                .map(|c| c.name.clone())
+                .collect(),
             has_tool_objects: t.has_tool_objects(),
         })
         .collect())
@@ -164,45 +175,75 @@ pub struct NftSetState {
 impl NftToolState {
     /// True when nothing of the tool is present.
     pub fn is_empty(&self) -> bool {
-        self.tables.iter().all(|t| t.chains.is_empty() && t.sets.is_empty() && !t.hooks.iter().any(|h| h.jump_present))
+        self.tables.iter().all(|t| {
+            t.chains.is_empty() && t.sets.is_empty() && !t.hooks.iter().any(|h| h.jump_present)
+        })
     }
 }
 
 /// The tool's objects in the current network namespace, read in full.
 pub fn tool_state() -> Result<NftToolState> {
     let mut conn = Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
-    let facts = inspect::read_facts(&mut conn, |_| RuleDepth::All, true).map_err(|e| explain(e, "read the nftables ruleset"))?;
+    let facts = inspect::read_facts(&mut conn, |_| RuleDepth::All, true)
+        .map_err(|e| explain(e, "read the nftables ruleset"))?;
     Ok(state_of(&facts))
 }
 
 fn state_of(facts: &Facts) -> NftToolState {
     let mut tables = Vec::new();
-    for t in facts.tables.iter().filter(|t| t.family.is_ip() && !t.made_by_iptables_nft()) {
+    for t in facts
+        .tables
+        .iter()
+        .filter(|t| t.family.is_ip() && !t.made_by_iptables_nft())
+    {
         let hooks: Vec<NftHookState> = t
             .chains
             .iter()
-            .filter(|c| c.is_filter_on(Hook::Input) || (c.is_filter_on(Hook::Output) && c.base.as_ref().is_some_and(|b| b.policy_drop)))
+            .filter(|c| {
+                c.is_filter_on(Hook::Input)
+                    || (c.is_filter_on(Hook::Output)
+                        && c.base.as_ref().is_some_and(|b| b.policy_drop))
+            })
             .map(|c| {
                 let rules = c.rules.as_deref().unwrap_or_default();
                 NftHookState {
                     chain: c.name.clone(),
-                    hook: if c.is_filter_on(Hook::Input) { "input" } else { "output" }.into(),
+                    hook: if c.is_filter_on(Hook::Input) {
+                        "input"
+                    } else {
+                        "output"
+                    }
+                    .into(),
                     jump_present: rules.iter().any(|r| r.is_tool_jump()),
                     jump_at_head: rules.first().is_some_and(|r| r.is_tool_jump()),
                 }
             })
             .collect();
-        let chains: Vec<String> = t.chains.iter().filter(|c| c.is_tool_chain()).map(|c| c.name.clone()).collect();
+        let chains: Vec<String> = t
+            .chains
+            .iter()
+            .filter(|c| c.is_tool_chain())
+            .map(|c| c.name.clone())
+            .collect();
         let sets: Vec<NftSetState> = t
             .sets
             .iter()
             .filter(|s| s.is_tool_set())
-            .map(|s| NftSetState { name: s.name.clone(), elements: s.elements.clone().unwrap_or_default() })
+            .map(|s| NftSetState {
+                name: s.name.clone(),
+                elements: s.elements.clone().unwrap_or_default(),
+            })
             .collect();
         if hooks.is_empty() && chains.is_empty() && sets.is_empty() {
             continue;
         }
-        tables.push(NftTableState { family: t.family.name().into(), name: t.name.clone(), hooks, chains, sets });
+        tables.push(NftTableState {
+            family: t.family.name().into(),
+            name: t.name.clone(),
+            hooks,
+            chains,
+            sets,
+        });
     }
     NftToolState { tables }
 }
@@ -240,19 +281,29 @@ mod tests {
     use super::*;
 
     fn kernel(errno: i32) -> String {
-        format!("{:#}", explain(NlError::Kernel { seq: 3, errno }, "insert the jump into inet filter input"))
+        format!(
+            "{:#}",
+            explain(
+                NlError::Kernel { seq: 3, errno },
+                "insert the jump into inet filter input"
+            )
+        )
     }
 
     #[test]
     fn errors_are_one_sentence_with_the_fix() {
-        assert!(kernel(libc::EPERM).starts_with("nftables: permission denied while trying to insert the jump"));
+        assert!(kernel(libc::EPERM)
+            .starts_with("nftables: permission denied while trying to insert the jump"));
         assert!(kernel(libc::EPERM).contains("run ovh-access as root"));
         assert!(kernel(libc::EMSGSIZE).contains("too large for one netlink message"));
         assert!(kernel(libc::ENOENT).contains("disappeared while the tool was working"));
         assert!(kernel(netlink::ERESTART).contains("kept changing"));
         assert!(kernel(libc::EOPNOTSUPP).contains("modprobe nf_tables"));
         let open = NlError::Open(std::io::Error::from_raw_os_error(libc::EPROTONOSUPPORT));
-        assert!(format!("{:#}", explain(open, "open a netlink socket to nf_tables")).contains("has no nf_tables"));
+        assert!(
+            format!("{:#}", explain(open, "open a netlink socket to nf_tables"))
+                .contains("has no nf_tables")
+        );
         assert!(kernel(libc::EINVAL).contains("could not insert the jump into inet filter input"));
     }
 
@@ -261,29 +312,74 @@ mod tests {
         let mut input = ChainFacts {
             name: "input".into(),
             handle: 1,
-            base: Some(BaseChain { hook: Hook::Input, priority: 0, chain_type: "filter".into(), policy_drop: true }),
+            base: Some(BaseChain {
+                hook: Hook::Input,
+                priority: 0,
+                chain_type: "filter".into(),
+                policy_drop: true,
+            }),
             use_count: 2,
             comment: None,
             rules: Some(vec![
-                RuleFacts { handle: 4, jump_to: None, comment: None, xt: false, signature: None },
-                RuleFacts { handle: 9, jump_to: Some(CHAIN_IN.into()), comment: Some(crate::firewall::TAG.into()), xt: false, signature: None },
+                RuleFacts {
+                    handle: 4,
+                    jump_to: None,
+                    comment: None,
+                    xt: false,
+                    signature: None,
+                },
+                RuleFacts {
+                    handle: 9,
+                    jump_to: Some(CHAIN_IN.into()),
+                    comment: Some(crate::firewall::TAG.into()),
+                    xt: false,
+                    signature: None,
+                },
             ]),
             rules_complete: true,
         };
-        let el = Element { address: "192.0.2.9".parse().unwrap(), timeout_ms: Some(60_000), expires_ms: Some(30_000) };
+        let el = Element {
+            address: "192.0.2.9".parse().unwrap(),
+            timeout_ms: Some(60_000),
+            expires_ms: Some(30_000),
+        };
         let table = TableFacts {
             family: Family::Inet,
             name: "filter".into(),
             handle: 1,
             chains: vec![input.clone()],
-            sets: vec![SetFacts { name: SET_V4.into(), handle: 2, comment: Some(crate::firewall::TAG.into()), elements: Some(vec![el.clone()]) }],
+            sets: vec![SetFacts {
+                name: SET_V4.into(),
+                handle: 2,
+                comment: Some(crate::firewall::TAG.into()),
+                elements: Some(vec![el.clone()]),
+            }],
         };
-        let st = state_of(&Facts { genid: 1, tables: vec![table.clone()] });
-        assert_eq!(st.tables[0].hooks, vec![NftHookState { chain: "input".into(), hook: "input".into(), jump_present: true, jump_at_head: false }]);
+        let st = state_of(&Facts {
+            genid: 1,
+            tables: vec![table.clone()],
+        });
+        assert_eq!(
+            st.tables[0].hooks,
+            vec![NftHookState {
+                chain: "input".into(),
+                hook: "input".into(),
+                jump_present: true,
+                jump_at_head: false
+            }]
+        );
         assert_eq!(st.tables[0].sets[0].elements, vec![el]);
         assert!(!st.is_empty());
         input.rules = Some(vec![]);
-        let bare = TableFacts { chains: vec![input], sets: vec![], ..table };
-        assert!(state_of(&Facts { genid: 1, tables: vec![bare] }).is_empty());
+        let bare = TableFacts {
+            chains: vec![input],
+            sets: vec![],
+            ..table
+        };
+        assert!(state_of(&Facts {
+            genid: 1,
+            tables: vec![bare]
+        })
+        .is_empty());
     }
 }
