@@ -491,9 +491,16 @@ fn nft_grant_while_another_process_rewrites_the_ruleset() {
         .args(["-c", "i=0; while [ $i -lt 3000 ]; do nft add table ip churn; nft delete table ip churn; i=$((i+1)); done"])
         .spawn()
         .unwrap();
+    let mut retried = 0;
     for _ in 0..5 {
-        lab.grant(None);
+        let change = lab.grant(None);
+        retried += change
+            .notes
+            .iter()
+            .filter(|n| n.contains("planned again"))
+            .count();
     }
+    eprintln!("grants that had to plan again because of the other writer: {retried} of 5");
     let _ = churn.kill();
     let _ = churn.wait();
     let listing = lab.srv.ruleset();
@@ -541,4 +548,48 @@ fn nft_without_cap_net_admin_says_so() {
         err.contains("permission denied") && err.contains("CAP_NET_ADMIN"),
         "{err}"
     );
+}
+
+#[test]
+fn nft_batch_planned_on_an_old_generation_is_refused_whole() {
+    if !can_run("nft_batch_planned_on_an_old_generation_is_refused_whole") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.srv.load_nft(&ruleset_file("inet-drop.nft"));
+    let req = OpenRequest {
+        addresses: vec![SUP4.parse().unwrap()],
+        ports: vec![22],
+        timeout: None,
+    };
+    let (tx_go, rx_go) = std::sync::mpsc::channel::<()>();
+    let (tx_planned, rx_planned) = std::sync::mpsc::channel::<()>();
+    let name = lab.srv.name.clone();
+    let worker = std::thread::spawn(move || {
+        in_netns(&name, move || {
+            let mut be = NftBackend::new().unwrap();
+            let (facts, plan) = be.plan_open(&req).unwrap();
+            assert!(!plan.ops.is_empty());
+            tx_planned.send(()).unwrap();
+            rx_go.recv().unwrap();
+            let stale = be.apply(&facts, &plan).map_err(|e| format!("{e:#}"));
+            // `open` reads again and succeeds.
+            let change = be.open(&req, false).unwrap();
+            (stale, change)
+        })
+    });
+    rx_planned.recv().unwrap();
+    // Someone else changes the ruleset between the read and the batch.
+    lab.srv.sh("nft add table ip someone_else");
+    let after_other = lab.srv.ruleset();
+    tx_go.send(()).unwrap();
+    let (stale, change) = worker.join().unwrap();
+    let err = stale.expect_err("a batch planned before the change must be refused");
+    assert!(err.contains("changed after it was read"), "{err}");
+    assert!(change.changed);
+    let listing = lab.srv.ruleset();
+    assert_eq!(listing.matches("jump ovh_access").count(), 1, "{listing}");
+    assert!(listing.contains("table ip someone_else"));
+    lab.revoke();
+    assert_eq!(lab.srv.ruleset(), after_other);
 }

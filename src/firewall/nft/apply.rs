@@ -136,6 +136,11 @@ fn access_exprs(
     e
 }
 
+/// Elements per NEWSETELEM message. libnftnl writes a message without bounds checks into the
+/// nft_nlmsg_maxsize() bytes reserved for it (a little over 64 KiB, the limit of one netlink
+/// attribute): 256 elements of at most ~100 bytes each stay far inside it.
+const ELEMS_PER_MSG: usize = 256;
+
 /// The name template of an anonymous set: the kernel picks the number (nf_tables_set_alloc_name).
 const ANON_SET: &str = "__set%d";
 
@@ -230,12 +235,7 @@ pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
                 timeout,
                 ..
             } => {
-                seq += 1;
                 let ms = timeout.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
-                let elems: Vec<ElemSpec> = addresses
-                    .iter()
-                    .flat_map(|a| address_elems(*a, ms))
-                    .collect();
                 let spec = SetSpec {
                     family: fam,
                     table: &t.name,
@@ -246,16 +246,21 @@ pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
                     id: None,
                     userdata: &[],
                 };
-                // No NLM_F_EXCL: an element that is already there gets its timeout refreshed.
-                sys::put_elems(
-                    &mut b.buf,
-                    sys::NFT_MSG_NEWSETELEM,
-                    REQ | ACK | CREATE,
-                    seq,
-                    &spec,
-                    &elems,
-                );
-                push(&mut b, &mut seq, format!("add elements to {t} {set}"));
+                for chunk in addresses.chunks(ELEMS_PER_MSG) {
+                    seq += 1;
+                    let elems: Vec<ElemSpec> =
+                        chunk.iter().flat_map(|a| address_elems(*a, ms)).collect();
+                    // No NLM_F_EXCL: an element already there gets its timeout refreshed.
+                    sys::put_elems(
+                        &mut b.buf,
+                        sys::NFT_MSG_NEWSETELEM,
+                        REQ | ACK | CREATE,
+                        seq,
+                        &spec,
+                        &elems,
+                    );
+                    push(&mut b, &mut seq, format!("add elements to {t} {set}"));
+                }
             }
             Op::AddChain { chain, .. } => {
                 seq += 1;
@@ -324,28 +329,30 @@ pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
                     &mut seq,
                     format!("add the port set of a rule in {t} {chain}"),
                 );
-                seq += 1;
-                let elems: Vec<ElemSpec> = ports
-                    .iter()
-                    .map(|p| ElemSpec {
-                        key: p.to_be_bytes().to_vec(),
-                        interval_end: false,
-                        timeout_ms: None,
-                    })
-                    .collect();
-                sys::put_elems(
-                    &mut b.buf,
-                    sys::NFT_MSG_NEWSETELEM,
-                    REQ | ACK | CREATE,
-                    seq,
-                    &spec,
-                    &elems,
-                );
-                push(
-                    &mut b,
-                    &mut seq,
-                    format!("add the ports of a rule in {t} {chain}"),
-                );
+                for chunk in ports.chunks(ELEMS_PER_MSG) {
+                    seq += 1;
+                    let elems: Vec<ElemSpec> = chunk
+                        .iter()
+                        .map(|p| ElemSpec {
+                            key: p.to_be_bytes().to_vec(),
+                            interval_end: false,
+                            timeout_ms: None,
+                        })
+                        .collect();
+                    sys::put_elems(
+                        &mut b.buf,
+                        sys::NFT_MSG_NEWSETELEM,
+                        REQ | ACK | CREATE,
+                        seq,
+                        &spec,
+                        &elems,
+                    );
+                    push(
+                        &mut b,
+                        &mut seq,
+                        format!("add the ports of a rule in {t} {chain}"),
+                    );
+                }
                 seq += 1;
                 let exprs = access_exprs(t.family, *v6, *dir, set, id);
                 let mut ud = Vec::new();
@@ -459,6 +466,18 @@ pub struct BatchFailure {
     pub what: Option<String>,
 }
 
+/// Send the batch of `ops`, valid only at generation `genid`.
+pub fn send(conn: &mut Conn, ops: &[Op], genid: u32, ack_end: bool) -> Result<(), BatchFailure> {
+    let batch = build(ops, genid, ack_end);
+    conn.send_batch(&batch.buf, &batch.acks).map_err(|e| {
+        let what = match &e {
+            NlError::Kernel { seq, .. } => batch.describe(*seq).map(str::to_string),
+            _ => None,
+        };
+        BatchFailure { error: e, what }
+    })
+}
+
 /// Read, plan, apply; again on ERESTART (the ruleset changed after it was read) or on an
 /// interrupted dump, at most [`MAX_ATTEMPTS`] times. Returns the facts and plan that were applied
 /// (or that a dry run would apply).
@@ -470,7 +489,7 @@ pub fn run(
 ) -> anyhow::Result<Result<(Facts, Plan), BatchFailure>> {
     let ack_end = netlink::kernel_acks_batch_end();
     let mut last = None;
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
         let facts = match inspect::read_facts(conn, &depth, false) {
             Ok(f) => f,
             Err(NlError::Interrupted) => {
@@ -487,21 +506,19 @@ pub fn run(
                 }))
             }
         };
-        let plan = make_plan(&facts)?;
+        let mut plan = make_plan(&facts)?;
+        if attempt > 0 {
+            plan.notes.push(format!(
+                "the ruleset changed while ovh-access was working: read and planned again {attempt} time(s)"
+            ));
+        }
         if dry_run || plan.ops.is_empty() {
             return Ok(Ok((facts, plan)));
         }
-        let batch = build(&plan.ops, facts.genid, ack_end);
-        match conn.send_batch(&batch.buf, &batch.acks) {
+        match send(conn, &plan.ops, facts.genid, ack_end) {
             Ok(()) => return Ok(Ok((facts, plan))),
-            Err(e) => {
-                let what = match &e {
-                    NlError::Kernel { seq, .. } => batch.describe(*seq).map(str::to_string),
-                    _ => None,
-                };
-                let retry = e.errno() == Some(netlink::ERESTART);
-                let failure = BatchFailure { error: e, what };
-                if !retry {
+            Err(failure) => {
+                if failure.error.errno() != Some(netlink::ERESTART) {
                     return Ok(Err(failure));
                 }
                 last = Some(failure);
@@ -528,6 +545,37 @@ mod tests {
         );
         let v6 = address_elems("2001:db8::ffff".parse().unwrap(), None);
         assert_eq!(v6[1].key[12..], [0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn many_elements_are_split_over_messages_that_fit() {
+        let t = TableRef {
+            family: Family::Inet,
+            name: "filter".into(),
+        };
+        let addresses: Vec<IpAddr> = (0..1000u32)
+            .map(|i| {
+                IpAddr::from(std::net::Ipv6Addr::from(
+                    (0x2001_0db8u128 << 96) | u128::from(i),
+                ))
+            })
+            .collect();
+        let ops = vec![Op::AddElements {
+            table: t,
+            set: "ovh_access_v6".into(),
+            addresses,
+            timeout: Some(std::time::Duration::from_secs(60)),
+        }];
+        let b = build(&ops, 1, false);
+        assert_eq!(b.acks.len(), 4, "1000 addresses in chunks of 256");
+        let mut at = 0;
+        let bytes = b.buf.bytes();
+        while at < bytes.len() {
+            let len = u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            assert!(len < 65_536, "message of {len} bytes");
+            at += sys::align4(len);
+        }
+        assert_eq!(at, bytes.len());
     }
 
     #[test]

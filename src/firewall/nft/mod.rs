@@ -50,6 +50,40 @@ impl NftBackend {
         Ok(NftBackend { conn })
     }
 
+    /// Read the ruleset and plan a grant, changing nothing. With [`NftBackend::apply`] this is
+    /// `open` in two steps, for a caller that records the plan (a journal) before applying it.
+    pub fn plan_open(&mut self, req: &OpenRequest) -> Result<(Facts, Plan)> {
+        let facts = inspect::read_facts(&mut self.conn, grant_depth, false)
+            .map_err(|e| explain(e, "read the nftables ruleset"))?;
+        let plan = plan::plan_open(&facts, req)?;
+        Ok((facts, plan))
+    }
+
+    /// Read the ruleset and plan a revoke, changing nothing.
+    pub fn plan_close(&mut self) -> Result<(Facts, Plan)> {
+        let facts = inspect::read_facts(&mut self.conn, grant_depth, false)
+            .map_err(|e| explain(e, "read the nftables ruleset"))?;
+        let plan = plan::plan_close(&facts)?;
+        Ok((facts, plan))
+    }
+
+    /// Apply a plan made from `facts`, as one batch. The kernel refuses the whole batch if the
+    /// ruleset changed since `facts` were read (generation id); then read and plan again.
+    pub fn apply(&mut self, facts: &Facts, plan: &Plan) -> Result<()> {
+        if plan.ops.is_empty() {
+            return Ok(());
+        }
+        apply::send(&mut self.conn, &plan.ops, facts.genid, netlink::kernel_acks_batch_end()).map_err(|f| {
+            if f.error.errno() == Some(netlink::ERESTART) {
+                return anyhow::Error::new(f.error).context(
+                    "nftables: the ruleset changed after it was read, so the kernel refused the whole batch; read it and plan again",
+                );
+            }
+            let what = f.what.unwrap_or_else(|| "apply the batch".into());
+            explain(f.error, &what)
+        })
+    }
+
     /// The facts as the planner would see them (for tests and `doctor`).
     pub fn facts(&mut self) -> Result<Facts> {
         inspect::read_facts(&mut self.conn, |_| RuleDepth::All, true)
@@ -83,20 +117,22 @@ impl Backend for NftBackend {
     }
 
     fn open(&mut self, req: &OpenRequest, dry_run: bool) -> Result<LayerChange> {
-        // Grant reads only the head of the big chains: the jump it looks for is inserted there,
-        // and a missing one is simply inserted again.
-        let depth =
-            |t: &inspect::TableFacts| RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t));
-        self.change(dry_run, |f| plan::plan_open(f, req), depth)
+        self.change(dry_run, |f| plan::plan_open(f, req), grant_depth)
     }
 
+    /// Removal reads each hooked chain until it has seen as many tagged jumps as the kernel
+    /// counts references to the tool's chains: usually the head only.
     fn close(&mut self, dry_run: bool) -> Result<LayerChange> {
-        // Revoke reads until it has seen as many tagged jumps as the kernel counts references to
-        // the tool's chains: usually the head of each chain only.
-        let depth =
-            |t: &inspect::TableFacts| RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t));
-        self.change(dry_run, plan::plan_close, depth)
+        self.change(dry_run, plan::plan_close, grant_depth)
     }
+}
+
+/// How far to read the big chains: until as many tagged jumps were seen as the kernel counts
+/// references to the tool's chains, and at least their head, where the tool inserts its jump
+/// (and where iptables-nft's expressions show). A missing jump is simply inserted again, so a
+/// grant on a 100 000-rule chain reads about as much as on a 10-rule one.
+fn grant_depth(t: &inspect::TableFacts) -> RuleDepth {
+    RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t))
 }
 
 /// One table as `list_tables` reports it (for the detector and `status`/`doctor`).

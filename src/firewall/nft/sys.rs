@@ -157,6 +157,12 @@ impl MsgBuf {
         let ptr = unsafe { self.words.as_mut_ptr().cast::<u8>().add(at) };
         build(ptr.cast());
         let len = u32::from_ne_bytes(self.tail_mut(at, 4).try_into().unwrap()) as usize;
+        // The callers keep every message far below the reservation (apply::ELEMS_PER_MSG);
+        // past it, memory was already overwritten and nothing can be trusted.
+        assert!(
+            len <= max,
+            "netlink message of {len} bytes overran its {max}-byte buffer"
+        );
         self.len = at + align4(len);
     }
 }
