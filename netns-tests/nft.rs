@@ -593,3 +593,53 @@ fn nft_batch_planned_on_an_old_generation_is_refused_whole() {
     lab.revoke();
     assert_eq!(lab.srv.ruleset(), after_other);
 }
+
+#[test]
+fn nft_table_owned_by_another_process_is_named_not_fatal() {
+    if !can_run("nft_table_owned_by_another_process_is_named_not_fatal") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.srv.load_nft(&ruleset_file("inet-drop.nft"));
+    // A daemon's table (flags owner) lives as long as its netlink socket: an interactive nft
+    // kept alive by the open pipe (killed with the namespace).
+    let mut owner = lab
+        .srv
+        .cmd("sh")
+        .args([
+            "-c",
+            "(echo 'add table inet daemon { flags owner; }'; \
+              echo 'add chain inet daemon input { type filter hook input priority 5; policy accept; }'; \
+              sleep 60) | nft -i >/dev/null",
+        ])
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || lab
+        .srv
+        .ruleset()
+        .contains("table inet daemon")));
+    let change = lab.grant(None);
+    assert!(
+        change.changed && change.chains == vec!["inet filter input".to_string()],
+        "{change:?}"
+    );
+    assert!(
+        change
+            .notes
+            .iter()
+            .any(|n| n.contains("inet daemon belongs to another process")),
+        "{:?}",
+        change.notes
+    );
+    let tables = in_netns(&lab.srv.name, || nft::list_tables().unwrap());
+    assert!(
+        tables
+            .iter()
+            .any(|t| t.name == "daemon" && t.owned_by_process),
+        "{tables:?}"
+    );
+    lab.revoke();
+    assert!(!lab.srv.ruleset().contains("ovh"));
+    let _ = owner.kill();
+    let _ = owner.wait();
+}

@@ -187,7 +187,13 @@ pub struct TableFacts {
     pub chains: Vec<ChainFacts>,
     /// Only the tool's sets (`ovh_access_v4`, `ovh_access_v6`), whoever made them.
     pub sets: Vec<SetFacts>,
+    /// NFT_TABLE_F_OWNER: only the process that created the table may change it (firewalld and
+    /// other daemons claim theirs); the kernel refuses anyone else with EPERM.
+    pub owned: bool,
 }
+
+/// `NFT_TABLE_F_OWNER` (linux/netfilter/nf_tables.h).
+const NFT_TABLE_F_OWNER: u32 = 0x2;
 
 impl TableFacts {
     /// iptables-nft's tables: its rules use xtables expressions, and it names its tables after
@@ -327,6 +333,7 @@ pub fn read_facts(
                     handle: t.handle,
                     chains: Vec::new(),
                     sets: Vec::new(),
+                    owned: t.flags & NFT_TABLE_F_OWNER != 0,
                 });
             }
         }

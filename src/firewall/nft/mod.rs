@@ -145,6 +145,8 @@ pub struct NftTableInfo {
     /// Names of the filter base chains on the input hook.
     pub input_base_chains: Vec<String>,
     pub has_tool_objects: bool,
+    /// NFT_TABLE_F_OWNER: only the process that made it (firewalld, ...) may change it.
+    pub owned_by_process: bool,
 }
 
 /// Every nftables table of the current network namespace.
@@ -166,6 +168,7 @@ pub fn list_tables() -> Result<Vec<NftTableInfo>> {
                 .map(|c| c.name.clone())
                 .collect(),
             has_tool_objects: t.has_tool_objects(),
+            owned_by_process: t.owned,
         })
         .collect())
 }
@@ -390,6 +393,7 @@ mod tests {
                 comment: Some(crate::firewall::TAG.into()),
                 elements: Some(vec![el.clone()]),
             }],
+            owned: false,
         };
         let st = state_of(&Facts {
             genid: 1,

@@ -120,6 +120,14 @@ fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a Ta
         if !hooked {
             continue;
         }
+        if t.owned {
+            notes.push(format!(
+                "table {} belongs to another process (flags owner): the kernel lets only that process change it, so \
+                 its drop still applies to the support; allow them through that program (e.g. firewall-cmd)",
+                t.label()
+            ));
+            continue;
+        }
         if t.made_by_iptables_nft() {
             notes.push(format!(
                 "table {} was made by iptables-nft: left to the iptables backend (a native rule there \
@@ -268,7 +276,13 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
             }
         }
     }
-    if !any_input {
+    // An input chain in a table left alone (iptables-nft's, an owned one) still drops: that is
+    // not "nothing to open", and its own note says where to open it.
+    let input_anywhere = facts
+        .tables
+        .iter()
+        .any(|t| t.family.is_ip() && t.chains.iter().any(|c| c.is_filter_on(Hook::Input)));
+    if !any_input && !input_anywhere {
         plan.notes.push(
             "no input base chain in any ip, ip6 or inet table: nftables drops nothing here, nothing to open".into(),
         );
@@ -489,6 +503,7 @@ mod tests {
             handle: 1,
             chains,
             sets: vec![],
+            owned: false,
         }
     }
 
@@ -721,7 +736,11 @@ mod tests {
             "{:?}",
             plan.notes
         );
-        assert!(plan.notes.iter().any(|n| n.contains("nothing to open")));
+        assert!(
+            !plan.notes.iter().any(|n| n.contains("nothing to open")),
+            "its INPUT drops: {:?}",
+            plan.notes
+        );
 
         let mut t = table(
             Family::Inet,
@@ -760,6 +779,32 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("did not create"), "{err}");
+    }
+
+    #[test]
+    fn an_owned_table_is_left_to_its_owner_with_a_note() {
+        let mut t = table(
+            Family::Inet,
+            "firewalld",
+            vec![base("filter_INPUT", Hook::Input, 10, false)],
+        );
+        t.owned = true;
+        let plan = plan_open(
+            &Facts {
+                genid: 1,
+                tables: vec![t],
+            },
+            &req(None),
+        )
+        .unwrap();
+        assert!(plan.ops.is_empty());
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.contains("inet firewalld belongs to another process")),
+            "{:?}",
+            plan.notes
+        );
     }
 
     #[test]

@@ -465,6 +465,8 @@ pub struct TableMsg {
     pub family: u16,
     pub name: String,
     pub handle: u64,
+    /// `NFT_TABLE_F_*`
+    pub flags: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -546,6 +548,7 @@ pub fn parse_table(msg: &[u8]) -> Option<TableMsg> {
             family: sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FAMILY as u16) as u16,
             name: opt_str(sys::nftnl_table_get_str(t, sys::NFTNL_TABLE_NAME as u16)),
             handle: sys::nftnl_table_get_u64(t, sys::NFTNL_TABLE_HANDLE as u16),
+            flags: sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FLAGS as u16),
         });
         sys::nftnl_table_free(t);
         out
