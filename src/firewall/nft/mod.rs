@@ -53,16 +53,14 @@ impl NftBackend {
     /// Read the ruleset and plan a grant, changing nothing. With [`NftBackend::apply`] this is
     /// `open` in two steps, for a caller that records the plan (a journal) before applying it.
     pub fn plan_open(&mut self, req: &OpenRequest) -> Result<(Facts, Plan)> {
-        let facts = inspect::read_facts(&mut self.conn, grant_depth, false)
-            .map_err(|e| explain(e, "read the nftables ruleset"))?;
+        let facts = read_consistent(&mut self.conn, grant_depth, false)?;
         let plan = plan::plan_open(&facts, req)?;
         Ok((facts, plan))
     }
 
     /// Read the ruleset and plan a revoke, changing nothing.
     pub fn plan_close(&mut self) -> Result<(Facts, Plan)> {
-        let facts = inspect::read_facts(&mut self.conn, grant_depth, false)
-            .map_err(|e| explain(e, "read the nftables ruleset"))?;
+        let facts = read_consistent(&mut self.conn, grant_depth, false)?;
         let plan = plan::plan_close(&facts)?;
         Ok((facts, plan))
     }
@@ -86,8 +84,7 @@ impl NftBackend {
 
     /// The facts as the planner would see them (for tests and `doctor`).
     pub fn facts(&mut self) -> Result<Facts> {
-        inspect::read_facts(&mut self.conn, |_| RuleDepth::All, true)
-            .map_err(|e| explain(e, "read the nftables ruleset"))
+        read_consistent(&mut self.conn, |_| RuleDepth::All, true)
     }
 
     fn change(
@@ -127,6 +124,26 @@ impl Backend for NftBackend {
     }
 }
 
+/// The facts, read again when a dump was interrupted by a concurrent change (NLM_F_DUMP_INTR).
+fn read_consistent(
+    conn: &mut Conn,
+    depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
+    with_elements: bool,
+) -> Result<Facts> {
+    let mut last = None;
+    for _ in 0..apply::MAX_ATTEMPTS {
+        match inspect::read_facts(conn, &depth, with_elements) {
+            Ok(f) => return Ok(f),
+            Err(NlError::Interrupted) => last = Some(NlError::Interrupted),
+            Err(e) => return Err(explain(e, "read the nftables ruleset")),
+        }
+    }
+    Err(explain(
+        last.expect("at least one attempt"),
+        "read the nftables ruleset",
+    ))
+}
+
 /// How far to read the big chains: until as many tagged jumps were seen as the kernel counts
 /// references to the tool's chains, and at least their head, where the tool inserts its jump
 /// (and where iptables-nft's expressions show). A missing jump is simply inserted again, so a
@@ -152,8 +169,7 @@ pub struct NftTableInfo {
 /// Every nftables table of the current network namespace.
 pub fn list_tables() -> Result<Vec<NftTableInfo>> {
     let mut conn = Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
-    let facts = inspect::read_facts(&mut conn, |_| RuleDepth::UntilJumps(0), false)
-        .map_err(|e| explain(e, "read the nftables ruleset"))?;
+    let facts = read_consistent(&mut conn, |_| RuleDepth::UntilJumps(0), false)?;
     Ok(facts
         .tables
         .iter()
@@ -223,8 +239,9 @@ impl NftToolState {
 /// The tool's objects in the current network namespace, read in full.
 pub fn tool_state() -> Result<NftToolState> {
     let mut conn = Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
-    let facts = inspect::read_facts(&mut conn, |_| RuleDepth::All, true)
-        .map_err(|e| explain(e, "read the nftables ruleset"))?;
+    // Read until every jump the kernel counts was seen: the jumps sit at the head, so a status on
+    // a 100 000-rule chain does not dump it all.
+    let facts = read_consistent(&mut conn, grant_depth, true)?;
     Ok(state_of(&facts))
 }
 
