@@ -35,6 +35,8 @@ pub const CHAIN_OUT: &str = "ovh_access_out";
 pub const SET_V4: &str = "ovh_access_v4";
 pub const SET_V6: &str = "ovh_access_v6";
 
+const NO_NF_TABLES: &str = "nftables: the kernel has no nf_tables (nfnetlink knows no such subsystem); load it with `modprobe nf_tables` or choose --firewall iptables";
+
 /// The nftables layer of the current network namespace.
 pub struct NftBackend {
     conn: Conn,
@@ -46,7 +48,12 @@ impl NftBackend {
     pub fn new() -> Result<NftBackend> {
         let mut conn =
             Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
-        inspect::read_genid(&mut conn).map_err(|e| explain(e, "read the nftables generation"))?;
+        inspect::read_genid(&mut conn).map_err(|e| match e.errno() {
+            // nfnetlink_rcv_msg answers EINVAL for a subsystem that is neither loaded nor
+            // loadable: the kernel has no nf_tables.
+            Some(libc::EINVAL) => anyhow::Error::new(e).context(NO_NF_TABLES),
+            _ => explain(e, "read the nftables generation"),
+        })?;
         Ok(NftBackend { conn })
     }
 
