@@ -24,7 +24,11 @@ struct Ns(String);
 impl Ns {
     fn new() -> Ns {
         let name = format!("oa-bench-nft-{}", std::process::id());
-        let ok = Command::new("ip").args(["netns", "add", &name]).status().map(|s| s.success()).unwrap_or(false);
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
         assert!(ok, "ip netns add {name} failed");
         Ns(name)
     }
@@ -49,17 +53,29 @@ enum Layout {
 /// A hardened input chain with `n` rules, none of them for SSH, then policy drop; and a
 /// 100 000-address blocklist set that one of them uses.
 fn ruleset(n: usize, layout: Layout) -> String {
-    let mut s = String::from("table inet filter {\n\tset blocklist {\n\t\ttype ipv4_addr\n\t\telements = { ");
+    let mut s = String::from(
+        "table inet filter {\n\tset blocklist {\n\t\ttype ipv4_addr\n\t\telements = { ",
+    );
     for i in 0..BLOCKLIST {
         if i > 0 {
             s.push_str(", ");
         }
-        s.push_str(&format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255));
+        s.push_str(&format!(
+            "10.{}.{}.{}",
+            i >> 16 & 255,
+            i >> 8 & 255,
+            i & 255
+        ));
     }
     s.push_str(" }\n\t}\n");
     let mut rules = String::new();
     for i in 0..n.saturating_sub(1) {
-        rules.push_str(&format!("\t\tip saddr 203.0.{}.{} tcp dport {} accept\n", (i / 250) % 250, i % 250 + 1, 10000 + i % 50000));
+        rules.push_str(&format!(
+            "\t\tip saddr 203.0.{}.{} tcp dport {} accept\n",
+            (i / 250) % 250,
+            i % 250 + 1,
+            10000 + i % 50000
+        ));
     }
     s.push_str("\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n");
     s.push_str("\t\tip saddr @blocklist drop\n");
@@ -89,15 +105,26 @@ fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) ->
 }
 
 /// `nft -f FILE`: its wall time and peak RSS (KiB, from wait4's rusage).
+// The child is reaped by wait4 (not Child::wait), which also returns its own rusage.
+#[allow(clippy::zombie_processes)]
 fn nft_f(file: &std::path::Path) -> (Duration, i64) {
     let start = Instant::now();
-    let child = Command::new("nft").arg("-f").arg(file).stdin(Stdio::null()).spawn().expect("spawn nft");
+    let child = Command::new("nft")
+        .arg("-f")
+        .arg(file)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn nft");
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value; wait4 on our own child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
     let took = start.elapsed();
-    assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "nft -f {} failed", file.display());
+    assert!(
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "nft -f {} failed",
+        file.display()
+    );
     (took, ru.ru_maxrss)
 }
 
@@ -136,7 +163,10 @@ fn main() {
         eprintln!("SKIP: the nft benchmark needs root (it creates a network namespace)");
         return;
     }
-    let mut sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let mut sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     if sizes.is_empty() {
         sizes = vec![10, 1_000, 10_000, 100_000];
     }
@@ -148,7 +178,9 @@ fn main() {
     for layout in [Layout::BaseChain, Layout::UserChain] {
         match layout {
             Layout::BaseChain => println!("\nAll rules in the input base chain:\n"),
-            Layout::UserChain => println!("\nThe rules in a regular chain the input base chain jumps to:\n"),
+            Layout::UserChain => {
+                println!("\nThe rules in a regular chain the input base chain jumps to:\n")
+            }
         }
         println!("| rules | grant (tool) | of which inspect+plan | grant (nft -f) | regrant (tool) | revoke (tool) | revoke (nft -f) | peak RSS tool | peak RSS nft -f |");
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

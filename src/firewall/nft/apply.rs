@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use super::inspect::{self, Facts, Family, RuleDepth, TableFacts};
 use super::netlink::{self, Conn, NlError};
-use super::plan::{Direction, Op, Plan, TableRef};
-use super::sys::{self, ElemSpec, Expr, MsgBuf, RuleSpec, SetSpec};
+use super::plan::{self, Direction, Op, Plan, TableRef};
+use super::sys::{self, ChainSpec, ElemSpec, Expr, MsgBuf, RuleSpec, SetSpec};
 use crate::firewall::TAG;
 
 /// How many times a batch planned on a ruleset that changed meanwhile is planned again.
@@ -30,7 +30,10 @@ pub struct Batch {
 
 impl Batch {
     pub fn describe(&self, seq: u32) -> Option<&str> {
-        self.what.iter().find(|(s, _)| *s == seq).map(|(_, w)| w.as_str())
+        self.what
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, w)| w.as_str())
     }
 }
 
@@ -48,24 +51,54 @@ fn set_udata(comment: Option<&str>) -> Vec<u8> {
 /// as nft writes it).
 fn address_elems(a: IpAddr, timeout_ms: Option<u64>) -> Vec<ElemSpec> {
     let (key, next) = match a {
-        IpAddr::V4(v4) => (v4.octets().to_vec(), u32::from(v4).checked_add(1).map(|n| n.to_be_bytes().to_vec())),
-        IpAddr::V6(v6) => (v6.octets().to_vec(), u128::from(v6).checked_add(1).map(|n| n.to_be_bytes().to_vec())),
+        IpAddr::V4(v4) => (
+            v4.octets().to_vec(),
+            u32::from(v4)
+                .checked_add(1)
+                .map(|n| n.to_be_bytes().to_vec()),
+        ),
+        IpAddr::V6(v6) => (
+            v6.octets().to_vec(),
+            u128::from(v6)
+                .checked_add(1)
+                .map(|n| n.to_be_bytes().to_vec()),
+        ),
     };
-    let mut out = vec![ElemSpec { key, interval_end: false, timeout_ms }];
+    let mut out = vec![ElemSpec {
+        key,
+        interval_end: false,
+        timeout_ms,
+    }];
     if let Some(end) = next {
-        out.push(ElemSpec { key: end, interval_end: true, timeout_ms: None });
+        out.push(ElemSpec {
+            key: end,
+            interval_end: true,
+            timeout_ms: None,
+        });
     }
     out
 }
 
 /// The expressions of an access rule, as nft 1.0.6 generates them for the same text (so that
 /// `nft list` prints `ip saddr @ovh_access_v4 tcp dport { 22 } accept`).
-fn access_exprs(family: Family, v6: bool, dir: Direction, set: &str, ports_set_id: u32) -> Vec<Expr> {
+fn access_exprs(
+    family: Family,
+    v6: bool,
+    dir: Direction,
+    set: &str,
+    ports_set_id: u32,
+) -> Vec<Expr> {
     let mut e = Vec::new();
     if family == Family::Inet {
         // In the inet family the network header may be either; nft adds this dependency itself.
-        let proto = if v6 { libc::NFPROTO_IPV6 } else { libc::NFPROTO_IPV4 } as u8;
-        e.push(Expr::Meta { key: sys::NFT_META_NFPROTO });
+        let proto = if v6 {
+            libc::NFPROTO_IPV6
+        } else {
+            libc::NFPROTO_IPV4
+        } as u8;
+        e.push(Expr::Meta {
+            key: sys::NFT_META_NFPROTO,
+        });
         e.push(Expr::CmpEq { data: vec![proto] });
     }
     let (offset, len) = match (v6, dir) {
@@ -74,16 +107,39 @@ fn access_exprs(family: Family, v6: bool, dir: Direction, set: &str, ports_set_i
         (true, Direction::In) => (8, 16),
         (true, Direction::Out) => (24, 16),
     };
-    e.push(Expr::Payload { base: sys::NFT_PAYLOAD_NETWORK_HEADER, offset, len });
-    e.push(Expr::Lookup { set: set.into(), set_id: None });
-    e.push(Expr::Meta { key: sys::NFT_META_L4PROTO });
-    e.push(Expr::CmpEq { data: vec![libc::IPPROTO_TCP as u8] });
+    e.push(Expr::Payload {
+        base: sys::NFT_PAYLOAD_NETWORK_HEADER,
+        offset,
+        len,
+    });
+    e.push(Expr::Lookup {
+        set: set.into(),
+        set_id: None,
+    });
+    e.push(Expr::Meta {
+        key: sys::NFT_META_L4PROTO,
+    });
+    e.push(Expr::CmpEq {
+        data: vec![libc::IPPROTO_TCP as u8],
+    });
     let port_offset = if dir == Direction::In { 2 } else { 0 };
-    e.push(Expr::Payload { base: sys::NFT_PAYLOAD_TRANSPORT_HEADER, offset: port_offset, len: 2 });
-    e.push(Expr::Lookup { set: ANON_SET.into(), set_id: Some(ports_set_id) });
+    e.push(Expr::Payload {
+        base: sys::NFT_PAYLOAD_TRANSPORT_HEADER,
+        offset: port_offset,
+        len: 2,
+    });
+    e.push(Expr::Lookup {
+        set: ANON_SET.into(),
+        set_id: Some(ports_set_id),
+    });
     e.push(Expr::Accept);
     e
 }
+
+/// Elements per NEWSETELEM message. libnftnl writes a message without bounds checks into the
+/// nft_nlmsg_maxsize() bytes reserved for it (a little over 64 KiB, the limit of one netlink
+/// attribute): 256 elements of at most ~100 bytes each stay far inside it.
+const ELEMS_PER_MSG: usize = 256;
 
 /// The name template of an anonymous set: the kernel picks the number (nf_tables_set_alloc_name).
 const ANON_SET: &str = "__set%d";
@@ -91,7 +147,11 @@ const ANON_SET: &str = "__set%d";
 /// Build the batch of a plan. Every message asks for an ACK; BATCH_END does too where the kernel
 /// answers it (≥ 6.10), so success is the commit itself and not only the last message.
 pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
-    let mut b = Batch { buf: MsgBuf::new(), acks: Vec::new(), what: Vec::new() };
+    let mut b = Batch {
+        buf: MsgBuf::new(),
+        acks: Vec::new(),
+        what: Vec::new(),
+    };
     // Sequence numbers of one batch: any unique values; the socket is ours alone.
     let mut seq = 1u32;
     netlink::batch_begin(&mut b.buf, seq, Some(genid));
@@ -128,43 +188,119 @@ pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
                     table: &t.name,
                     name: set,
                     flags: sys::NFT_SET_INTERVAL | sys::NFT_SET_TIMEOUT,
-                    key_type: if *v6 { sys::TYPE_IP6ADDR } else { sys::TYPE_IPADDR },
+                    key_type: if *v6 {
+                        sys::TYPE_IP6ADDR
+                    } else {
+                        sys::TYPE_IPADDR
+                    },
                     key_len: if *v6 { 16 } else { 4 },
                     id: Some(next_set_id),
                     userdata: &ud,
                 };
                 next_set_id += 1;
-                sys::put_set(&mut b.buf, sys::NFT_MSG_NEWSET, REQ | ACK | CREATE, seq, &spec);
+                sys::put_set(
+                    &mut b.buf,
+                    sys::NFT_MSG_NEWSET,
+                    REQ | ACK | CREATE,
+                    seq,
+                    &spec,
+                );
                 push(&mut b, &mut seq, format!("add set {t} {set}"));
             }
             Op::FlushSet { set, .. } => {
                 seq += 1;
-                let spec = SetSpec { family: fam, table: &t.name, name: set, flags: 0, key_type: 0, key_len: 0, id: None, userdata: &[] };
-                sys::put_elems(&mut b.buf, sys::NFT_MSG_DELSETELEM, REQ | ACK, seq, &spec, &[]);
+                let spec = SetSpec {
+                    family: fam,
+                    table: &t.name,
+                    name: set,
+                    flags: 0,
+                    key_type: 0,
+                    key_len: 0,
+                    id: None,
+                    userdata: &[],
+                };
+                sys::put_elems(
+                    &mut b.buf,
+                    sys::NFT_MSG_DELSETELEM,
+                    REQ | ACK,
+                    seq,
+                    &spec,
+                    &[],
+                );
                 push(&mut b, &mut seq, format!("flush set {t} {set}"));
             }
-            Op::AddElements { set, addresses, timeout, .. } => {
-                seq += 1;
+            Op::AddElements {
+                set,
+                addresses,
+                timeout,
+                ..
+            } => {
                 let ms = timeout.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
-                let elems: Vec<ElemSpec> = addresses.iter().flat_map(|a| address_elems(*a, ms)).collect();
-                let spec = SetSpec { family: fam, table: &t.name, name: set, flags: 0, key_type: 0, key_len: 0, id: None, userdata: &[] };
-                // No NLM_F_EXCL: an element that is already there gets its timeout refreshed.
-                sys::put_elems(&mut b.buf, sys::NFT_MSG_NEWSETELEM, REQ | ACK | CREATE, seq, &spec, &elems);
-                push(&mut b, &mut seq, format!("add elements to {t} {set}"));
+                let spec = SetSpec {
+                    family: fam,
+                    table: &t.name,
+                    name: set,
+                    flags: 0,
+                    key_type: 0,
+                    key_len: 0,
+                    id: None,
+                    userdata: &[],
+                };
+                for chunk in addresses.chunks(ELEMS_PER_MSG) {
+                    seq += 1;
+                    let elems: Vec<ElemSpec> =
+                        chunk.iter().flat_map(|a| address_elems(*a, ms)).collect();
+                    // No NLM_F_EXCL: an element already there gets its timeout refreshed.
+                    sys::put_elems(
+                        &mut b.buf,
+                        sys::NFT_MSG_NEWSETELEM,
+                        REQ | ACK | CREATE,
+                        seq,
+                        &spec,
+                        &elems,
+                    );
+                    push(&mut b, &mut seq, format!("add elements to {t} {set}"));
+                }
             }
             Op::AddChain { chain, .. } => {
                 seq += 1;
                 let ud = comment_ud(inspect::UDATA_CHAIN_COMMENT);
-                sys::put_chain(&mut b.buf, sys::NFT_MSG_NEWCHAIN, REQ | ACK | CREATE, seq, fam, &t.name, chain, &ud);
+                let spec = ChainSpec {
+                    family: fam,
+                    table: &t.name,
+                    name: chain,
+                    userdata: &ud,
+                };
+                sys::put_chain(
+                    &mut b.buf,
+                    sys::NFT_MSG_NEWCHAIN,
+                    REQ | ACK | CREATE,
+                    seq,
+                    &spec,
+                );
                 push(&mut b, &mut seq, format!("add chain {t} {chain}"));
             }
             Op::FlushChain { chain, .. } => {
                 seq += 1;
-                let spec = RuleSpec { family: fam, table: &t.name, chain, handle: None, exprs: &[], userdata: &[] };
+                let spec = RuleSpec {
+                    family: fam,
+                    table: &t.name,
+                    chain,
+                    handle: None,
+                    exprs: &[],
+                    userdata: &[],
+                };
                 sys::put_rule(&mut b.buf, sys::NFT_MSG_DELRULE, REQ | ACK, seq, &spec);
                 push(&mut b, &mut seq, format!("flush chain {t} {chain}"));
             }
-            Op::AddAccess { chain, set, v6, dir, ports, .. } => {
+            Op::AddAccess {
+                chain,
+                set,
+                v6,
+                dir,
+                ports,
+                ..
+            } => {
                 // The port list is an anonymous constant set, created in the batch and bound to
                 // the rule by its id, as nft does for `tcp dport { 22, 2222 }`.
                 let id = next_set_id;
@@ -181,43 +317,134 @@ pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
                     id: Some(id),
                     userdata: &ud,
                 };
-                sys::put_set(&mut b.buf, sys::NFT_MSG_NEWSET, REQ | ACK | CREATE, seq, &spec);
-                push(&mut b, &mut seq, format!("add the port set of a rule in {t} {chain}"));
-                seq += 1;
-                let elems: Vec<ElemSpec> =
-                    ports.iter().map(|p| ElemSpec { key: p.to_be_bytes().to_vec(), interval_end: false, timeout_ms: None }).collect();
-                sys::put_elems(&mut b.buf, sys::NFT_MSG_NEWSETELEM, REQ | ACK | CREATE, seq, &spec, &elems);
-                push(&mut b, &mut seq, format!("add the ports of a rule in {t} {chain}"));
+                sys::put_set(
+                    &mut b.buf,
+                    sys::NFT_MSG_NEWSET,
+                    REQ | ACK | CREATE,
+                    seq,
+                    &spec,
+                );
+                push(
+                    &mut b,
+                    &mut seq,
+                    format!("add the port set of a rule in {t} {chain}"),
+                );
+                for chunk in ports.chunks(ELEMS_PER_MSG) {
+                    seq += 1;
+                    let elems: Vec<ElemSpec> = chunk
+                        .iter()
+                        .map(|p| ElemSpec {
+                            key: p.to_be_bytes().to_vec(),
+                            interval_end: false,
+                            timeout_ms: None,
+                        })
+                        .collect();
+                    sys::put_elems(
+                        &mut b.buf,
+                        sys::NFT_MSG_NEWSETELEM,
+                        REQ | ACK | CREATE,
+                        seq,
+                        &spec,
+                        &elems,
+                    );
+                    push(
+                        &mut b,
+                        &mut seq,
+                        format!("add the ports of a rule in {t} {chain}"),
+                    );
+                }
                 seq += 1;
                 let exprs = access_exprs(t.family, *v6, *dir, set, id);
-                let rule = RuleSpec { family: fam, table: &t.name, chain, handle: None, exprs: &exprs, userdata: &[] };
-                sys::put_rule(&mut b.buf, sys::NFT_MSG_NEWRULE, REQ | ACK | CREATE | APPEND, seq, &rule);
+                let mut ud = Vec::new();
+                inspect::udata_put_comment(
+                    &mut ud,
+                    inspect::UDATA_RULE_SIGNATURE,
+                    &plan::access_rule_text(*v6, *dir, set, ports),
+                );
+                let rule = RuleSpec {
+                    family: fam,
+                    table: &t.name,
+                    chain,
+                    handle: None,
+                    exprs: &exprs,
+                    userdata: &ud,
+                };
+                sys::put_rule(
+                    &mut b.buf,
+                    sys::NFT_MSG_NEWRULE,
+                    REQ | ACK | CREATE | APPEND,
+                    seq,
+                    &rule,
+                );
                 push(&mut b, &mut seq, format!("add rule {t} {chain}"));
             }
             Op::InsertJump { chain, target, .. } => {
                 seq += 1;
                 let exprs = [Expr::Jump(target.clone())];
                 let ud = comment_ud(inspect::UDATA_RULE_COMMENT);
-                let rule = RuleSpec { family: fam, table: &t.name, chain, handle: None, exprs: &exprs, userdata: &ud };
+                let rule = RuleSpec {
+                    family: fam,
+                    table: &t.name,
+                    chain,
+                    handle: None,
+                    exprs: &exprs,
+                    userdata: &ud,
+                };
                 // Without NLM_F_APPEND and without a position, nf_tables_newrule links the rule at
                 // the head of the chain: before the user's final drop and anything else.
-                sys::put_rule(&mut b.buf, sys::NFT_MSG_NEWRULE, REQ | ACK | CREATE, seq, &rule);
-                push(&mut b, &mut seq, format!("insert the jump into {t} {chain}"));
+                sys::put_rule(
+                    &mut b.buf,
+                    sys::NFT_MSG_NEWRULE,
+                    REQ | ACK | CREATE,
+                    seq,
+                    &rule,
+                );
+                push(
+                    &mut b,
+                    &mut seq,
+                    format!("insert the jump into {t} {chain}"),
+                );
             }
             Op::DeleteRule { chain, handle, .. } => {
                 seq += 1;
-                let rule = RuleSpec { family: fam, table: &t.name, chain, handle: Some(*handle), exprs: &[], userdata: &[] };
+                let rule = RuleSpec {
+                    family: fam,
+                    table: &t.name,
+                    chain,
+                    handle: Some(*handle),
+                    exprs: &[],
+                    userdata: &[],
+                };
                 sys::put_rule(&mut b.buf, sys::NFT_MSG_DELRULE, REQ | ACK, seq, &rule);
-                push(&mut b, &mut seq, format!("delete the jump (handle {handle}) from {t} {chain}"));
+                push(
+                    &mut b,
+                    &mut seq,
+                    format!("delete the jump (handle {handle}) from {t} {chain}"),
+                );
             }
             Op::DeleteChain { chain, .. } => {
                 seq += 1;
-                sys::put_chain(&mut b.buf, sys::NFT_MSG_DELCHAIN, REQ | ACK, seq, fam, &t.name, chain, &[]);
+                let spec = ChainSpec {
+                    family: fam,
+                    table: &t.name,
+                    name: chain,
+                    userdata: &[],
+                };
+                sys::put_chain(&mut b.buf, sys::NFT_MSG_DELCHAIN, REQ | ACK, seq, &spec);
                 push(&mut b, &mut seq, format!("delete chain {t} {chain}"));
             }
             Op::DeleteSet { set, .. } => {
                 seq += 1;
-                let spec = SetSpec { family: fam, table: &t.name, name: set, flags: 0, key_type: 0, key_len: 0, id: None, userdata: &[] };
+                let spec = SetSpec {
+                    family: fam,
+                    table: &t.name,
+                    name: set,
+                    flags: 0,
+                    key_type: 0,
+                    key_len: 0,
+                    id: None,
+                    userdata: &[],
+                };
                 sys::put_set(&mut b.buf, sys::NFT_MSG_DELSET, REQ | ACK, seq, &spec);
                 push(&mut b, &mut seq, format!("delete set {t} {set}"));
             }
@@ -239,6 +466,18 @@ pub struct BatchFailure {
     pub what: Option<String>,
 }
 
+/// Send the batch of `ops`, valid only at generation `genid`.
+pub fn send(conn: &mut Conn, ops: &[Op], genid: u32, ack_end: bool) -> Result<(), BatchFailure> {
+    let batch = build(ops, genid, ack_end);
+    conn.send_batch(&batch.buf, &batch.acks).map_err(|e| {
+        let what = match &e {
+            NlError::Kernel { seq, .. } => batch.describe(*seq).map(str::to_string),
+            _ => None,
+        };
+        BatchFailure { error: e, what }
+    })
+}
+
 /// Read, plan, apply; again on ERESTART (the ruleset changed after it was read) or on an
 /// interrupted dump, at most [`MAX_ATTEMPTS`] times. Returns the facts and plan that were applied
 /// (or that a dry run would apply).
@@ -250,30 +489,36 @@ pub fn run(
 ) -> anyhow::Result<Result<(Facts, Plan), BatchFailure>> {
     let ack_end = netlink::kernel_acks_batch_end();
     let mut last = None;
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
         let facts = match inspect::read_facts(conn, &depth, false) {
             Ok(f) => f,
             Err(NlError::Interrupted) => {
-                last = Some(BatchFailure { error: NlError::Interrupted, what: None });
+                last = Some(BatchFailure {
+                    error: NlError::Interrupted,
+                    what: None,
+                });
                 continue;
             }
-            Err(e) => return Ok(Err(BatchFailure { error: e, what: Some("read the ruleset".into()) })),
+            Err(e) => {
+                return Ok(Err(BatchFailure {
+                    error: e,
+                    what: Some("read the ruleset".into()),
+                }))
+            }
         };
-        let plan = make_plan(&facts)?;
+        let mut plan = make_plan(&facts)?;
+        if attempt > 0 {
+            plan.notes.push(format!(
+                "the ruleset changed while ovh-access was working: read and planned again {attempt} time(s)"
+            ));
+        }
         if dry_run || plan.ops.is_empty() {
             return Ok(Ok((facts, plan)));
         }
-        let batch = build(&plan.ops, facts.genid, ack_end);
-        match conn.send_batch(&batch.buf, &batch.acks) {
+        match send(conn, &plan.ops, facts.genid, ack_end) {
             Ok(()) => return Ok(Ok((facts, plan))),
-            Err(e) => {
-                let what = match &e {
-                    NlError::Kernel { seq, .. } => batch.describe(*seq).map(str::to_string),
-                    _ => None,
-                };
-                let retry = e.errno() == Some(netlink::ERESTART);
-                let failure = BatchFailure { error: e, what };
-                if !retry {
+            Err(failure) => {
+                if failure.error.errno() != Some(netlink::ERESTART) {
                     return Ok(Err(failure));
                 }
                 last = Some(failure);
@@ -294,21 +539,68 @@ mod tests {
         assert_eq!(e[1].key, vec![192, 0, 3, 0]);
         assert!(e[1].interval_end && !e[0].interval_end);
         assert_eq!(e[0].timeout_ms, Some(5000));
-        assert_eq!(address_elems("255.255.255.255".parse().unwrap(), None).len(), 1);
+        assert_eq!(
+            address_elems("255.255.255.255".parse().unwrap(), None).len(),
+            1
+        );
         let v6 = address_elems("2001:db8::ffff".parse().unwrap(), None);
         assert_eq!(v6[1].key[12..], [0, 1, 0, 0]);
     }
 
     #[test]
+    fn many_elements_are_split_over_messages_that_fit() {
+        let t = TableRef {
+            family: Family::Inet,
+            name: "filter".into(),
+        };
+        let addresses: Vec<IpAddr> = (0..1000u32)
+            .map(|i| {
+                IpAddr::from(std::net::Ipv6Addr::from(
+                    (0x2001_0db8u128 << 96) | u128::from(i),
+                ))
+            })
+            .collect();
+        let ops = vec![Op::AddElements {
+            table: t,
+            set: "ovh_access_v6".into(),
+            addresses,
+            timeout: Some(std::time::Duration::from_secs(60)),
+        }];
+        let b = build(&ops, 1, false);
+        assert_eq!(b.acks.len(), 4, "1000 addresses in chunks of 256");
+        let mut at = 0;
+        let bytes = b.buf.bytes();
+        while at < bytes.len() {
+            let len = u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            assert!(len < 65_536, "message of {len} bytes");
+            at += sys::align4(len);
+        }
+        assert_eq!(at, bytes.len());
+    }
+
+    #[test]
     fn a_batch_acks_every_message_and_names_it() {
-        let t = TableRef { family: Family::Inet, name: "filter".into() };
+        let t = TableRef {
+            family: Family::Inet,
+            name: "filter".into(),
+        };
         let ops = vec![
-            Op::InsertJump { table: t.clone(), chain: "input".into(), target: "ovh_access".into() },
-            Op::DeleteSet { table: t, set: "ovh_access_v4".into() },
+            Op::InsertJump {
+                table: t.clone(),
+                chain: "input".into(),
+                target: "ovh_access".into(),
+            },
+            Op::DeleteSet {
+                table: t,
+                set: "ovh_access_v4".into(),
+            },
         ];
         let b = build(&ops, 42, true);
         assert_eq!(b.acks, vec![2, 3, 4]);
-        assert_eq!(b.describe(2), Some("insert the jump into inet filter input"));
+        assert_eq!(
+            b.describe(2),
+            Some("insert the jump into inet filter input")
+        );
         // Begin carries the generation id, big-endian, after the nfgenmsg.
         assert_eq!(&b.buf.bytes()[24..28], &42u32.to_be_bytes());
         // The jump's header has no NLM_F_APPEND: the kernel inserts it at the head.

@@ -114,12 +114,16 @@ pub struct RuleFacts {
     pub comment: Option<String>,
     /// The rule uses xtables `match`/`target` expressions: it was written by iptables-nft.
     pub xt: bool,
+    /// The tool's access rules carry their own text in a private userdata TLV, so that a second
+    /// grant with the same ports leaves them alone (see `UDATA_RULE_SIGNATURE`).
+    pub signature: Option<String>,
 }
 
 impl RuleFacts {
     /// One of ours: a jump to a chain of ours, carrying the tag.
     pub fn is_tool_jump(&self) -> bool {
-        self.comment.as_deref() == Some(TAG) && self.jump_to.as_deref().is_some_and(is_tool_chain_name)
+        self.comment.as_deref() == Some(TAG)
+            && self.jump_to.as_deref().is_some_and(is_tool_chain_name)
     }
 }
 
@@ -144,7 +148,9 @@ impl ChainFacts {
 
     /// A filter base chain on `hook`.
     pub fn is_filter_on(&self, hook: Hook) -> bool {
-        self.base.as_ref().is_some_and(|b| b.hook == hook && b.chain_type == "filter")
+        self.base
+            .as_ref()
+            .is_some_and(|b| b.hook == hook && b.chain_type == "filter")
     }
 }
 
@@ -181,7 +187,13 @@ pub struct TableFacts {
     pub chains: Vec<ChainFacts>,
     /// Only the tool's sets (`ovh_access_v4`, `ovh_access_v6`), whoever made them.
     pub sets: Vec<SetFacts>,
+    /// NFT_TABLE_F_OWNER: only the process that created the table may change it (firewalld and
+    /// other daemons claim theirs); the kernel refuses anyone else with EPERM.
+    pub owned: bool,
 }
+
+/// `NFT_TABLE_F_OWNER` (linux/netfilter/nf_tables.h).
+const NFT_TABLE_F_OWNER: u32 = 0x2;
 
 impl TableFacts {
     /// iptables-nft's tables: its rules use xtables expressions, and it names its tables after
@@ -191,10 +203,17 @@ impl TableFacts {
     pub fn made_by_iptables_nft(&self) -> bool {
         const XT_TABLES: [&str; 5] = ["filter", "nat", "mangle", "raw", "security"];
         const XT_CHAINS: [&str; 5] = ["INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"];
-        let xt_rules = self.chains.iter().flat_map(|c| c.rules.iter().flatten()).any(|r| r.xt);
+        let xt_rules = self
+            .chains
+            .iter()
+            .flat_map(|c| c.rules.iter().flatten())
+            .any(|r| r.xt);
         let xt_names = matches!(self.family, Family::Ip | Family::Ip6)
             && XT_TABLES.contains(&self.name.as_str())
-            && self.chains.iter().any(|c| c.base.is_some() && XT_CHAINS.contains(&c.name.as_str()));
+            && self
+                .chains
+                .iter()
+                .any(|c| c.base.is_some() && XT_CHAINS.contains(&c.name.as_str()));
         xt_rules || xt_names
     }
 
@@ -212,7 +231,9 @@ impl TableFacts {
     }
 
     pub fn has_tool_objects(&self) -> bool {
-        self.chains.iter().any(|c| c.is_tool_chain() || c.rules.iter().flatten().any(|r| r.is_tool_jump()))
+        self.chains
+            .iter()
+            .any(|c| c.is_tool_chain() || c.rules.iter().flatten().any(|r| r.is_tool_jump()))
             || self.sets.iter().any(|s| s.is_tool_set())
     }
 }
@@ -232,7 +253,10 @@ pub fn jumps_to_tool_chains(t: &TableFacts) -> u32 {
     t.chains
         .iter()
         .filter(|c| is_tool_chain_name(&c.name))
-        .map(|c| c.use_count.saturating_sub(c.rules.as_ref().map_or(0, |r| r.len() as u32)))
+        .map(|c| {
+            c.use_count
+                .saturating_sub(c.rules.as_ref().map_or(0, |r| r.len() as u32))
+        })
         .sum()
 }
 
@@ -261,7 +285,11 @@ pub fn udata_comment(ud: &[u8], comment_type: u8) -> Option<String> {
 }
 
 /// A userdata TLV holding `comment`, NUL-terminated as nftnl_udata_put_strz writes it.
+/// A text too long for one TLV (its length is one byte) is left out.
 pub fn udata_put_comment(out: &mut Vec<u8>, comment_type: u8, comment: &str) {
+    if comment.len() >= u8::MAX as usize {
+        return;
+    }
     out.push(comment_type);
     out.push((comment.len() + 1) as u8);
     out.extend_from_slice(comment.as_bytes());
@@ -271,6 +299,11 @@ pub fn udata_put_comment(out: &mut Vec<u8>, comment_type: u8, comment: &str) {
 pub const UDATA_RULE_COMMENT: u8 = 0;
 pub const UDATA_CHAIN_COMMENT: u8 = 0;
 pub const UDATA_SET_COMMENT: u8 = 7;
+/// A userdata type of our own, past nft's (`NFTNL_UDATA_RULE_MAX`): nft skips types it does not
+/// know when it prints a rule, and the kernel keeps userdata opaque. Rewriting a rule that is
+/// already right is not free: any new rule makes the kernel validate every chain of the table
+/// on commit (nf_tables_newrule → NFT_VALIDATE_NEED), O(rules) on a big ruleset.
+pub const UDATA_RULE_SIGNATURE: u8 = 0x4f;
 
 /// How much of a chain's rules to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,21 +317,41 @@ pub enum RuleDepth {
 }
 
 /// Read the facts: the generation first, so that any change after it fails the batch.
-pub fn read_facts(conn: &mut Conn, depth: impl Fn(&TableFacts) -> RuleDepth, with_elements: bool) -> Result<Facts, NlError> {
+pub fn read_facts(
+    conn: &mut Conn,
+    depth: impl Fn(&TableFacts) -> RuleDepth,
+    with_elements: bool,
+) -> Result<Facts, NlError> {
     let genid = read_genid(conn)?;
     let mut tables: Vec<TableFacts> = Vec::new();
     dump(conn, sys::NFT_MSG_GETTABLE, |m| {
         if let Some(t) = sys::parse_table(m) {
             if let Some(family) = Family::from_nfproto(t.family) {
-                tables.push(TableFacts { family, name: t.name, handle: t.handle, chains: Vec::new(), sets: Vec::new() });
+                tables.push(TableFacts {
+                    family,
+                    name: t.name,
+                    handle: t.handle,
+                    chains: Vec::new(),
+                    sets: Vec::new(),
+                    owned: t.flags & NFT_TABLE_F_OWNER != 0,
+                });
             }
         }
     })?;
     let mut chains = Vec::new();
-    dump(conn, sys::NFT_MSG_GETCHAIN, |m| chains.extend(sys::parse_chain(m)))?;
+    dump(conn, sys::NFT_MSG_GETCHAIN, |m| {
+        chains.extend(sys::parse_chain(m))
+    })?;
     for c in chains {
-        let Some(fam) = Family::from_nfproto(c.family) else { continue };
-        let Some(t) = tables.iter_mut().find(|t| t.family == fam && t.name == c.table) else { continue };
+        let Some(fam) = Family::from_nfproto(c.family) else {
+            continue;
+        };
+        let Some(t) = tables
+            .iter_mut()
+            .find(|t| t.family == fam && t.name == c.table)
+        else {
+            continue;
+        };
         t.chains.push(ChainFacts {
             base: c.hook.map(|h| BaseChain {
                 hook: Hook::from_num(h),
@@ -335,7 +388,10 @@ pub fn read_facts(conn: &mut Conn, depth: impl Fn(&TableFacts) -> RuleDepth, wit
         let jumps_expected = jumps_to_tool_chains(t);
         let mut found = 0u32;
         for c in t.chains.iter_mut() {
-            let hooked = c.base.as_ref().is_some_and(|b| matches!(b.hook, Hook::Input | Hook::Output));
+            let hooked = c
+                .base
+                .as_ref()
+                .is_some_and(|b| matches!(b.hook, Hook::Input | Hook::Output));
             if !hooked {
                 continue;
             }
@@ -343,7 +399,13 @@ pub fn read_facts(conn: &mut Conn, depth: impl Fn(&TableFacts) -> RuleDepth, wit
                 RuleDepth::All => None,
                 RuleDepth::UntilJumps(_) => Some(jumps_expected),
             };
-            let (rules, complete) = read_rules(conn, family, &table, &c.name, want.map(|w| w.saturating_sub(found)))?;
+            let (rules, complete) = read_rules(
+                conn,
+                family,
+                &table,
+                &c.name,
+                want.map(|w| w.saturating_sub(found)),
+            )?;
             found += rules.iter().filter(|r| r.is_tool_jump()).count() as u32;
             c.rules = Some(rules);
             c.rules_complete = complete;
@@ -356,19 +418,32 @@ pub fn read_facts(conn: &mut Conn, depth: impl Fn(&TableFacts) -> RuleDepth, wit
 pub fn read_genid(conn: &mut Conn) -> Result<u32, NlError> {
     let seq = conn.next_seq();
     let mut req = MsgBuf::new();
-    sys::put_request(&mut req, sys::NFT_MSG_GETGEN, (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16, seq);
+    sys::put_request(
+        &mut req,
+        sys::NFT_MSG_GETGEN,
+        (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
+        seq,
+    );
     let mut genid = None;
     conn.request(&req, seq, |m| {
         genid = genid.or(sys::parse_gen(m));
         ControlFlow::Continue(())
     })?;
-    genid.ok_or(NlError::Kernel { seq, errno: libc::EPROTO })
+    genid.ok_or(NlError::Kernel {
+        seq,
+        errno: libc::EPROTO,
+    })
 }
 
 fn dump(conn: &mut Conn, msg_type: u16, mut f: impl FnMut(&[u8])) -> Result<(), NlError> {
     let seq = conn.next_seq();
     let mut req = MsgBuf::new();
-    sys::put_request(&mut req, msg_type, (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16, seq);
+    sys::put_request(
+        &mut req,
+        msg_type,
+        (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+        seq,
+    );
     conn.request(&req, seq, |m| {
         f(m);
         ControlFlow::Continue(())
@@ -377,11 +452,31 @@ fn dump(conn: &mut Conn, msg_type: u16, mut f: impl FnMut(&[u8])) -> Result<(), 
 }
 
 /// One set by name (a get, not a dump: the table may hold thousands of anonymous sets).
-fn get_set(conn: &mut Conn, family: Family, table: &str, name: &str) -> Result<Option<SetFacts>, NlError> {
+fn get_set(
+    conn: &mut Conn,
+    family: Family,
+    table: &str,
+    name: &str,
+) -> Result<Option<SetFacts>, NlError> {
     let seq = conn.next_seq();
     let mut req = MsgBuf::new();
-    let spec = sys::SetSpec { family: family.nfproto(), table, name, flags: 0, key_type: 0, key_len: 0, id: None, userdata: &[] };
-    sys::put_set(&mut req, sys::NFT_MSG_GETSET, (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16, seq, &spec);
+    let spec = sys::SetSpec {
+        family: family.nfproto(),
+        table,
+        name,
+        flags: 0,
+        key_type: 0,
+        key_len: 0,
+        id: None,
+        userdata: &[],
+    };
+    sys::put_set(
+        &mut req,
+        sys::NFT_MSG_GETSET,
+        (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
+        seq,
+        &spec,
+    );
     let mut out = None;
     match conn.request(&req, seq, |m| {
         if let Some(s) = sys::parse_set(m) {
@@ -395,14 +490,22 @@ fn get_set(conn: &mut Conn, family: Family, table: &str, name: &str) -> Result<O
         ControlFlow::Continue(())
     }) {
         Ok(_) => Ok(out),
-        Err(NlError::Kernel { errno: libc::ENOENT, .. }) => Ok(None),
+        Err(NlError::Kernel {
+            errno: libc::ENOENT,
+            ..
+        }) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// The addresses of one of the tool's sets. Interval sets hold each address as a start element
 /// and an end element (the next address, flagged INTERVAL_END); only the starts are addresses.
-pub fn read_elements(conn: &mut Conn, family: Family, table: &str, set: &str) -> Result<Vec<Element>, NlError> {
+pub fn read_elements(
+    conn: &mut Conn,
+    family: Family,
+    table: &str,
+    set: &str,
+) -> Result<Vec<Element>, NlError> {
     let seq = conn.next_seq();
     let mut req = MsgBuf::new();
     sys::put_elem_dump(&mut req, seq, family.nfproto(), table, set);
@@ -417,7 +520,11 @@ pub fn read_elements(conn: &mut Conn, family: Family, table: &str, set: &str) ->
                 16 => IpAddr::from(<[u8; 16]>::try_from(e.key.as_slice()).unwrap()),
                 _ => continue,
             };
-            out.push(Element { address, timeout_ms: e.timeout_ms, expires_ms: e.expires_ms });
+            out.push(Element {
+                address,
+                timeout_ms: e.timeout_ms,
+                expires_ms: e.expires_ms,
+            });
         }
         ControlFlow::Continue(())
     })?;
@@ -450,6 +557,7 @@ pub fn read_rules(
                 jump_to: r.jump_to,
                 comment: udata_comment(&r.userdata, UDATA_RULE_COMMENT),
                 xt,
+                signature: udata_comment(&r.userdata, UDATA_RULE_SIGNATURE),
             };
             jumps += u32::from(rf.is_tool_jump());
             rules.push(rf);
@@ -473,6 +581,10 @@ mod tests {
         udata_put_comment(&mut ud, UDATA_SET_COMMENT, TAG);
         assert_eq!(udata_comment(&ud, UDATA_SET_COMMENT).as_deref(), Some(TAG));
         assert_eq!(udata_comment(&ud, 3), None);
-        assert_eq!(udata_comment(&[0, 200, 1], 0), None, "a truncated TLV is no comment");
+        assert_eq!(
+            udata_comment(&[0, 200, 1], 0),
+            None,
+            "a truncated TLV is no comment"
+        );
     }
 }

@@ -19,11 +19,13 @@ mod sys;
 use anyhow::Result;
 use serde::Serialize;
 
-pub use inspect::{Element, Family};
+pub use inspect::{
+    BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts,
+};
 pub use plan::{render as render_ops, Op, Plan};
 
 use crate::firewall::{Backend, LayerChange, OpenRequest};
-use inspect::{Hook, RuleDepth};
+use inspect::RuleDepth;
 use netlink::{Conn, NlError};
 
 /// The chain holding the accept rules for the input hook.
@@ -32,6 +34,8 @@ pub const CHAIN_IN: &str = "ovh_access";
 pub const CHAIN_OUT: &str = "ovh_access_out";
 pub const SET_V4: &str = "ovh_access_v4";
 pub const SET_V6: &str = "ovh_access_v6";
+
+const NO_NF_TABLES: &str = "nftables: the kernel has no nf_tables (nfnetlink knows no such subsystem); load it with `modprobe nf_tables` or choose --firewall iptables";
 
 /// The nftables layer of the current network namespace.
 pub struct NftBackend {
@@ -42,17 +46,60 @@ impl NftBackend {
     /// Open the netlink socket and check that nf_tables answers (so that a missing module or a
     /// missing CAP_NET_ADMIN is reported here, as one sentence).
     pub fn new() -> Result<NftBackend> {
-        let mut conn = Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
-        inspect::read_genid(&mut conn).map_err(|e| explain(e, "read the nftables generation"))?;
+        let mut conn =
+            Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
+        inspect::read_genid(&mut conn).map_err(|e| match e.errno() {
+            // nfnetlink_rcv_msg answers EINVAL for a subsystem that is neither loaded nor
+            // loadable: the kernel has no nf_tables.
+            Some(libc::EINVAL) => anyhow::Error::new(e).context(NO_NF_TABLES),
+            _ => explain(e, "read the nftables generation"),
+        })?;
         Ok(NftBackend { conn })
+    }
+
+    /// Read the ruleset and plan a grant, changing nothing. With [`NftBackend::apply`] this is
+    /// `open` in two steps, for a caller that records the plan (a journal) before applying it.
+    pub fn plan_open(&mut self, req: &OpenRequest) -> Result<(Facts, Plan)> {
+        let facts = read_consistent(&mut self.conn, grant_depth, false)?;
+        let plan = plan::plan_open(&facts, req)?;
+        Ok((facts, plan))
+    }
+
+    /// Read the ruleset and plan a revoke, changing nothing.
+    pub fn plan_close(&mut self) -> Result<(Facts, Plan)> {
+        let facts = read_consistent(&mut self.conn, grant_depth, false)?;
+        let plan = plan::plan_close(&facts)?;
+        Ok((facts, plan))
+    }
+
+    /// Apply a plan made from `facts`, as one batch. The kernel refuses the whole batch if the
+    /// ruleset changed since `facts` were read (generation id); then read and plan again.
+    pub fn apply(&mut self, facts: &Facts, plan: &Plan) -> Result<()> {
+        if plan.ops.is_empty() {
+            return Ok(());
+        }
+        apply::send(&mut self.conn, &plan.ops, facts.genid, netlink::kernel_acks_batch_end()).map_err(|f| {
+            if f.error.errno() == Some(netlink::ERESTART) {
+                return anyhow::Error::new(f.error).context(
+                    "nftables: the ruleset changed after it was read, so the kernel refused the whole batch; read it and plan again",
+                );
+            }
+            let what = f.what.unwrap_or_else(|| "apply the batch".into());
+            explain(f.error, &what)
+        })
     }
 
     /// The facts as the planner would see them (for tests and `doctor`).
     pub fn facts(&mut self) -> Result<Facts> {
-        inspect::read_facts(&mut self.conn, |_| RuleDepth::All, true).map_err(|e| explain(e, "read the nftables ruleset"))
+        read_consistent(&mut self.conn, |_| RuleDepth::All, true)
     }
 
-    fn change(&mut self, dry_run: bool, plan_fn: impl FnMut(&Facts) -> Result<Plan>, depth: impl Fn(&inspect::TableFacts) -> RuleDepth) -> Result<LayerChange> {
+    fn change(
+        &mut self,
+        dry_run: bool,
+        plan_fn: impl FnMut(&Facts) -> Result<Plan>,
+        depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
+    ) -> Result<LayerChange> {
         let outcome = apply::run(&mut self.conn, depth, plan_fn, dry_run)?;
         let (_, plan) = outcome.map_err(|f| {
             let what = f.what.unwrap_or_else(|| "apply the batch".into());
@@ -68,30 +115,48 @@ impl NftBackend {
     }
 }
 
-pub use inspect::Facts;
-
 impl Backend for NftBackend {
     fn name(&self) -> String {
         "nftables".into()
     }
 
     fn open(&mut self, req: &OpenRequest, dry_run: bool) -> Result<LayerChange> {
-        // Grant reads only the head of the big chains: the jump it looks for is inserted there,
-        // and a missing one is simply inserted again.
-        let depth = |t: &inspect::TableFacts| {
-            RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t))
-        };
-        self.change(dry_run, |f| plan::plan_open(f, req), depth)
+        self.change(dry_run, |f| plan::plan_open(f, req), grant_depth)
     }
 
+    /// Removal reads each hooked chain until it has seen as many tagged jumps as the kernel
+    /// counts references to the tool's chains: usually the head only.
     fn close(&mut self, dry_run: bool) -> Result<LayerChange> {
-        // Revoke reads until it has seen as many tagged jumps as the kernel counts references to
-        // the tool's chains: usually the head of each chain only.
-        let depth = |t: &inspect::TableFacts| {
-            RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t))
-        };
-        self.change(dry_run, plan::plan_close, depth)
+        self.change(dry_run, plan::plan_close, grant_depth)
     }
+}
+
+/// The facts, read again when a dump was interrupted by a concurrent change (NLM_F_DUMP_INTR).
+fn read_consistent(
+    conn: &mut Conn,
+    depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
+    with_elements: bool,
+) -> Result<Facts> {
+    let mut last = None;
+    for _ in 0..apply::MAX_ATTEMPTS {
+        match inspect::read_facts(conn, &depth, with_elements) {
+            Ok(f) => return Ok(f),
+            Err(NlError::Interrupted) => last = Some(NlError::Interrupted),
+            Err(e) => return Err(explain(e, "read the nftables ruleset")),
+        }
+    }
+    Err(explain(
+        last.expect("at least one attempt"),
+        "read the nftables ruleset",
+    ))
+}
+
+/// How far to read the big chains: until as many tagged jumps were seen as the kernel counts
+/// references to the tool's chains, and at least their head, where the tool inserts its jump
+/// (and where iptables-nft's expressions show). A missing jump is simply inserted again, so a
+/// grant on a 100 000-rule chain reads about as much as on a 10-rule one.
+fn grant_depth(t: &inspect::TableFacts) -> RuleDepth {
+    RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t))
 }
 
 /// One table as `list_tables` reports it (for the detector and `status`/`doctor`).
@@ -104,13 +169,14 @@ pub struct NftTableInfo {
     /// Names of the filter base chains on the input hook.
     pub input_base_chains: Vec<String>,
     pub has_tool_objects: bool,
+    /// NFT_TABLE_F_OWNER: only the process that made it (firewalld, ...) may change it.
+    pub owned_by_process: bool,
 }
 
 /// Every nftables table of the current network namespace.
 pub fn list_tables() -> Result<Vec<NftTableInfo>> {
     let mut conn = Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
-    let facts = inspect::read_facts(&mut conn, |_| RuleDepth::UntilJumps(0), false)
-        .map_err(|e| explain(e, "read the nftables ruleset"))?;
+    let facts = read_consistent(&mut conn, |_| RuleDepth::UntilJumps(0), false)?;
     Ok(facts
         .tables
         .iter()
@@ -118,8 +184,14 @@ pub fn list_tables() -> Result<Vec<NftTableInfo>> {
             family: t.family.name().into(),
             name: t.name.clone(),
             made_by_iptables_nft: t.made_by_iptables_nft(),
-            input_base_chains: t.chains.iter().filter(|c| c.is_filter_on(Hook::Input)).map(|c| c.name.clone()).collect(),
+            input_base_chains: t
+                .chains
+                .iter()
+                .filter(|c| c.is_filter_on(Hook::Input))
+                .map(|c| c.name.clone())
+                .collect(),
             has_tool_objects: t.has_tool_objects(),
+            owned_by_process: t.owned,
         })
         .collect())
 }
@@ -165,45 +237,76 @@ pub struct NftSetState {
 impl NftToolState {
     /// True when nothing of the tool is present.
     pub fn is_empty(&self) -> bool {
-        self.tables.iter().all(|t| t.chains.is_empty() && t.sets.is_empty() && !t.hooks.iter().any(|h| h.jump_present))
+        self.tables.iter().all(|t| {
+            t.chains.is_empty() && t.sets.is_empty() && !t.hooks.iter().any(|h| h.jump_present)
+        })
     }
 }
 
 /// The tool's objects in the current network namespace, read in full.
 pub fn tool_state() -> Result<NftToolState> {
     let mut conn = Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
-    let facts = inspect::read_facts(&mut conn, |_| RuleDepth::All, true).map_err(|e| explain(e, "read the nftables ruleset"))?;
+    // Read until every jump the kernel counts was seen: the jumps sit at the head, so a status on
+    // a 100 000-rule chain does not dump it all.
+    let facts = read_consistent(&mut conn, grant_depth, true)?;
     Ok(state_of(&facts))
 }
 
 fn state_of(facts: &Facts) -> NftToolState {
     let mut tables = Vec::new();
-    for t in facts.tables.iter().filter(|t| t.family.is_ip() && !t.made_by_iptables_nft()) {
+    for t in facts
+        .tables
+        .iter()
+        .filter(|t| t.family.is_ip() && !t.made_by_iptables_nft())
+    {
         let hooks: Vec<NftHookState> = t
             .chains
             .iter()
-            .filter(|c| c.is_filter_on(Hook::Input) || (c.is_filter_on(Hook::Output) && c.base.as_ref().is_some_and(|b| b.policy_drop)))
+            .filter(|c| {
+                c.is_filter_on(Hook::Input)
+                    || (c.is_filter_on(Hook::Output)
+                        && c.base.as_ref().is_some_and(|b| b.policy_drop))
+            })
             .map(|c| {
                 let rules = c.rules.as_deref().unwrap_or_default();
                 NftHookState {
                     chain: c.name.clone(),
-                    hook: if c.is_filter_on(Hook::Input) { "input" } else { "output" }.into(),
+                    hook: if c.is_filter_on(Hook::Input) {
+                        "input"
+                    } else {
+                        "output"
+                    }
+                    .into(),
                     jump_present: rules.iter().any(|r| r.is_tool_jump()),
                     jump_at_head: rules.first().is_some_and(|r| r.is_tool_jump()),
                 }
             })
             .collect();
-        let chains: Vec<String> = t.chains.iter().filter(|c| c.is_tool_chain()).map(|c| c.name.clone()).collect();
+        let chains: Vec<String> = t
+            .chains
+            .iter()
+            .filter(|c| c.is_tool_chain())
+            .map(|c| c.name.clone())
+            .collect();
         let sets: Vec<NftSetState> = t
             .sets
             .iter()
             .filter(|s| s.is_tool_set())
-            .map(|s| NftSetState { name: s.name.clone(), elements: s.elements.clone().unwrap_or_default() })
+            .map(|s| NftSetState {
+                name: s.name.clone(),
+                elements: s.elements.clone().unwrap_or_default(),
+            })
             .collect();
         if hooks.is_empty() && chains.is_empty() && sets.is_empty() {
             continue;
         }
-        tables.push(NftTableState { family: t.family.name().into(), name: t.name.clone(), hooks, chains, sets });
+        tables.push(NftTableState {
+            family: t.family.name().into(),
+            name: t.name.clone(),
+            hooks,
+            chains,
+            sets,
+        });
     }
     NftToolState { tables }
 }
@@ -234,4 +337,113 @@ fn explain(e: NlError, doing: &str) -> anyhow::Error {
         _ => format!("nftables: could not {doing}: {e}; check `nft list ruleset` and run the command again"),
     };
     anyhow::Error::new(e).context(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(errno: i32) -> String {
+        format!(
+            "{:#}",
+            explain(
+                NlError::Kernel { seq: 3, errno },
+                "insert the jump into inet filter input"
+            )
+        )
+    }
+
+    #[test]
+    fn errors_are_one_sentence_with_the_fix() {
+        assert!(kernel(libc::EPERM)
+            .starts_with("nftables: permission denied while trying to insert the jump"));
+        assert!(kernel(libc::EPERM).contains("run ovh-access as root"));
+        assert!(kernel(libc::EMSGSIZE).contains("too large for one netlink message"));
+        assert!(kernel(libc::ENOENT).contains("disappeared while the tool was working"));
+        assert!(kernel(netlink::ERESTART).contains("kept changing"));
+        assert!(kernel(libc::EOPNOTSUPP).contains("modprobe nf_tables"));
+        let open = NlError::Open(std::io::Error::from_raw_os_error(libc::EPROTONOSUPPORT));
+        assert!(
+            format!("{:#}", explain(open, "open a netlink socket to nf_tables"))
+                .contains("has no nf_tables")
+        );
+        assert!(kernel(libc::EINVAL).contains("could not insert the jump into inet filter input"));
+    }
+
+    #[test]
+    fn state_reports_jumps_sets_and_their_elements() {
+        let mut input = ChainFacts {
+            name: "input".into(),
+            handle: 1,
+            base: Some(BaseChain {
+                hook: Hook::Input,
+                priority: 0,
+                chain_type: "filter".into(),
+                policy_drop: true,
+            }),
+            use_count: 2,
+            comment: None,
+            rules: Some(vec![
+                RuleFacts {
+                    handle: 4,
+                    jump_to: None,
+                    comment: None,
+                    xt: false,
+                    signature: None,
+                },
+                RuleFacts {
+                    handle: 9,
+                    jump_to: Some(CHAIN_IN.into()),
+                    comment: Some(crate::firewall::TAG.into()),
+                    xt: false,
+                    signature: None,
+                },
+            ]),
+            rules_complete: true,
+        };
+        let el = Element {
+            address: "192.0.2.9".parse().unwrap(),
+            timeout_ms: Some(60_000),
+            expires_ms: Some(30_000),
+        };
+        let table = TableFacts {
+            family: Family::Inet,
+            name: "filter".into(),
+            handle: 1,
+            chains: vec![input.clone()],
+            sets: vec![SetFacts {
+                name: SET_V4.into(),
+                handle: 2,
+                comment: Some(crate::firewall::TAG.into()),
+                elements: Some(vec![el.clone()]),
+            }],
+            owned: false,
+        };
+        let st = state_of(&Facts {
+            genid: 1,
+            tables: vec![table.clone()],
+        });
+        assert_eq!(
+            st.tables[0].hooks,
+            vec![NftHookState {
+                chain: "input".into(),
+                hook: "input".into(),
+                jump_present: true,
+                jump_at_head: false
+            }]
+        );
+        assert_eq!(st.tables[0].sets[0].elements, vec![el]);
+        assert!(!st.is_empty());
+        input.rules = Some(vec![]);
+        let bare = TableFacts {
+            chains: vec![input],
+            sets: vec![],
+            ..table
+        };
+        assert!(state_of(&Facts {
+            genid: 1,
+            tables: vec![bare]
+        })
+        .is_empty());
+    }
 }

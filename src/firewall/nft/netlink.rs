@@ -149,7 +149,11 @@ pub fn kernel_acks_batch_end() -> bool {
 
 impl Conn {
     pub fn open() -> Result<Conn, NlError> {
-        Ok(Conn { sock: Some(open_socket()?), seq: 0, buf: vec![0; RECV_BUF_WORDS] })
+        Ok(Conn {
+            sock: Some(open_socket()?),
+            seq: 0,
+            buf: vec![0; RECV_BUF_WORDS],
+        })
     }
 
     pub fn next_seq(&mut self) -> u32 {
@@ -215,7 +219,11 @@ impl Conn {
                     }
                     NLMSG_ERROR => {
                         let errno = error_code(&m);
-                        outcome = Some(if errno == 0 { Ok(true) } else { Err(NlError::Kernel { seq, errno }) });
+                        outcome = Some(if errno == 0 {
+                            Ok(true)
+                        } else {
+                            Err(NlError::Kernel { seq, errno })
+                        });
                         break;
                     }
                     _ => {
@@ -237,7 +245,10 @@ impl Conn {
             }
         }
         self.sock = None;
-        Err(NlError::Recv(io::Error::new(io::ErrorKind::TimedOut, "answer never ended")))
+        Err(NlError::Recv(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "answer never ended",
+        )))
     }
 
     /// Send a whole batch in one sendmsg and wait for the ACK of every sequence number in
@@ -279,6 +290,9 @@ impl Conn {
             }
         }
         self.sock = None;
-        Err(NlError::Recv(io::Error::new(io::ErrorKind::TimedOut, "ACKs never ended")))
+        Err(NlError::Recv(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "ACKs never ended",
+        )))
     }
 }

@@ -39,18 +39,57 @@ pub enum Direction {
 /// One change. The order of a plan's ops is the order of the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    AddSet { table: TableRef, set: String, v6: bool },
-    FlushSet { table: TableRef, set: String },
-    AddElements { table: TableRef, set: String, addresses: Vec<IpAddr>, timeout: Option<Duration> },
-    AddChain { table: TableRef, chain: String },
-    FlushChain { table: TableRef, chain: String },
+    AddSet {
+        table: TableRef,
+        set: String,
+        v6: bool,
+    },
+    FlushSet {
+        table: TableRef,
+        set: String,
+    },
+    AddElements {
+        table: TableRef,
+        set: String,
+        addresses: Vec<IpAddr>,
+        timeout: Option<Duration>,
+    },
+    AddChain {
+        table: TableRef,
+        chain: String,
+    },
+    FlushChain {
+        table: TableRef,
+        chain: String,
+    },
     /// `ip saddr @set tcp dport { ports } accept` (In) or `ip daddr @set tcp sport { ports } accept` (Out).
-    AddAccess { table: TableRef, chain: String, set: String, v6: bool, dir: Direction, ports: Vec<u16> },
+    AddAccess {
+        table: TableRef,
+        chain: String,
+        set: String,
+        v6: bool,
+        dir: Direction,
+        ports: Vec<u16>,
+    },
     /// A tagged jump inserted at the head of a base chain.
-    InsertJump { table: TableRef, chain: String, target: String },
-    DeleteRule { table: TableRef, chain: String, handle: u64 },
-    DeleteChain { table: TableRef, chain: String },
-    DeleteSet { table: TableRef, set: String },
+    InsertJump {
+        table: TableRef,
+        chain: String,
+        target: String,
+    },
+    DeleteRule {
+        table: TableRef,
+        chain: String,
+        handle: u64,
+    },
+    DeleteChain {
+        table: TableRef,
+        chain: String,
+    },
+    DeleteSet {
+        table: TableRef,
+        set: String,
+    },
 }
 
 /// What to do, and what to tell.
@@ -74,8 +113,19 @@ fn set_name(v6: bool) -> &'static str {
 fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a TableFacts> {
     let mut out = Vec::new();
     for t in facts.tables.iter().filter(|t| t.family.is_ip()) {
-        let hooked = t.chains.iter().any(|c| c.is_filter_on(Hook::Input) || c.is_filter_on(Hook::Output));
+        let hooked = t
+            .chains
+            .iter()
+            .any(|c| c.is_filter_on(Hook::Input) || c.is_filter_on(Hook::Output));
         if !hooked {
+            continue;
+        }
+        if t.owned {
+            notes.push(format!(
+                "table {} belongs to another process (flags owner): the kernel lets only that process change it, so \
+                 its drop still applies to the support; allow them through that program (e.g. firewall-cmd)",
+                t.label()
+            ));
             continue;
         }
         if t.made_by_iptables_nft() {
@@ -103,12 +153,21 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
     }
     let mut any_input = false;
     for t in candidate_tables(facts, &mut plan.notes) {
-        let table = TableRef { family: t.family, name: t.name.clone() };
-        let inputs: Vec<_> = t.chains.iter().filter(|c| c.is_filter_on(Hook::Input)).collect();
+        let table = TableRef {
+            family: t.family,
+            name: t.name.clone(),
+        };
+        let inputs: Vec<_> = t
+            .chains
+            .iter()
+            .filter(|c| c.is_filter_on(Hook::Input))
+            .collect();
         let outputs: Vec<_> = t
             .chains
             .iter()
-            .filter(|c| c.is_filter_on(Hook::Output) && c.base.as_ref().is_some_and(|b| b.policy_drop))
+            .filter(|c| {
+                c.is_filter_on(Hook::Output) && c.base.as_ref().is_some_and(|b| b.policy_drop)
+            })
             .collect();
         if inputs.is_empty() && outputs.is_empty() {
             continue;
@@ -137,29 +196,68 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
                 Some(_) => plan.ops.push(Op::FlushSet { table: table.clone(), set: set.into() }),
                 None => plan.ops.push(Op::AddSet { table: table.clone(), set: set.into(), v6 }),
             }
-            let addresses: Vec<IpAddr> = req.addresses.iter().copied().filter(|a| a.is_ipv6() == v6).collect();
+            let addresses: Vec<IpAddr> = req
+                .addresses
+                .iter()
+                .copied()
+                .filter(|a| a.is_ipv6() == v6)
+                .collect();
             if !addresses.is_empty() {
-                plan.ops.push(Op::AddElements { table: table.clone(), set: set.into(), addresses, timeout: req.timeout });
+                plan.ops.push(Op::AddElements {
+                    table: table.clone(),
+                    set: set.into(),
+                    addresses,
+                    timeout: req.timeout,
+                });
             }
         }
-        for (chain, dir, bases) in [(CHAIN_IN, Direction::In, &inputs), (CHAIN_OUT, Direction::Out, &outputs)] {
+        for (chain, dir, bases) in [
+            (CHAIN_IN, Direction::In, &inputs),
+            (CHAIN_OUT, Direction::Out, &outputs),
+        ] {
             if bases.is_empty() {
                 continue;
             }
-            if t.chain(chain).is_some() {
-                plan.ops.push(Op::FlushChain { table: table.clone(), chain: chain.into() });
-            } else {
-                plan.ops.push(Op::AddChain { table: table.clone(), chain: chain.into() });
-            }
-            for &v6 in &families {
-                plan.ops.push(Op::AddAccess {
-                    table: table.clone(),
-                    chain: chain.into(),
-                    set: set_name(v6).into(),
-                    v6,
-                    dir,
-                    ports: ports.clone(),
-                });
+            let wanted: Vec<String> = families
+                .iter()
+                .map(|&v6| access_rule_text(v6, dir, set_name(v6), &ports))
+                .collect();
+            let rewrite = match t.chain(chain) {
+                Some(c) => {
+                    let have: Vec<String> = c
+                        .rules
+                        .iter()
+                        .flatten()
+                        .map(|r| r.signature.clone().unwrap_or_default())
+                        .collect();
+                    let same = have == wanted && c.rules_complete;
+                    if !same {
+                        plan.ops.push(Op::FlushChain {
+                            table: table.clone(),
+                            chain: chain.into(),
+                        });
+                    }
+                    !same
+                }
+                None => {
+                    plan.ops.push(Op::AddChain {
+                        table: table.clone(),
+                        chain: chain.into(),
+                    });
+                    true
+                }
+            };
+            if rewrite {
+                for &v6 in &families {
+                    plan.ops.push(Op::AddAccess {
+                        table: table.clone(),
+                        chain: chain.into(),
+                        set: set_name(v6).into(),
+                        v6,
+                        dir,
+                        ports: ports.clone(),
+                    });
+                }
             }
             for base in bases.iter() {
                 plan.chains.push(format!("{table} {}", base.name));
@@ -169,12 +267,22 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
                     .flatten()
                     .any(|r| r.is_tool_jump() && r.jump_to.as_deref() == Some(chain));
                 if !has_jump {
-                    plan.ops.push(Op::InsertJump { table: table.clone(), chain: base.name.clone(), target: chain.into() });
+                    plan.ops.push(Op::InsertJump {
+                        table: table.clone(),
+                        chain: base.name.clone(),
+                        target: chain.into(),
+                    });
                 }
             }
         }
     }
-    if !any_input {
+    // An input chain in a table left alone (iptables-nft's, an owned one) still drops: that is
+    // not "nothing to open", and its own note says where to open it.
+    let input_anywhere = facts
+        .tables
+        .iter()
+        .any(|t| t.family.is_ip() && t.chains.iter().any(|c| c.is_filter_on(Hook::Input)));
+    if !any_input && !input_anywhere {
         plan.notes.push(
             "no input base chain in any ip, ip6 or inet table: nftables drops nothing here, nothing to open".into(),
         );
@@ -188,11 +296,18 @@ pub fn plan_close(facts: &Facts) -> Result<Plan> {
     let mut plan = Plan::default();
     let mut found_any = false;
     for t in facts.tables.iter().filter(|t| t.family.is_ip()) {
-        let table = TableRef { family: t.family, name: t.name.clone() };
+        let table = TableRef {
+            family: t.family,
+            name: t.name.clone(),
+        };
         let mut jumps_found = 0u32;
         for c in &t.chains {
             for r in c.rules.iter().flatten().filter(|r| r.is_tool_jump()) {
-                plan.ops.push(Op::DeleteRule { table: table.clone(), chain: c.name.clone(), handle: r.handle });
+                plan.ops.push(Op::DeleteRule {
+                    table: table.clone(),
+                    chain: c.name.clone(),
+                    handle: r.handle,
+                });
                 plan.chains.push(format!("{table} {}", c.name));
                 jumps_found += 1;
             }
@@ -206,26 +321,45 @@ pub fn plan_close(facts: &Facts) -> Result<Plan> {
             );
         }
         for c in &ours {
-            plan.ops.push(Op::FlushChain { table: table.clone(), chain: c.name.clone() });
-            plan.ops.push(Op::DeleteChain { table: table.clone(), chain: c.name.clone() });
+            plan.ops.push(Op::FlushChain {
+                table: table.clone(),
+                chain: c.name.clone(),
+            });
+            plan.ops.push(Op::DeleteChain {
+                table: table.clone(),
+                chain: c.name.clone(),
+            });
         }
         let sets: Vec<_> = t.sets.iter().filter(|s| s.is_tool_set()).collect();
         for s in &sets {
-            plan.ops.push(Op::DeleteSet { table: table.clone(), set: s.name.clone() });
+            plan.ops.push(Op::DeleteSet {
+                table: table.clone(),
+                set: s.name.clone(),
+            });
         }
         let any_here = jumps_found > 0 || !ours.is_empty() || !sets.is_empty();
         found_any |= any_here;
         if any_here {
             if ours.is_empty() {
-                plan.notes.push(format!("table {table}: the chain {CHAIN_IN} was missing"));
+                plan.notes
+                    .push(format!("table {table}: the chain {CHAIN_IN} was missing"));
             }
             if jumps_found == 0 {
-                plan.notes.push(format!("table {table}: no jump to the ovh-access chains was left in any base chain"));
+                plan.notes.push(format!(
+                    "table {table}: no jump to the ovh-access chains was left in any base chain"
+                ));
             }
             for v6 in [false, true] {
-                let has_family = if v6 { t.family.has_v6() } else { t.family.has_v4() };
+                let has_family = if v6 {
+                    t.family.has_v6()
+                } else {
+                    t.family.has_v4()
+                };
                 if has_family && t.set(set_name(v6)).is_none() {
-                    plan.notes.push(format!("table {table}: the set {} was missing", set_name(v6)));
+                    plan.notes.push(format!(
+                        "table {table}: the set {} was missing",
+                        set_name(v6)
+                    ));
                 }
             }
         }
@@ -270,7 +404,10 @@ pub fn access_rule_text(v6: bool, dir: Direction, set: &str, ports: &[u16]) -> S
         Direction::In => ("saddr", "dport"),
         Direction::Out => ("daddr", "sport"),
     };
-    format!("{proto} {addr} @{set} tcp {port} {} accept", ports_expr(ports))
+    format!(
+        "{proto} {addr} @{set} tcp {port} {} accept",
+        ports_expr(ports)
+    )
 }
 
 /// The plan in `nft -f` syntax: what `--dry-run` prints, and what the benchmark feeds to `nft -f`
@@ -285,20 +422,51 @@ pub fn render(ops: &[Op]) -> String {
                 if *v6 { "ipv6_addr" } else { "ipv4_addr" }
             ),
             Op::FlushSet { table, set } => writeln!(s, "flush set {table} {set}"),
-            Op::AddElements { table, set, addresses, timeout } => {
-                let t = timeout.map(|d| format!(" timeout {}", nft_duration(d))).unwrap_or_default();
+            Op::AddElements {
+                table,
+                set,
+                addresses,
+                timeout,
+            } => {
+                let t = timeout
+                    .map(|d| format!(" timeout {}", nft_duration(d)))
+                    .unwrap_or_default();
                 let list: Vec<String> = addresses.iter().map(|a| format!("{a}{t}")).collect();
                 writeln!(s, "add element {table} {set} {{ {} }}", list.join(", "))
             }
-            Op::AddChain { table, chain } => writeln!(s, "add chain {table} {chain} {{ comment \"{TAG}\"; }}"),
+            Op::AddChain { table, chain } => {
+                writeln!(s, "add chain {table} {chain} {{ comment \"{TAG}\"; }}")
+            }
             Op::FlushChain { table, chain } => writeln!(s, "flush chain {table} {chain}"),
-            Op::AddAccess { table, chain, set, v6, dir, ports } => {
-                writeln!(s, "add rule {table} {chain} {}", access_rule_text(*v6, *dir, set, ports))
+            Op::AddAccess {
+                table,
+                chain,
+                set,
+                v6,
+                dir,
+                ports,
+            } => {
+                writeln!(
+                    s,
+                    "add rule {table} {chain} {}",
+                    access_rule_text(*v6, *dir, set, ports)
+                )
             }
-            Op::InsertJump { table, chain, target } => {
-                writeln!(s, "insert rule {table} {chain} jump {target} comment \"{TAG}\"")
+            Op::InsertJump {
+                table,
+                chain,
+                target,
+            } => {
+                writeln!(
+                    s,
+                    "insert rule {table} {chain} jump {target} comment \"{TAG}\""
+                )
             }
-            Op::DeleteRule { table, chain, handle } => writeln!(s, "delete rule {table} {chain} handle {handle}"),
+            Op::DeleteRule {
+                table,
+                chain,
+                handle,
+            } => writeln!(s, "delete rule {table} {chain} handle {handle}"),
             Op::DeleteChain { table, chain } => writeln!(s, "delete chain {table} {chain}"),
             Op::DeleteSet { table, set } => writeln!(s, "delete set {table} {set}"),
         };
@@ -315,7 +483,12 @@ mod tests {
         ChainFacts {
             name: name.into(),
             handle: 1,
-            base: Some(BaseChain { hook, priority: prio, chain_type: "filter".into(), policy_drop: drop }),
+            base: Some(BaseChain {
+                hook,
+                priority: prio,
+                chain_type: "filter".into(),
+                policy_drop: drop,
+            }),
             use_count: 0,
             comment: None,
             rules: Some(vec![]),
@@ -324,12 +497,22 @@ mod tests {
     }
 
     fn table(family: Family, name: &str, chains: Vec<ChainFacts>) -> TableFacts {
-        TableFacts { family, name: name.into(), handle: 1, chains, sets: vec![] }
+        TableFacts {
+            family,
+            name: name.into(),
+            handle: 1,
+            chains,
+            sets: vec![],
+            owned: false,
+        }
     }
 
     fn req(timeout: Option<Duration>) -> OpenRequest {
         OpenRequest {
-            addresses: vec!["192.0.2.10".parse().unwrap(), "2001:db8::10".parse().unwrap()],
+            addresses: vec![
+                "192.0.2.10".parse().unwrap(),
+                "2001:db8::10".parse().unwrap(),
+            ],
             ports: vec![2222, 22, 22],
             timeout,
         }
@@ -337,7 +520,14 @@ mod tests {
 
     #[test]
     fn inet_drop_table_gets_sets_chain_rules_and_one_jump() {
-        let facts = Facts { genid: 1, tables: vec![table(Family::Inet, "filter", vec![base("input", Hook::Input, 0, true)])] };
+        let facts = Facts {
+            genid: 1,
+            tables: vec![table(
+                Family::Inet,
+                "filter",
+                vec![base("input", Hook::Input, 0, true)],
+            )],
+        };
         let plan = plan_open(&facts, &req(Some(Duration::from_secs(5400)))).unwrap();
         assert_eq!(plan.chains, vec!["inet filter input"]);
         let text = render(&plan.ops);
@@ -365,39 +555,111 @@ mod tests {
         };
         let text = render(&plan_open(&facts, &req(None)).unwrap().ops);
         assert!(text.contains("add rule ip fw4 ovh_access ip saddr @ovh_access_v4"));
-        assert!(!text.contains("ip fw4 ovh_access_v6") && !text.contains("ip6 fw6 ovh_access_v4"), "{text}");
+        assert!(
+            !text.contains("ip fw4 ovh_access_v6") && !text.contains("ip6 fw6 ovh_access_v4"),
+            "{text}"
+        );
         assert!(text.contains("add element ip6 fw6 ovh_access_v6 { 2001:db8::10 }"));
     }
 
     #[test]
     fn output_hook_only_when_its_policy_drops_and_with_reply_direction() {
-        let mut t = table(Family::Inet, "filter", vec![base("input", Hook::Input, 0, false), base("output", Hook::Output, 0, true)]);
-        let text = render(&plan_open(&Facts { genid: 1, tables: vec![t.clone()] }, &req(None)).unwrap().ops);
+        let mut t = table(
+            Family::Inet,
+            "filter",
+            vec![
+                base("input", Hook::Input, 0, false),
+                base("output", Hook::Output, 0, true),
+            ],
+        );
+        let text = render(
+            &plan_open(
+                &Facts {
+                    genid: 1,
+                    tables: vec![t.clone()],
+                },
+                &req(None),
+            )
+            .unwrap()
+            .ops,
+        );
         assert!(text.contains("add rule inet filter ovh_access_out ip daddr @ovh_access_v4 tcp sport { 22, 2222 } accept"), "{text}");
         assert!(text.contains("insert rule inet filter output jump ovh_access_out"));
-        assert!(text.contains("insert rule inet filter input jump ovh_access "), "a permissive input chain still gets its jump");
+        assert!(
+            text.contains("insert rule inet filter input jump ovh_access "),
+            "a permissive input chain still gets its jump"
+        );
         t.chains[1].base.as_mut().unwrap().policy_drop = false;
-        let text = render(&plan_open(&Facts { genid: 1, tables: vec![t] }, &req(None)).unwrap().ops);
+        let text = render(
+            &plan_open(
+                &Facts {
+                    genid: 1,
+                    tables: vec![t],
+                },
+                &req(None),
+            )
+            .unwrap()
+            .ops,
+        );
         assert!(!text.contains("ovh_access_out"), "{text}");
     }
 
     #[test]
     fn second_grant_updates_in_place_without_a_second_jump() {
-        let mut t = table(Family::Inet, "filter", vec![base("input", Hook::Input, 0, true)]);
+        let mut t = table(
+            Family::Inet,
+            "filter",
+            vec![base("input", Hook::Input, 0, true)],
+        );
         let mut ours = base(CHAIN_IN, Hook::Other(99), 0, false);
         ours.base = None;
         ours.comment = Some(TAG.into());
         ours.use_count = 3; // two rules of its own and the jump
-        ours.rules = Some(vec![RuleFacts { handle: 5, jump_to: None, comment: None, xt: false }; 2]);
+        ours.rules = Some(vec![
+            RuleFacts {
+                handle: 5,
+                jump_to: None,
+                comment: None,
+                xt: false,
+                signature: None
+            };
+            2
+        ]);
         t.chains.push(ours);
-        t.chains[0].rules = Some(vec![RuleFacts { handle: 9, jump_to: Some(CHAIN_IN.into()), comment: Some(TAG.into()), xt: false }]);
+        t.chains[0].rules = Some(vec![RuleFacts {
+            handle: 9,
+            jump_to: Some(CHAIN_IN.into()),
+            comment: Some(TAG.into()),
+            xt: false,
+            signature: None,
+        }]);
         for s in [SET_V4, SET_V6] {
-            t.sets.push(SetFacts { name: s.into(), handle: 3, comment: Some(TAG.into()), elements: None });
+            t.sets.push(SetFacts {
+                name: s.into(),
+                handle: 3,
+                comment: Some(TAG.into()),
+                elements: None,
+            });
         }
-        let facts = Facts { genid: 1, tables: vec![t] };
+        let facts = Facts {
+            genid: 1,
+            tables: vec![t],
+        };
         let ops = plan_open(&facts, &req(None)).unwrap().ops;
-        assert!(!ops.iter().any(|o| matches!(o, Op::InsertJump { .. } | Op::AddSet { .. } | Op::AddChain { .. })), "{ops:?}");
-        assert!(ops.contains(&Op::FlushSet { table: TableRef { family: Family::Inet, name: "filter".into() }, set: SET_V4.into() }));
+        assert!(
+            !ops.iter().any(|o| matches!(
+                o,
+                Op::InsertJump { .. } | Op::AddSet { .. } | Op::AddChain { .. }
+            )),
+            "{ops:?}"
+        );
+        assert!(ops.contains(&Op::FlushSet {
+            table: TableRef {
+                family: Family::Inet,
+                name: "filter".into()
+            },
+            set: SET_V4.into()
+        }));
         let close = plan_close(&facts).unwrap();
         assert_eq!(
             render(&close.ops),
@@ -408,28 +670,153 @@ mod tests {
     }
 
     #[test]
-    fn iptables_nft_tables_and_foreign_names_are_left_alone() {
-        let xt = table(Family::Ip, "filter", vec![base("INPUT", Hook::Input, 0, true)]);
-        let plan = plan_open(&Facts { genid: 1, tables: vec![xt] }, &req(None)).unwrap();
-        assert!(plan.ops.is_empty());
-        assert!(plan.notes.iter().any(|n| n.contains("iptables-nft")), "{:?}", plan.notes);
-        assert!(plan.notes.iter().any(|n| n.contains("nothing to open")));
+    fn a_regrant_with_the_same_ports_leaves_the_rules_alone() {
+        let mut t = table(
+            Family::Ip,
+            "filter4",
+            vec![base("input", Hook::Input, 0, true)],
+        );
+        let mut ours = base(CHAIN_IN, Hook::Input, 0, false);
+        ours.base = None;
+        ours.comment = Some(TAG.into());
+        let sig = access_rule_text(false, Direction::In, SET_V4, &[22, 2222]);
+        ours.rules = Some(vec![RuleFacts {
+            handle: 5,
+            jump_to: None,
+            comment: None,
+            xt: false,
+            signature: Some(sig),
+        }]);
+        t.chains.push(ours);
+        let facts = Facts {
+            genid: 1,
+            tables: vec![t],
+        };
+        let same = plan_open(&facts, &req(None)).unwrap();
+        assert!(
+            !same
+                .ops
+                .iter()
+                .any(|o| matches!(o, Op::FlushChain { .. } | Op::AddAccess { .. })),
+            "{:?}",
+            same.ops
+        );
+        let other = OpenRequest {
+            ports: vec![22],
+            ..req(None)
+        };
+        let changed = plan_open(&facts, &other).unwrap();
+        assert!(changed
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::FlushChain { .. })));
+        assert!(render(&changed.ops).contains(
+            "add rule ip filter4 ovh_access ip saddr @ovh_access_v4 tcp dport { 22 } accept"
+        ));
+    }
 
-        let mut t = table(Family::Inet, "filter", vec![base("input", Hook::Input, 0, true)]);
-        t.chains[0].rules = Some(vec![RuleFacts { handle: 2, jump_to: None, comment: None, xt: true }]);
-        assert!(plan_open(&Facts { genid: 1, tables: vec![t.clone()] }, &req(None)).unwrap().ops.is_empty());
+    #[test]
+    fn iptables_nft_tables_and_foreign_names_are_left_alone() {
+        let xt = table(
+            Family::Ip,
+            "filter",
+            vec![base("INPUT", Hook::Input, 0, true)],
+        );
+        let plan = plan_open(
+            &Facts {
+                genid: 1,
+                tables: vec![xt],
+            },
+            &req(None),
+        )
+        .unwrap();
+        assert!(plan.ops.is_empty());
+        assert!(
+            plan.notes.iter().any(|n| n.contains("iptables-nft")),
+            "{:?}",
+            plan.notes
+        );
+        assert!(
+            !plan.notes.iter().any(|n| n.contains("nothing to open")),
+            "its INPUT drops: {:?}",
+            plan.notes
+        );
+
+        let mut t = table(
+            Family::Inet,
+            "filter",
+            vec![base("input", Hook::Input, 0, true)],
+        );
+        t.chains[0].rules = Some(vec![RuleFacts {
+            handle: 2,
+            jump_to: None,
+            comment: None,
+            xt: true,
+            signature: None,
+        }]);
+        assert!(plan_open(
+            &Facts {
+                genid: 1,
+                tables: vec![t.clone()]
+            },
+            &req(None)
+        )
+        .unwrap()
+        .ops
+        .is_empty());
 
         t.chains[0].rules = Some(vec![]);
         let mut foreign = base(CHAIN_IN, Hook::Input, 0, false);
         foreign.base = None;
         t.chains.push(foreign);
-        let err = plan_open(&Facts { genid: 1, tables: vec![t] }, &req(None)).unwrap_err().to_string();
+        let err = plan_open(
+            &Facts {
+                genid: 1,
+                tables: vec![t],
+            },
+            &req(None),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("did not create"), "{err}");
     }
 
     #[test]
+    fn an_owned_table_is_left_to_its_owner_with_a_note() {
+        let mut t = table(
+            Family::Inet,
+            "firewalld",
+            vec![base("filter_INPUT", Hook::Input, 10, false)],
+        );
+        t.owned = true;
+        let plan = plan_open(
+            &Facts {
+                genid: 1,
+                tables: vec![t],
+            },
+            &req(None),
+        )
+        .unwrap();
+        assert!(plan.ops.is_empty());
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.contains("inet firewalld belongs to another process")),
+            "{:?}",
+            plan.notes
+        );
+    }
+
+    #[test]
     fn no_input_chain_means_nothing_to_open_and_close_finds_nothing() {
-        let facts = Facts { genid: 1, tables: vec![table(Family::Inet, "nat", vec![base("pre", Hook::Prerouting, -100, false)])] };
+        let facts = Facts {
+            genid: 1,
+            tables: vec![table(
+                Family::Inet,
+                "nat",
+                vec![base("pre", Hook::Prerouting, -100, false)],
+            )],
+        };
         let plan = plan_open(&facts, &req(None)).unwrap();
         assert!(plan.ops.is_empty() && plan.chains.is_empty());
         assert!(plan.notes[0].contains("nothing to open"));
@@ -443,13 +830,31 @@ mod tests {
         let facts = Facts {
             genid: 1,
             tables: vec![
-                table(Family::Inet, "a", vec![base("in1", Hook::Input, -10, true), base("in2", Hook::Input, 10, false)]),
-                table(Family::Ip, "b", vec![base("input", Hook::Input, 0, true), base("fwd", Hook::Forward, 0, true)]),
+                table(
+                    Family::Inet,
+                    "a",
+                    vec![
+                        base("in1", Hook::Input, -10, true),
+                        base("in2", Hook::Input, 10, false),
+                    ],
+                ),
+                table(
+                    Family::Ip,
+                    "b",
+                    vec![
+                        base("input", Hook::Input, 0, true),
+                        base("fwd", Hook::Forward, 0, true),
+                    ],
+                ),
             ],
         };
         let plan = plan_open(&facts, &req(None)).unwrap();
         assert_eq!(plan.chains, vec!["inet a in1", "inet a in2", "ip b input"]);
-        let jumps = plan.ops.iter().filter(|o| matches!(o, Op::InsertJump { .. })).count();
+        let jumps = plan
+            .ops
+            .iter()
+            .filter(|o| matches!(o, Op::InsertJump { .. }))
+            .count();
         assert_eq!(jumps, 3);
     }
 

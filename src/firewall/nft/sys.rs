@@ -58,11 +58,22 @@ const NFT_CMP_EQ: u32 = 0;
 /// One expression of a rule we write. Every one works on register 1, as nft's own do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
-    Meta { key: u32 },
-    CmpEq { data: Vec<u8> },
-    Payload { base: u32, offset: u32, len: u32 },
+    Meta {
+        key: u32,
+    },
+    CmpEq {
+        data: Vec<u8>,
+    },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+    },
     /// A named set, or an anonymous set created in the same batch (`set_id`).
-    Lookup { set: String, set_id: Option<u32> },
+    Lookup {
+        set: String,
+        set_id: Option<u32>,
+    },
     Accept,
     Jump(String),
 }
@@ -146,6 +157,12 @@ impl MsgBuf {
         let ptr = unsafe { self.words.as_mut_ptr().cast::<u8>().add(at) };
         build(ptr.cast());
         let len = u32::from_ne_bytes(self.tail_mut(at, 4).try_into().unwrap()) as usize;
+        // The callers keep every message far below the reservation (apply::ELEMS_PER_MSG);
+        // past it, memory was already overwritten and nothing can be trusted.
+        assert!(
+            len <= max,
+            "netlink message of {len} bytes overran its {max}-byte buffer"
+        );
         self.len = at + align4(len);
     }
 }
@@ -167,7 +184,13 @@ fn cstring(s: &str) -> CString {
 }
 
 /// A header for `msg_type` (an `NFT_MSG_*`), then the payload of `obj`.
-unsafe fn header(buf: *mut libc::c_char, msg_type: u16, family: u16, flags: u16, seq: u32) -> *mut libc::nlmsghdr {
+unsafe fn header(
+    buf: *mut libc::c_char,
+    msg_type: u16,
+    family: u16,
+    flags: u16,
+    seq: u32,
+) -> *mut libc::nlmsghdr {
     unsafe { sys::nftnl_nlmsg_build_hdr(buf, msg_type, family, flags, seq) }
 }
 
@@ -219,7 +242,12 @@ unsafe fn build_expr(e: &Expr) -> *mut sys::nftnl_expr {
                 let x = new(c"cmp");
                 sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_CMP_SREG as u16, NFT_REG_1);
                 sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_CMP_OP as u16, NFT_CMP_EQ);
-                sys::nftnl_expr_set(x, sys::NFTNL_EXPR_CMP_DATA as u16, data.as_ptr().cast(), data.len() as u32);
+                sys::nftnl_expr_set(
+                    x,
+                    sys::NFTNL_EXPR_CMP_DATA as u16,
+                    data.as_ptr().cast(),
+                    data.len() as u32,
+                );
                 x
             }
             Expr::Payload { base, offset, len } => {
@@ -248,7 +276,11 @@ unsafe fn build_expr(e: &Expr) -> *mut sys::nftnl_expr {
                     sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_IMM_VERDICT as u16, NFT_JUMP as u32);
                     sys::nftnl_expr_set_str(x, sys::NFTNL_EXPR_IMM_CHAIN as u16, chain.as_ptr());
                 } else {
-                    sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_IMM_VERDICT as u16, NF_ACCEPT as u32);
+                    sys::nftnl_expr_set_u32(
+                        x,
+                        sys::NFTNL_EXPR_IMM_VERDICT as u16,
+                        NF_ACCEPT as u32,
+                    );
                 }
                 x
             }
@@ -257,7 +289,22 @@ unsafe fn build_expr(e: &Expr) -> *mut sys::nftnl_expr {
 }
 
 /// Build one chain message (a regular chain: no hook) at the end of `out`.
-pub fn put_chain(out: &mut MsgBuf, msg_type: u16, flags: u16, seq: u32, family: u16, table: &str, name: &str, userdata: &[u8]) {
+/// A regular chain to add or delete.
+#[derive(Debug, Clone)]
+pub struct ChainSpec<'a> {
+    pub family: u16,
+    pub table: &'a str,
+    pub name: &'a str,
+    pub userdata: &'a [u8],
+}
+
+pub fn put_chain(out: &mut MsgBuf, msg_type: u16, flags: u16, seq: u32, spec: &ChainSpec<'_>) {
+    let ChainSpec {
+        family,
+        table,
+        name,
+        userdata,
+    } = *spec;
     out.write_with(|buf| unsafe {
         let c = sys::nftnl_chain_alloc();
         assert!(!c.is_null(), "out of memory");
@@ -266,7 +313,12 @@ pub fn put_chain(out: &mut MsgBuf, msg_type: u16, flags: u16, seq: u32, family: 
         sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_TABLE as u16, t.as_ptr());
         sys::nftnl_chain_set_str(c, sys::NFTNL_CHAIN_NAME as u16, n.as_ptr());
         if !userdata.is_empty() {
-            sys::nftnl_chain_set_data(c, sys::NFTNL_CHAIN_USERDATA as u16, userdata.as_ptr().cast(), userdata.len() as u32);
+            sys::nftnl_chain_set_data(
+                c,
+                sys::NFTNL_CHAIN_USERDATA as u16,
+                userdata.as_ptr().cast(),
+                userdata.len() as u32,
+            );
         }
         let nlh = header(buf, msg_type, family, flags, seq);
         sys::nftnl_chain_nlmsg_build_payload(nlh, c);
@@ -298,7 +350,12 @@ pub fn put_set(out: &mut MsgBuf, msg_type: u16, flags: u16, seq: u32, spec: &Set
             sys::nftnl_set_set_u32(s, sys::NFTNL_SET_KEY_TYPE as u16, spec.key_type);
             sys::nftnl_set_set_u32(s, sys::NFTNL_SET_KEY_LEN as u16, spec.key_len);
             if !spec.userdata.is_empty() {
-                sys::nftnl_set_set_data(s, sys::NFTNL_SET_USERDATA as u16, spec.userdata.as_ptr().cast(), spec.userdata.len() as u32);
+                sys::nftnl_set_set_data(
+                    s,
+                    sys::NFTNL_SET_USERDATA as u16,
+                    spec.userdata.as_ptr().cast(),
+                    spec.userdata.len() as u32,
+                );
             }
         }
         let nlh = header(buf, msg_type, spec.family, flags, seq);
@@ -309,15 +366,31 @@ pub fn put_set(out: &mut MsgBuf, msg_type: u16, flags: u16, seq: u32, spec: &Set
 
 /// Build one element message at the end of `out`: NEWSETELEM with `elems`, or DELSETELEM with
 /// no elements, which the kernel takes as "flush the set" (nf_tables_delsetelem).
-pub fn put_elems(out: &mut MsgBuf, msg_type: u16, flags: u16, seq: u32, set: &SetSpec<'_>, elems: &[ElemSpec]) {
+pub fn put_elems(
+    out: &mut MsgBuf,
+    msg_type: u16,
+    flags: u16,
+    seq: u32,
+    set: &SetSpec<'_>,
+    elems: &[ElemSpec],
+) {
     out.write_with(|buf| unsafe {
         let s = new_set(set);
         for e in elems {
             let x = sys::nftnl_set_elem_alloc();
             assert!(!x.is_null(), "out of memory");
-            sys::nftnl_set_elem_set(x, sys::NFTNL_SET_ELEM_KEY as u16, e.key.as_ptr().cast(), e.key.len() as u32);
+            sys::nftnl_set_elem_set(
+                x,
+                sys::NFTNL_SET_ELEM_KEY as u16,
+                e.key.as_ptr().cast(),
+                e.key.len() as u32,
+            );
             if e.interval_end {
-                sys::nftnl_set_elem_set_u32(x, sys::NFTNL_SET_ELEM_FLAGS as u16, NFT_SET_ELEM_INTERVAL_END);
+                sys::nftnl_set_elem_set_u32(
+                    x,
+                    sys::NFTNL_SET_ELEM_FLAGS as u16,
+                    NFT_SET_ELEM_INTERVAL_END,
+                );
             }
             if let Some(ms) = e.timeout_ms {
                 sys::nftnl_set_elem_set_u64(x, sys::NFTNL_SET_ELEM_TIMEOUT as u16, ms);
@@ -347,7 +420,13 @@ pub fn put_rule_dump(out: &mut MsgBuf, seq: u32, family: u16, table: &str, chain
         let (t, c) = (cstring(table), cstring(chain));
         sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, t.as_ptr());
         sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, c.as_ptr());
-        let nlh = header(buf, NFT_MSG_GETRULE, family, (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16, seq);
+        let nlh = header(
+            buf,
+            NFT_MSG_GETRULE,
+            family,
+            (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+            seq,
+        );
         sys::nftnl_rule_nlmsg_build_payload(nlh, r);
         sys::nftnl_rule_free(r);
     });
@@ -356,9 +435,24 @@ pub fn put_rule_dump(out: &mut MsgBuf, seq: u32, family: u16, table: &str, chain
 /// A dump of one set's elements.
 pub fn put_elem_dump(out: &mut MsgBuf, seq: u32, family: u16, table: &str, set: &str) {
     out.write_with(|buf| unsafe {
-        let spec = SetSpec { family, table, name: set, flags: 0, key_type: 0, key_len: 0, id: None, userdata: &[] };
+        let spec = SetSpec {
+            family,
+            table,
+            name: set,
+            flags: 0,
+            key_type: 0,
+            key_len: 0,
+            id: None,
+            userdata: &[],
+        };
         let s = new_set(&spec);
-        let nlh = header(buf, NFT_MSG_GETSETELEM, family, (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16, seq);
+        let nlh = header(
+            buf,
+            NFT_MSG_GETSETELEM,
+            family,
+            (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16,
+            seq,
+        );
         sys::nftnl_set_elems_nlmsg_build_payload(nlh, s);
         sys::nftnl_set_free(s);
     });
@@ -371,6 +465,8 @@ pub struct TableMsg {
     pub family: u16,
     pub name: String,
     pub handle: u64,
+    /// `NFT_TABLE_F_*`
+    pub flags: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,7 +516,10 @@ pub struct ElemMsg {
 }
 
 fn check_msg(msg: &[u8]) -> *const libc::nlmsghdr {
-    assert!(msg.len() >= 16 && (msg.as_ptr() as usize) % 4 == 0, "misaligned netlink message");
+    assert!(
+        msg.len() >= 16 && (msg.as_ptr() as usize) % 4 == 0,
+        "misaligned netlink message"
+    );
     msg.as_ptr().cast()
 }
 
@@ -449,6 +548,7 @@ pub fn parse_table(msg: &[u8]) -> Option<TableMsg> {
             family: sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FAMILY as u16) as u16,
             name: opt_str(sys::nftnl_table_get_str(t, sys::NFTNL_TABLE_NAME as u16)),
             handle: sys::nftnl_table_get_u64(t, sys::NFTNL_TABLE_HANDLE as u16),
+            flags: sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FLAGS as u16),
         });
         sys::nftnl_table_free(t);
         out
@@ -469,10 +569,12 @@ pub fn parse_chain(msg: &[u8]) -> Option<ChainMsg> {
                 table: opt_str(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16)),
                 name: opt_str(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_NAME as u16)),
                 handle: sys::nftnl_chain_get_u64(c, sys::NFTNL_CHAIN_HANDLE as u16),
-                hook: is(sys::NFTNL_CHAIN_HOOKNUM).then(|| sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16)),
+                hook: is(sys::NFTNL_CHAIN_HOOKNUM)
+                    .then(|| sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16)),
                 priority: sys::nftnl_chain_get_s32(c, sys::NFTNL_CHAIN_PRIO as u16),
                 chain_type: opt_str(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TYPE as u16)),
-                policy: is(sys::NFTNL_CHAIN_POLICY).then(|| sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_POLICY as u16)),
+                policy: is(sys::NFTNL_CHAIN_POLICY)
+                    .then(|| sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_POLICY as u16)),
                 use_count: sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_USE as u16),
                 userdata: data(ud, len),
             }
@@ -498,10 +600,16 @@ pub fn parse_rule(msg: &[u8]) -> Option<RuleMsg> {
                         break;
                     }
                     let name = opt_str(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16));
-                    if name == "immediate" && sys::nftnl_expr_is_set(e, sys::NFTNL_EXPR_IMM_CHAIN as u16) {
-                        let v = sys::nftnl_expr_get_u32(e, sys::NFTNL_EXPR_IMM_VERDICT as u16) as i32;
+                    if name == "immediate"
+                        && sys::nftnl_expr_is_set(e, sys::NFTNL_EXPR_IMM_CHAIN as u16)
+                    {
+                        let v =
+                            sys::nftnl_expr_get_u32(e, sys::NFTNL_EXPR_IMM_VERDICT as u16) as i32;
                         if v == NFT_JUMP || v == NFT_GOTO {
-                            jump_to = Some(opt_str(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_IMM_CHAIN as u16)));
+                            jump_to = Some(opt_str(sys::nftnl_expr_get_str(
+                                e,
+                                sys::NFTNL_EXPR_IMM_CHAIN as u16,
+                            )));
                         }
                     }
                     exprs.push(name);
@@ -573,10 +681,12 @@ pub fn parse_elems(msg: &[u8]) -> Vec<ElemMsg> {
                     out.push(ElemMsg {
                         key: data(key, len),
                         interval_end: flags & NFT_SET_ELEM_INTERVAL_END != 0,
-                        timeout_ms: is(sys::NFTNL_SET_ELEM_TIMEOUT)
-                            .then(|| sys::nftnl_set_elem_get_u64(e, sys::NFTNL_SET_ELEM_TIMEOUT as u16)),
-                        expires_ms: is(sys::NFTNL_SET_ELEM_EXPIRATION)
-                            .then(|| sys::nftnl_set_elem_get_u64(e, sys::NFTNL_SET_ELEM_EXPIRATION as u16)),
+                        timeout_ms: is(sys::NFTNL_SET_ELEM_TIMEOUT).then(|| {
+                            sys::nftnl_set_elem_get_u64(e, sys::NFTNL_SET_ELEM_TIMEOUT as u16)
+                        }),
+                        expires_ms: is(sys::NFTNL_SET_ELEM_EXPIRATION).then(|| {
+                            sys::nftnl_set_elem_get_u64(e, sys::NFTNL_SET_ELEM_EXPIRATION as u16)
+                        }),
                     });
                 }
                 sys::nftnl_set_elems_iter_destroy(it);
@@ -593,7 +703,8 @@ pub fn parse_gen(msg: &[u8]) -> Option<u32> {
     unsafe {
         let g = sys::nftnl_gen_alloc();
         assert!(!g.is_null(), "out of memory");
-        let out = (sys::nftnl_gen_nlmsg_parse(nlh, g) >= 0).then(|| sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16));
+        let out = (sys::nftnl_gen_nlmsg_parse(nlh, g) >= 0)
+            .then(|| sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16));
         sys::nftnl_gen_free(g);
         out
     }
@@ -604,7 +715,10 @@ pub fn parse_gen(msg: &[u8]) -> Option<u32> {
 /// Receive timeout: a reply that never comes (an aborted batch on kernels ≥ 6.10 sends no ACK
 /// for BATCH_END) must not hang the tool.
 pub fn set_recv_timeout(sock: &mnl::Socket, t: Duration) -> io::Result<()> {
-    let tv = libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t };
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: t.subsec_micros() as libc::suseconds_t,
+    };
     setsockopt(sock, libc::SO_RCVTIMEO, &tv)
 }
 
@@ -649,14 +763,20 @@ mod tests {
         let mut b = MsgBuf::new();
         let exprs = [Expr::Jump("ovh_access".into())];
         let ud = [0u8, 3, b'a', b'b', 0];
-        put_rule(&mut b, NFT_MSG_NEWRULE, libc::NLM_F_REQUEST as u16, 7, &RuleSpec {
-            family: libc::NFPROTO_INET as u16,
-            table: "filter",
-            chain: "input",
-            handle: None,
-            exprs: &exprs,
-            userdata: &ud,
-        });
+        put_rule(
+            &mut b,
+            NFT_MSG_NEWRULE,
+            libc::NLM_F_REQUEST as u16,
+            7,
+            &RuleSpec {
+                family: libc::NFPROTO_INET as u16,
+                table: "filter",
+                chain: "input",
+                handle: None,
+                exprs: &exprs,
+                userdata: &ud,
+            },
+        );
         let r = parse_rule(b.bytes()).expect("parse");
         assert_eq!((r.table.as_str(), r.chain.as_str()), ("filter", "input"));
         assert_eq!(r.exprs, vec!["immediate".to_string()]);
