@@ -651,7 +651,9 @@ fn parser_agrees_with_real_sshd_t_on_the_corpus() {
 #[test]
 fn blockers_for_the_support_key() {
     let g = ["root".to_string()];
-    let b = |f: &SshdFacts, a: &str| sshd::blockers(eff(f, a), "root", &g, a.parse().unwrap(), a);
+    let b = |f: &SshdFacts, a: &str| {
+        sshd::blockers("ssh-rsa", eff(f, a), "root", &g, a.parse().unwrap(), a)
+    };
     let f = facts("match-address");
     // `Match Address *,!2001:db8::/32` asks every IPv4 client for two factors.
     let two = |m: &String| m.contains("AuthenticationMethods") && m.contains(":18)");
@@ -735,4 +737,36 @@ fn match_in_a_drop_in_ends_with_its_file() {
     );
     // UsePAM in the main file after the Include is global, not inside the drop-in's Match.
     assert!(e.use_pam.value);
+}
+
+#[test]
+fn rsa_support_key_and_pubkey_accepted_algorithms() {
+    let f = facts("algorithms");
+    let g = ["root".to_string()];
+    let b = |a: &str| sshd::blockers("ssh-rsa", eff(&f, a), "root", &g, a.parse().unwrap(), a);
+    let x = b("203.0.113.5");
+    assert!(
+        x.len() == 1 && x[0].contains("PubkeyAcceptedAlgorithms (/etc/ssh/sshd_config:2)"),
+        "{x:?}"
+    );
+    assert!(b("192.0.2.10").is_empty());
+    assert_eq!(
+        eff(&f, "192.0.2.10").pubkey_accepted_algorithms.value,
+        [
+            "ssh-ed25519",
+            "ssh-ed25519-cert-v01@openssh.com",
+            "rsa-sha2-512"
+        ]
+    );
+    assert!(b("198.51.100.7").is_empty());
+    // An ed25519 key would pass where the RSA one does not.
+    let e = eff(&f, "203.0.113.5");
+    assert!(!e
+        .pubkey_accepted_algorithms
+        .value
+        .contains(&"ssh-ed25519".to_string()));
+    assert!(e
+        .pubkey_accepted_algorithms
+        .value
+        .contains(&"ecdsa-sha2-nistp256".to_string()));
 }

@@ -36,6 +36,8 @@ pub enum Directive {
     AddressFamily(Family),
     PermitRootLogin(PermitRootLogin),
     PubkeyAuthentication(bool),
+    /// The raw value (`+`, `-`, `^` prefixes and patterns kept); see `algorithms::assemble`.
+    PubkeyAcceptedAlgorithms(String),
     AuthorizedKeysFile(Vec<String>),
     /// `None` for `none`.
     AuthorizedKeysCommand(Option<String>),
@@ -284,6 +286,11 @@ impl Loader<'_> {
                 })?)
             }
             "pubkeyauthentication" => Directive::PubkeyAuthentication(flag(&args)?),
+            "pubkeyacceptedalgorithms" | "pubkeyacceptedkeytypes" => {
+                let v = one(&args)?;
+                super::algorithms::validate(&v).map_err(e)?;
+                Directive::PubkeyAcceptedAlgorithms(v)
+            }
             "strictmodes" => Directive::StrictModes(flag(&args)?),
             "usepam" => Directive::UsePam(flag(&args)?),
             "usedns" => Directive::UseDns(flag(&args)?),

@@ -23,6 +23,7 @@ pub struct Options {
     pub address_family: Val<Family>,
     pub permit_root_login: Val<PermitRootLogin>,
     pub pubkey_authentication: Val<bool>,
+    pub pubkey_accepted_algorithms: Val<String>,
     pub authorized_keys_files: Val<Vec<String>>,
     pub authorized_keys_command: Val<Option<String>>,
     pub allow_users: Val<Vec<String>>,
@@ -59,6 +60,9 @@ impl Options {
             Directive::AddressFamily(f) => first(&mut self.address_family, *f, src),
             Directive::PermitRootLogin(v) => first(&mut self.permit_root_login, *v, src),
             Directive::PubkeyAuthentication(v) => first(&mut self.pubkey_authentication, *v, src),
+            Directive::PubkeyAcceptedAlgorithms(v) => {
+                first(&mut self.pubkey_accepted_algorithms, v.clone(), src)
+            }
             Directive::AuthorizedKeysFile(v) => {
                 first(&mut self.authorized_keys_files, v.clone(), src)
             }
@@ -92,6 +96,10 @@ impl Options {
         }
         over(&mut self.permit_root_login, &m.permit_root_login);
         over(&mut self.pubkey_authentication, &m.pubkey_authentication);
+        over(
+            &mut self.pubkey_accepted_algorithms,
+            &m.pubkey_accepted_algorithms,
+        );
         over(&mut self.authorized_keys_files, &m.authorized_keys_files);
         // M_CP_STROPT copies only a non-NULL string: `none` in a Match still replaces, since
         // servconf.c stores the word "none".
@@ -209,6 +217,17 @@ pub fn effective(o: &Options) -> Effective {
     Effective {
         permit_root_login: setting(&o.permit_root_login, PermitRootLogin::ProhibitPassword),
         pubkey_authentication: setting(&o.pubkey_authentication, true),
+        pubkey_accepted_algorithms: Setting {
+            value: super::algorithms::assemble(
+                o.pubkey_accepted_algorithms
+                    .as_ref()
+                    .map(|(v, _)| v.as_str()),
+            ),
+            source: o
+                .pubkey_accepted_algorithms
+                .as_ref()
+                .map(|(_, s)| s.clone()),
+        },
         authorized_keys_files: setting(
             &o.authorized_keys_files,
             vec![

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::root::Root;
 
+pub mod algorithms;
 pub mod config;
 pub mod eval;
 pub mod glob;
@@ -82,6 +83,10 @@ impl PermitRootLogin {
 pub struct Effective {
     pub permit_root_login: Setting<PermitRootLogin>,
     pub pubkey_authentication: Setting<bool>,
+    /// The signature algorithms accepted for user keys, assembled as sshd does (this field is
+    /// an addition to the lead's draft: the support keys are RSA, and a hardened list without
+    /// rsa-sha2-* refuses them).
+    pub pubkey_accepted_algorithms: Setting<Vec<String>>,
     /// Raw tokens (`%h/.ssh/authorized_keys`, `.ssh/authorized_keys2`, `none`).
     pub authorized_keys_files: Setting<Vec<String>>,
     pub authorized_keys_command: Setting<Option<String>>,
@@ -408,6 +413,7 @@ pub fn differences(a: &Effective, b: &Effective) -> Vec<String> {
     }
     cmp!(permit_root_login, "PermitRootLogin");
     cmp!(pubkey_authentication, "PubkeyAuthentication");
+    cmp!(pubkey_accepted_algorithms, "PubkeyAcceptedAlgorithms");
     cmp!(authorized_keys_files, "AuthorizedKeysFile");
     cmp!(authorized_keys_command, "AuthorizedKeysCommand");
     cmp!(allow_users, "AllowUsers");

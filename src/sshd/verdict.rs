@@ -50,10 +50,12 @@ pub fn match_user(user: &str, host: &str, addr: IpAddr, pattern: &str) -> bool {
     }
 }
 
-/// Why sshd would refuse the support key for `user` with `groups`, connecting from `addr`
-/// (`host` is what sshd compares host patterns with: the address unless UseDNS). Empty = sshd
-/// accepts a plain, unrestricted-by-command key line in a keys file it reads.
+/// Why sshd would refuse the support key (of type `key_type`, e.g. `ssh-rsa`) for `user` with
+/// `groups`, connecting from `addr` (`host` is what sshd compares host patterns with: the
+/// address unless UseDNS). Empty = sshd accepts a key line without a forced command in a keys
+/// file it reads.
 pub fn blockers(
+    key_type: &str,
     e: &Effective,
     user: &str,
     groups: &[String],
@@ -120,6 +122,21 @@ pub fn blockers(
             groups.join(", ")
         ));
     }
+    let sigs = super::algorithms::signatures_for(key_type);
+    if !e
+        .pubkey_accepted_algorithms
+        .value
+        .iter()
+        .any(|a| sigs.contains(&a.as_str()))
+    {
+        out.push(format!(
+            "PubkeyAcceptedAlgorithms{} accepts none of {} for the {key_type} support key; add \
+             {} to it",
+            at(&e.pubkey_accepted_algorithms),
+            sigs.join(", "),
+            sigs.first().copied().unwrap_or(key_type)
+        ));
+    }
     let methods = &e.authentication_methods.value;
     if !methods.is_empty() && !methods.iter().any(|l| l == "publickey") {
         out.push(format!(
@@ -175,7 +192,7 @@ mod tests {
     fn defaults_accept_the_key() {
         let e = eval::effective(&eval::Options::default());
         let a = ip("192.0.2.7");
-        assert!(blockers(&e, "root", &["root".into()], a, "192.0.2.7").is_empty());
+        assert!(blockers("ssh-rsa", &e, "root", &["root".into()], a, "192.0.2.7").is_empty());
     }
 
     #[test]
@@ -186,7 +203,7 @@ mod tests {
         let one = |f: &dyn Fn(&mut Effective)| {
             let mut e = base.clone();
             f(&mut e);
-            blockers(&e, "root", &g, a, "192.0.2.7")
+            blockers("ssh-rsa", &e, "root", &g, a, "192.0.2.7")
         };
         type Change = Box<dyn Fn(&mut Effective)>;
         let cases: Vec<(&str, Change)> = vec![
@@ -240,5 +257,9 @@ mod tests {
             set(vec!["publickey,password".into(), "publickey".into()]))
         .is_empty());
         assert!(one(&|e| e.permit_root_login = set(PermitRootLogin::Yes)).is_empty());
+        let b = one(&|e| e.pubkey_accepted_algorithms = set(vec!["ssh-ed25519".into()]));
+        assert!(b.len() == 1 && b[0].contains("rsa-sha2-512"), "{b:?}");
+        let only_legacy = one(&|e| e.pubkey_accepted_algorithms = set(vec!["ssh-rsa".into()]));
+        assert!(only_legacy.is_empty());
     }
 }
