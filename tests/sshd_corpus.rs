@@ -502,25 +502,40 @@ fn can_run_sshd_t() -> bool {
     true
 }
 
-/// `sshd -T` in a private mount namespace with its own empty /run, so the privilege
-/// separation directory it insists on (/run/sshd) is never created on the machine.
-fn sshd_t(config: &Path, hostkey: &Path, spec: &str) -> Result<String, String> {
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && exec \"$@\"")
-        .arg("sh")
-        .arg(test_mode::SSHD)
-        .args(["-T", "-C", spec, "-f"])
-        .arg(config)
-        .arg("-o")
-        .arg(format!("HostKey={}", hostkey.display()))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+/// A wrapper that runs the real sshd in a private mount namespace with its own empty /run, so
+/// the privilege separation directory it insists on (/run/sshd) is never created on the
+/// machine. The library's own `test_mode::run` calls it as it would call /usr/sbin/sshd.
+fn sshd_wrapper(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let w = dir.join("sshd-wrapper");
+    std::fs::write(
+        &w,
+        format!(
+            "#!/bin/sh\nexec unshare --mount --propagation private sh -c \
+             'mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && exec \"$@\"' sh {} \"$@\"\n",
+            test_mode::SSHD
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
+    w
+}
+
+struct RealSshd {
+    wrapper: PathBuf,
+    hostkey: PathBuf,
+}
+
+impl RealSshd {
+    fn dump(&self, config: &Path, conn: &sshd::Connection) -> anyhow::Result<test_mode::Dump> {
+        let hk = format!("HostKey={}", self.hostkey.display());
+        let extra: [&std::ffi::OsStr; 4] = [
+            "-f".as_ref(),
+            config.as_os_str(),
+            "-o".as_ref(),
+            hk.as_ref(),
+        ];
+        test_mode::run(&self.wrapper, conn, &extra)
     }
 }
 
@@ -544,7 +559,7 @@ fn agree_on(
     case: &str,
     src: &Path,
     dir: &Path,
-    hostkey: &Path,
+    real: &RealSshd,
     rejected: &mut Vec<String>,
 ) -> usize {
     let work = dir.join("rewritten").join(case);
@@ -559,7 +574,7 @@ fn agree_on(
             Err(_) => {
                 // Ours refuses: sshd must refuse too.
                 let conn = support_connection(&["root".into()], addr, "x", false, None, Some(22));
-                let r = sshd_t(&config, hostkey, &test_mode::connection_spec(&conn));
+                let r = real.dump(&config, &conn);
                 assert!(
                     r.is_err(),
                     "{case}: the parser refuses a config sshd -T accepts"
@@ -578,8 +593,8 @@ fn agree_on(
             Some(laddr),
             ports.first().copied(),
         );
-        let dump = match sshd_t(&config, hostkey, &test_mode::connection_spec(&conn)) {
-            Ok(out) => test_mode::parse_dump(&out),
+        let dump = match real.dump(&config, &conn) {
+            Ok(d) => d,
             Err(stderr) => {
                 // sshd refuses: the parser must refuse or at least warn.
                 assert!(
@@ -616,6 +631,10 @@ fn parser_agrees_with_real_sshd_t_on_the_corpus() {
         .status()
         .unwrap();
     assert!(st.success());
+    let real = RealSshd {
+        wrapper: sshd_wrapper(dir.path()),
+        hostkey,
+    };
     let mut cases: Vec<String> = std::fs::read_dir(corpus())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -624,19 +643,13 @@ fn parser_agrees_with_real_sshd_t_on_the_corpus() {
     let mut rejected = Vec::new();
     let mut checked = 0;
     for case in &cases {
-        checked += agree_on(
-            case,
-            &corpus().join(case),
-            dir.path(),
-            &hostkey,
-            &mut rejected,
-        );
+        checked += agree_on(case, &corpus().join(case), dir.path(), &real, &mut rejected);
     }
     // The 10 MB file too.
     let big = dir.path().join("big");
     std::fs::create_dir_all(big.join("etc/ssh")).unwrap();
     std::fs::write(big.join("etc/ssh/sshd_config"), ten_mb_config()).unwrap();
-    checked += agree_on("10MB", &big, dir.path(), &hostkey, &mut rejected);
+    checked += agree_on("10MB", &big, dir.path(), &real, &mut rejected);
     eprintln!(
         "sshd -T agreement: {checked} (case, address) pairs agree; sshd rejects {rejected:?}"
     );
