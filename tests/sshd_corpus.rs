@@ -3,7 +3,7 @@
 //! the real sshd accepts.
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use ovh_access::root::Root;
