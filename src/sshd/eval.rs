@@ -307,6 +307,10 @@ pub fn listen(o: &Options) -> (Vec<Listen>, Vec<u16>, Vec<String>) {
     }
     all_ports.sort_unstable();
     all_ports.dedup();
+    // A repeated Port or ListenAddress makes sshd bind the same socket twice; the second bind
+    // fails and is only logged, so the socket is listed once.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|l| seen.insert((l.addr, l.port)));
     (out, all_ports, warnings)
 }
 
