@@ -45,7 +45,7 @@ pub enum Directive {
     DenyUsers(Vec<String>),
     AllowGroups(Vec<String>),
     DenyGroups(Vec<String>),
-    /// Empty for `any`.
+    /// `["any"]` for any.
     AuthenticationMethods(Vec<String>),
     StrictModes(bool),
     UsePam(bool),
@@ -557,7 +557,7 @@ fn auth_methods(args: &[String]) -> Result<Vec<String>, String> {
         if args.len() > 1 {
             return Err("\"any\" must appear alone in AuthenticationMethods".into());
         }
-        return Ok(Vec::new());
+        return Ok(vec!["any".to_string()]);
     }
     for list in args {
         for m in list.split(',') {

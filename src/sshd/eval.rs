@@ -73,12 +73,11 @@ impl Options {
             Directive::DenyUsers(v) => accumulate(&mut self.deny_users, v, src),
             Directive::AllowGroups(v) => accumulate(&mut self.allow_groups, v, src),
             Directive::DenyGroups(v) => accumulate(&mut self.deny_groups, v, src),
-            // `any` appends nothing, so a later line can still set methods (servconf.c checks
-            // num_auth_methods == 0, not whether the keyword was seen).
-            Directive::AuthenticationMethods(v) if !v.is_empty() => {
+            // `any` is stored like a method list (so it wins as a first value, and a Match
+            // block's `any` replaces a global list); fill_default_server_options() clears it.
+            Directive::AuthenticationMethods(v) => {
                 first(&mut self.authentication_methods, v.clone(), src)
             }
-            Directive::AuthenticationMethods(_) => {}
             Directive::StrictModes(v) => first(&mut self.strict_modes, *v, src),
             Directive::UsePam(v) => first(&mut self.use_pam, *v, src),
             Directive::UseDns(v) => first(&mut self.use_dns, *v, src),
@@ -152,6 +151,19 @@ impl Walk<'_> {
                     }
                 }
                 d => {
+                    // servconf.c refuses `AuthenticationMethods any` once any list (even
+                    // `any`) was stored, active line or not: a config with a global list and
+                    // `any` in a Match block does not load.
+                    if let Directive::AuthenticationMethods(m) = d {
+                        if m == &["any"] && self.opts.authentication_methods.is_some() {
+                            return Err(bad_input!(
+                                "{} line {}: \"any\" must appear alone in AuthenticationMethods \
+                                 (an earlier line already set a list); remove one of the lines",
+                                f.path.display(),
+                                it.line
+                            ));
+                        }
+                    }
                     if *active {
                         self.opts.apply(d, &f.source(it.line));
                     } else if self.conn.is_none() && !allowed_in_match(d) {
@@ -240,7 +252,13 @@ pub fn effective(o: &Options) -> Effective {
         deny_users: setting(&o.deny_users, Vec::new()),
         allow_groups: setting(&o.allow_groups, Vec::new()),
         deny_groups: setting(&o.deny_groups, Vec::new()),
-        authentication_methods: setting(&o.authentication_methods, Vec::new()),
+        authentication_methods: {
+            let mut s = setting(&o.authentication_methods, Vec::new());
+            if s.value == ["any"] {
+                s.value.clear();
+            }
+            s
+        },
         strict_modes: setting(&o.strict_modes, true),
         use_pam: setting(&o.use_pam, false),
     }
@@ -286,6 +304,12 @@ pub fn listen(o: &Options) -> (Vec<Listen>, Vec<u16>, Vec<String>) {
             };
             all_ports.extend(&these);
             match host.parse::<IpAddr>() {
+                Ok(ip) if !family_allows(family, ip) => warnings.push(format!(
+                    "{} line {}: ListenAddress {ip} does not fit AddressFamily {family:?}: sshd \
+                     refuses to start with this configuration (\"bad addr or host\")",
+                    src.file.display(),
+                    src.line
+                )),
                 Ok(ip) => {
                     for p in these {
                         out.push(Listen {
@@ -312,6 +336,14 @@ pub fn listen(o: &Options) -> (Vec<Listen>, Vec<u16>, Vec<String>) {
     let mut seen = std::collections::HashSet::new();
     out.retain(|l| seen.insert((l.addr, l.port)));
     (out, all_ports, warnings)
+}
+
+fn family_allows(f: Family, ip: IpAddr) -> bool {
+    match f {
+        Family::Any => true,
+        Family::Inet => ip.is_ipv4(),
+        Family::Inet6 => ip.is_ipv6(),
+    }
 }
 
 pub fn join(ports: &[u16]) -> String {
