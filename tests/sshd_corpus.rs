@@ -840,19 +840,59 @@ const ANYWHERE_LINES: &[&str] = &[
     "X11Forwarding no",
 ];
 
-fn render(globals: &[&str], blocks: &[(&str, Vec<&str>)]) -> String {
+/// One line in one of sshd's accepted spellings: as is, `key=value`, `KEY = value`, or a
+/// one-word value in double quotes.
+fn styled(line: &str, k: u64) -> String {
+    let Some((key, value)) = line.split_once(' ') else {
+        return line.to_string();
+    };
+    if key == "Match" || key == "Include" {
+        return line.to_string();
+    }
+    match k % 4 {
+        1 => format!("{key}={value}"),
+        2 => format!("{} = {value}", key.to_ascii_uppercase()),
+        3 if !value.contains(' ') && !value.contains('"') => format!("{key} \"{value}\""),
+        _ => line.to_string(),
+    }
+}
+
+type Block<'a> = (&'a str, Vec<&'a str>);
+
+/// A config file: global lines, then Match blocks; `include_at` puts
+/// `Include sshd_config.d/*.conf` at the top (0), after the global lines (1), or at the end of
+/// block n (n + 2), or nowhere.
+fn render(globals: &[&str], blocks: &[Block], include_at: Option<usize>, seed: u64) -> String {
+    let mut n = seed;
+    let mut next = |l: &str| {
+        n = n
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        styled(l, n >> 33)
+    };
+    let inc = "Include sshd_config.d/*.conf\n";
     let mut s = String::from("AuthorizedKeysCommandUser nobody\n");
+    if include_at == Some(0) {
+        s.push_str(inc);
+    }
     for l in globals {
-        s.push_str(l);
+        s.push_str(&next(l));
         s.push('\n');
     }
-    for (header, lines) in blocks {
+    if include_at == Some(1) {
+        s.push_str(inc);
+    }
+    for (i, (header, lines)) in blocks.iter().enumerate() {
         s.push_str(header);
         s.push('\n');
         for l in lines {
             s.push('\t');
-            s.push_str(l);
+            s.push_str(&next(l));
             s.push('\n');
+        }
+        if include_at == Some(i + 2) {
+            s.push('\t');
+            s.push_str(inc);
         }
     }
     s
@@ -877,37 +917,60 @@ fn parser_agrees_with_real_sshd_t_on_generated_configs() {
         wrapper: sshd_wrapper(dir.path()),
         hostkey,
     };
-    let strategy = (
+    let globals = || {
         proptest::collection::vec(
             prop_oneof![select(GLOBAL_LINES), select(ANYWHERE_LINES)],
             0..6,
-        ),
+        )
+    };
+    let blocks = || {
         proptest::collection::vec(
             (
                 select(MATCH_HEADERS),
                 proptest::collection::vec(select(ANYWHERE_LINES), 1..4),
             ),
             0..4,
-        ),
+        )
+    };
+    let strategy = (
+        globals(),
+        blocks(),
+        proptest::option::of(0usize..6),
+        proptest::collection::vec((globals(), blocks()), 0..3),
+        any::<u64>(),
     );
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 96,
         failure_persistence: None,
         ..ProptestConfig::default()
     });
-    let counts = std::cell::RefCell::new((0usize, 0usize));
+    let counts = std::cell::RefCell::new((0usize, 0usize, 0usize));
     let case_dir = dir.path().join("gen");
+    let rewritten = dir.path().join("gen-rewritten");
     runner
-        .run(&strategy, |(globals, blocks)| {
-            let text = render(&globals, &blocks);
+        .run(&strategy, |(globals, blocks, include_at, dropins, seed)| {
+            let mut text = render(&globals, &blocks, include_at, seed);
             let _ = std::fs::remove_dir_all(&case_dir);
-            std::fs::create_dir_all(case_dir.join("etc/ssh")).unwrap();
+            let _ = std::fs::remove_dir_all(&rewritten);
+            std::fs::create_dir_all(case_dir.join("etc/ssh/sshd_config.d")).unwrap();
             std::fs::write(case_dir.join("etc/ssh/sshd_config"), &text).unwrap();
+            for (i, (g, b)) in dropins.iter().enumerate() {
+                let t = render(g, b, None, seed ^ i as u64)
+                    .replace("AuthorizedKeysCommandUser nobody\n", "");
+                text.push_str(&format!("# --- sshd_config.d/{i}0.conf\n{t}"));
+                std::fs::write(case_dir.join(format!("etc/ssh/sshd_config.d/{i}0.conf")), t)
+                    .unwrap();
+            }
+            std::fs::create_dir_all(&rewritten).unwrap();
+            copy_rewritten(&case_dir, &rewritten, &rewritten);
             let root = Root::new(&case_dir).unwrap();
-            let config = case_dir.join("etc/ssh/sshd_config");
-            let cfg = Config::load(&root).unwrap();
-            let global = eval::global(&cfg);
-            let opts = global.as_ref().cloned().unwrap_or_default();
+            let config = rewritten.join("etc/ssh/sshd_config");
+            // The parser's verdict: the config with its global options, or an error.
+            let parsed = Config::load(&root).and_then(|c| {
+                let g = eval::global(&c)?;
+                Ok((c, g))
+            });
+            let opts = parsed.as_ref().map(|(_, g)| g.clone()).unwrap_or_default();
             let (listen, ports, _) = eval::listen(&opts);
             for addr in addrs() {
                 let laddr = sshd::local_address_for(&listen, addr);
@@ -921,15 +984,24 @@ fn parser_agrees_with_real_sshd_t_on_generated_configs() {
                 );
                 let Ok(dump) = real.dump(&config, &conn) else {
                     // sshd also refuses combinations the parser does not judge (e.g.
-                    // AuthenticationMethods no enabled method can satisfy); the parser must
-                    // still refuse what sshd refuses for a reason it does judge.
+                    // AuthenticationMethods no enabled method can satisfy).
                     counts.borrow_mut().1 += 1;
+                    let accepted = parsed
+                        .as_ref()
+                        .is_ok_and(|(c, g)| eval::for_connection(c, g, &conn).is_ok());
+                    if accepted {
+                        counts.borrow_mut().2 += 1;
+                    }
                     return Ok(());
                 };
-                let global = global.as_ref().map_err(|e| {
+                let (cfg, global) = parsed.as_ref().map_err(|e| {
                     TestCaseError::fail(format!("sshd accepts, parser: {e:#}\n{text}"))
                 })?;
-                let e = eval::effective(&eval::for_connection(&cfg, global, &conn).unwrap());
+                let e = eval::for_connection(cfg, global, &conn)
+                    .map(|o| eval::effective(&o))
+                    .map_err(|e| {
+                        TestCaseError::fail(format!("sshd accepts, parser: {e:#}\n{text}"))
+                    })?;
                 let diff = test_mode::disagreements(&e, &dump);
                 prop_assert!(diff.is_empty(), "for {}: {:?}\n{}", addr, diff, text);
                 let mut theirs = dump.listen.clone();
@@ -941,8 +1013,8 @@ fn parser_agrees_with_real_sshd_t_on_generated_configs() {
             Ok(())
         })
         .unwrap();
-    let (agreed, refused) = *counts.borrow();
-    eprintln!("generated configs: {agreed} agree with sshd -T on every address, {refused} refused by sshd");
+    let (agreed, refused, parser_accepted) = *counts.borrow();
+    eprintln!("generated configs: {agreed} agree with sshd -T on every address, {refused} refused by sshd ({parser_accepted} of them accepted by the parser)");
     assert!(
         agreed >= 32,
         "too few generated configs were accepted by sshd: {agreed}"
