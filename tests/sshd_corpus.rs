@@ -1047,3 +1047,15 @@ fn authentication_methods_any_after_a_list_is_refused() {
         ["publickey,password"]
     );
 }
+
+#[test]
+fn installed_sshd_version() {
+    match sshd::version() {
+        Some((major, minor)) => {
+            assert!(Path::new(test_mode::SSHD).exists());
+            eprintln!("installed sshd: OpenSSH {major}.{minor}");
+            assert!(major >= 7, "{major}.{minor}");
+        }
+        None => assert!(!Path::new(test_mode::SSHD).exists()),
+    }
+}
