@@ -18,6 +18,7 @@ pub mod algorithms;
 pub mod config;
 pub mod eval;
 pub mod glob;
+pub mod keywords;
 pub mod lex;
 pub mod live;
 pub mod matching;
