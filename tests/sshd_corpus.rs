@@ -1059,3 +1059,55 @@ fn installed_sshd_version() {
         None => assert!(!Path::new(test_mode::SSHD).exists()),
     }
 }
+
+/// The keyword scope table against the installed sshd: inside a Match block that never
+/// matches, sshd -t says "not allowed within a Match block" exactly for global keywords.
+#[test]
+fn keyword_scopes_agree_with_the_installed_sshd() {
+    use ovh_access::sshd::keywords::{GLOBAL_KEYWORDS, MATCH_KEYWORDS};
+    if !can_run_sshd_t() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hostkey = dir.path().join("hostkey");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&hostkey)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let wrapper = sshd_wrapper(dir.path());
+    let mut wrong = Vec::new();
+    let mut unknown_here = Vec::new();
+    for (kw, in_match) in MATCH_KEYWORDS
+        .iter()
+        .map(|k| (k, true))
+        .chain(GLOBAL_KEYWORDS.iter().map(|k| (k, false)))
+    {
+        let cfg = dir.path().join("kw.conf");
+        std::fs::write(&cfg, format!("Match User nomatch_zz\n\t{kw} x\n")).unwrap();
+        let out = Command::new(&wrapper)
+            .arg("-t")
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-o")
+            .arg(format!("HostKey={}", hostkey.display()))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("Bad configuration option") || err.contains("Unsupported option") {
+            // Distribution keywords (GSSAPI key exchange, DebianBanner) this build may lack.
+            unknown_here.push(*kw);
+            continue;
+        }
+        let refused_in_match = err.contains("not allowed within a Match block");
+        if refused_in_match == in_match {
+            wrong.push(format!(
+                "{kw}: table says in_match={in_match}, sshd: {}",
+                err.trim()
+            ));
+        }
+    }
+    eprintln!("keywords this sshd does not know: {unknown_here:?}");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

@@ -3,7 +3,7 @@
 //! (SSHCFG_GLOBAL). A global keyword inside an inactive Match block makes sshd refuse the file.
 
 /// Known keywords sshd allows inside `Match` (SSHCFG_ALL in servconf.c's keyword table).
-const MATCH_KEYWORDS: &[&str] = &[
+pub const MATCH_KEYWORDS: &[&str] = &[
     "acceptenv",
     "allowagentforwarding",
     "allowgroups",
@@ -67,11 +67,15 @@ const MATCH_KEYWORDS: &[&str] = &[
     "x11displayoffset",
     "x11forwarding",
     "x11uselocalhost",
+    // Not in sshd_config(5)'s Match list, yet SSHCFG_ALL (checked against sshd 9.2).
+    "requiredrsasize",
+    "rhostsrsaauthentication",
+    "rsaauthentication",
 ];
 
 /// Known keywords sshd allows only outside `Match` (SSHCFG_GLOBAL), including deprecated and
 /// distribution ones (Debian's DebianBanner and GSSAPI key exchange, Fedora's GSSAPI options).
-const GLOBAL_KEYWORDS: &[&str] = &[
+pub const GLOBAL_KEYWORDS: &[&str] = &[
     "addressfamily",
     "ciphers",
     "compression",
@@ -107,9 +111,6 @@ const GLOBAL_KEYWORDS: &[&str] = &[
     "printlastlog",
     "printmotd",
     "protocol",
-    "requiredrsasize",
-    "rhostsrsaauthentication",
-    "rsaauthentication",
     "securitykeyprovider",
     "serverkeybits",
     "strictmodes",
