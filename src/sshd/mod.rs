@@ -6,6 +6,11 @@
 //! from the installed sshd (`sshd -T`, `test_mode`) and the sockets it really holds (`live`).
 //! [`reconcile`] turns the port evidence into the ports to open and the warnings, as a pure
 //! function.
+//!
+//! Use: [`probe`] once per command; `ports` go into the firewall request, `warnings` into the
+//! grant/status/doctor output; for each `(addr, effective)` of `per_address`, [`blockers`] says
+//! why sshd would refuse the support key and [`keys_file`] where the key must go (a path as on
+//! the real system: join it with `Root::path`).
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
