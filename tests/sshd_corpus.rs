@@ -1111,3 +1111,13 @@ fn keyword_scopes_agree_with_the_installed_sshd() {
     eprintln!("keywords this sshd does not know: {unknown_here:?}");
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
+
+#[test]
+fn global_keywords_after_match_all() {
+    let f = facts("match-all-global");
+    assert_eq!(f.ports, [2222]);
+    let e = eff(&f, "192.0.2.10");
+    assert!(e.use_pam.value);
+    // The Match pass overrides the first global value.
+    assert_eq!(e.permit_root_login.value, PermitRootLogin::Yes);
+}
