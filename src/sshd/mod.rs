@@ -33,7 +33,7 @@ pub mod verdict;
 
 pub use config::Config;
 pub use matching::Connection;
-pub use verdict::blockers;
+pub use verdict::{account_blockers, blockers, read_account, Account};
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
