@@ -75,6 +75,21 @@ impl Ns {
     /// directory never appears on the machine. `ip netns exec`, `unshare` and `sh -c exec`
     /// all exec in place: the child's pid is sshd's.
     fn start_sshd(&mut self, config: &Path) {
+        self.start_sshd_with(config, None);
+    }
+
+    /// As `start_sshd`; `shadow` is bind-mounted over /etc/shadow inside sshd's private mount
+    /// namespace only (the machine's own file is neither read nor changed).
+    fn start_sshd_with(&mut self, config: &Path, shadow: Option<&Path>) {
+        if let Some(mut old) = self.sshd.take() {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        let mut script = String::from("mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd");
+        if let Some(s) = shadow {
+            script.push_str(&format!(" && mount --bind {} /etc/shadow", s.display()));
+        }
+        script.push_str(" && exec \"$@\"");
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -85,12 +100,7 @@ impl Ns {
                 "--propagation",
                 "private",
             ])
-            .args([
-                "sh",
-                "-c",
-                "mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && exec \"$@\"",
-                "sh",
-            ])
+            .args(["sh", "-c", &script, "sh"])
             .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
             .arg(config)
             .stdin(Stdio::null())
@@ -99,6 +109,38 @@ impl Ns {
             .spawn()
             .unwrap();
         self.sshd = Some(child);
+    }
+
+    /// `ssh root@addr -p port true` from inside the namespace with only `key`; never reads or
+    /// writes ~/.ssh (no config, no known_hosts, no agent).
+    fn ssh_ok(&self, key: &Path, addr: &str, port: u16) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, "ssh", "-F", "/dev/null", "-i"])
+            .arg(key)
+            .args([
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "ConnectTimeout=5",
+                "-p",
+                &port.to_string(),
+                &format!("root@{addr}"),
+                "true",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     }
 
     /// Run `f` on a thread moved into this namespace (only that thread changes namespace).
@@ -213,5 +255,86 @@ fn live_listeners_match_the_parsed_config() {
             .iter()
             .any(|w| w.contains("2300") && w.contains("restart sshd")),
         "{warnings:?}"
+    );
+}
+
+/// Wait (bounded: 100 × 50 ms) until sshd in `ns` listens on addr:port.
+fn wait_listening(ns: &Ns, addr: IpAddr, port: u16) -> bool {
+    ns.in_ns(move || {
+        for _ in 0..100 {
+            let found = live::sshd_listeners(Path::new("/proc")).unwrap_or_default();
+            if found.iter().any(|s| s.addr == addr && s.port == port) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    })
+}
+
+/// The account rule `account_blockers` states (a `!` password locks key logins when UsePAM is
+/// no, not when it is yes), checked against the real sshd and ssh.
+#[test]
+fn locked_root_password_blocks_keys_only_without_pam() {
+    use ovh_access::sshd::{account_blockers, read_account, Setting};
+    if !can_run("locked_root_password_blocks_keys_only_without_pam") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for k in ["hostkey", "client"] {
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(d.join(k)));
+    }
+    let ak = d.join("authorized_keys");
+    std::fs::copy(d.join("client.pub"), &ak).unwrap();
+    let config = d.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port 2222\nListenAddress 192.0.2.1\nHostKey {}\nPidFile none\nUsePAM no\n\
+             StrictModes no\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\n",
+            d.join("hostkey").display(),
+            ak.display()
+        ),
+    )
+    .unwrap();
+    // A sandbox root describing the same account, for the library's prediction.
+    let sandbox = d.join("root");
+    std::fs::create_dir_all(sandbox.join("etc")).unwrap();
+    std::fs::create_dir_all(sandbox.join("bin")).unwrap();
+    std::fs::write(
+        sandbox.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::copy("/bin/sh", sandbox.join("bin/sh")).unwrap();
+    let no_pam = Setting {
+        value: false,
+        source: None,
+    };
+    let addr: IpAddr = "192.0.2.1".parse().unwrap();
+    let mut ns = Ns::new();
+    let mut results = Vec::new();
+    for (label, field) in [("locked", "!"), ("unlocked", "*")] {
+        let shadow = d.join(format!("shadow-{label}"));
+        let line = format!("root:{field}:19000:0:99999:7:::\n");
+        std::fs::write(&shadow, &line).unwrap();
+        std::fs::write(sandbox.join("etc/shadow"), &line).unwrap();
+        let account = read_account(&Root::new(&sandbox).unwrap(), "root").unwrap();
+        let predicted_ok = account_blockers(&account, &no_pam, 20000).is_empty();
+        ns.start_sshd_with(&config, Some(&shadow));
+        assert!(
+            wait_listening(&ns, addr, 2222),
+            "sshd did not start ({label})"
+        );
+        let ok = ns.ssh_ok(&d.join("client"), "192.0.2.1", 2222);
+        results.push((label, predicted_ok, ok));
+    }
+    eprintln!("(shadow, predicted login, real login): {results:?}");
+    assert_eq!(
+        results,
+        [("locked", false, false), ("unlocked", true, true)]
     );
 }
