@@ -114,8 +114,17 @@ impl Ns {
     /// `ssh root@addr -p port true` from inside the namespace with only `key`; never reads or
     /// writes ~/.ssh (no config, no known_hosts, no agent).
     fn ssh_ok(&self, key: &Path, addr: &str, port: u16) -> bool {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, "ssh", "-F", "/dev/null", "-i"])
+        self.ssh_from(key, None, addr, port)
+    }
+
+    /// As `ssh_ok`, from the local source address `from` (`ssh -b`).
+    fn ssh_from(&self, key: &Path, from: Option<&str>, addr: &str, port: u16) -> bool {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, "ssh", "-F", "/dev/null"]);
+        if let Some(f) = from {
+            c.args(["-b", f]);
+        }
+        c.arg("-i")
             .arg(key)
             .args([
                 "-o",
@@ -336,5 +345,91 @@ fn locked_root_password_blocks_keys_only_without_pam() {
     assert_eq!(
         results,
         [("locked", false, false), ("unlocked", true, true)]
+    );
+}
+
+/// The whole "will the support key work" prediction (probe → per-address effective settings →
+/// blockers) against real logins with an RSA key (the support keys' type), from each support
+/// address in turn (all local to the namespace, chosen with `ssh -b`).
+#[test]
+fn blockers_predict_real_logins() {
+    use ovh_access::sshd::{blockers, probe};
+    if !can_run("blockers_predict_real_logins") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(d.join("hostkey")));
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+        .arg(d.join("client")));
+    let ak = d.join("authorized_keys");
+    std::fs::copy(d.join("client.pub"), &ak).unwrap();
+    let shadow = d.join("shadow");
+    std::fs::write(&shadow, "root:*:19000:0:99999:7:::\n").unwrap();
+    let prefix = format!(
+        "Port 2222\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\nAuthorizedKeysFile {}\n",
+        d.join("hostkey").display(),
+        ak.display()
+    );
+    let cases = [
+        "PermitRootLogin prohibit-password\n",
+        "Match Address 192.0.2.0/24\n\tPermitRootLogin no\n",
+        "AllowUsers admin root@198.51.100.7\n",
+        "DenyUsers root@192.0.2.*,2001:db8::*\n",
+        "PubkeyAcceptedAlgorithms -rsa*\nMatch Address 203.0.113.0/24\n\tPubkeyAcceptedAlgorithms +ssh-rsa\n",
+        "AuthenticationMethods publickey,password\nMatch Address 2001:db8::/32\n\tAuthenticationMethods publickey\n",
+        "AllowGroups wheel\n",
+        "PermitRootLogin forced-commands-only\n",
+        "PubkeyAuthentication no\nMatch Address 198.51.100.7\n\tPubkeyAuthentication yes\n",
+        "Match User root Address *,!203.0.113.5\n\tAuthorizedKeysFile none\n",
+    ];
+    let sources = ["192.0.2.10", "198.51.100.7", "203.0.113.5", "2001:db8::10"];
+    let addrs: Vec<IpAddr> = sources.iter().map(|a| a.parse().unwrap()).collect();
+    let mut ns = Ns::new();
+    ns.sh(
+        "ip addr add 192.0.2.10/24 dev d0 && ip addr add 198.51.100.7/24 dev d0 && \
+         ip addr add 203.0.113.5/24 dev d0 && ip -6 addr add 2001:db8::10/64 dev d0 nodad",
+    );
+    let sandbox = d.join("root");
+    std::fs::create_dir_all(sandbox.join("etc/ssh")).unwrap();
+    let mut mismatches = Vec::new();
+    let (mut logins, mut accepted) = (0, 0);
+    for case in cases {
+        let text = format!("{prefix}{case}");
+        std::fs::write(d.join("sshd_config"), &text).unwrap();
+        std::fs::write(sandbox.join("etc/ssh/sshd_config"), &text).unwrap();
+        let facts = probe(&Root::new(&sandbox).unwrap(), &addrs, "x").unwrap();
+        ns.start_sshd_with(&d.join("sshd_config"), Some(&shadow));
+        assert!(
+            wait_listening(&ns, "0.0.0.0".parse().unwrap(), 2222),
+            "sshd did not start:\n{text}"
+        );
+        for (src, (addr, eff)) in sources.iter().zip(&facts.per_address) {
+            let g = ["root".to_string()];
+            let b = blockers("ssh-rsa", eff, "root", &g, *addr, src);
+            let target = if addr.is_ipv4() {
+                "192.0.2.1"
+            } else {
+                "2001:db8::1"
+            };
+            let real = ns.ssh_from(&d.join("client"), Some(src), target, 2222);
+            logins += 1;
+            accepted += usize::from(real);
+            if real != b.is_empty() {
+                mismatches.push(format!(
+                    "{case:?} from {src}: real login {real}, blockers {b:?}"
+                ));
+            }
+        }
+    }
+    eprintln!("{logins} real logins ({accepted} accepted) compared with the prediction");
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+    // Both outcomes occur, so agreement is not vacuous.
+    assert!(
+        accepted >= 10 && logins - accepted >= 10,
+        "{accepted} of {logins}"
     );
 }
