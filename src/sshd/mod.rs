@@ -138,6 +138,9 @@ pub struct PortEvidence {
     pub sockets: Vec<(String, Vec<u16>)>,
     /// Ports sshd processes hold in LISTEN state.
     pub live: Option<Vec<u16>>,
+    /// Ports systemd itself holds in LISTEN state (socket activation before the first
+    /// connection); only compared with the socket units' ports.
+    pub systemd_live: Option<Vec<u16>>,
     /// Ports of `sshd -T`'s listenaddress lines.
     pub sshd_t: Option<Vec<u16>>,
 }
@@ -170,6 +173,22 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
             ));
         }
         all.extend(ports);
+    }
+    if let (Some(sd), Some(live)) = (&ev.systemd_live, &ev.live) {
+        for (unit, ports) in &ev.sockets {
+            let idle = minus(
+                &sorted(ports.clone()),
+                &sorted([sd.clone(), live.clone()].concat()),
+            );
+            if !idle.is_empty() {
+                warnings.push(format!(
+                    "{unit} names port(s) {} but neither systemd nor sshd listens there: the unit \
+                     changed without a reload; run `systemctl daemon-reload && systemctl restart \
+                     {unit}`",
+                    eval::join(&idle)
+                ));
+            }
+        }
     }
     if let Some(t) = &ev.sshd_t {
         let t = sorted(t.clone());
@@ -319,6 +338,11 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
         match live::sshd_listeners(&root.path("/proc")) {
             Ok(s) => ev.live = Some(s.iter().map(|s| s.port).collect()),
             Err(e) => warnings.push(format!("{e:#}")),
+        }
+        if !ev.sockets.is_empty() {
+            if let Ok(s) = live::listeners_of(&root.path("/proc"), "systemd") {
+                ev.systemd_live = Some(s.iter().map(|s| s.port).collect());
+            }
         }
     }
 
@@ -619,6 +643,22 @@ mod tests {
             ..Default::default()
         });
         assert!(w[0].contains("is sshd running"));
+        // A socket unit edited without a reload: systemd still holds the old port.
+        let ev = PortEvidence {
+            configured: vec![2222],
+            sockets: vec![("ssh.socket".into(), vec![2222])],
+            live: Some(vec![]),
+            systemd_live: Some(vec![22, 631]),
+            ..Default::default()
+        };
+        let (p, w) = reconcile(&ev);
+        assert_eq!(p, [2222]);
+        assert!(w.len() == 1 && w[0].contains("without a reload"), "{w:?}");
+        let (_, w) = reconcile(&PortEvidence {
+            systemd_live: Some(vec![2222]),
+            ..ev
+        });
+        assert!(w.is_empty(), "{w:?}");
         let (p, w) = reconcile(&PortEvidence {
             configured: vec![22, 2222],
             live: Some(vec![2222, 22]),
