@@ -3,7 +3,7 @@
 //! the real sshd accepts.
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use ovh_access::root::Root;
@@ -158,7 +158,8 @@ fn several_port_lines_accumulate() {
         .listen
         .iter()
         .all(|l| l.addr == Some("0.0.0.0".parse().unwrap())));
-    assert_eq!(f.listen.len(), 4);
+    // `Port 2222` twice: one socket.
+    assert_eq!(f.listen.len(), 3);
 }
 
 #[test]
@@ -502,25 +503,40 @@ fn can_run_sshd_t() -> bool {
     true
 }
 
-/// `sshd -T` in a private mount namespace with its own empty /run, so the privilege
-/// separation directory it insists on (/run/sshd) is never created on the machine.
-fn sshd_t(config: &Path, hostkey: &Path, spec: &str) -> Result<String, String> {
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && exec \"$@\"")
-        .arg("sh")
-        .arg(test_mode::SSHD)
-        .args(["-T", "-C", spec, "-f"])
-        .arg(config)
-        .arg("-o")
-        .arg(format!("HostKey={}", hostkey.display()))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+/// A wrapper that runs the real sshd in a private mount namespace with its own empty /run, so
+/// the privilege separation directory it insists on (/run/sshd) is never created on the
+/// machine. The library's own `test_mode::run` calls it as it would call /usr/sbin/sshd.
+fn sshd_wrapper(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let w = dir.join("sshd-wrapper");
+    std::fs::write(
+        &w,
+        format!(
+            "#!/bin/sh\nexec unshare --mount --propagation private sh -c \
+             'mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && exec \"$@\"' sh {} \"$@\"\n",
+            test_mode::SSHD
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
+    w
+}
+
+struct RealSshd {
+    wrapper: PathBuf,
+    hostkey: PathBuf,
+}
+
+impl RealSshd {
+    fn dump(&self, config: &Path, conn: &sshd::Connection) -> anyhow::Result<test_mode::Dump> {
+        let hk = format!("HostKey={}", self.hostkey.display());
+        let extra: [&std::ffi::OsStr; 4] = [
+            "-f".as_ref(),
+            config.as_os_str(),
+            "-o".as_ref(),
+            hk.as_ref(),
+        ];
+        test_mode::run(&self.wrapper, conn, &extra)
     }
 }
 
@@ -544,7 +560,7 @@ fn agree_on(
     case: &str,
     src: &Path,
     dir: &Path,
-    hostkey: &Path,
+    real: &RealSshd,
     rejected: &mut Vec<String>,
 ) -> usize {
     let work = dir.join("rewritten").join(case);
@@ -559,7 +575,7 @@ fn agree_on(
             Err(_) => {
                 // Ours refuses: sshd must refuse too.
                 let conn = support_connection(&["root".into()], addr, "x", false, None, Some(22));
-                let r = sshd_t(&config, hostkey, &test_mode::connection_spec(&conn));
+                let r = real.dump(&config, &conn);
                 assert!(
                     r.is_err(),
                     "{case}: the parser refuses a config sshd -T accepts"
@@ -578,8 +594,8 @@ fn agree_on(
             Some(laddr),
             ports.first().copied(),
         );
-        let dump = match sshd_t(&config, hostkey, &test_mode::connection_spec(&conn)) {
-            Ok(out) => test_mode::parse_dump(&out),
+        let dump = match real.dump(&config, &conn) {
+            Ok(d) => d,
             Err(stderr) => {
                 // sshd refuses: the parser must refuse or at least warn.
                 assert!(
@@ -616,6 +632,10 @@ fn parser_agrees_with_real_sshd_t_on_the_corpus() {
         .status()
         .unwrap();
     assert!(st.success());
+    let real = RealSshd {
+        wrapper: sshd_wrapper(dir.path()),
+        hostkey,
+    };
     let mut cases: Vec<String> = std::fs::read_dir(corpus())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -624,19 +644,13 @@ fn parser_agrees_with_real_sshd_t_on_the_corpus() {
     let mut rejected = Vec::new();
     let mut checked = 0;
     for case in &cases {
-        checked += agree_on(
-            case,
-            &corpus().join(case),
-            dir.path(),
-            &hostkey,
-            &mut rejected,
-        );
+        checked += agree_on(case, &corpus().join(case), dir.path(), &real, &mut rejected);
     }
     // The 10 MB file too.
     let big = dir.path().join("big");
     std::fs::create_dir_all(big.join("etc/ssh")).unwrap();
     std::fs::write(big.join("etc/ssh/sshd_config"), ten_mb_config()).unwrap();
-    checked += agree_on("10MB", &big, dir.path(), &hostkey, &mut rejected);
+    checked += agree_on("10MB", &big, dir.path(), &real, &mut rejected);
     eprintln!(
         "sshd -T agreement: {checked} (case, address) pairs agree; sshd rejects {rejected:?}"
     );
@@ -651,7 +665,9 @@ fn parser_agrees_with_real_sshd_t_on_the_corpus() {
 #[test]
 fn blockers_for_the_support_key() {
     let g = ["root".to_string()];
-    let b = |f: &SshdFacts, a: &str| sshd::blockers(eff(f, a), "root", &g, a.parse().unwrap(), a);
+    let b = |f: &SshdFacts, a: &str| {
+        sshd::blockers("ssh-rsa", eff(f, a), "root", &g, a.parse().unwrap(), a)
+    };
     let f = facts("match-address");
     // `Match Address *,!2001:db8::/32` asks every IPv4 client for two factors.
     let two = |m: &String| m.contains("AuthenticationMethods") && m.contains(":18)");
@@ -735,4 +751,373 @@ fn match_in_a_drop_in_ends_with_its_file() {
     );
     // UsePAM in the main file after the Include is global, not inside the drop-in's Match.
     assert!(e.use_pam.value);
+}
+
+#[test]
+fn rsa_support_key_and_pubkey_accepted_algorithms() {
+    let f = facts("algorithms");
+    let g = ["root".to_string()];
+    let b = |a: &str| sshd::blockers("ssh-rsa", eff(&f, a), "root", &g, a.parse().unwrap(), a);
+    let x = b("203.0.113.5");
+    assert!(
+        x.len() == 1 && x[0].contains("PubkeyAcceptedAlgorithms (/etc/ssh/sshd_config:2)"),
+        "{x:?}"
+    );
+    assert!(b("192.0.2.10").is_empty());
+    assert_eq!(
+        eff(&f, "192.0.2.10").pubkey_accepted_algorithms.value,
+        [
+            "ssh-ed25519",
+            "ssh-ed25519-cert-v01@openssh.com",
+            "rsa-sha2-512"
+        ]
+    );
+    assert!(b("198.51.100.7").is_empty());
+    // An ed25519 key would pass where the RSA one does not.
+    let e = eff(&f, "203.0.113.5");
+    assert!(!e
+        .pubkey_accepted_algorithms
+        .value
+        .contains(&"ssh-ed25519".to_string()));
+    assert!(e
+        .pubkey_accepted_algorithms
+        .value
+        .contains(&"ecdsa-sha2-nistp256".to_string()));
+}
+
+// ---- generated configs: the same agreement, on shapes nobody wrote by hand ----
+
+const GLOBAL_LINES: &[&str] = &[
+    "Port 22",
+    "Port 2222",
+    "Port 40022",
+    "ListenAddress 192.0.2.1",
+    "ListenAddress [2001:db8::1]:2201",
+    "AddressFamily inet",
+    "UseDNS no",
+    "StrictModes no",
+    "UsePAM yes",
+    "UsePAM no",
+];
+
+const MATCH_HEADERS: &[&str] = &[
+    "Match Address 192.0.2.0/24",
+    "Match Address *,!192.0.2.10",
+    "Match User root",
+    "Match User admin,!root",
+    "Match all",
+    "Match Address 2001:db8::/32 User root",
+    "Match LocalPort 2222",
+    "Match LocalAddress 192.0.2.1",
+    "Match Host 198.51.100.*",
+    "Match Group root",
+    "Match Group *,!root",
+];
+
+const ANYWHERE_LINES: &[&str] = &[
+    "PermitRootLogin yes",
+    "PermitRootLogin no",
+    "PermitRootLogin without-password",
+    "PermitRootLogin forced-commands-only",
+    "PubkeyAuthentication no",
+    "PubkeyAuthentication yes",
+    "AuthorizedKeysFile .ssh/authorized_keys",
+    "AuthorizedKeysFile /etc/ssh/keys/%u %h/.ssh/authorized_keys2",
+    "AuthorizedKeysFile none",
+    "AllowUsers root admin",
+    "AllowUsers root@192.0.2.* *@198.51.100.0/24",
+    "DenyUsers root@203.0.113.0/24",
+    "AllowGroups root wheel",
+    "DenyGroups wheel",
+    "AuthenticationMethods publickey",
+    "AuthenticationMethods publickey,password publickey",
+    "AuthenticationMethods any",
+    "PubkeyAcceptedAlgorithms -rsa*",
+    "PubkeyAcceptedAlgorithms ssh-ed25519,rsa-sha2-512",
+    "PubkeyAcceptedAlgorithms +ssh-rsa",
+    "AuthorizedKeysCommand none",
+    "AuthorizedKeysCommand /usr/local/bin/keys %u",
+    "X11Forwarding no",
+];
+
+/// One line in one of sshd's accepted spellings: as is, `key=value`, `KEY = value`, or a
+/// one-word value in double quotes.
+fn styled(line: &str, k: u64) -> String {
+    let Some((key, value)) = line.split_once(' ') else {
+        return line.to_string();
+    };
+    if key == "Match" || key == "Include" {
+        return line.to_string();
+    }
+    match k % 4 {
+        1 => format!("{key}={value}"),
+        2 => format!("{} = {value}", key.to_ascii_uppercase()),
+        3 if !value.contains(' ') && !value.contains('"') => format!("{key} \"{value}\""),
+        _ => line.to_string(),
+    }
+}
+
+type Block<'a> = (&'a str, Vec<&'a str>);
+
+/// A config file: global lines, then Match blocks; `include_at` puts
+/// `Include sshd_config.d/*.conf` at the top (0), after the global lines (1), or at the end of
+/// block n (n + 2), or nowhere.
+fn render(globals: &[&str], blocks: &[Block], include_at: Option<usize>, seed: u64) -> String {
+    let mut n = seed;
+    let mut next = |l: &str| {
+        n = n
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        styled(l, n >> 33)
+    };
+    let inc = "Include sshd_config.d/*.conf\n";
+    let mut s = String::from("AuthorizedKeysCommandUser nobody\n");
+    if include_at == Some(0) {
+        s.push_str(inc);
+    }
+    for l in globals {
+        s.push_str(&next(l));
+        s.push('\n');
+    }
+    if include_at == Some(1) {
+        s.push_str(inc);
+    }
+    for (i, (header, lines)) in blocks.iter().enumerate() {
+        s.push_str(header);
+        s.push('\n');
+        for l in lines {
+            s.push('\t');
+            s.push_str(&next(l));
+            s.push('\n');
+        }
+        if include_at == Some(i + 2) {
+            s.push('\t');
+            s.push_str(inc);
+        }
+    }
+    s
+}
+
+#[test]
+fn parser_agrees_with_real_sshd_t_on_generated_configs() {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    if !can_run_sshd_t() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hostkey = dir.path().join("hostkey");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&hostkey)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let real = RealSshd {
+        wrapper: sshd_wrapper(dir.path()),
+        hostkey,
+    };
+    let globals = || {
+        proptest::collection::vec(
+            prop_oneof![select(GLOBAL_LINES), select(ANYWHERE_LINES)],
+            0..6,
+        )
+    };
+    let blocks = || {
+        proptest::collection::vec(
+            (
+                select(MATCH_HEADERS),
+                proptest::collection::vec(select(ANYWHERE_LINES), 1..4),
+            ),
+            0..4,
+        )
+    };
+    let strategy = (
+        globals(),
+        blocks(),
+        proptest::option::of(0usize..6),
+        proptest::collection::vec((globals(), blocks()), 0..3),
+        any::<u64>(),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 96,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let counts = std::cell::RefCell::new((0usize, 0usize, 0usize));
+    let case_dir = dir.path().join("gen");
+    let rewritten = dir.path().join("gen-rewritten");
+    runner
+        .run(&strategy, |(globals, blocks, include_at, dropins, seed)| {
+            let mut text = render(&globals, &blocks, include_at, seed);
+            let _ = std::fs::remove_dir_all(&case_dir);
+            let _ = std::fs::remove_dir_all(&rewritten);
+            std::fs::create_dir_all(case_dir.join("etc/ssh/sshd_config.d")).unwrap();
+            std::fs::write(case_dir.join("etc/ssh/sshd_config"), &text).unwrap();
+            for (i, (g, b)) in dropins.iter().enumerate() {
+                let t = render(g, b, None, seed ^ i as u64)
+                    .replace("AuthorizedKeysCommandUser nobody\n", "");
+                text.push_str(&format!("# --- sshd_config.d/{i}0.conf\n{t}"));
+                std::fs::write(case_dir.join(format!("etc/ssh/sshd_config.d/{i}0.conf")), t)
+                    .unwrap();
+            }
+            std::fs::create_dir_all(&rewritten).unwrap();
+            copy_rewritten(&case_dir, &rewritten, &rewritten);
+            let root = Root::new(&case_dir).unwrap();
+            let config = rewritten.join("etc/ssh/sshd_config");
+            // The parser's verdict: the config with its global options, or an error.
+            let parsed = Config::load(&root).and_then(|c| {
+                let g = eval::global(&c)?;
+                Ok((c, g))
+            });
+            let opts = parsed.as_ref().map(|(_, g)| g.clone()).unwrap_or_default();
+            let (listen, ports, _) = eval::listen(&opts);
+            for addr in addrs() {
+                let laddr = sshd::local_address_for(&listen, addr);
+                let conn = support_connection(
+                    &["root".into()],
+                    addr,
+                    "x",
+                    false,
+                    Some(laddr),
+                    ports.first().copied(),
+                );
+                let Ok(dump) = real.dump(&config, &conn) else {
+                    // sshd also refuses combinations the parser does not judge (e.g.
+                    // AuthenticationMethods no enabled method can satisfy).
+                    counts.borrow_mut().1 += 1;
+                    let accepted = parsed
+                        .as_ref()
+                        .is_ok_and(|(c, g)| eval::for_connection(c, g, &conn).is_ok());
+                    if accepted {
+                        counts.borrow_mut().2 += 1;
+                    }
+                    return Ok(());
+                };
+                let (cfg, global) = parsed.as_ref().map_err(|e| {
+                    TestCaseError::fail(format!("sshd accepts, parser: {e:#}\n{text}"))
+                })?;
+                let e = eval::for_connection(cfg, global, &conn)
+                    .map(|o| eval::effective(&o))
+                    .map_err(|e| {
+                        TestCaseError::fail(format!("sshd accepts, parser: {e:#}\n{text}"))
+                    })?;
+                let diff = test_mode::disagreements(&e, &dump);
+                prop_assert!(diff.is_empty(), "for {}: {:?}\n{}", addr, diff, text);
+                let mut theirs = dump.listen.clone();
+                theirs.sort();
+                theirs.dedup();
+                prop_assert_eq!(expand_listen(&listen), theirs, "{}", text);
+            }
+            counts.borrow_mut().0 += 1;
+            Ok(())
+        })
+        .unwrap();
+    let (agreed, refused, parser_accepted) = *counts.borrow();
+    eprintln!("generated configs: {agreed} agree with sshd -T on every address, {refused} refused by sshd ({parser_accepted} of them accepted by the parser)");
+    assert!(
+        agreed >= 32,
+        "too few generated configs were accepted by sshd: {agreed}"
+    );
+}
+
+#[test]
+fn authentication_methods_any_after_a_list_is_refused() {
+    // Both forms are refused by OpenSSH 9.2 (found by the generated-config agreement test).
+    for text in [
+        "AuthenticationMethods publickey\nMatch User nobody\n\tAuthenticationMethods any\n",
+        "Match all\n\tAuthenticationMethods publickey\nMatch Address 192.0.2.0/24\n\tAuthenticationMethods any\n",
+    ] {
+        let (_d, root) = sandbox(&[("/etc/ssh/sshd_config", text)]);
+        let err = format!("{:#}", probe(&root, &addrs(), "x").unwrap_err());
+        assert!(err.contains("\"any\" must appear alone"), "{err}");
+    }
+    // `any` in a matching block replaces a global list.
+    let (_d, root) = sandbox(&[(
+        "/etc/ssh/sshd_config",
+        "Match Address 192.0.2.0/24\n\tAuthenticationMethods any\nMatch all\n\tAuthenticationMethods publickey,password\n",
+    )]);
+    let f = probe(&root, &addrs(), "x").unwrap();
+    assert!(eff(&f, "192.0.2.10")
+        .authentication_methods
+        .value
+        .is_empty());
+    assert_eq!(
+        eff(&f, "198.51.100.7").authentication_methods.value,
+        ["publickey,password"]
+    );
+}
+
+#[test]
+fn installed_sshd_version() {
+    match sshd::version() {
+        Some((major, minor)) => {
+            assert!(Path::new(test_mode::SSHD).exists());
+            eprintln!("installed sshd: OpenSSH {major}.{minor}");
+            assert!(major >= 7, "{major}.{minor}");
+        }
+        None => assert!(!Path::new(test_mode::SSHD).exists()),
+    }
+}
+
+/// The keyword scope table against the installed sshd: inside a Match block that never
+/// matches, sshd -t says "not allowed within a Match block" exactly for global keywords.
+#[test]
+fn keyword_scopes_agree_with_the_installed_sshd() {
+    use ovh_access::sshd::keywords::{GLOBAL_KEYWORDS, MATCH_KEYWORDS};
+    if !can_run_sshd_t() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hostkey = dir.path().join("hostkey");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&hostkey)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let wrapper = sshd_wrapper(dir.path());
+    let mut wrong = Vec::new();
+    let mut unknown_here = Vec::new();
+    for (kw, in_match) in MATCH_KEYWORDS
+        .iter()
+        .map(|k| (k, true))
+        .chain(GLOBAL_KEYWORDS.iter().map(|k| (k, false)))
+    {
+        let cfg = dir.path().join("kw.conf");
+        std::fs::write(&cfg, format!("Match User nomatch_zz\n\t{kw} x\n")).unwrap();
+        let out = Command::new(&wrapper)
+            .arg("-t")
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-o")
+            .arg(format!("HostKey={}", hostkey.display()))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("Bad configuration option") || err.contains("Unsupported option") {
+            // Distribution keywords (GSSAPI key exchange, DebianBanner) this build may lack.
+            unknown_here.push(*kw);
+            continue;
+        }
+        let refused_in_match = err.contains("not allowed within a Match block");
+        if refused_in_match == in_match {
+            wrong.push(format!(
+                "{kw}: table says in_match={in_match}, sshd: {}",
+                err.trim()
+            ));
+        }
+    }
+    eprintln!("keywords this sshd does not know: {unknown_here:?}");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+#[test]
+fn global_keywords_after_match_all() {
+    let f = facts("match-all-global");
+    assert_eq!(f.ports, [2222]);
+    let e = eff(&f, "192.0.2.10");
+    assert!(e.use_pam.value);
+    // The Match pass overrides the first global value.
+    assert_eq!(e.permit_root_login.value, PermitRootLogin::Yes);
 }

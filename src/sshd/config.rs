@@ -36,6 +36,8 @@ pub enum Directive {
     AddressFamily(Family),
     PermitRootLogin(PermitRootLogin),
     PubkeyAuthentication(bool),
+    /// The raw value (`+`, `-`, `^` prefixes and patterns kept); see `algorithms::assemble`.
+    PubkeyAcceptedAlgorithms(String),
     AuthorizedKeysFile(Vec<String>),
     /// `None` for `none`.
     AuthorizedKeysCommand(Option<String>),
@@ -43,7 +45,7 @@ pub enum Directive {
     DenyUsers(Vec<String>),
     AllowGroups(Vec<String>),
     DenyGroups(Vec<String>),
-    /// Empty for `any`.
+    /// `["any"]` for any.
     AuthenticationMethods(Vec<String>),
     StrictModes(bool),
     UsePam(bool),
@@ -142,8 +144,8 @@ impl Config {
         })
     }
 
-    /// True when some `Match` line uses this criterion (used to warn that a setting depends
-    /// on a local address or port).
+    /// The `Match` lines using a criterion that `pred` selects (used to warn that a setting
+    /// depends on the local address or port).
     pub fn match_sources(&self, pred: impl Fn(&Criterion) -> bool) -> Vec<Source> {
         let mut out = Vec::new();
         if let Some(main) = &self.main {
@@ -284,6 +286,11 @@ impl Loader<'_> {
                 })?)
             }
             "pubkeyauthentication" => Directive::PubkeyAuthentication(flag(&args)?),
+            "pubkeyacceptedalgorithms" | "pubkeyacceptedkeytypes" => {
+                let v = one(&args)?;
+                super::algorithms::validate(&v).map_err(e)?;
+                Directive::PubkeyAcceptedAlgorithms(v)
+            }
             "strictmodes" => Directive::StrictModes(flag(&args)?),
             "usepam" => Directive::UsePam(flag(&args)?),
             "usedns" => Directive::UseDns(flag(&args)?),
@@ -317,7 +324,7 @@ impl Loader<'_> {
                 parse_criteria(rest).map_err(|m| e(format!("bad Match condition: {m}")))?,
             ),
             "include" => Directive::Include(self.include(path, line, &args, depth)?),
-            _ => match keyword_scope(&kw) {
+            _ => match super::keywords::scope(&kw) {
                 Some(in_match) => Directive::Other { in_match },
                 None => {
                     // sshd itself refuses an unknown keyword ("Bad configuration option"),
@@ -550,7 +557,7 @@ fn auth_methods(args: &[String]) -> Result<Vec<String>, String> {
         if args.len() > 1 {
             return Err("\"any\" must appear alone in AuthenticationMethods".into());
         }
-        return Ok(Vec::new());
+        return Ok(vec!["any".to_string()]);
     }
     for list in args {
         for m in list.split(',') {
@@ -563,139 +570,6 @@ fn auth_methods(args: &[String]) -> Result<Vec<String>, String> {
         }
     }
     Ok(args.to_vec())
-}
-
-/// Known keywords sshd allows inside `Match` (SSHCFG_ALL in servconf.c's keyword table).
-const MATCH_KEYWORDS: &[&str] = &[
-    "acceptenv",
-    "allowagentforwarding",
-    "allowgroups",
-    "allowstreamlocalforwarding",
-    "allowtcpforwarding",
-    "allowusers",
-    "authenticationmethods",
-    "authorizedkeyscommand",
-    "authorizedkeyscommanduser",
-    "authorizedkeysfile",
-    "authorizedprincipalscommand",
-    "authorizedprincipalscommanduser",
-    "authorizedprincipalsfile",
-    "banner",
-    "casignaturealgorithms",
-    "challengeresponseauthentication",
-    "channeltimeout",
-    "chrootdirectory",
-    "clientalivecountmax",
-    "clientaliveinterval",
-    "denygroups",
-    "denyusers",
-    "disableforwarding",
-    "exposeauthinfo",
-    "forcecommand",
-    "gatewayports",
-    "gssapiauthentication",
-    "hostbasedacceptedalgorithms",
-    "hostbasedacceptedkeytypes",
-    "hostbasedauthentication",
-    "hostbasedusesnamefrompacketonly",
-    "ignorerhosts",
-    "include",
-    "ipqos",
-    "kbdinteractiveauthentication",
-    "kerberosauthentication",
-    "loglevel",
-    "logverbose",
-    "maxauthtries",
-    "maxsessions",
-    "passwordauthentication",
-    "permitemptypasswords",
-    "permitlisten",
-    "permitopen",
-    "permitrootlogin",
-    "permittty",
-    "permittunnel",
-    "permituserrc",
-    "pubkeyacceptedalgorithms",
-    "pubkeyacceptedkeytypes",
-    "pubkeyauthentication",
-    "pubkeyauthoptions",
-    "rdomain",
-    "rekeylimit",
-    "revokedkeys",
-    "setenv",
-    "streamlocalbindmask",
-    "streamlocalbindunlink",
-    "trustedusercakeys",
-    "unusedconnectiontimeout",
-    "x11displayoffset",
-    "x11forwarding",
-    "x11uselocalhost",
-];
-
-/// Known keywords sshd allows only outside `Match` (SSHCFG_GLOBAL), including deprecated and
-/// distribution ones (Debian's DebianBanner and GSSAPI key exchange, Fedora's GSSAPI options).
-const GLOBAL_KEYWORDS: &[&str] = &[
-    "addressfamily",
-    "ciphers",
-    "compression",
-    "debianbanner",
-    "fingerprinthash",
-    "gssapicleanupcredentials",
-    "gssapienablek5users",
-    "gssapikeyexchange",
-    "gssapikexalgorithms",
-    "gssapistorecredentialsonrekey",
-    "gssapistrictacceptorcheck",
-    "hostcertificate",
-    "hostkey",
-    "hostkeyagent",
-    "hostkeyalgorithms",
-    "ignoreuserknownhosts",
-    "keepalive",
-    "kerberosgetafstoken",
-    "kerberosorlocalpasswd",
-    "kerberosticketcleanup",
-    "kexalgorithms",
-    "keyregenerationinterval",
-    "listenaddress",
-    "logingracetime",
-    "macs",
-    "maxstartups",
-    "modulifile",
-    "persourcemaxstartups",
-    "persourcenetblocksize",
-    "permituserenvironment",
-    "pidfile",
-    "port",
-    "printlastlog",
-    "printmotd",
-    "protocol",
-    "requiredrsasize",
-    "rhostsrsaauthentication",
-    "rsaauthentication",
-    "securitykeyprovider",
-    "serverkeybits",
-    "strictmodes",
-    "subsystem",
-    "syslogfacility",
-    "tcpkeepalive",
-    "usedns",
-    "uselogin",
-    "usepam",
-    "useprivilegeseparation",
-    "versionaddendum",
-    "xauthlocation",
-];
-
-/// Some(true) allowed in Match, Some(false) global only, None unknown.
-fn keyword_scope(kw: &str) -> Option<bool> {
-    if MATCH_KEYWORDS.contains(&kw) {
-        Some(true)
-    } else if GLOBAL_KEYWORDS.contains(&kw) {
-        Some(false)
-    } else {
-        None
-    }
 }
 
 /// Whether a typed directive may appear inside an inactive `Match` block.

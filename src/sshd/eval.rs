@@ -23,6 +23,7 @@ pub struct Options {
     pub address_family: Val<Family>,
     pub permit_root_login: Val<PermitRootLogin>,
     pub pubkey_authentication: Val<bool>,
+    pub pubkey_accepted_algorithms: Val<String>,
     pub authorized_keys_files: Val<Vec<String>>,
     pub authorized_keys_command: Val<Option<String>>,
     pub allow_users: Val<Vec<String>>,
@@ -59,6 +60,9 @@ impl Options {
             Directive::AddressFamily(f) => first(&mut self.address_family, *f, src),
             Directive::PermitRootLogin(v) => first(&mut self.permit_root_login, *v, src),
             Directive::PubkeyAuthentication(v) => first(&mut self.pubkey_authentication, *v, src),
+            Directive::PubkeyAcceptedAlgorithms(v) => {
+                first(&mut self.pubkey_accepted_algorithms, v.clone(), src)
+            }
             Directive::AuthorizedKeysFile(v) => {
                 first(&mut self.authorized_keys_files, v.clone(), src)
             }
@@ -69,12 +73,11 @@ impl Options {
             Directive::DenyUsers(v) => accumulate(&mut self.deny_users, v, src),
             Directive::AllowGroups(v) => accumulate(&mut self.allow_groups, v, src),
             Directive::DenyGroups(v) => accumulate(&mut self.deny_groups, v, src),
-            // `any` appends nothing, so a later line can still set methods (servconf.c checks
-            // num_auth_methods == 0, not whether the keyword was seen).
-            Directive::AuthenticationMethods(v) if !v.is_empty() => {
+            // `any` is stored like a method list (so it wins as a first value, and a Match
+            // block's `any` replaces a global list); fill_default_server_options() clears it.
+            Directive::AuthenticationMethods(v) => {
                 first(&mut self.authentication_methods, v.clone(), src)
             }
-            Directive::AuthenticationMethods(_) => {}
             Directive::StrictModes(v) => first(&mut self.strict_modes, *v, src),
             Directive::UsePam(v) => first(&mut self.use_pam, *v, src),
             Directive::UseDns(v) => first(&mut self.use_dns, *v, src),
@@ -92,6 +95,10 @@ impl Options {
         }
         over(&mut self.permit_root_login, &m.permit_root_login);
         over(&mut self.pubkey_authentication, &m.pubkey_authentication);
+        over(
+            &mut self.pubkey_accepted_algorithms,
+            &m.pubkey_accepted_algorithms,
+        );
         over(&mut self.authorized_keys_files, &m.authorized_keys_files);
         // M_CP_STROPT copies only a non-NULL string: `none` in a Match still replaces, since
         // servconf.c stores the word "none".
@@ -144,6 +151,19 @@ impl Walk<'_> {
                     }
                 }
                 d => {
+                    // servconf.c refuses `AuthenticationMethods any` once any list (even
+                    // `any`) was stored, active line or not: a config with a global list and
+                    // `any` in a Match block does not load.
+                    if let Directive::AuthenticationMethods(m) = d {
+                        if m == &["any"] && self.opts.authentication_methods.is_some() {
+                            return Err(bad_input!(
+                                "{} line {}: \"any\" must appear alone in AuthenticationMethods \
+                                 (an earlier line already set a list); remove one of the lines",
+                                f.path.display(),
+                                it.line
+                            ));
+                        }
+                    }
                     if *active {
                         self.opts.apply(d, &f.source(it.line));
                     } else if self.conn.is_none() && !allowed_in_match(d) {
@@ -209,6 +229,17 @@ pub fn effective(o: &Options) -> Effective {
     Effective {
         permit_root_login: setting(&o.permit_root_login, PermitRootLogin::ProhibitPassword),
         pubkey_authentication: setting(&o.pubkey_authentication, true),
+        pubkey_accepted_algorithms: Setting {
+            value: super::algorithms::assemble(
+                o.pubkey_accepted_algorithms
+                    .as_ref()
+                    .map(|(v, _)| v.as_str()),
+            ),
+            source: o
+                .pubkey_accepted_algorithms
+                .as_ref()
+                .map(|(_, s)| s.clone()),
+        },
         authorized_keys_files: setting(
             &o.authorized_keys_files,
             vec![
@@ -221,7 +252,13 @@ pub fn effective(o: &Options) -> Effective {
         deny_users: setting(&o.deny_users, Vec::new()),
         allow_groups: setting(&o.allow_groups, Vec::new()),
         deny_groups: setting(&o.deny_groups, Vec::new()),
-        authentication_methods: setting(&o.authentication_methods, Vec::new()),
+        authentication_methods: {
+            let mut s = setting(&o.authentication_methods, Vec::new());
+            if s.value == ["any"] {
+                s.value.clear();
+            }
+            s
+        },
         strict_modes: setting(&o.strict_modes, true),
         use_pam: setting(&o.use_pam, false),
     }
@@ -267,6 +304,12 @@ pub fn listen(o: &Options) -> (Vec<Listen>, Vec<u16>, Vec<String>) {
             };
             all_ports.extend(&these);
             match host.parse::<IpAddr>() {
+                Ok(ip) if !family_allows(family, ip) => warnings.push(format!(
+                    "{} line {}: ListenAddress {ip} does not fit AddressFamily {family:?}: sshd \
+                     refuses to start with this configuration (\"bad addr or host\")",
+                    src.file.display(),
+                    src.line
+                )),
                 Ok(ip) => {
                     for p in these {
                         out.push(Listen {
@@ -288,7 +331,19 @@ pub fn listen(o: &Options) -> (Vec<Listen>, Vec<u16>, Vec<String>) {
     }
     all_ports.sort_unstable();
     all_ports.dedup();
+    // A repeated Port or ListenAddress makes sshd bind the same socket twice; the second bind
+    // fails and is only logged, so the socket is listed once.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|l| seen.insert((l.addr, l.port)));
     (out, all_ports, warnings)
+}
+
+fn family_allows(f: Family, ip: IpAddr) -> bool {
+    match f {
+        Family::Any => true,
+        Family::Inet => ip.is_ipv4(),
+        Family::Inet6 => ip.is_ipv6(),
+    }
 }
 
 pub fn join(ports: &[u16]) -> String {

@@ -57,8 +57,8 @@ fn hex_addr(s: &str) -> Option<IpAddr> {
     }
 }
 
-/// Inodes of the sockets held open by processes whose `comm` is `sshd`.
-fn sshd_socket_inodes(proc_dir: &Path) -> HashSet<u64> {
+/// Inodes of the sockets held open by processes whose `comm` is `comm`.
+fn socket_inodes(proc_dir: &Path, comm_name: &str) -> HashSet<u64> {
     let mut inodes = HashSet::new();
     let Ok(rd) = std::fs::read_dir(proc_dir) else {
         return inodes;
@@ -73,7 +73,7 @@ fn sshd_socket_inodes(proc_dir: &Path) -> HashSet<u64> {
         };
         let pdir = proc_dir.join(pid);
         let comm = std::fs::read_to_string(pdir.join("comm")).unwrap_or_default();
-        if comm.trim_end() != "sshd" {
+        if comm.trim_end() != comm_name {
             continue;
         }
         let Ok(fds) = std::fs::read_dir(pdir.join("fd")) else {
@@ -97,6 +97,11 @@ fn sshd_socket_inodes(proc_dir: &Path) -> HashSet<u64> {
 /// The LISTEN sockets of sshd processes in the calling thread's network namespace.
 /// `proc_dir` is `/proc` of the system (a test may give a fake tree).
 pub fn sshd_listeners(proc_dir: &Path) -> Result<Vec<Socket>> {
+    listeners_of(proc_dir, "sshd")
+}
+
+/// The LISTEN sockets held by processes named `comm` (`systemd` holds socket-activated ones).
+pub fn listeners_of(proc_dir: &Path, comm: &str) -> Result<Vec<Socket>> {
     let net = proc_dir.join("thread-self/net");
     let mut all = Vec::new();
     for t in ["tcp", "tcp6"] {
@@ -115,7 +120,7 @@ pub fn sshd_listeners(proc_dir: &Path) -> Result<Vec<Socket>> {
             }
         }
     }
-    let inodes = sshd_socket_inodes(proc_dir);
+    let inodes = socket_inodes(proc_dir, comm);
     all.retain(|s| inodes.contains(&s.inode));
     all.sort_by_key(|s| (s.port, s.addr));
     all.dedup_by_key(|s| (s.port, s.addr));
@@ -179,5 +184,11 @@ mod tests {
         let ports: Vec<u16> = got.iter().map(|s| s.port).collect();
         assert_eq!(ports, [22, 2222]);
         assert_eq!(got[0].addr, "::".parse::<IpAddr>().unwrap());
+        let other: Vec<u16> = listeners_of(p, "nginx")
+            .unwrap()
+            .iter()
+            .map(|s| s.port)
+            .collect();
+        assert_eq!(other, [22]);
     }
 }

@@ -6,6 +6,11 @@
 //! from the installed sshd (`sshd -T`, `test_mode`) and the sockets it really holds (`live`).
 //! [`reconcile`] turns the port evidence into the ports to open and the warnings, as a pure
 //! function.
+//!
+//! Use: [`probe`] once per command; `ports` go into the firewall request, `warnings` into the
+//! grant/status/doctor output; for each `(addr, effective)` of `per_address`, [`blockers`] says
+//! why sshd would refuse the support key and [`keys_file`] where the key must go (a path as on
+//! the real system: join it with `Root::path`).
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -14,9 +19,11 @@ use serde::Serialize;
 
 use crate::root::Root;
 
+pub mod algorithms;
 pub mod config;
 pub mod eval;
 pub mod glob;
+pub mod keywords;
 pub mod lex;
 pub mod live;
 pub mod matching;
@@ -26,7 +33,7 @@ pub mod verdict;
 
 pub use config::Config;
 pub use matching::Connection;
-pub use verdict::blockers;
+pub use verdict::{account_blockers, blockers, read_account, Account};
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,6 +89,10 @@ impl PermitRootLogin {
 pub struct Effective {
     pub permit_root_login: Setting<PermitRootLogin>,
     pub pubkey_authentication: Setting<bool>,
+    /// The signature algorithms accepted for user keys, assembled as sshd does (this field is
+    /// an addition to the lead's draft: the support keys are RSA, and a hardened list without
+    /// rsa-sha2-* refuses them).
+    pub pubkey_accepted_algorithms: Setting<Vec<String>>,
     /// Raw tokens (`%h/.ssh/authorized_keys`, `.ssh/authorized_keys2`, `none`).
     pub authorized_keys_files: Setting<Vec<String>>,
     pub authorized_keys_command: Setting<Option<String>>,
@@ -127,6 +138,9 @@ pub struct PortEvidence {
     pub sockets: Vec<(String, Vec<u16>)>,
     /// Ports sshd processes hold in LISTEN state.
     pub live: Option<Vec<u16>>,
+    /// Ports systemd itself holds in LISTEN state (socket activation before the first
+    /// connection); only compared with the socket units' ports.
+    pub systemd_live: Option<Vec<u16>>,
     /// Ports of `sshd -T`'s listenaddress lines.
     pub sshd_t: Option<Vec<u16>>,
 }
@@ -159,6 +173,22 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
             ));
         }
         all.extend(ports);
+    }
+    if let (Some(sd), Some(live)) = (&ev.systemd_live, &ev.live) {
+        for (unit, ports) in &ev.sockets {
+            let idle = minus(
+                &sorted(ports.clone()),
+                &sorted([sd.clone(), live.clone()].concat()),
+            );
+            if !idle.is_empty() {
+                warnings.push(format!(
+                    "{unit} names port(s) {} but neither systemd nor sshd listens there: the unit \
+                     changed without a reload; run `systemctl daemon-reload && systemctl restart \
+                     {unit}`",
+                    eval::join(&idle)
+                ));
+            }
+        }
     }
     if let Some(t) = &ev.sshd_t {
         let t = sorted(t.clone());
@@ -309,6 +339,11 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
             Ok(s) => ev.live = Some(s.iter().map(|s| s.port).collect()),
             Err(e) => warnings.push(format!("{e:#}")),
         }
+        if !ev.sockets.is_empty() {
+            if let Ok(s) = live::listeners_of(&root.path("/proc"), "systemd") {
+                ev.systemd_live = Some(s.iter().map(|s| s.port).collect());
+            }
+        }
     }
 
     let use_dns = global.use_dns.as_ref().is_some_and(|(v, _)| *v);
@@ -408,6 +443,7 @@ pub fn differences(a: &Effective, b: &Effective) -> Vec<String> {
     }
     cmp!(permit_root_login, "PermitRootLogin");
     cmp!(pubkey_authentication, "PubkeyAuthentication");
+    cmp!(pubkey_accepted_algorithms, "PubkeyAcceptedAlgorithms");
     cmp!(authorized_keys_files, "AuthorizedKeysFile");
     cmp!(authorized_keys_command, "AuthorizedKeysCommand");
     cmp!(allow_users, "AllowUsers");
@@ -607,6 +643,22 @@ mod tests {
             ..Default::default()
         });
         assert!(w[0].contains("is sshd running"));
+        // A socket unit edited without a reload: systemd still holds the old port.
+        let ev = PortEvidence {
+            configured: vec![2222],
+            sockets: vec![("ssh.socket".into(), vec![2222])],
+            live: Some(vec![]),
+            systemd_live: Some(vec![22, 631]),
+            ..Default::default()
+        };
+        let (p, w) = reconcile(&ev);
+        assert_eq!(p, [2222]);
+        assert!(w.len() == 1 && w[0].contains("without a reload"), "{w:?}");
+        let (_, w) = reconcile(&PortEvidence {
+            systemd_live: Some(vec![2222]),
+            ..ev
+        });
+        assert!(w.is_empty(), "{w:?}");
         let (p, w) = reconcile(&PortEvidence {
             configured: vec![22, 2222],
             live: Some(vec![2222, 22]),

@@ -18,6 +18,7 @@ pub struct Dump {
     pub listen: Vec<(IpAddr, u16)>,
     pub permit_root_login: Option<PermitRootLogin>,
     pub pubkey_authentication: Option<bool>,
+    pub pubkey_accepted_algorithms: Vec<String>,
     pub authorized_keys_files: Vec<String>,
     pub authorized_keys_command: Option<String>,
     pub allow_users: Vec<String>,
@@ -53,6 +54,9 @@ pub fn parse_dump(text: &str) -> Dump {
             }
             "permitrootlogin" => d.permit_root_login = PermitRootLogin::parse(v),
             "pubkeyauthentication" => d.pubkey_authentication = flag(),
+            "pubkeyacceptedalgorithms" => {
+                d.pubkey_accepted_algorithms = v.split(',').map(String::from).collect()
+            }
             "authorizedkeysfile" => d.authorized_keys_files = words(),
             "authorizedkeyscommand" if v != "none" => {
                 d.authorized_keys_command = Some(v.to_string())
@@ -126,6 +130,11 @@ pub fn disagreements(e: &Effective, d: &Dump) -> Vec<String> {
         "PubkeyAuthentication",
         format!("{:?}", Some(e.pubkey_authentication.value)),
         format!("{:?}", d.pubkey_authentication),
+    );
+    cmp(
+        "PubkeyAcceptedAlgorithms",
+        e.pubkey_accepted_algorithms.value.join(","),
+        d.pubkey_accepted_algorithms.join(","),
     );
     cmp(
         "AuthorizedKeysFile",

@@ -50,10 +50,12 @@ pub fn match_user(user: &str, host: &str, addr: IpAddr, pattern: &str) -> bool {
     }
 }
 
-/// Why sshd would refuse the support key for `user` with `groups`, connecting from `addr`
-/// (`host` is what sshd compares host patterns with: the address unless UseDNS). Empty = sshd
-/// accepts a plain, unrestricted-by-command key line in a keys file it reads.
+/// Why sshd would refuse the support key (of type `key_type`, e.g. `ssh-rsa`) for `user` with
+/// `groups`, connecting from `addr` (`host` is what sshd compares host patterns with: the
+/// address unless UseDNS). Empty = sshd accepts a key line without a forced command in a keys
+/// file it reads.
 pub fn blockers(
+    key_type: &str,
     e: &Effective,
     user: &str,
     groups: &[String],
@@ -120,6 +122,21 @@ pub fn blockers(
             groups.join(", ")
         ));
     }
+    let sigs = super::algorithms::signatures_for(key_type);
+    if !e
+        .pubkey_accepted_algorithms
+        .value
+        .iter()
+        .any(|a| sigs.contains(&a.as_str()))
+    {
+        out.push(format!(
+            "PubkeyAcceptedAlgorithms{} accepts none of {} for the {key_type} support key; add \
+             {} to it",
+            at(&e.pubkey_accepted_algorithms),
+            sigs.join(", "),
+            sigs.first().copied().unwrap_or(key_type)
+        ));
+    }
     let methods = &e.authentication_methods.value;
     if !methods.is_empty() && !methods.iter().any(|l| l == "publickey") {
         out.push(format!(
@@ -175,7 +192,7 @@ mod tests {
     fn defaults_accept_the_key() {
         let e = eval::effective(&eval::Options::default());
         let a = ip("192.0.2.7");
-        assert!(blockers(&e, "root", &["root".into()], a, "192.0.2.7").is_empty());
+        assert!(blockers("ssh-rsa", &e, "root", &["root".into()], a, "192.0.2.7").is_empty());
     }
 
     #[test]
@@ -186,7 +203,7 @@ mod tests {
         let one = |f: &dyn Fn(&mut Effective)| {
             let mut e = base.clone();
             f(&mut e);
-            blockers(&e, "root", &g, a, "192.0.2.7")
+            blockers("ssh-rsa", &e, "root", &g, a, "192.0.2.7")
         };
         type Change = Box<dyn Fn(&mut Effective)>;
         let cases: Vec<(&str, Change)> = vec![
@@ -240,5 +257,185 @@ mod tests {
             set(vec!["publickey,password".into(), "publickey".into()]))
         .is_empty());
         assert!(one(&|e| e.permit_root_login = set(PermitRootLogin::Yes)).is_empty());
+        let b = one(&|e| e.pubkey_accepted_algorithms = set(vec!["ssh-ed25519".into()]));
+        assert!(b.len() == 1 && b[0].contains("rsa-sha2-512"), "{b:?}");
+        let only_legacy = one(&|e| e.pubkey_accepted_algorithms = set(vec!["ssh-rsa".into()]));
+        assert!(only_legacy.is_empty());
+    }
+}
+
+/// What the account itself contributes (auth.c `allowed_user()`): the shell must exist and be
+/// executable (an empty one means /bin/sh); without PAM a password field starting with `!`
+/// (platform.c `platform_locked_account()`, Linux's LOCKED_PASSWD_PREFIX) locks the account
+/// even for keys; an expired account (shadow's 8th field) is refused by sshd without PAM and by
+/// pam_unix's account check with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: String,
+    pub shell: String,
+    /// `None`: the shell does not exist; else (is a regular file, has an execute bit).
+    pub shell_file: Option<(bool, bool)>,
+    /// The shadow password field, when /etc/shadow has the user.
+    pub shadow_password: Option<String>,
+    /// Shadow's expiry, in days since 1970-01-01.
+    pub expires_day: Option<u64>,
+}
+
+/// Read the account through the root (`/etc/passwd`, `/etc/shadow`, the shell file).
+pub fn read_account(root: &crate::root::Root, user: &str) -> Option<Account> {
+    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).ok()?;
+    let f: Vec<String> = passwd
+        .lines()
+        .map(|l| l.split(':').map(String::from).collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && f[0] == user)?;
+    let shell = if f[6].is_empty() {
+        "/bin/sh".to_string()
+    } else {
+        f[6].clone()
+    };
+    let shell_file = std::fs::metadata(root.path(&shell)).ok().map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        (m.is_file(), m.permissions().mode() & 0o111 != 0)
+    });
+    let shadow = std::fs::read_to_string(root.path("/etc/shadow")).unwrap_or_default();
+    let s: Option<Vec<String>> = shadow
+        .lines()
+        .map(|l| l.split(':').map(String::from).collect::<Vec<_>>())
+        .find(|s| s.len() >= 2 && s[0] == user);
+    Some(Account {
+        user: user.to_string(),
+        shell,
+        shell_file,
+        shadow_password: s.as_ref().map(|s| s[1].clone()),
+        expires_day: s
+            .as_ref()
+            .and_then(|s| s.get(7))
+            .and_then(|d| d.parse().ok()),
+    })
+}
+
+/// Why the account would be refused, whatever the key (`today`: days since 1970-01-01).
+pub fn account_blockers(a: &Account, use_pam: &Setting<bool>, today: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let user = &a.user;
+    match a.shell_file {
+        None => out.push(format!(
+            "{user}'s shell {} does not exist: sshd refuses the login; set an existing shell \
+             with `chsh -s /bin/bash {user}`",
+            a.shell
+        )),
+        Some((true, true)) => {
+            let name = a.shell.rsplit('/').next().unwrap_or("");
+            if name == "nologin" || name == "false" {
+                out.push(format!(
+                    "{user}'s shell is {}: the key is accepted but the session ends at once; set \
+                     a login shell with `chsh -s /bin/bash {user}`",
+                    a.shell
+                ));
+            }
+        }
+        Some(_) => out.push(format!(
+            "{user}'s shell {} is not an executable file: sshd refuses the login; set a working \
+             shell with `chsh -s /bin/bash {user}`",
+            a.shell
+        )),
+    }
+    if !use_pam.value
+        && a.shadow_password
+            .as_deref()
+            .is_some_and(|p| p.starts_with('!'))
+    {
+        out.push(format!(
+            "{user}'s password is locked (`!` in /etc/shadow) and UsePAM is no{}: sshd then \
+             refuses even key logins; unlock with `usermod -p '*' {user}` (no password, keys \
+             only) or set UsePAM yes",
+            at(use_pam)
+        ));
+    }
+    if let Some(day) = a.expires_day {
+        if day <= today {
+            out.push(format!(
+                "{user}'s account expired (day {day} in /etc/shadow): sshd and PAM refuse it; \
+                 clear the expiry with `chage -E -1 {user}`"
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod account_tests {
+    use super::*;
+
+    fn acct(shell: &str, file: Option<(bool, bool)>, pw: &str, exp: Option<u64>) -> Account {
+        Account {
+            user: "root".into(),
+            shell: shell.into(),
+            shell_file: file,
+            shadow_password: Some(pw.into()),
+            expires_day: exp,
+        }
+    }
+
+    fn pam(v: bool) -> Setting<bool> {
+        Setting {
+            value: v,
+            source: None,
+        }
+    }
+
+    #[test]
+    fn account_rules() {
+        let ok = Some((true, true));
+        assert!(account_blockers(&acct("/bin/bash", ok, "*", None), &pam(false), 20000).is_empty());
+        // A locked password blocks keys only without PAM.
+        assert!(
+            account_blockers(&acct("/bin/bash", ok, "!$6$x", None), &pam(true), 20000).is_empty()
+        );
+        let b = account_blockers(&acct("/bin/bash", ok, "!$6$x", None), &pam(false), 20000);
+        assert!(b.len() == 1 && b[0].contains("locked"), "{b:?}");
+        let b = account_blockers(&acct("/bin/zsh", None, "*", None), &pam(true), 20000);
+        assert!(b.len() == 1 && b[0].contains("does not exist"), "{b:?}");
+        let b = account_blockers(
+            &acct("/bin/x", Some((true, false)), "*", None),
+            &pam(true),
+            20000,
+        );
+        assert!(b.len() == 1 && b[0].contains("not an executable"), "{b:?}");
+        let b = account_blockers(&acct("/usr/sbin/nologin", ok, "*", None), &pam(true), 20000);
+        assert!(b.len() == 1 && b[0].contains("nologin"), "{b:?}");
+        let b = account_blockers(&acct("/bin/bash", ok, "*", Some(19000)), &pam(true), 20000);
+        assert!(b.len() == 1 && b[0].contains("expired"), "{b:?}");
+        assert!(
+            account_blockers(&acct("/bin/bash", ok, "*", Some(21000)), &pam(true), 20000)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn reading_the_account_through_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("etc")).unwrap();
+        std::fs::create_dir_all(p.join("bin")).unwrap();
+        std::fs::write(
+            p.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\nbob:x:1:1::/home/bob:\n",
+        )
+        .unwrap();
+        std::fs::write(p.join("etc/shadow"), "root:!:19000:0:99999:7:::\n").unwrap();
+        std::fs::write(p.join("bin/bash"), "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p.join("bin/bash"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        let root = crate::root::Root::new(p).unwrap();
+        let a = read_account(&root, "root").unwrap();
+        assert_eq!(a.shell_file, Some((true, true)));
+        assert_eq!(a.shadow_password.as_deref(), Some("!"));
+        assert_eq!(a.expires_day, None);
+        let b = read_account(&root, "bob").unwrap();
+        assert_eq!(b.shell, "/bin/sh");
+        assert_eq!(b.shell_file, None);
+        assert!(read_account(&root, "carol").is_none());
     }
 }
