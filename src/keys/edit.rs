@@ -304,6 +304,19 @@ pub fn install(
             doc.append(line.into_bytes());
         }
     }
+    // One grant at a time: an active line of the tool's for another key belongs to the grant
+    // this one replaces (another region, another --key-file). Left active, it would keep
+    // granting behind a firewall that now opens for other addresses, or for no one.
+    for (i, e) in doc.entries.iter_mut().enumerate() {
+        let Some(s) = seen(&e.text) else { continue };
+        if s.active && is_tool(&s.key) && !blobs.contains(s.key.blob.as_str()) {
+            e.text = commented(&e.text);
+            notes.push(format!(
+                "line {}: commented out the tool's line of an earlier grant for another key",
+                i + 1
+            ));
+        }
+    }
     Ok(outcome(content, doc.bytes(), notes))
 }
 
@@ -507,6 +520,19 @@ mod tests {
         let moved = install(&on.bytes, &[key()], &other, None, false).unwrap();
         assert_eq!(tool_lines(&moved.bytes).len(), 1);
         assert_eq!(tool_lines(&moved.bytes)[0].addresses, other);
+    }
+
+    #[test]
+    fn a_grant_for_another_key_disables_the_earlier_grants_line() {
+        const ED2: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIKa0YISaa75BrL4udhn7reoUNIHSlG1BH24c9IDwUXlM";
+        let other = SupportKey::from_parts("ssh-ed25519", ED2, "support@cache-ng-ca").unwrap();
+        let first = install(b"", &[key()], &addrs(), None, false).unwrap();
+        let second = install(&first.bytes, &[other], &addrs(), None, false).unwrap();
+        let lines = tool_lines(&second.bytes);
+        assert_eq!(lines.len(), 2);
+        assert!(!lines.iter().find(|l| l.blob == ED).unwrap().active);
+        assert!(lines.iter().find(|l| l.blob == ED2).unwrap().active);
+        assert_eq!(second.notes.len(), 1, "{:?}", second.notes);
     }
 
     #[test]
