@@ -307,26 +307,10 @@ pub fn datestop(now: SystemTime, d: Duration) -> Result<String> {
     Ok(format_utc(stop))
 }
 
-/// Seconds since the epoch → `YYYY-MM-DDThh:mm:ss` (proleptic Gregorian, UTC), after Howard
-/// Hinnant's `civil_from_days`.
+/// Seconds since the epoch → `YYYY-MM-DDThh:mm:ss` (proleptic Gregorian, UTC).
 pub fn format_utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    let (y, mo, d, h, mi, s) = crate::civil::civil_from_unix(secs.min(i64::MAX as u64) as i64);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}")
 }
 
 #[cfg(test)]
