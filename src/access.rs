@@ -4,16 +4,14 @@
 //! before it enables the key, revoke disables the key before it closes the firewall — with the
 //! intent journaled first (`state`), so that a crash at any point is finished or undone by the
 //! next run. Both steps are idempotent, which is what makes converging again a correct recovery.
-use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::Parser;
 
 use crate::cli::{Cli, Command, FirewallChoice, GrantArgs, RefreshArgs, RevokeArgs, TargetArgs};
-use crate::error::{exit_code, EXIT_FAILURE, EXIT_OK};
+use crate::error::{EXIT_FAILURE, EXIT_OK};
 use crate::firewall::{self, LayerChange, OpenRequest};
 use crate::report::{fmt_left, fmt_utc, Report};
 use crate::root::Root;
@@ -27,45 +25,6 @@ const LOCK_WAIT: Duration = Duration::from_secs(60);
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// The user the support logs in as.
 const USER: &str = "root";
-
-pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => {
-            // clap prints --help/--version to stdout (exit 0) and usage errors to stderr (exit 2).
-            let _ = e.print();
-            return e.exit_code();
-        }
-    };
-    let json = cli.json;
-    let name = command_name(&cli.command);
-    match run(cli) {
-        Ok(report) => {
-            report.print(json);
-            report.exit
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
-            eprintln!("ovh-access: error: {msg}");
-            if json {
-                println!("{}", crate::report::error_json(name, &msg));
-            }
-            exit_code(&e)
-        }
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Grant(_) => "grant",
-        Command::Revoke(_) => "revoke",
-        Command::Status => "status",
-        Command::Doctor(_) => "doctor",
-        Command::Refresh(_) => "refresh",
-        Command::Restore => "restore",
-        Command::Profiles => "profiles",
-    }
-}
 
 pub fn run(cli: Cli) -> Result<Report> {
     let root = match &cli.root {
@@ -164,12 +123,8 @@ impl Ctx {
     fn grant(&self, a: &GrantArgs) -> Result<Report> {
         let mut report = Report::new("grant");
         report.dry_run = a.dry_run;
-        let _lock = if a.dry_run { None } else { Some(self.lock()?) };
-        let mut st = State::load(&self.root)?;
-        if !a.dry_run {
-            self.recover(&mut st, &mut report)?;
-        }
-
+        // The input (key file, fingerprint, DNS, sshd_config) is checked before the lock: a typo
+        // is reported at once, neither waiting for another run nor leaving a lock file behind.
         let target = self.resolve_target(&a.target)?;
         for w in &target.warnings {
             report.warn(w.clone());
@@ -206,6 +161,19 @@ impl Ctx {
             replace_foreign: a.replace_foreign,
             sshd_version: facts.version,
         };
+
+        if !a.dry_run {
+            // A read-only rehearsal before the lock and the journal: what the firewall or the
+            // keys file refuses (nf_tables unusable without CAP_NET_ADMIN, a set name taken by
+            // the user, a foreign line carrying the support key) fails here, with nothing
+            // written and no intent left to recover.
+            self.open_and_install(&desired, &opts, true, &mut Report::default())?;
+        }
+        let _lock = if a.dry_run { None } else { Some(self.lock()?) };
+        let mut st = State::load(&self.root)?;
+        if !a.dry_run {
+            self.recover(&mut st, &mut report)?;
+        }
 
         if a.dry_run {
             let applied = self.open_and_install(&desired, &opts, true, &mut report)?;
