@@ -73,10 +73,35 @@ impl Ctx {
         if dry_run || !self.root.is_system() || rustix::process::geteuid().is_root() {
             return Ok(());
         }
+        // restore has no --dry-run: suggesting it would send the operator to a usage error.
+        let or_dry = if cmd == "restore" {
+            ""
+        } else {
+            ", or add --dry-run to only see what it would do"
+        };
         Err(bad_input!(
-            "`ovh-access {cmd}` changes root's keys file and the firewall, so it must run as root: \
-             use `sudo ovh-access {cmd} ...`, or add --dry-run to see what it would do"
+            "`ovh-access {cmd}` changes root's keys file and the firewall and must run as root; \
+             run it with sudo{or_dry}"
         ))
+    }
+
+    /// Every firewall layer `g` was applied to still holds all of the tool's objects (read
+    /// only: a dry-run close finds them, and names nothing missing).
+    fn layers_intact(&self, g: &Grant) -> bool {
+        let mut probe = Report::default();
+        let Ok(backends) = firewall::select(FirewallChoice::Auto, false, &mut probe) else {
+            return false;
+        };
+        let mut whole = Vec::new();
+        for mut b in backends {
+            let name = b.name();
+            if let Ok(c) = b.close(true) {
+                if c.changed && c.notes.is_empty() {
+                    whole.push(name);
+                }
+            }
+        }
+        g.layers.iter().all(|l| whole.contains(l))
     }
 
     fn lock(&self) -> Result<Lock> {
@@ -174,6 +199,15 @@ impl Ctx {
         if !a.dry_run {
             self.recover(&mut st, &mut report)?;
         }
+        // The same grant again (a configuration-management run repeated) keeps its start time
+        // and reports `changed` only when something had to be repaired: the nft backend
+        // rewrites its own objects in place even when they already are what is asked.
+        let same = st.granted.clone().filter(|p| same_grant(p, &desired));
+        let mut desired = desired;
+        if let Some(p) = &same {
+            desired.granted_at = p.granted_at;
+        }
+        let in_place = same.as_ref().is_some_and(|p| self.layers_intact(p));
 
         if a.dry_run {
             let applied = self.open_and_install(&desired, &opts, true, &mut report)?;
@@ -225,7 +259,9 @@ impl Ctx {
         st.intent = None;
         st.save(&self.root)?;
 
-        report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
+        let firewall_changed = applied.layers.iter().any(|l| l.changed)
+            && !(in_place && same.is_some_and(|p| p.layers == committed.layers));
+        report.changed = applied.keys.changed || firewall_changed;
         self.describe_grant(&committed, &applied, &target, &mut report);
         crate::audit::log(
             "grant",
@@ -906,11 +942,13 @@ impl Ctx {
             replace_foreign: false,
             sshd_version: sshd::version(),
         };
+        // An intact grant is rewritten in place by the nft backend: that is no change.
+        let intact = self.layers_intact(&g);
         let applied = self.open_and_install(&g, &opts, false, &mut report)?;
         let changed: Vec<String> = applied
             .layers
             .iter()
-            .filter(|l| l.changed)
+            .filter(|l| l.changed && !intact)
             .map(|l| l.layer.clone())
             .collect();
         report.changed |= applied.keys.changed || !changed.is_empty();
@@ -938,6 +976,14 @@ impl Ctx {
         }
         Ok(report)
     }
+}
+
+/// The same grant apart from when it was made and the layers it found: a repeated command.
+fn same_grant(a: &Grant, b: &Grant) -> bool {
+    let mut a = a.clone();
+    a.granted_at = b.granted_at;
+    a.layers = b.layers.clone();
+    a == *b
 }
 
 /// sshd's settings outside any Match block, for when no support address is known (a revoke with
