@@ -553,8 +553,8 @@ fn cli_json_for_every_command_with_changed_only_when_something_changed() {
 }
 
 #[test]
-fn cli_status_drift_exits_1_with_one_json_object() {
-    if !can_run("cli_status_drift_exits_1_with_one_json_object") {
+fn cli_drift_exits_1_and_repairs_report_changed() {
+    if !can_run("cli_drift_exits_1_and_repairs_report_changed") {
         return;
     }
     let t = Topology::new(Opts::default());
@@ -564,9 +564,19 @@ fn cli_status_drift_exits_1_with_one_json_object() {
     t.srv.load_nft(&ruleset_path("default-deny.nft"));
     let v = json_run(&t, &os(&["status"]), false, false, 1);
     assert_eq!(v["consistent"], Value::Bool(false), "{v}");
-    // The repair changes something, and says so.
+    // The repair changes something, and says so: restore, or the same grant again (its key
+    // line is already in place, the firewall is not).
     json_run(&t, &os(&["restore"]), true, false, 0);
     json_run(&t, &os(&["status"]), false, false, 0);
+    t.srv.sh("nft flush ruleset");
+    t.srv.load_nft(&ruleset_path("default-deny.nft"));
+    let v = json_run(&t, &grant(&t, &["--address", SUP_V4]), true, false, 0);
+    assert_eq!(v["keys_file_changed"], Value::Bool(false), "{v}");
+    json_run(&t, &os(&["status"]), false, false, 0);
+    assert!(
+        tcp_connects(&t.sup, SRV_SUP_V4, t.port),
+        "the grant repaired the firewall"
+    );
     t.tool_ok(["revoke"]);
 }
 
