@@ -391,6 +391,46 @@ mod tests {
     }
 
     #[test]
+    fn usage_errors_render_as_one_line_with_where_to_read_the_usage() {
+        let args = ["ovh-access", "grant", "--port", "0", "--key-file", "k"];
+        let e = Cli::try_parse_from(args).unwrap_err();
+        let msg = usage_sentence(&e, "grant");
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains("--port") && msg.contains("1-65535"), "{msg}");
+        assert!(msg.ends_with("; see `ovh-access grant --help`"), "{msg}");
+        assert!(
+            !msg.contains("Usage:") && !msg.starts_with("error:"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn json_and_command_are_found_before_parsing() {
+        let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(wants_json(&os(&["ovh-access", "grant", "--json"])));
+        assert!(!wants_json(&os(&["ovh-access", "grant", "--", "--json"])));
+        assert!(!wants_json(&os(&["--json"])), "argv[0] is the program");
+        assert_eq!(
+            command_in_args(&os(&["x", "--root", "/", "revoke"])),
+            "revoke"
+        );
+        assert_eq!(command_in_args(&os(&["x", "--bogus"])), "");
+    }
+
+    #[test]
+    fn roots_must_be_existing_directories() {
+        assert!(parse_root("/").is_ok());
+        let e = parse_root("/nonexistent/ovh-access").unwrap_err();
+        assert!(
+            e.contains("No such file or directory") && !e.contains("os error"),
+            "{e}"
+        );
+        assert!(parse_root("/proc/self/status")
+            .unwrap_err()
+            .contains("not a directory"));
+    }
+
+    #[test]
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
