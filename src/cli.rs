@@ -235,7 +235,7 @@ fn usage_error(e: &clap::Error, json: bool, command: &str) -> i32 {
         return EXIT_OK;
     }
     let msg = usage_sentence(e, command);
-    fail(if command.is_empty() { "" } else { command }, &msg, json);
+    fail(command, &msg, json);
     EXIT_USAGE
 }
 
