@@ -4,16 +4,14 @@
 //! before it enables the key, revoke disables the key before it closes the firewall — with the
 //! intent journaled first (`state`), so that a crash at any point is finished or undone by the
 //! next run. Both steps are idempotent, which is what makes converging again a correct recovery.
-use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::Parser;
 
 use crate::cli::{Cli, Command, FirewallChoice, GrantArgs, RefreshArgs, RevokeArgs, TargetArgs};
-use crate::error::{exit_code, EXIT_FAILURE, EXIT_OK};
+use crate::error::{EXIT_FAILURE, EXIT_OK};
 use crate::firewall::{self, LayerChange, OpenRequest};
 use crate::report::{fmt_left, fmt_utc, Report};
 use crate::root::Root;
@@ -27,45 +25,6 @@ const LOCK_WAIT: Duration = Duration::from_secs(60);
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// The user the support logs in as.
 const USER: &str = "root";
-
-pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(c) => c,
-        Err(e) => {
-            // clap prints --help/--version to stdout (exit 0) and usage errors to stderr (exit 2).
-            let _ = e.print();
-            return e.exit_code();
-        }
-    };
-    let json = cli.json;
-    let name = command_name(&cli.command);
-    match run(cli) {
-        Ok(report) => {
-            report.print(json);
-            report.exit
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
-            eprintln!("ovh-access: error: {msg}");
-            if json {
-                println!("{}", crate::report::error_json(name, &msg));
-            }
-            exit_code(&e)
-        }
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Grant(_) => "grant",
-        Command::Revoke(_) => "revoke",
-        Command::Status => "status",
-        Command::Doctor(_) => "doctor",
-        Command::Refresh(_) => "refresh",
-        Command::Restore => "restore",
-        Command::Profiles => "profiles",
-    }
-}
 
 pub fn run(cli: Cli) -> Result<Report> {
     let root = match &cli.root {
@@ -114,10 +73,35 @@ impl Ctx {
         if dry_run || !self.root.is_system() || rustix::process::geteuid().is_root() {
             return Ok(());
         }
+        // restore has no --dry-run: suggesting it would send the operator to a usage error.
+        let or_dry = if cmd == "restore" {
+            ""
+        } else {
+            ", or add --dry-run to only see what it would do"
+        };
         Err(bad_input!(
-            "`ovh-access {cmd}` changes root's keys file and the firewall, so it must run as root: \
-             use `sudo ovh-access {cmd} ...`, or add --dry-run to see what it would do"
+            "`ovh-access {cmd}` changes root's keys file and the firewall and must run as root; \
+             run it with sudo{or_dry}"
         ))
+    }
+
+    /// Every firewall layer `g` was applied to still holds all of the tool's objects (read
+    /// only: a dry-run close finds them, and names nothing missing).
+    fn layers_intact(&self, g: &Grant) -> bool {
+        let mut probe = Report::default();
+        let Ok(backends) = firewall::select(FirewallChoice::Auto, false, &mut probe) else {
+            return false;
+        };
+        let mut whole = Vec::new();
+        for mut b in backends {
+            let name = b.name();
+            if let Ok(c) = b.close(true) {
+                if c.changed && c.notes.is_empty() {
+                    whole.push(name);
+                }
+            }
+        }
+        g.layers.iter().all(|l| whole.contains(l))
     }
 
     fn lock(&self) -> Result<Lock> {
@@ -164,12 +148,8 @@ impl Ctx {
     fn grant(&self, a: &GrantArgs) -> Result<Report> {
         let mut report = Report::new("grant");
         report.dry_run = a.dry_run;
-        let _lock = if a.dry_run { None } else { Some(self.lock()?) };
-        let mut st = State::load(&self.root)?;
-        if !a.dry_run {
-            self.recover(&mut st, &mut report)?;
-        }
-
+        // The input (key file, fingerprint, DNS, sshd_config) is checked before the lock: a typo
+        // is reported at once, neither waiting for another run nor leaving a lock file behind.
         let target = self.resolve_target(&a.target)?;
         for w in &target.warnings {
             report.warn(w.clone());
@@ -206,6 +186,28 @@ impl Ctx {
             replace_foreign: a.replace_foreign,
             sshd_version: facts.version,
         };
+
+        if !a.dry_run {
+            // A read-only rehearsal before the lock and the journal: what the firewall or the
+            // keys file refuses (nf_tables unusable without CAP_NET_ADMIN, a set name taken by
+            // the user, a foreign line carrying the support key) fails here, with nothing
+            // written and no intent left to recover.
+            self.open_and_install(&desired, &opts, true, &mut Report::default())?;
+        }
+        let _lock = if a.dry_run { None } else { Some(self.lock()?) };
+        let mut st = State::load(&self.root)?;
+        if !a.dry_run {
+            self.recover(&mut st, &mut report)?;
+        }
+        // The same grant again (a configuration-management run repeated) keeps its start time
+        // and reports `changed` only when something had to be repaired: the nft backend
+        // rewrites its own objects in place even when they already are what is asked.
+        let same = st.granted.clone().filter(|p| same_grant(p, &desired));
+        let mut desired = desired;
+        if let Some(p) = &same {
+            desired.granted_at = p.granted_at;
+        }
+        let in_place = same.as_ref().is_some_and(|p| self.layers_intact(p));
 
         if a.dry_run {
             let applied = self.open_and_install(&desired, &opts, true, &mut report)?;
@@ -257,7 +259,9 @@ impl Ctx {
         st.intent = None;
         st.save(&self.root)?;
 
-        report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
+        let firewall_changed = applied.layers.iter().any(|l| l.changed)
+            && !(in_place && same.is_some_and(|p| p.layers == committed.layers));
+        report.changed = applied.keys.changed || firewall_changed;
         self.describe_grant(&committed, &applied, &target, &mut report);
         crate::audit::log(
             "grant",
@@ -938,11 +942,13 @@ impl Ctx {
             replace_foreign: false,
             sshd_version: sshd::version(),
         };
+        // An intact grant is rewritten in place by the nft backend: that is no change.
+        let intact = self.layers_intact(&g);
         let applied = self.open_and_install(&g, &opts, false, &mut report)?;
         let changed: Vec<String> = applied
             .layers
             .iter()
-            .filter(|l| l.changed)
+            .filter(|l| l.changed && !intact)
             .map(|l| l.layer.clone())
             .collect();
         report.changed |= applied.keys.changed || !changed.is_empty();
@@ -970,6 +976,14 @@ impl Ctx {
         }
         Ok(report)
     }
+}
+
+/// The same grant apart from when it was made and the layers it found: a repeated command.
+fn same_grant(a: &Grant, b: &Grant) -> bool {
+    let mut a = a.clone();
+    a.granted_at = b.granted_at;
+    a.layers = b.layers.clone();
+    a == *b
 }
 
 /// sshd's settings outside any Match block, for when no support address is known (a revoke with

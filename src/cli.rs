@@ -1,11 +1,21 @@
 //! The command-line contract. Names and flags here are what scripts, docs and tests rely on: add,
 //! never rename.
+//!
+//! Exit codes ([`crate::error`]): 0 success, 1 failure (doctor: a check failed; status: drift; the
+//! system refused, e.g. nf_tables without CAP_NET_ADMIN), 2 usage or bad input; `--help` and
+//! `--version` exit 0. Every error is one line on stderr, and with `--json` stdout still carries
+//! one JSON object (`changed: false`, `error`), also for errors clap finds in the arguments.
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::{render, EXIT_OK, EXIT_USAGE};
+use crate::report::error_json;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,7 +28,7 @@ support key with a from= restriction, as one paired, reversible operation; revok
 pub struct Cli {
     /// Treat DIR as / for every file the tool reads or writes (sshd_config, passwd, the keys file,
     /// its state). The firewall is always the one of the current network namespace.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", value_parser = parse_root)]
     pub root: Option<PathBuf>,
 
     /// Print one JSON object on stdout instead of human output.
@@ -170,6 +180,126 @@ pub struct RefreshArgs {
     pub dry_run: bool,
 }
 
+/// Parse the command line, run the command, print its report; returns the exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let json = wants_json(&args);
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e, json, command_in_args(&args)),
+    };
+    let json = cli.json;
+    let name = cli.command.name();
+    match crate::access::run(cli) {
+        Ok(report) => {
+            report.print(json);
+            report.exit
+        }
+        Err(e) => {
+            let msg = render(&e);
+            fail(name, &msg, json);
+            crate::error::exit_code(&e)
+        }
+    }
+}
+
+impl Command {
+    /// The subcommand's name as typed, for the JSON `command` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Grant(_) => "grant",
+            Command::Revoke(_) => "revoke",
+            Command::Status => "status",
+            Command::Doctor(_) => "doctor",
+            Command::Refresh(_) => "refresh",
+            Command::Restore => "restore",
+            Command::Profiles => "profiles",
+        }
+    }
+}
+
+/// The one line on stderr, and with `--json` the one object on stdout that scripts parse.
+fn fail(command: &str, msg: &str, json: bool) {
+    eprintln!("ovh-access: error: {msg}");
+    if json {
+        println!("{}", error_json(command, msg));
+    }
+}
+
+/// `--help` and `--version` go to stdout with exit 0, as clap prints them. A usage error becomes
+/// one line (clap's own rendering spreads it over a paragraph, a usage block and a tip, which a
+/// script capturing stderr cannot show as one message) and, with `--json`, one object too.
+fn usage_error(e: &clap::Error, json: bool, command: &str) -> i32 {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return EXIT_OK;
+    }
+    let msg = usage_sentence(e, command);
+    fail(command, &msg, json);
+    EXIT_USAGE
+}
+
+/// clap's message on one line, without the usage block, with where to read the usage.
+pub fn usage_sentence(e: &clap::Error, command: &str) -> String {
+    let help = if command.is_empty() {
+        "`ovh-access --help`".to_string()
+    } else {
+        format!("`ovh-access {command} --help`")
+    };
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return format!("no command given; run {help} for the commands (grant, revoke, status, doctor, refresh, restore, profiles)");
+    }
+    let text = e.render().to_string();
+    let mut parts = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    let body = parts.join(" ");
+    let body = body.trim_end_matches('.');
+    format!("{body}; see {help}")
+}
+
+/// `--json` anywhere before a `--` (clap has not parsed yet when its own error is reported).
+fn wants_json(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
+}
+
+/// The first argument that names a subcommand, for the error's JSON `command` field.
+fn command_in_args(args: &[OsString]) -> &'static str {
+    const NAMES: [&str; 7] = [
+        "grant", "revoke", "status", "doctor", "refresh", "restore", "profiles",
+    ];
+    args.iter()
+        .skip(1)
+        .find_map(|a| NAMES.iter().find(|n| a == *n).copied())
+        .unwrap_or("")
+}
+
+/// `--root DIR`: an existing directory, checked while parsing so that a typo is a usage error
+/// before anything is read, locked or written.
+pub fn parse_root(s: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(s);
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => Ok(dir),
+        Ok(_) => Err(format!(
+            "{s} is not a directory; give the directory that stands for / (omit --root for this system)"
+        )),
+        Err(e) => Err(format!(
+            "{s} cannot be used ({}); give an existing directory that stands for / (omit --root for this system)",
+            crate::error::io_reason(&e)
+        )),
+    }
+}
+
 /// `1`‥`65535`; 0 and larger values are refused by clap with this message (exit 2).
 pub fn parse_port(s: &str) -> Result<u16, String> {
     match u32::from_str(s.trim()) {
@@ -258,6 +388,46 @@ mod tests {
         assert_eq!(parse_resolver("[2001:db8::53]:53").unwrap().port(), 53);
         assert!(parse_resolver("2001:db8::53").is_ok());
         assert!(parse_resolver("dns.example").is_err());
+    }
+
+    #[test]
+    fn usage_errors_render_as_one_line_with_where_to_read_the_usage() {
+        let args = ["ovh-access", "grant", "--port", "0", "--key-file", "k"];
+        let e = Cli::try_parse_from(args).unwrap_err();
+        let msg = usage_sentence(&e, "grant");
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains("--port") && msg.contains("1-65535"), "{msg}");
+        assert!(msg.ends_with("; see `ovh-access grant --help`"), "{msg}");
+        assert!(
+            !msg.contains("Usage:") && !msg.starts_with("error:"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn json_and_command_are_found_before_parsing() {
+        let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(wants_json(&os(&["ovh-access", "grant", "--json"])));
+        assert!(!wants_json(&os(&["ovh-access", "grant", "--", "--json"])));
+        assert!(!wants_json(&os(&["--json"])), "argv[0] is the program");
+        assert_eq!(
+            command_in_args(&os(&["x", "--root", "/", "revoke"])),
+            "revoke"
+        );
+        assert_eq!(command_in_args(&os(&["x", "--bogus"])), "");
+    }
+
+    #[test]
+    fn roots_must_be_existing_directories() {
+        assert!(parse_root("/").is_ok());
+        let e = parse_root("/nonexistent/ovh-access").unwrap_err();
+        assert!(
+            e.contains("No such file or directory") && !e.contains("os error"),
+            "{e}"
+        );
+        assert!(parse_root("/proc/self/status")
+            .unwrap_err()
+            .contains("not a directory"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod support;
 pub fn cli_main() -> i32 {
     #[cfg(feature = "failpoints")]
     let _scenario = fail::FailScenario::setup();
-    access::main_with_args(std::env::args_os())
+    cli::main_with_args(std::env::args_os())
 }
 
 /// A failpoint at a step boundary of a transaction. Compiled in only with the `failpoints` cargo
