@@ -26,7 +26,7 @@ pub mod verdict;
 
 pub use config::Config;
 pub use matching::Connection;
-pub use verdict::blockers;
+pub use verdict::{blocker_details, blockers, Blocker};
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -19,11 +19,11 @@ mod sys;
 use anyhow::Result;
 use serde::Serialize;
 
-pub use inspect::{Element, Family};
+pub use inspect::{Element, Family, Hook};
 pub use plan::{render as render_ops, Op, Plan};
 
 use crate::firewall::{Backend, LayerChange, OpenRequest};
-use inspect::{Hook, RuleDepth};
+use inspect::RuleDepth;
 use netlink::{Conn, NlError};
 
 /// The chain holding the accept rules for the input hook.
