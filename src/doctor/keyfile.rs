@@ -220,6 +220,20 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
             );
         }
     }
+    // Lines written by hand or by OVH's script: their from= must cover today's addresses too.
+    for l in lines.iter().filter(|l| l.active && !l.tool && l.options_error.is_none()) {
+        let Some(from) = l.options.iter().find_map(|o| o.strip_prefix("from=")) else { continue };
+        let missing: Vec<IpAddr> = c.addresses.iter().copied().filter(|a| !from_covers(from, *a)).collect();
+        if missing.is_empty() {
+            f.pass("from=", format!("line {}: from=\"{from}\" covers {}", l.line, join(c.addresses)));
+        } else {
+            f.fail(
+                "from=",
+                format!("line {} of {d}: from=\"{from}\" lacks {} (what the support connects from now)", l.line, join(&missing)),
+                format!("sed -i '{}s/^/# /' {d}, then {}", l.line, c.grant),
+            );
+        }
+    }
     let now = std::time::SystemTime::now();
     for tl in keys::tool_lines(&content).iter().filter(|l| l.active && blobs.contains(&l.blob.as_str())) {
         let missing: Vec<IpAddr> = c.addresses.iter().copied().filter(|a| !tl.addresses.contains(a)).collect();
@@ -249,12 +263,34 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
     }
 }
 
+/// Whether a from= list lets `addr` in: an address or CIDR entry that holds it, and no negated
+/// entry that does (auth-options.c hands the list to match_host_and_ip()); wildcard patterns
+/// are taken as covering, since only sshd's own matcher could tell.
+fn from_covers(list: &str, addr: IpAddr) -> bool {
+    let hit = |e: &str| {
+        e.contains(['*', '?'])
+            || e.parse::<IpAddr>().is_ok_and(|a| a == addr)
+            || e.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&addr))
+    };
+    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+    !entries.iter().filter_map(|e| e.strip_prefix('!')).any(hit) && entries.iter().filter(|e| !e.starts_with('!')).any(|e| hit(e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn m(dir: bool, uid: u32, mode: u32) -> Option<Meta> {
         Some(Meta { symlink: false, dir, regular: !dir, uid, mode })
+    }
+
+    #[test]
+    fn from_lists() {
+        let a: IpAddr = "198.51.100.10".parse().unwrap();
+        assert!(from_covers("198.51.100.10", a));
+        assert!(from_covers("192.0.2.1,198.51.100.0/24", a));
+        assert!(!from_covers("192.0.2.1", a));
+        assert!(!from_covers("198.51.100.0/24,!198.51.100.10", a));
     }
 
     #[test]
