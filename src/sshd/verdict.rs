@@ -107,16 +107,18 @@ pub fn blocker_details(
             "PermitRootLogin {v}{} refuses root's key from {addr}; set it to prohibit-password \
              for the support address (e.g. in a `Match Address {addr}` block)",
             at(&e.permit_root_login)
-        ));
+        ),
+        );
     }
     if !e.pubkey_authentication.value {
         push(
             "PubkeyAuthentication",
             None,
             format!(
-            "PubkeyAuthentication no{} disables key logins; set PubkeyAuthentication yes",
-            at(&e.pubkey_authentication)
-        ));
+                "PubkeyAuthentication no{} disables key logins; set PubkeyAuthentication yes",
+                at(&e.pubkey_authentication)
+            ),
+        );
     }
     if let Some(p) = e
         .deny_users
@@ -128,9 +130,10 @@ pub fn blocker_details(
             "DenyUsers",
             Some(p.clone()),
             format!(
-            "DenyUsers {p}{} denies {user} from {addr}; remove that pattern",
-            at(&e.deny_users)
-        ));
+                "DenyUsers {p}{} denies {user} from {addr}; remove that pattern",
+                at(&e.deny_users)
+            ),
+        );
     }
     if !e.allow_users.value.is_empty()
         && !e
@@ -143,9 +146,10 @@ pub fn blocker_details(
             "AllowUsers",
             None,
             format!(
-            "AllowUsers{} does not list {user} from {addr}; add {user}@{addr}",
-            at(&e.allow_users)
-        ));
+                "AllowUsers{} does not list {user} from {addr}; add {user}@{addr}",
+                at(&e.allow_users)
+            ),
+        );
     }
     let group_hit = |pats: &[String]| {
         groups
@@ -158,19 +162,21 @@ pub fn blocker_details(
             "DenyGroups",
             Some(g.clone()),
             format!(
-            "DenyGroups{} denies {user}'s group {g}; remove that pattern",
-            at(&e.deny_groups)
-        ));
+                "DenyGroups{} denies {user}'s group {g}; remove that pattern",
+                at(&e.deny_groups)
+            ),
+        );
     }
     if !e.allow_groups.value.is_empty() && group_hit(&e.allow_groups.value).is_none() {
         push(
             "AllowGroups",
             None,
             format!(
-            "AllowGroups{} lists none of {user}'s groups ({}); add one of them",
-            at(&e.allow_groups),
-            groups.join(", ")
-        ));
+                "AllowGroups{} lists none of {user}'s groups ({}); add one of them",
+                at(&e.allow_groups),
+                groups.join(", ")
+            ),
+        );
     }
     let methods = &e.authentication_methods.value;
     if !methods.is_empty() && !methods.iter().any(|l| l == "publickey") {
@@ -182,7 +188,8 @@ pub fn blocker_details(
              key; add a list that is just `publickey` for the support address",
             methods.join(" "),
             at(&e.authentication_methods)
-        ));
+        ),
+        );
     }
     let files_none = e
         .authorized_keys_files
@@ -194,10 +201,11 @@ pub fn blocker_details(
             "AuthorizedKeysFile",
             None,
             format!(
-            "AuthorizedKeysFile none{}: sshd reads no keys file; list one (e.g. \
+                "AuthorizedKeysFile none{}: sshd reads no keys file; list one (e.g. \
              .ssh/authorized_keys2)",
-            at(&e.authorized_keys_files)
-        ));
+                at(&e.authorized_keys_files)
+            ),
+        );
     }
     out
 }
