@@ -30,7 +30,14 @@ fn text(out: &Output) -> String {
 /// documentation addresses, hence --allow-private and --trust-dns).
 fn target(t: &Topology, cmd: &str) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec![cmd.into()];
-    for s in ["--host", "cache-ng.ovh.net", "--resolver", DNS_V4, "--allow-private", "--trust-dns"] {
+    for s in [
+        "--host",
+        "cache-ng.ovh.net",
+        "--resolver",
+        DNS_V4,
+        "--allow-private",
+        "--trust-dns",
+    ] {
         a.push(s.into());
     }
     a.push("--key-file".into());
@@ -43,13 +50,21 @@ fn doctor(t: &Topology) -> (Option<i32>, Vec<Value>, String) {
     let mut args: Vec<OsString> = vec!["--json".into()];
     args.extend(target(t, "doctor"));
     let out = t.tool(args);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", text(&out)));
-    (out.status.code(), v["checks"].as_array().cloned().unwrap_or_default(), text(&out))
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", text(&out)));
+    (
+        out.status.code(),
+        v["checks"].as_array().cloned().unwrap_or_default(),
+        text(&out),
+    )
 }
 
 /// The failed checks whose `check` is `name`.
 fn fails<'a>(checks: &'a [Value], name: &str) -> Vec<&'a Value> {
-    checks.iter().filter(|c| c["status"] == "FAIL" && c["check"] == name).collect()
+    checks
+        .iter()
+        .filter(|c| c["status"] == "FAIL" && c["check"] == name)
+        .collect()
 }
 
 /// A drop set as fail2ban's nftables action makes it, holding the support's IPv4 address.
@@ -67,7 +82,9 @@ fn apply(t: &Topology, fix: &str) {
     for step in fix.split(", then ") {
         let step = step.trim().trim_matches('`');
         if let Some(rest) = step.strip_prefix("edit ") {
-            let (place, line) = rest.split_once(" to read `").unwrap_or_else(|| panic!("{fix}"));
+            let (place, line) = rest
+                .split_once(" to read `")
+                .unwrap_or_else(|| panic!("{fix}"));
             let line = line.trim_end_matches('`');
             let (file, n) = place.rsplit_once(':').unwrap();
             let n: usize = n.parse().unwrap();
@@ -96,12 +113,20 @@ fn apply(t: &Topology, fix: &str) {
 /// SIGHUP: sshd re-executes itself and reads its configuration again.
 fn reload_sshd(t: &Topology) {
     let pid_file = t.sandbox().join("run/sshd.pid");
-    let pid: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // SAFETY: plain kill(2) on the sandbox sshd's pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     // Until it listens again (the re-exec closes and reopens the socket).
     std::thread::sleep(Duration::from_millis(200));
-    assert!(wait_until(Duration::from_secs(10), || tcp_connects(&t.srv, "127.0.0.1", t.port)));
+    assert!(wait_until(Duration::from_secs(10), || tcp_connects(
+        &t.srv,
+        "127.0.0.1",
+        t.port
+    )));
 }
 
 #[test]
@@ -117,14 +142,23 @@ fn doctor_names_three_blockers_and_their_fixes_let_the_support_in() {
     t.srv.sh(&format!("nft -f - <<'EOF'\n{F2B}\nEOF"));
     fs::set_permissions(t.keys_file(), fs::Permissions::from_mode(0o666)).unwrap();
     let out = t.ssh(&t.sup, SRV_SUP_V4, t.port, "echo ok");
-    assert!(!out.status.success(), "the support should be locked out:\n{}", text(&out));
+    assert!(
+        !out.status.success(),
+        "the support should be locked out:\n{}",
+        text(&out)
+    );
 
     let (code, checks, all) = doctor(&t);
     assert_eq!(code, Some(1), "{all}");
     let prl = fails(&checks, "PermitRootLogin");
     assert_eq!(prl.len(), 1, "{all}");
     let cfg_line = t.sandbox().join("etc/ssh/sshd_config");
-    let n = fs::read_to_string(&cfg_line).unwrap().lines().position(|l| l.trim() == "PermitRootLogin no").unwrap() + 1;
+    let n = fs::read_to_string(&cfg_line)
+        .unwrap()
+        .lines()
+        .position(|l| l.trim() == "PermitRootLogin no")
+        .unwrap()
+        + 1;
     assert_eq!(
         prl[0]["fix"],
         format!("edit /etc/ssh/sshd_config:{n} to read `PermitRootLogin prohibit-password`, then `systemctl reload sshd`"),
@@ -133,13 +167,20 @@ fn doctor_names_three_blockers_and_their_fixes_let_the_support_in() {
     assert!(prl[0]["detail"].as_str().unwrap().contains(SUP_V4), "{all}");
     let keys = fails(&checks, "keys file");
     assert_eq!(keys.len(), 1, "{all}");
-    assert!(keys[0]["detail"].as_str().unwrap().contains("mode 666"), "{all}");
-    assert_eq!(keys[0]["fix"], "chmod 600 /root/.ssh/authorized_keys2", "{all}");
+    assert!(
+        keys[0]["detail"].as_str().unwrap().contains("mode 666"),
+        "{all}"
+    );
+    assert_eq!(
+        keys[0]["fix"], "chmod 600 /root/.ssh/authorized_keys2",
+        "{all}"
+    );
     let fw = fails(&checks, "firewall");
     assert_eq!(fw.len(), 1, "{all}");
     let detail = fw[0]["detail"].as_str().unwrap();
     assert!(
-        detail.contains("inet f2b-table f2b-chain") && detail.contains("drop set addr-set-sshd holds 198.51.100.2"),
+        detail.contains("inet f2b-table f2b-chain")
+            && detail.contains("drop set addr-set-sshd holds 198.51.100.2"),
         "{all}"
     );
     assert_eq!(
@@ -158,7 +199,8 @@ fn doctor_names_three_blockers_and_their_fixes_let_the_support_in() {
     assert_eq!(code, Some(0), "after the fixes doctor should pass:\n{all}");
     let out = t.ssh(&t.sup, SRV_SUP_V4, t.port, "echo ok; hostname");
     assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout) == format!("ok\n{SERVER_HOSTNAME}\n"),
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout) == format!("ok\n{SERVER_HOSTNAME}\n"),
         "the support should log in once the fixes are applied:\n{}\n{}",
         text(&out),
         t.logs()

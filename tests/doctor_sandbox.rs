@@ -55,9 +55,21 @@ impl Sandbox {
         if json {
             args.push("--json".into());
         }
-        args.extend(["--root".into(), self.dir.path().display().to_string(), "doctor".into()]);
-        args.extend(["--host".into(), "cache-ng.ovh.net".into(), "--address".into(), ADDR.into()]);
-        args.extend(["--key-file".into(), self.p("support.pub").display().to_string()]);
+        args.extend([
+            "--root".into(),
+            self.dir.path().display().to_string(),
+            "doctor".into(),
+        ]);
+        args.extend([
+            "--host".into(),
+            "cache-ng.ovh.net".into(),
+            "--address".into(),
+            ADDR.into(),
+        ]);
+        args.extend([
+            "--key-file".into(),
+            self.p("support.pub").display().to_string(),
+        ]);
         let mut cmd = if own_netns() {
             let mut c = Command::new("unshare");
             c.arg("--net").arg(bin);
@@ -71,7 +83,11 @@ impl Sandbox {
     /// The human output, with the exit status checked against `fails`.
     fn run(&self, fails: bool) -> String {
         let out = self.doctor(false);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(out.status.code(), Some(if fails { 1 } else { 0 }), "{text}");
         text
     }
@@ -80,11 +96,15 @@ impl Sandbox {
 /// As root, `unshare --net` gives the doctor an empty firewall of its own.
 fn own_netns() -> bool {
     rustix::process::geteuid().is_root()
-        && Command::new("unshare").args(["--net", "true"]).status().is_ok_and(|s| s.success())
+        && Command::new("unshare")
+            .args(["--net", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 fn support_pub() -> String {
-    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys/ovh-eu.pub")).unwrap()
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys/ovh-eu.pub"))
+        .unwrap()
 }
 
 const BASE: &str = "PermitRootLogin prohibit-password\nPubkeyAuthentication yes\nAuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2\n";
@@ -96,7 +116,10 @@ fn finding<'a>(text: &'a str, head: &str) -> (&'a str, &'a str) {
         .iter()
         .position(|l| l.starts_with(head))
         .unwrap_or_else(|| panic!("no line starting with {head:?} in:\n{text}"));
-    let fix = lines.get(i + 1).and_then(|l| l.trim().strip_prefix("fix: ")).unwrap_or("");
+    let fix = lines
+        .get(i + 1)
+        .and_then(|l| l.trim().strip_prefix("fix: "))
+        .unwrap_or("");
     (lines[i], fix)
 }
 
@@ -109,52 +132,89 @@ fn a_healthy_sandbox_passes() {
     let json: serde_json::Value = serde_json::from_slice(&s.doctor(true).stdout).unwrap();
     let checks = json["checks"].as_array().unwrap();
     assert!(checks.iter().all(|c| c["status"] != "FAIL"), "{json}");
-    assert!(checks.iter().any(|c| c["check"] == "sshd" && c["status"] == "PASS"), "{json}");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["check"] == "sshd" && c["status"] == "PASS"),
+        "{json}"
+    );
 }
 
 #[test]
 fn permit_root_login_no_in_a_match_address_block() {
-    let s = Sandbox::new(&format!("{BASE}Match Address 198.51.100.0/24\n    PermitRootLogin no\n"));
+    let s = Sandbox::new(&format!(
+        "{BASE}Match Address 198.51.100.0/24\n    PermitRootLogin no\n"
+    ));
     let text = s.run(true);
     let (line, fix) = finding(&text, "FAIL  PermitRootLogin");
-    assert!(line.contains(ADDR) && line.contains("/etc/ssh/sshd_config:5"), "{line}");
+    assert!(
+        line.contains(ADDR) && line.contains("/etc/ssh/sshd_config:5"),
+        "{line}"
+    );
     assert_eq!(fix, "edit /etc/ssh/sshd_config:5 to read `PermitRootLogin prohibit-password`, then `systemctl reload sshd`");
     // The same block for another address changes nothing for the support.
-    let s = Sandbox::new(&format!("{BASE}Match Address 203.0.113.0/24\n    PermitRootLogin no\n"));
+    let s = Sandbox::new(&format!(
+        "{BASE}Match Address 203.0.113.0/24\n    PermitRootLogin no\n"
+    ));
     assert!(!s.run(false).contains("FAIL"));
 }
 
 #[test]
 fn authorized_keys_file_without_authorized_keys2() {
-    let s = Sandbox::new("PermitRootLogin prohibit-password\nAuthorizedKeysFile .ssh/authorized_keys\n");
+    let s = Sandbox::new(
+        "PermitRootLogin prohibit-password\nAuthorizedKeysFile .ssh/authorized_keys\n",
+    );
     let text = s.run(true);
     let (line, fix) = finding(&text, "FAIL  AuthorizedKeysFile");
-    assert!(line.contains("line 2 of /root/.ssh/authorized_keys2") && line.contains("/etc/ssh/sshd_config:2"), "{line}");
+    assert!(
+        line.contains("line 2 of /root/.ssh/authorized_keys2")
+            && line.contains("/etc/ssh/sshd_config:2"),
+        "{line}"
+    );
     assert_eq!(
         fix,
         "edit /etc/ssh/sshd_config:2 to read `AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2`, then `systemctl reload sshd`"
     );
     // And the file sshd does read has no support line.
-    let (line, _) = finding(&text, "FAIL  keys file: /root/.ssh/authorized_keys does not exist");
+    let (line, _) = finding(
+        &text,
+        "FAIL  keys file: /root/.ssh/authorized_keys does not exist",
+    );
     assert!(!line.is_empty());
 }
 
 #[test]
 fn root_home_is_not_root() {
     let s = Sandbox::new(BASE);
-    s.write("etc/passwd", "root:x:0:0:root:/home/root:/bin/bash\n", 0o644);
+    s.write(
+        "etc/passwd",
+        "root:x:0:0:root:/home/root:/bin/bash\n",
+        0o644,
+    );
     s.mkdir("home/root/.ssh", 0o700);
     fs::set_permissions(s.p("home/root"), fs::Permissions::from_mode(0o700)).unwrap();
     let text = s.run(true);
     let (line, fix) = finding(&text, "WARN  root home");
-    assert!(line.contains("/home/root") && line.contains("/home/root/.ssh/authorized_keys2"), "{line}");
+    assert!(
+        line.contains("/home/root") && line.contains("/home/root/.ssh/authorized_keys2"),
+        "{line}"
+    );
     assert_eq!(
         fix,
         "install the key with ovh-access, which writes /home/root/.ssh/authorized_keys2; or set root's home to /root with `usermod -d /root root`"
     );
     // The key sits in /root, where sshd does not look for this root.
-    let (_, fix) = finding(&text, "FAIL  keys file: /home/root/.ssh/authorized_keys2 does not exist");
-    assert_eq!(fix, format!("ovh-access grant --host cache-ng.ovh.net --address {ADDR} --key-file {}", s.p("support.pub").display()));
+    let (_, fix) = finding(
+        &text,
+        "FAIL  keys file: /home/root/.ssh/authorized_keys2 does not exist",
+    );
+    assert_eq!(
+        fix,
+        format!(
+            "ovh-access grant --host cache-ng.ovh.net --address {ADDR} --key-file {}",
+            s.p("support.pub").display()
+        )
+    );
 }
 
 #[test]
@@ -162,7 +222,10 @@ fn a_world_writable_ssh_directory() {
     let s = Sandbox::new(BASE);
     fs::set_permissions(s.p("root/.ssh"), fs::Permissions::from_mode(0o777)).unwrap();
     let text = s.run(true);
-    let (line, fix) = finding(&text, "FAIL  keys file: /root/.ssh is group- or world-writable (mode 777)");
+    let (line, fix) = finding(
+        &text,
+        "FAIL  keys file: /root/.ssh is group- or world-writable (mode 777)",
+    );
     assert!(line.contains("StrictModes"), "{line}");
     assert_eq!(fix, "chmod 700 /root/.ssh");
 }
@@ -170,10 +233,17 @@ fn a_world_writable_ssh_directory() {
 #[test]
 fn a_symlinked_keys_file() {
     let s = Sandbox::new(BASE);
-    fs::rename(s.p("root/.ssh/authorized_keys2"), s.p("root/.ssh/real_keys")).unwrap();
+    fs::rename(
+        s.p("root/.ssh/authorized_keys2"),
+        s.p("root/.ssh/real_keys"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("real_keys", s.p("root/.ssh/authorized_keys2")).unwrap();
     let text = s.run(true);
-    let (line, fix) = finding(&text, "FAIL  keys file: /root/.ssh/authorized_keys2 is a symlink");
+    let (line, fix) = finding(
+        &text,
+        "FAIL  keys file: /root/.ssh/authorized_keys2 is a symlink",
+    );
     assert!(!line.is_empty());
     assert_eq!(fix, "cp --remove-destination \"$(readlink -f /root/.ssh/authorized_keys2)\" /root/.ssh/authorized_keys2");
 }
@@ -185,12 +255,20 @@ fn an_unrestricted_duplicate_of_the_support_key() {
     text.push_str(&support_pub());
     s.write("root/.ssh/authorized_keys2", &text, 0o600);
     let out = s.run(true);
-    let (line, fix) = finding(&out, "FAIL  support key: line 3 of /root/.ssh/authorized_keys2");
+    let (line, fix) = finding(
+        &out,
+        "FAIL  support key: line 3 of /root/.ssh/authorized_keys2",
+    );
     assert!(line.contains("without a from= restriction"), "{line}");
     assert_eq!(fix, "sed -i '3s/^/# /' /root/.ssh/authorized_keys2");
     // The fix, applied, clears it.
     let path = s.p("root/.ssh/authorized_keys2");
-    let st = Command::new("sed").arg("-i").arg("3s/^/# /").arg(&path).status().unwrap();
+    let st = Command::new("sed")
+        .arg("-i")
+        .arg("3s/^/# /")
+        .arg(&path)
+        .status()
+        .unwrap();
     assert!(st.success());
     assert!(!s.run(false).contains("FAIL"));
 }

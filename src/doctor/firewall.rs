@@ -68,9 +68,19 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                         jump_present: rules.iter().any(|r| r.is_tool_jump()),
                         jump_at_head: rules.first().is_some_and(|r| r.is_tool_jump()),
                         delete_jump: rules.iter().find(|r| r.is_tool_jump()).map(|r| {
-                            format!("nft delete rule {} {} {} handle {}", t.family.name(), t.name, c.name, r.handle)
+                            format!(
+                                "nft delete rule {} {} {} handle {}",
+                                t.family.name(),
+                                t.name,
+                                c.name,
+                                r.handle
+                            )
                         }),
-                        kind: Kind::Nft { family: t.family.name().into(), table: t.name.clone(), chain: c.name.clone() },
+                        kind: Kind::Nft {
+                            family: t.family.name().into(),
+                            table: t.name.clone(),
+                            chain: c.name.clone(),
+                        },
                     });
                 }
             }
@@ -97,7 +107,9 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
     for b in ipt {
         match b.filter_table() {
             Ok(Some(table)) => {
-                let Some(input) = table.chain("INPUT") else { continue };
+                let Some(input) = table.chain("INPUT") else {
+                    continue;
+                };
                 let st = iptables::state::tool_state(Some(&table));
                 let jumps: Vec<_> = st.jumps.iter().filter(|j| j.chain == "INPUT").collect();
                 layers.push(Layer {
@@ -111,8 +123,18 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                     delete_jump: input
                         .rules
                         .iter()
-                        .find(|r| r.has_comment(crate::firewall::TAG) && r.target().is_some_and(|t| jumps.iter().any(|j| j.target == t)))
-                        .map(|r| format!("{} -D INPUT {}", b.program("").trim_end_matches('-'), r.spec)),
+                        .find(|r| {
+                            r.has_comment(crate::firewall::TAG)
+                                && r.target()
+                                    .is_some_and(|t| jumps.iter().any(|j| j.target == t))
+                        })
+                        .map(|r| {
+                            format!(
+                                "{} -D INPUT {}",
+                                b.program("").trim_end_matches('-'),
+                                r.spec
+                            )
+                        }),
                     kind: Kind::Ipt { table },
                 });
             }
@@ -139,11 +161,18 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
         );
     }
     if layers.is_empty() {
-        f.pass("firewall", "no nftables or iptables input chain filters this server: nothing blocks the support");
+        f.pass(
+            "firewall",
+            "no nftables or iptables input chain filters this server: nothing blocks the support",
+        );
         return;
     }
     layers.sort_by_key(|l| l.priority);
-    let json = if layers.iter().any(|l| matches!(l.kind, Kind::Nft { .. })) { nft_json(f) } else { None };
+    let json = if layers.iter().any(|l| matches!(l.kind, Kind::Nft { .. })) {
+        nft_json(f)
+    } else {
+        None
+    };
 
     for l in &layers {
         judge(l, json.as_deref(), addresses, ports, remedy, f);
@@ -153,7 +182,10 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
 /// `nft -j list ruleset`: the rules with their expressions, which the netlink dump does not
 /// decode. None (with a WARN) when nft is missing or fails.
 fn nft_json(f: &mut Findings) -> Option<Vec<NftTable>> {
-    let out = Command::new("nft").args(["-j", "list", "ruleset"]).stdin(Stdio::null()).output();
+    let out = Command::new("nft")
+        .args(["-j", "list", "ruleset"])
+        .stdin(Stdio::null())
+        .output();
     match out {
         Ok(o) if o.status.success() => match serde_json::from_slice(&o.stdout) {
             Ok(v) => Some(rules::parse_nft_json(&v)),
@@ -163,11 +195,24 @@ fn nft_json(f: &mut Findings) -> Option<Vec<NftTable>> {
             }
         },
         Ok(o) => {
-            f.warn("firewall", format!("`nft -j list ruleset` failed: {}", String::from_utf8_lossy(&o.stderr).trim()), "run `nft list ruleset` by hand to see why");
+            f.warn(
+                "firewall",
+                format!(
+                    "`nft -j list ruleset` failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                "run `nft list ruleset` by hand to see why",
+            );
             None
         }
         Err(e) => {
-            f.warn("firewall", format!("cannot run nft ({e}), so the rules before the tool's jump were not checked"), "install nftables (`apt install nftables`)");
+            f.warn(
+                "firewall",
+                format!(
+                    "cannot run nft ({e}), so the rules before the tool's jump were not checked"
+                ),
+                "install nftables (`apt install nftables`)",
+            );
             None
         }
     }
@@ -189,7 +234,14 @@ fn ipset_has(set: &str, addr: IpAddr) -> Option<bool> {
     }
 }
 
-fn judge(l: &Layer, json: Option<&[NftTable]>, addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findings) {
+fn judge(
+    l: &Layer,
+    json: Option<&[NftTable]>,
+    addresses: &[IpAddr],
+    ports: &[u16],
+    remedy: &Remedy,
+    f: &mut Findings,
+) {
     let head = format!(
         "{} (priority {}, policy {}{})",
         l.label,
@@ -210,11 +262,22 @@ fn judge(l: &Layer, json: Option<&[NftTable]>, addresses: &[IpAddr], ports: &[u1
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    for addr in addresses.iter().filter(|a| if a.is_ipv4() { l.v4 } else { l.v6 }) {
+    for addr in addresses
+        .iter()
+        .filter(|a| if a.is_ipv4() { l.v4 } else { l.v6 })
+    {
         for port in ports {
-            let p = Packet { addr: *addr, port: *port, now };
+            let p = Packet {
+                addr: *addr,
+                port: *port,
+                now,
+            };
             let outcome: Option<ChainOutcome> = match &l.kind {
-                Kind::Nft { family, table, chain } => json
+                Kind::Nft {
+                    family,
+                    table,
+                    chain,
+                } => json
                     .and_then(|ts| ts.iter().find(|t| &t.family == family && &t.name == table))
                     .map(|t| rules::nft_chain(t, chain, l.policy_drop, p)),
                 Kind::Ipt { table, .. } => Some(rules::ipt_input(table, p, &ipset_has)),
@@ -228,13 +291,22 @@ fn judge(l: &Layer, json: Option<&[NftTable]>, addresses: &[IpAddr], ports: &[u1
                 continue;
             };
             for m in &o.maybe {
-                maybes.push(format!("{addr} → port {port}: {} may drop it (conditions not decidable here)", m.rule));
+                maybes.push(format!(
+                    "{addr} → port {port}: {} may drop it (conditions not decidable here)",
+                    m.rule
+                ));
             }
             match &o.verdict {
-                Verdict::Accept { rule } => ok.push(format!("{addr} → port {port} accepted by {rule}")),
-                Verdict::Policy { drop: false } => ok.push(format!("{addr} → port {port} passes (policy accept)")),
+                Verdict::Accept { rule } => {
+                    ok.push(format!("{addr} → port {port} accepted by {rule}"))
+                }
+                Verdict::Policy { drop: false } => {
+                    ok.push(format!("{addr} → port {port} passes (policy accept)"))
+                }
                 Verdict::Policy { drop: true } => {
-                    fails.push(format!("{addr} → port {port}: no rule accepts it and the policy drops it"));
+                    fails.push(format!(
+                        "{addr} → port {port}: no rule accepts it and the policy drops it"
+                    ));
                     push_unique(&mut fixes, remedy.reopen.clone());
                 }
                 Verdict::Drop { rule, set } => {
@@ -245,7 +317,9 @@ fn judge(l: &Layer, json: Option<&[NftTable]>, addresses: &[IpAddr], ports: &[u1
                     fails.push(format!("{addr} → port {port}: {what}"));
                     if let Some(s) = set {
                         let cmd = match &l.kind {
-                            Kind::Nft { family, table, .. } => format!("nft delete element {family} {table} {s} {{ {addr} }}"),
+                            Kind::Nft { family, table, .. } => {
+                                format!("nft delete element {family} {table} {s} {{ {addr} }}")
+                            }
                             Kind::Ipt { .. } => format!("ipset del {s} {addr}"),
                         };
                         push_unique(&mut fixes, cmd);
@@ -260,7 +334,11 @@ fn judge(l: &Layer, json: Option<&[NftTable]>, addresses: &[IpAddr], ports: &[u1
         }
     }
     if !fails.is_empty() {
-        f.fail("firewall", format!("{head}: {}", fails.join("; ")), fixes.join(", then "));
+        f.fail(
+            "firewall",
+            format!("{head}: {}", fails.join("; ")),
+            fixes.join(", then "),
+        );
     } else if !maybes.is_empty() {
         f.warn(
             "firewall",
@@ -272,7 +350,10 @@ fn judge(l: &Layer, json: Option<&[NftTable]>, addresses: &[IpAddr], ports: &[u1
             },
         );
     } else if ok.is_empty() {
-        f.pass("firewall", format!("{head}: no support address of this family"));
+        f.pass(
+            "firewall",
+            format!("{head}: no support address of this family"),
+        );
     } else {
         f.pass("firewall", format!("{head}: {}", ok.join("; ")));
     }

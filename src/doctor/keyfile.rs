@@ -32,7 +32,10 @@ pub fn check_home(home: &Path, keys_file: &Path, eff: &Effective, f: &mut Findin
             " (not /root as the guide assumes: write the key there, not in /root)".into()
         };
         if note.is_empty() {
-            f.pass("root home", format!("root's home is {} and holds the keys file", home.display()));
+            f.pass(
+                "root home",
+                format!("root's home is {} and holds the keys file", home.display()),
+            );
         } else {
             f.warn(
                 "root home",
@@ -41,7 +44,12 @@ pub fn check_home(home: &Path, keys_file: &Path, eff: &Effective, f: &mut Findin
             );
         }
     } else {
-        let src = eff.authorized_keys_files.source.as_ref().map(|s| format!(" ({s})")).unwrap_or_default();
+        let src = eff
+            .authorized_keys_files
+            .source
+            .as_ref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default();
         f.warn(
             "root home",
             format!(
@@ -49,7 +57,10 @@ pub fn check_home(home: &Path, keys_file: &Path, eff: &Effective, f: &mut Findin
                 home.display(),
                 keys_file.display()
             ),
-            format!("nothing to do if that is intended: ovh-access writes {}", keys_file.display()),
+            format!(
+                "nothing to do if that is intended: ovh-access writes {}",
+                keys_file.display()
+            ),
         );
     }
 }
@@ -63,14 +74,24 @@ pub fn check_authorized_keys_file(c: &Ctx, sshd_reads: &Path, f: &mut Findings) 
         f.pass("AuthorizedKeysFile", format!("sshd reads {listed}"));
         return;
     }
-    let fix = edit_fix("AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2", s.source.as_ref(), c.svc);
+    let fix = edit_fix(
+        "AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2",
+        s.source.as_ref(),
+        c.svc,
+    );
     let guide_file = c.home.join(".ssh/authorized_keys2");
     let unread = c.target.and_then(|t| {
         let bytes = keys::read(c.root, &guide_file).ok()??;
         let blobs: Vec<&str> = t.keys.iter().map(|k| k.blob.as_str()).collect();
-        keys::support_lines(&bytes, &blobs).into_iter().find(|l| l.active)
+        keys::support_lines(&bytes, &blobs)
+            .into_iter()
+            .find(|l| l.active)
     });
-    let src = s.source.as_ref().map(|s| format!(" ({s})")).unwrap_or_default();
+    let src = s
+        .source
+        .as_ref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
     match unread {
         Some(l) if guide_file != sshd_reads => f.fail(
             "AuthorizedKeysFile",
@@ -132,7 +153,13 @@ fn walk(root: &Root, path: &Path) -> Vec<(PathBuf, Option<Meta>)> {
 /// sshd (misc.c `safe_path`) checks the file and each directory from it up to the home; the
 /// directories above the home are reported as warnings, since whoever can write them can swap
 /// the home itself.
-pub fn judge_walk(walk: &[(PathBuf, Option<Meta>)], target: &Path, home: &Path, strict: bool, grant: &str) -> Vec<(Status, String, String)> {
+pub fn judge_walk(
+    walk: &[(PathBuf, Option<Meta>)],
+    target: &Path,
+    home: &Path,
+    strict: bool,
+    grant: &str,
+) -> Vec<(Status, String, String)> {
     let mut out = Vec::new();
     // Outside the home, safe_path walks up to / and every directory counts.
     let under_home = target.starts_with(home);
@@ -145,7 +172,11 @@ pub fn judge_walk(walk: &[(PathBuf, Option<Meta>)], target: &Path, home: &Path, 
     for (p, m) in walk {
         let d = p.display();
         let Some(m) = m else {
-            let fix = if p == target { grant.to_string() } else { format!("mkdir -m 700 {d}, then {grant}") };
+            let fix = if p == target {
+                grant.to_string()
+            } else {
+                format!("mkdir -m 700 {d}, then {grant}")
+            };
             out.push((Status::Fail, format!("{d} does not exist"), fix));
             return out;
         };
@@ -162,11 +193,19 @@ pub fn judge_walk(walk: &[(PathBuf, Option<Meta>)], target: &Path, home: &Path, 
             continue;
         }
         if file && !m.regular {
-            out.push((Status::Fail, format!("{d} is not a regular file: sshd refuses it"), format!("rm -r {d}, then {grant}")));
+            out.push((
+                Status::Fail,
+                format!("{d} is not a regular file: sshd refuses it"),
+                format!("rm -r {d}, then {grant}"),
+            ));
             continue;
         }
         if m.uid != 0 {
-            out.push((status, format!("{d} is owned by uid {}, not root: {why}", m.uid), format!("chown root {d}")));
+            out.push((
+                status,
+                format!("{d} is owned by uid {}, not root: {why}", m.uid),
+                format!("chown root {d}"),
+            ));
         }
         if m.mode & 0o022 != 0 {
             let fix = if file {
@@ -176,7 +215,11 @@ pub fn judge_walk(walk: &[(PathBuf, Option<Meta>)], target: &Path, home: &Path, 
             } else {
                 format!("chmod go-w {d}")
             };
-            out.push((status, format!("{d} is group- or world-writable (mode {:o}): {why}", m.mode), fix));
+            out.push((
+                status,
+                format!("{d} is group- or world-writable (mode {:o}): {why}", m.mode),
+                fix,
+            ));
         }
     }
     out
@@ -196,22 +239,40 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
         Ok(Some(b)) => b,
         Ok(None) => return,
         Err(e) => {
-            f.fail("keys file", format!("{e:#}"), format!("fix {} as the message says", path.display()));
+            f.fail(
+                "keys file",
+                format!("{e:#}"),
+                format!("fix {} as the message says", path.display()),
+            );
             return;
         }
     };
-    f.pass("keys file", format!("{} is root's, not writable by others, not a symlink", path.display()));
+    f.pass(
+        "keys file",
+        format!(
+            "{} is root's, not writable by others, not a symlink",
+            path.display()
+        ),
+    );
     let Some(target) = c.target else { return };
     let blobs: Vec<&str> = target.keys.iter().map(|k| k.blob.as_str()).collect();
     let lines = keys::support_lines(&content, &blobs);
     let d = path.display();
     if !lines.iter().any(|l| l.active && l.options_error.is_none()) {
-        f.fail("support key", format!("no active line of {d} carries the support key"), c.grant.to_string());
+        f.fail(
+            "support key",
+            format!("no active line of {d} carries the support key"),
+            c.grant.to_string(),
+        );
         return;
     }
     for l in lines.iter().filter(|l| l.active) {
         if let Some(e) = &l.options_error {
-            f.warn("support key", format!("line {} of {d}: sshd ignores it ({e})", l.line), format!("sed -i '{}s/^/# /' {d}", l.line));
+            f.warn(
+                "support key",
+                format!("line {} of {d}: sshd ignores it ({e})", l.line),
+                format!("sed -i '{}s/^/# /' {d}", l.line),
+            );
         } else if l.unrestricted {
             f.fail(
                 "support key",
@@ -221,43 +282,95 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
         }
     }
     // Lines written by hand or by OVH's script: their from= must cover today's addresses too.
-    for l in lines.iter().filter(|l| l.active && !l.tool && l.options_error.is_none()) {
-        let Some(from) = l.options.iter().find_map(|o| o.strip_prefix("from=")) else { continue };
-        let missing: Vec<IpAddr> = c.addresses.iter().copied().filter(|a| !from_covers(from, *a)).collect();
+    for l in lines
+        .iter()
+        .filter(|l| l.active && !l.tool && l.options_error.is_none())
+    {
+        let Some(from) = l.options.iter().find_map(|o| o.strip_prefix("from=")) else {
+            continue;
+        };
+        let missing: Vec<IpAddr> = c
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| !from_covers(from, *a))
+            .collect();
         if missing.is_empty() {
-            f.pass("from=", format!("line {}: from=\"{from}\" covers {}", l.line, join(c.addresses)));
+            f.pass(
+                "from=",
+                format!(
+                    "line {}: from=\"{from}\" covers {}",
+                    l.line,
+                    join(c.addresses)
+                ),
+            );
         } else {
             f.fail(
                 "from=",
-                format!("line {} of {d}: from=\"{from}\" lacks {} (what the support connects from now)", l.line, join(&missing)),
+                format!(
+                    "line {} of {d}: from=\"{from}\" lacks {} (what the support connects from now)",
+                    l.line,
+                    join(&missing)
+                ),
                 format!("sed -i '{}s/^/# /' {d}, then {}", l.line, c.grant),
             );
         }
     }
     let now = std::time::SystemTime::now();
-    for tl in keys::tool_lines(&content).iter().filter(|l| l.active && blobs.contains(&l.blob.as_str())) {
-        let missing: Vec<IpAddr> = c.addresses.iter().copied().filter(|a| !tl.addresses.contains(a)).collect();
-        let stale: Vec<IpAddr> = tl.addresses.iter().copied().filter(|a| !c.addresses.contains(a)).collect();
+    for tl in keys::tool_lines(&content)
+        .iter()
+        .filter(|l| l.active && blobs.contains(&l.blob.as_str()))
+    {
+        let missing: Vec<IpAddr> = c
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| !tl.addresses.contains(a))
+            .collect();
+        let stale: Vec<IpAddr> = tl
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| !c.addresses.contains(a))
+            .collect();
         if !missing.is_empty() {
             f.fail(
                 "from=",
-                format!("line {} of {d}: from= lacks {} (what the support connects from now)", tl.line, join(&missing)),
+                format!(
+                    "line {} of {d}: from= lacks {} (what the support connects from now)",
+                    tl.line,
+                    join(&missing)
+                ),
                 "ovh-access refresh",
             );
         } else if !stale.is_empty() && !c.addresses.is_empty() {
             f.warn(
                 "from=",
-                format!("line {} of {d}: from= still allows {}, which DNS no longer returns", tl.line, join(&stale)),
+                format!(
+                    "line {} of {d}: from= still allows {}, which DNS no longer returns",
+                    tl.line,
+                    join(&stale)
+                ),
                 "ovh-access refresh",
             );
         } else {
-            f.pass("from=", format!("line {}: from= is {}", tl.line, tl.from.join(",")));
+            f.pass(
+                "from=",
+                format!("line {}: from= is {}", tl.line, tl.from.join(",")),
+            );
         }
         if let Some(exp) = &tl.expiry_time {
             if keys::parse_expiry_time(exp).is_none_or(|t| t <= now) {
-                f.fail("expiry-time", format!("line {} of {d}: expiry-time {exp} has passed", tl.line), format!("ovh-access revoke, then {} --for 4h", c.grant));
+                f.fail(
+                    "expiry-time",
+                    format!("line {} of {d}: expiry-time {exp} has passed", tl.line),
+                    format!("ovh-access revoke, then {} --for 4h", c.grant),
+                );
             } else {
-                f.pass("expiry-time", format!("line {}: expiry-time {exp} is in the future", tl.line));
+                f.pass(
+                    "expiry-time",
+                    format!("line {}: expiry-time {exp} is in the future", tl.line),
+                );
             }
         }
     }
@@ -273,7 +386,11 @@ fn from_covers(list: &str, addr: IpAddr) -> bool {
             || e.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&addr))
     };
     let entries: Vec<&str> = list.split(',').map(str::trim).collect();
-    !entries.iter().filter_map(|e| e.strip_prefix('!')).any(hit) && entries.iter().filter(|e| !e.starts_with('!')).any(|e| hit(e))
+    !entries.iter().filter_map(|e| e.strip_prefix('!')).any(hit)
+        && entries
+            .iter()
+            .filter(|e| !e.starts_with('!'))
+            .any(|e| hit(e))
 }
 
 #[cfg(test)]
@@ -281,7 +398,13 @@ mod tests {
     use super::*;
 
     fn m(dir: bool, uid: u32, mode: u32) -> Option<Meta> {
-        Some(Meta { symlink: false, dir, regular: !dir, uid, mode })
+        Some(Meta {
+            symlink: false,
+            dir,
+            regular: !dir,
+            uid,
+            mode,
+        })
     }
 
     #[test]
@@ -299,7 +422,10 @@ mod tests {
             (PathBuf::from("/"), m(true, 0, 0o1777)),
             (PathBuf::from("/root"), m(true, 0, 0o700)),
             (PathBuf::from("/root/.ssh"), m(true, 0, 0o777)),
-            (PathBuf::from("/root/.ssh/authorized_keys2"), m(false, 1000, 0o600)),
+            (
+                PathBuf::from("/root/.ssh/authorized_keys2"),
+                m(false, 1000, 0o600),
+            ),
         ];
         let k = Path::new("/root/.ssh/authorized_keys2");
         let out = judge_walk(&walk, k, Path::new("/root"), true, "G");
@@ -313,8 +439,13 @@ mod tests {
             ]
         );
         // StrictModes no: sshd would accept, so the problems are warnings.
-        assert!(judge_walk(&walk, k, Path::new("/root"), false, "G").iter().all(|(s, _, _)| *s == Status::Warn));
-        let missing = vec![(PathBuf::from("/"), m(true, 0, 0o755)), (PathBuf::from("/root"), None)];
+        assert!(judge_walk(&walk, k, Path::new("/root"), false, "G")
+            .iter()
+            .all(|(s, _, _)| *s == Status::Warn));
+        let missing = vec![
+            (PathBuf::from("/"), m(true, 0, 0o755)),
+            (PathBuf::from("/root"), None),
+        ];
         let out = judge_walk(&missing, k, Path::new("/root"), true, "G");
         assert_eq!(out[0].2, "mkdir -m 700 /root, then G");
     }

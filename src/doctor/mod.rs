@@ -84,7 +84,10 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
                 format!(
                     "{}{}: {} key(s), addresses {} ({:?})",
                     target.host,
-                    target.profile.map(|p| format!(" (profile {p})")).unwrap_or_default(),
+                    target
+                        .profile
+                        .map(|p| format!(" (profile {p})"))
+                        .unwrap_or_default(),
                     target.keys.len(),
                     join(&target.addresses),
                     target.source
@@ -101,7 +104,10 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
             None
         }
     };
-    let addresses: Vec<IpAddr> = target.as_ref().map(|t| t.addresses.clone()).unwrap_or_default();
+    let addresses: Vec<IpAddr> = target
+        .as_ref()
+        .map(|t| t.addresses.clone())
+        .unwrap_or_default();
     let host = target.as_ref().map(|t| t.host.clone()).unwrap_or_default();
     let grant = grant_command(t);
 
@@ -115,7 +121,11 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
     let facts = match sshd::probe(root, &addresses, &host) {
         Ok(facts) => Some(facts),
         Err(e) => {
-            f.fail("sshd_config", format!("{e:#}"), "fix the line named above, then check with `sshd -t`");
+            f.fail(
+                "sshd_config",
+                format!("{e:#}"),
+                "fix the line named above, then check with `sshd -t`",
+            );
             None
         }
     };
@@ -132,7 +142,11 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
     let home = match keys::root_home(root) {
         Ok(h) => Some(h),
         Err(e) => {
-            f.fail("root home", format!("{e:#}"), "add the line `root:x:0:0:root:/root:/bin/bash` to /etc/passwd with `vipw`");
+            f.fail(
+                "root home",
+                format!("{e:#}"),
+                "add the line `root:x:0:0:root:/root:/bin/bash` to /etc/passwd with `vipw`",
+            );
             None
         }
     };
@@ -142,7 +156,11 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
             None => match crate::access::global_effective(root) {
                 Ok(e) => Some(e),
                 Err(e) => {
-                    f.fail("sshd_config", format!("{e:#}"), "fix the line named above, then check with `sshd -t`");
+                    f.fail(
+                        "sshd_config",
+                        format!("{e:#}"),
+                        "fix the line named above, then check with `sshd -t`",
+                    );
                     None
                 }
             },
@@ -154,21 +172,40 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
                 if g.keys_file != path {
                     f.fail(
                         "keys file",
-                        format!("the grant wrote {} but sshd reads {} for root", g.keys_file.display(), path.display()),
+                        format!(
+                            "the grant wrote {} but sshd reads {} for root",
+                            g.keys_file.display(),
+                            path.display()
+                        ),
                         format!("ovh-access revoke, then {grant}"),
                     );
                 }
             }
-            let ctx = keyfile::Ctx { root, home, eff: &eff, target: target.as_ref(), addresses: &addresses, grant: &grant, svc: &svc };
+            let ctx = keyfile::Ctx {
+                root,
+                home,
+                eff: &eff,
+                target: target.as_ref(),
+                addresses: &addresses,
+                grant: &grant,
+                svc: &svc,
+            };
             keyfile::check_authorized_keys_file(&ctx, &path, &mut f);
             keyfile::check(&ctx, &path, &mut f);
         }
     }
 
     // 5. The firewall, for every port sshd may use.
-    let ports = facts.as_ref().map(|x| x.ports.clone()).unwrap_or_else(|| vec![22]);
+    let ports = facts
+        .as_ref()
+        .map(|x| x.ports.clone())
+        .unwrap_or_else(|| vec![22]);
     if !addresses.is_empty() {
-        let reopen = if state.granted.is_some() { "ovh-access restore".to_string() } else { grant.clone() };
+        let reopen = if state.granted.is_some() {
+            "ovh-access restore".to_string()
+        } else {
+            grant.clone()
+        };
         firewall::check(&addresses, &ports, &firewall::Remedy { reopen }, &mut f);
     }
 
@@ -217,7 +254,10 @@ fn finish(f: Findings) -> Report {
 }
 
 fn join<T: std::fmt::Display>(v: &[T]) -> String {
-    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Both families are asked (dns::resolve returns A and AAAA); the answer must not move between

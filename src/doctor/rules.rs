@@ -99,11 +99,21 @@ pub struct NftTable {
 /// `nft -j list ruleset` → the tables (family, name) with their rules and sets.
 pub fn parse_nft_json(v: &Value) -> Vec<NftTable> {
     let mut tables: Vec<NftTable> = Vec::new();
-    let items = v.get("nftables").and_then(Value::as_array).cloned().unwrap_or_default();
+    let items = v
+        .get("nftables")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let key = |o: &Value| {
         (
-            o.get("family").and_then(Value::as_str).unwrap_or("").to_string(),
-            o.get("table").and_then(Value::as_str).unwrap_or("").to_string(),
+            o.get("family")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            o.get("table")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
         )
     };
     for item in &items {
@@ -121,22 +131,41 @@ pub fn parse_nft_json(v: &Value) -> Vec<NftTable> {
             None => continue,
         };
         let (family, table) = key(o);
-        let Some(t) = tables.iter_mut().find(|t| t.family == family && t.name == table) else {
+        let Some(t) = tables
+            .iter_mut()
+            .find(|t| t.family == family && t.name == table)
+        else {
             continue;
         };
-        let name = o.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = o
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         match kind {
             "chain" => {
                 t.chains.entry(name).or_default();
             }
             "set" => {
-                let elems = o.get("elem").and_then(Value::as_array).cloned().unwrap_or_default();
+                let elems = o
+                    .get("elem")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 t.sets.insert(name, elems);
             }
             "rule" => {
-                let chain = o.get("chain").and_then(Value::as_str).unwrap_or("").to_string();
+                let chain = o
+                    .get("chain")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let handle = o.get("handle").and_then(Value::as_u64).unwrap_or(0);
-                let expr = o.get("expr").and_then(Value::as_array).cloned().unwrap_or_default();
+                let expr = o
+                    .get("expr")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 t.chains.entry(chain).or_default().push((handle, expr));
             }
             _ => {}
@@ -148,12 +177,19 @@ pub fn parse_nft_json(v: &Value) -> Vec<NftTable> {
 /// What `chain` of `table` (a base chain with `policy_drop`) does with the packet.
 pub fn nft_chain(table: &NftTable, chain: &str, policy_drop: bool, p: Packet) -> ChainOutcome {
     let mut maybe = Vec::new();
-    let verdict = nft_walk(table, chain, p, 0, &mut maybe).unwrap_or(Verdict::Policy { drop: policy_drop });
+    let verdict =
+        nft_walk(table, chain, p, 0, &mut maybe).unwrap_or(Verdict::Policy { drop: policy_drop });
     ChainOutcome { verdict, maybe }
 }
 
 /// `None` = fell off the end (or returned): the caller continues.
-fn nft_walk(t: &NftTable, chain: &str, p: Packet, depth: usize, maybe: &mut Vec<MayDrop>) -> Option<Verdict> {
+fn nft_walk(
+    t: &NftTable,
+    chain: &str,
+    p: Packet,
+    depth: usize,
+    maybe: &mut Vec<MayDrop>,
+) -> Option<Verdict> {
     if depth > MAX_DEPTH {
         return None;
     }
@@ -162,7 +198,9 @@ fn nft_walk(t: &NftTable, chain: &str, p: Packet, depth: usize, maybe: &mut Vec<
         let mut m = Tri::Yes;
         let mut set_hit = None;
         for e in exprs {
-            let Some((kind, body)) = e.as_object().and_then(|o| o.iter().next()) else { continue };
+            let Some((kind, body)) = e.as_object().and_then(|o| o.iter().next()) else {
+                continue;
+            };
             match kind.as_str() {
                 "match" => {
                     let (r, set) = nft_match(t, body, p);
@@ -179,8 +217,15 @@ fn nft_walk(t: &NftTable, chain: &str, p: Packet, depth: usize, maybe: &mut Vec<
                     }
                     match kind.as_str() {
                         "accept" if m == Tri::Yes => return Some(Verdict::Accept { rule: label }),
-                        "drop" | "reject" if m == Tri::Yes => return Some(Verdict::Drop { rule: label, set: set_hit }),
-                        "drop" | "reject" => maybe.push(MayDrop { rule: label.clone() }),
+                        "drop" | "reject" if m == Tri::Yes => {
+                            return Some(Verdict::Drop {
+                                rule: label,
+                                set: set_hit,
+                            })
+                        }
+                        "drop" | "reject" => maybe.push(MayDrop {
+                            rule: label.clone(),
+                        }),
                         "return" if m == Tri::Yes => return None,
                         "jump" | "goto" => {
                             let target = body.get("target").and_then(Value::as_str).unwrap_or("");
@@ -189,7 +234,9 @@ fn nft_walk(t: &NftTable, chain: &str, p: Packet, depth: usize, maybe: &mut Vec<
                             maybe.extend(inner);
                             match (m, sub) {
                                 (Tri::Yes, Some(v)) => return Some(v),
-                                (Tri::Maybe, Some(Verdict::Drop { rule, .. })) => maybe.push(MayDrop { rule }),
+                                (Tri::Maybe, Some(Verdict::Drop { rule, .. })) => {
+                                    maybe.push(MayDrop { rule })
+                                }
                                 _ => {}
                             }
                         }
@@ -197,16 +244,14 @@ fn nft_walk(t: &NftTable, chain: &str, p: Packet, depth: usize, maybe: &mut Vec<
                     }
                     break;
                 }
-                // Statements without a verdict (counter, log, meta set, ...) change nothing here.
-                "counter" | "log" | "mangle" | "notrack" | "meta" | "ct" | "xt" => {
-                    if kind == "xt" {
-                        m = m.and(Tri::Maybe);
-                    }
-                }
+                // An xtables match inside a native rule: not decoded here.
+                "xt" => m = m.and(Tri::Maybe),
                 // A map lookup or another expression the evaluator does not model.
                 "vmap" => {
                     if m != Tri::No {
-                        maybe.push(MayDrop { rule: label.clone() });
+                        maybe.push(MayDrop {
+                            rule: label.clone(),
+                        });
                     }
                     break;
                 }
@@ -223,7 +268,10 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
     let left = body.get("left").unwrap_or(&Value::Null);
     let right = body.get("right").unwrap_or(&Value::Null);
     let neg = op == "!=";
-    let named = right.as_str().and_then(|s| s.strip_prefix('@')).map(str::to_string);
+    let named = right
+        .as_str()
+        .and_then(|s| s.strip_prefix('@'))
+        .map(str::to_string);
     let r = if let Some(pl) = left.get("payload") {
         let proto = pl.get("protocol").and_then(Value::as_str).unwrap_or("");
         let field = pl.get("field").and_then(Value::as_str).unwrap_or("");
@@ -237,13 +285,22 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
             ("tcp", "dport") | ("th", "dport") => contains(t, right, &Val::Port(p.port)),
             ("tcp", _) | ("th", _) => Tri::Maybe,
             // Any other transport header implies that protocol: not TCP.
-            ("udp", _) | ("icmp", _) | ("icmpv6", _) | ("sctp", _) | ("udplite", _) | ("dccp", _) => return (Tri::No, None),
+            ("udp", _)
+            | ("icmp", _)
+            | ("icmpv6", _)
+            | ("sctp", _)
+            | ("udplite", _)
+            | ("dccp", _) => return (Tri::No, None),
             _ => Tri::Maybe,
         }
     } else if let Some(meta) = left.get("meta") {
         match meta.get("key").and_then(Value::as_str).unwrap_or("") {
             "l4proto" => contains(t, right, &Val::Proto),
-            "nfproto" => contains(t, right, &Val::Str(if p.addr.is_ipv4() { "ipv4" } else { "ipv6" })),
+            "nfproto" => contains(
+                t,
+                right,
+                &Val::Str(if p.addr.is_ipv4() { "ipv4" } else { "ipv6" }),
+            ),
             "iif" | "iifname" => match right.as_str() {
                 Some("lo") => Tri::No,
                 _ => Tri::Maybe,
@@ -260,7 +317,12 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
     } else {
         Tri::Maybe
     };
-    let set = if matches!(left.get("payload").and_then(|pl| pl.get("field")).and_then(Value::as_str), Some("saddr")) {
+    let set = if matches!(
+        left.get("payload")
+            .and_then(|pl| pl.get("field"))
+            .and_then(Value::as_str),
+        Some("saddr")
+    ) {
         named
     } else {
         None
@@ -292,13 +354,17 @@ fn contains(t: &NftTable, right: &Value, v: &Val) -> Tri {
                 contains(t, elem.get("val").unwrap_or(&Value::Null), v)
             } else if let Some(pfx) = o.get("prefix") {
                 let (Some(a), Some(len)) = (
-                    pfx.get("addr").and_then(Value::as_str).and_then(|a| a.parse::<IpAddr>().ok()),
+                    pfx.get("addr")
+                        .and_then(Value::as_str)
+                        .and_then(|a| a.parse::<IpAddr>().ok()),
                     pfx.get("len").and_then(Value::as_u64),
                 ) else {
                     return Tri::Maybe;
                 };
                 match v {
-                    Val::Addr(x) => Tri::from(ipnet::IpNet::new(a, len as u8).is_ok_and(|n| n.contains(x))),
+                    Val::Addr(x) => {
+                        Tri::from(ipnet::IpNet::new(a, len as u8).is_ok_and(|n| n.contains(x)))
+                    }
                     _ => Tri::Maybe,
                 }
             } else if let Some(r) = o.get("range").and_then(Value::as_array) {
@@ -308,7 +374,10 @@ fn contains(t: &NftTable, right: &Value, v: &Val) -> Tri {
                         _ => Tri::Maybe,
                     },
                     (Val::Addr(x), Some(a), Some(b)) => {
-                        match (a.as_str().and_then(|s| s.parse::<IpAddr>().ok()), b.as_str().and_then(|s| s.parse::<IpAddr>().ok())) {
+                        match (
+                            a.as_str().and_then(|s| s.parse::<IpAddr>().ok()),
+                            b.as_str().and_then(|s| s.parse::<IpAddr>().ok()),
+                        ) {
                             (Some(a), Some(b)) => Tri::from(a <= *x && *x <= b),
                             _ => Tri::Maybe,
                         }
@@ -357,13 +426,18 @@ fn any(it: impl Iterator<Item = Tri>) -> Tri {
 
 /// What the `INPUT` chain of one iptables filter table does with the packet. `in_ipset` answers
 /// `-m set --match-set NAME src` (None: unknown).
-pub fn ipt_input(table: &SavedTable, p: Packet, in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>) -> ChainOutcome {
+pub fn ipt_input(
+    table: &SavedTable,
+    p: Packet,
+    in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>,
+) -> ChainOutcome {
     let policy_drop = table
         .chain("INPUT")
         .and_then(|c| c.policy.as_deref())
         .is_some_and(|p| p == "DROP");
     let mut maybe = Vec::new();
-    let verdict = ipt_walk(table, "INPUT", p, in_ipset, 0, &mut maybe).unwrap_or(Verdict::Policy { drop: policy_drop });
+    let verdict = ipt_walk(table, "INPUT", p, in_ipset, 0, &mut maybe)
+        .unwrap_or(Verdict::Policy { drop: policy_drop });
     ChainOutcome { verdict, maybe }
 }
 
@@ -386,7 +460,9 @@ fn ipt_walk(
         if m == Tri::No {
             continue;
         }
-        let Some(target) = rule.target() else { continue };
+        let Some(target) = rule.target() else {
+            continue;
+        };
         match target.as_str() {
             "ACCEPT" if m == Tri::Yes => return Some(Verdict::Accept { rule: label }),
             "DROP" | "REJECT" if m == Tri::Yes => return Some(Verdict::Drop { rule: label, set }),
@@ -410,7 +486,11 @@ fn ipt_walk(
 }
 
 /// The conditions of one iptables rule, from its arguments.
-fn ipt_match(args: &[String], p: Packet, in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>) -> (Tri, Option<String>) {
+fn ipt_match(
+    args: &[String],
+    p: Packet,
+    in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>,
+) -> (Tri, Option<String>) {
     let mut m = Tri::Yes;
     let mut set = None;
     let mut i = 0;
@@ -426,12 +506,14 @@ fn ipt_match(args: &[String], p: Packet, in_ipset: &dyn Fn(&str, IpAddr) -> Opti
                 continue;
             }
             "-s" | "--source" => {
-                r = Some(any(val.split(',').map(|s| match s.parse::<ipnet::IpNet>() {
-                    Ok(n) => Tri::from(n.contains(&p.addr)),
-                    Err(_) => match s.parse::<IpAddr>() {
-                        Ok(x) => Tri::from(x == p.addr),
-                        Err(_) => Tri::Maybe,
-                    },
+                r = Some(any(val.split(',').map(|s| {
+                    match s.parse::<ipnet::IpNet>() {
+                        Ok(n) => Tri::from(n.contains(&p.addr)),
+                        Err(_) => match s.parse::<IpAddr>() {
+                            Ok(x) => Tri::from(x == p.addr),
+                            Err(_) => Tri::Maybe,
+                        },
+                    }
                 })));
             }
             "-p" | "--protocol" => r = Some(Tri::from(val == "tcp" || val == "6")),
@@ -443,7 +525,9 @@ fn ipt_match(args: &[String], p: Packet, in_ipset: &dyn Fn(&str, IpAddr) -> Opti
                         let b = b.parse().unwrap_or(u16::MAX);
                         Tri::from(a <= p.port && p.port <= b)
                     }
-                    None => Tri::from(s.parse::<u16>().ok() == Some(p.port) || (s == "ssh" && p.port == 22)),
+                    None => Tri::from(
+                        s.parse::<u16>().ok() == Some(p.port) || (s == "ssh" && p.port == 22),
+                    ),
                 })));
             }
             "--ctstate" | "--state" => r = Some(Tri::from(val.split(',').any(|s| s == "NEW"))),
@@ -465,10 +549,12 @@ fn ipt_match(args: &[String], p: Packet, in_ipset: &dyn Fn(&str, IpAddr) -> Opti
             }
             // xt_time compares the packet's second with the stop, both UTC (ToolRule::expired).
             "--datestop" => r = Some(Tri::from(format_utc(p.now).as_str() <= val)),
-            "-d" | "--destination" | "--sport" | "--source-port" | "--sports" | "--limit" | "--tcp-flags"
-            | "--syn" | "--icmp-type" | "--icmpv6-type" | "--uid-owner" | "--mac-source" | "--hashlimit"
-            | "--hashlimit-above" | "--connlimit-above" | "--seconds" | "--hitcount" | "--rcheck"
-            | "--update" | "--datestart" => r = Some(Tri::Maybe),
+            "-d" | "--destination" | "--sport" | "--source-port" | "--sports" | "--limit"
+            | "--tcp-flags" | "--syn" | "--icmp-type" | "--icmpv6-type" | "--uid-owner"
+            | "--mac-source" | "--hashlimit" | "--hashlimit-above" | "--connlimit-above"
+            | "--seconds" | "--hitcount" | "--rcheck" | "--update" | "--datestart" => {
+                r = Some(Tri::Maybe)
+            }
             _ => {}
         }
         if let Some(r) = r {
@@ -489,7 +575,11 @@ mod tests {
     use crate::firewall::iptables::save;
 
     fn pkt(a: &str, port: u16) -> Packet {
-        Packet { addr: a.parse().unwrap(), port, now: 0 }
+        Packet {
+            addr: a.parse().unwrap(),
+            port,
+            now: 0,
+        }
     }
 
     /// The JSON `nft -j list ruleset` prints for rulesets/fail2ban.nft (trimmed to what is read).
@@ -528,11 +618,22 @@ mod tests {
         let out = nft_chain(f2b, "f2b-chain", false, pkt("198.51.100.2", 2222));
         assert_eq!(
             out.verdict,
-            Verdict::Drop { rule: "inet f2b-table f2b-chain handle 4".into(), set: Some("addr-set-sshd".into()) }
+            Verdict::Drop {
+                rule: "inet f2b-table f2b-chain handle 4".into(),
+                set: Some("addr-set-sshd".into())
+            }
         );
         // Not in the set, another port, or IPv6 (the `ip saddr` match never sees IPv6).
-        for p in [pkt("198.51.100.20", 2222), pkt("198.51.100.2", 2200), pkt("2001:db8:1::2", 2222)] {
-            assert_eq!(nft_chain(f2b, "f2b-chain", false, p).verdict, Verdict::Policy { drop: false }, "{p:?}");
+        for p in [
+            pkt("198.51.100.20", 2222),
+            pkt("198.51.100.2", 2200),
+            pkt("2001:db8:1::2", 2222),
+        ] {
+            assert_eq!(
+                nft_chain(f2b, "f2b-chain", false, p).verdict,
+                Verdict::Policy { drop: false },
+                "{p:?}"
+            );
         }
     }
 
@@ -542,10 +643,23 @@ mod tests {
         let filter = t.iter().find(|t| t.name == "filter").unwrap();
         let out = nft_chain(filter, "input", true, pkt("198.51.100.2", 2222));
         assert_eq!(out.verdict, Verdict::Policy { drop: true });
-        assert_eq!(out.maybe, vec![MayDrop { rule: "inet filter input handle 5".into() }]);
+        assert_eq!(
+            out.maybe,
+            vec![MayDrop {
+                rule: "inet filter input handle 5".into()
+            }]
+        );
         let out = nft_chain(filter, "input", true, pkt("192.0.2.9", 2222));
-        assert_eq!(out.verdict, Verdict::Accept { rule: "inet filter ssh_in handle 8".into() });
-        assert_eq!(nft_chain(filter, "input", true, pkt("192.0.2.9", 22)).verdict, Verdict::Policy { drop: true });
+        assert_eq!(
+            out.verdict,
+            Verdict::Accept {
+                rule: "inet filter ssh_in handle 8".into()
+            }
+        );
+        assert_eq!(
+            nft_chain(filter, "input", true, pkt("192.0.2.9", 22)).verdict,
+            Verdict::Policy { drop: true }
+        );
     }
 
     #[test]
@@ -559,7 +673,9 @@ mod tests {
             -A f2b-sshd -s 203.0.113.66/32 -j DROP\n\
             -A f2b-sshd -j RETURN\nCOMMIT\n";
         let table = save::parse(text).unwrap().remove(0);
-        let banned = |set: &str, a: IpAddr| Some(set == "f2b-sshd" && a == "198.51.100.2".parse::<IpAddr>().unwrap());
+        let banned = |set: &str, a: IpAddr| {
+            Some(set == "f2b-sshd" && a == "198.51.100.2".parse::<IpAddr>().unwrap())
+        };
         let out = ipt_input(&table, pkt("198.51.100.2", 2222), &banned);
         match out.verdict {
             Verdict::Drop { rule, set } => {
@@ -569,10 +685,16 @@ mod tests {
             v => panic!("{v:?}"),
         }
         let out = ipt_input(&table, pkt("203.0.113.66", 22), &banned);
-        assert!(matches!(out.verdict, Verdict::Drop { set: None, .. }), "{out:?}");
+        assert!(
+            matches!(out.verdict, Verdict::Drop { set: None, .. }),
+            "{out:?}"
+        );
         let out = ipt_input(&table, pkt("192.0.2.7", 2222), &banned);
         assert!(matches!(out.verdict, Verdict::Accept { .. }), "{out:?}");
-        assert_eq!(ipt_input(&table, pkt("198.51.100.3", 2222), &banned).verdict, Verdict::Policy { drop: true });
+        assert_eq!(
+            ipt_input(&table, pkt("198.51.100.3", 2222), &banned).verdict,
+            Verdict::Policy { drop: true }
+        );
         // An ipset that cannot be read makes the REJECT only possible.
         let out = ipt_input(&table, pkt("198.51.100.3", 2222), &|_, _| None);
         assert_eq!(out.maybe.len(), 1, "{out:?}");

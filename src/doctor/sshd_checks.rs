@@ -10,32 +10,64 @@ use crate::sshd::{self, Effective, Setting, SshdFacts};
 
 /// The systemd unit name of sshd: `ssh` on Debian and Ubuntu, `sshd` elsewhere.
 pub fn service_name(root: &Root) -> String {
-    let debian = ["/lib/systemd/system/ssh.service", "/usr/lib/systemd/system/ssh.service"]
-        .iter()
-        .any(|p| root.path(p).exists());
+    let debian = [
+        "/lib/systemd/system/ssh.service",
+        "/usr/lib/systemd/system/ssh.service",
+    ]
+    .iter()
+    .any(|p| root.path(p).exists());
     if debian { "ssh" } else { "sshd" }.to_string()
 }
 
 /// The line that cures one blocker, given the setting in force.
 fn cure(b: &sshd::Blocker, e: &Effective, addr: IpAddr) -> (String, Option<sshd::Source>) {
     let without = |s: &Setting<Vec<String>>, kw: &str, pat: &Option<String>| {
-        let rest: Vec<&str> = s.value.iter().map(String::as_str).filter(|p| Some(*p) != pat.as_deref()).collect();
+        let rest: Vec<&str> = s
+            .value
+            .iter()
+            .map(String::as_str)
+            .filter(|p| Some(*p) != pat.as_deref())
+            .collect();
         if rest.is_empty() {
             String::new()
         } else {
             format!("{kw} {}", rest.join(" "))
         }
     };
-    let with = |s: &Setting<Vec<String>>, kw: &str, extra: &str| format!("{kw} {} {extra}", s.value.join(" "));
+    let with = |s: &Setting<Vec<String>>, kw: &str, extra: &str| {
+        format!("{kw} {} {extra}", s.value.join(" "))
+    };
     match b.keyword {
-        "PermitRootLogin" => ("PermitRootLogin prohibit-password".into(), e.permit_root_login.source.clone()),
-        "PubkeyAuthentication" => ("PubkeyAuthentication yes".into(), e.pubkey_authentication.source.clone()),
-        "DenyUsers" => (without(&e.deny_users, "DenyUsers", &b.pattern), e.deny_users.source.clone()),
-        "AllowUsers" => (with(&e.allow_users, "AllowUsers", &format!("root@{addr}")), e.allow_users.source.clone()),
-        "DenyGroups" => (without(&e.deny_groups, "DenyGroups", &b.pattern), e.deny_groups.source.clone()),
-        "AllowGroups" => (with(&e.allow_groups, "AllowGroups", "root"), e.allow_groups.source.clone()),
+        "PermitRootLogin" => (
+            "PermitRootLogin prohibit-password".into(),
+            e.permit_root_login.source.clone(),
+        ),
+        "PubkeyAuthentication" => (
+            "PubkeyAuthentication yes".into(),
+            e.pubkey_authentication.source.clone(),
+        ),
+        "DenyUsers" => (
+            without(&e.deny_users, "DenyUsers", &b.pattern),
+            e.deny_users.source.clone(),
+        ),
+        "AllowUsers" => (
+            with(&e.allow_users, "AllowUsers", &format!("root@{addr}")),
+            e.allow_users.source.clone(),
+        ),
+        "DenyGroups" => (
+            without(&e.deny_groups, "DenyGroups", &b.pattern),
+            e.deny_groups.source.clone(),
+        ),
+        "AllowGroups" => (
+            with(&e.allow_groups, "AllowGroups", "root"),
+            e.allow_groups.source.clone(),
+        ),
         "AuthenticationMethods" => (
-            with(&e.authentication_methods, "AuthenticationMethods", "publickey"),
+            with(
+                &e.authentication_methods,
+                "AuthenticationMethods",
+                "publickey",
+            ),
             e.authentication_methods.source.clone(),
         ),
         _ => (
@@ -66,7 +98,11 @@ pub fn settings(root: &Root, facts: &SshdFacts, svc: &str, f: &mut Findings) {
         }
         for b in blockers {
             let (line, source) = cure(&b, e, *addr);
-            f.fail(b.keyword, format!("root from {addr}: {}", b.message), edit_fix(&line, source.as_ref(), svc));
+            f.fail(
+                b.keyword,
+                format!("root from {addr}: {}", b.message),
+                edit_fix(&line, source.as_ref(), svc),
+            );
         }
         if let Some(cmd) = &e.authorized_keys_command.value {
             f.warn(
@@ -92,12 +128,19 @@ pub fn settings(root: &Root, facts: &SshdFacts, svc: &str, f: &mut Findings) {
 }
 
 fn at<T>(s: &Setting<T>) -> String {
-    s.source.as_ref().map(|s| format!(" ({s})")).unwrap_or_default()
+    s.source
+        .as_ref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default()
 }
 
 pub fn ports(root: &Root, facts: &SshdFacts, svc: &str, f: &mut Findings) {
     if facts.ports.is_empty() {
-        f.fail("ports", "no SSH port found", format!("add `Port 22` to /etc/ssh/sshd_config, then `systemctl restart {svc}`"));
+        f.fail(
+            "ports",
+            "no SSH port found",
+            format!("add `Port 22` to /etc/ssh/sshd_config, then `systemctl restart {svc}`"),
+        );
         return;
     }
     // Live listeners only on the real system: a sandbox root has no sshd of its own.
@@ -105,7 +148,11 @@ pub fn ports(root: &Root, facts: &SshdFacts, svc: &str, f: &mut Findings) {
         match sshd::live::sshd_listeners(Path::new("/proc")) {
             Ok(l) => Some(l),
             Err(e) => {
-                f.warn("listening", format!("{e:#}"), "mount /proc (`mount -t proc proc /proc`)");
+                f.warn(
+                    "listening",
+                    format!("{e:#}"),
+                    "mount /proc (`mount -t proc proc /proc`)",
+                );
                 None
             }
         }
@@ -114,7 +161,11 @@ pub fn ports(root: &Root, facts: &SshdFacts, svc: &str, f: &mut Findings) {
     };
     if let Some(l) = &live {
         if l.is_empty() {
-            f.fail("sshd running", "no sshd process listens on a TCP port", format!("systemctl start {svc}"));
+            f.fail(
+                "sshd running",
+                "no sshd process listens on a TCP port",
+                format!("systemctl start {svc}"),
+            );
         }
     }
     for p in &facts.ports {
@@ -122,23 +173,39 @@ pub fn ports(root: &Root, facts: &SshdFacts, svc: &str, f: &mut Findings) {
             if l.iter().any(|s| s.port == *p) {
                 f.pass("listening", format!("sshd listens on port {p}"));
             } else if !l.is_empty() {
-                f.fail("listening", format!("sshd does not listen on port {p}"), format!("systemctl restart {svc}"));
+                f.fail(
+                    "listening",
+                    format!("sshd does not listen on port {p}"),
+                    format!("systemctl restart {svc}"),
+                );
             }
         }
         if *p != 22 {
-            f.warn("custom port", format!("SSH port {p} is not 22"), format!("tell the support team: port {p}"));
+            f.warn(
+                "custom port",
+                format!("SSH port {p} is not 22"),
+                format!("tell the support team: port {p}"),
+            );
         }
     }
 }
 
 pub fn sshd_t(f: &mut Findings) {
-    match std::process::Command::new(sshd::test_mode::SSHD).arg("-t").stdin(std::process::Stdio::null()).output() {
+    match std::process::Command::new(sshd::test_mode::SSHD)
+        .arg("-t")
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
         Ok(o) if o.status.success() => f.pass("sshd -t", "sshd accepts its configuration"),
         Ok(o) => f.fail(
             "sshd -t",
             String::from_utf8_lossy(&o.stderr).trim().to_string(),
             "fix the line sshd -t names, then run `sshd -t` again until it prints nothing",
         ),
-        Err(e) => f.warn("sshd -t", format!("cannot run {}: {e}", sshd::test_mode::SSHD), "apt install openssh-server"),
+        Err(e) => f.warn(
+            "sshd -t",
+            format!("cannot run {}: {e}", sshd::test_mode::SSHD),
+            "apt install openssh-server",
+        ),
     }
 }
