@@ -148,8 +148,10 @@ fn doctor_names_three_blockers_and_their_fixes_let_the_support_in() {
         text(&out)
     );
 
+    let before = t.srv.ruleset();
     let (code, checks, all) = doctor(&t);
     assert_eq!(code, Some(1), "{all}");
+    assert_eq!(t.srv.ruleset(), before, "doctor changed the ruleset");
     let prl = fails(&checks, "PermitRootLogin");
     assert_eq!(prl.len(), 1, "{all}");
     let cfg_line = t.sandbox().join("etc/ssh/sshd_config");
@@ -206,4 +208,79 @@ fn doctor_names_three_blockers_and_their_fixes_let_the_support_in() {
         t.logs()
     );
     assert!(Path::new(&t.keys_file()).exists());
+}
+
+/// A drop placed before the tool's jump (nftables) and a drop in a layer that appeared after
+/// the grant (iptables-legacy): doctor names each layer and what drops there; deleting the
+/// misplaced jump and `ovh-access restore` (which puts jumps back at the head of every input
+/// chain, the new layer included) let the support in.
+#[test]
+fn doctor_sees_drops_before_the_jump_in_each_layer() {
+    if !can_run("doctor_sees_drops_before_the_jump_in_each_layer") {
+        return;
+    }
+    let t = Topology::new(Opts::default());
+    t.tool_ok(target(&t, "grant"));
+    let port = t.port;
+    t.srv.sh(&format!(
+        "nft insert rule inet filter input ip saddr {SUP_V4} tcp dport {port} drop"
+    ));
+    t.srv.sh(&format!(
+        "iptables-legacy -A INPUT -s {SUP_V4} -p tcp --dport {port} -j DROP"
+    ));
+    assert!(!t.ssh(&t.sup, SRV_SUP_V4, port, "echo ok").status.success());
+    let before = t.srv.ruleset();
+
+    let (code, checks, all) = doctor(&t);
+    assert_eq!(code, Some(1), "{all}");
+    // doctor only reads.
+    assert_eq!(t.srv.ruleset(), before, "doctor changed the ruleset");
+    let fw = fails(&checks, "firewall");
+    assert_eq!(fw.len(), 2, "{all}");
+    let nft = fw
+        .iter()
+        .find(|c| {
+            c["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("nftables inet filter input")
+        })
+        .unwrap_or_else(|| panic!("{all}"));
+    let d = nft["detail"].as_str().unwrap();
+    assert!(
+        d.contains("ovh-access jump NOT at the head")
+            && d.contains(&format!("{SUP_V4} → port {port}: inet filter input handle")),
+        "{all}"
+    );
+    let fix = nft["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with("nft delete rule inet filter input handle ")
+            && fix.ends_with(", then ovh-access restore"),
+        "{all}"
+    );
+    let legacy = fw
+        .iter()
+        .find(|c| {
+            c["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("iptables-legacy filter INPUT")
+        })
+        .unwrap_or_else(|| panic!("{all}"));
+    let d = legacy["detail"].as_str().unwrap();
+    assert!(
+        d.contains("no ovh-access jump") && d.contains(&format!("-s {SUP_V4}/32")),
+        "{all}"
+    );
+    assert_eq!(legacy["fix"], "ovh-access restore", "{all}");
+    // IPv6 goes through: only IPv4 rules were added.
+    assert!(!d.contains(SUP_V6));
+
+    for c in fw {
+        apply(&t, c["fix"].as_str().unwrap());
+    }
+    let (code, _, all) = doctor(&t);
+    assert_eq!(code, Some(0), "after the fixes doctor should pass:\n{all}");
+    let out = t.ssh(&t.sup, SRV_SUP_V4, port, "echo ok");
+    assert!(out.status.success(), "{}\n{}", text(&out), t.logs());
 }
