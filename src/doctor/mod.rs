@@ -224,8 +224,23 @@ fn grant_command(t: &TargetArgs) -> String {
     for a in &t.addresses {
         s.push_str(&format!(" --address {a}"));
     }
+    if let Some(r) = &t.resolver {
+        s.push_str(&format!(" --resolver {r}"));
+    }
+    for (on, flag) in [
+        (t.allow_private, " --allow-private"),
+        (t.trust_dns, " --trust-dns"),
+        (t.no_dns, " --no-dns"),
+    ] {
+        if on {
+            s.push_str(flag);
+        }
+    }
     if let Some(k) = &t.key_file {
         s.push_str(&format!(" --key-file {k}"));
+    }
+    if let Some(fp) = &t.fingerprint {
+        s.push_str(&format!(" --fingerprint {fp}"));
     }
     s
 }

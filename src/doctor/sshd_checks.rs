@@ -89,12 +89,13 @@ pub fn edit_fix(line: &str, source: Option<&sshd::Source>, svc: &str) -> String 
 
 pub fn settings(root: &Root, facts: &SshdFacts, svc: &str, f: &mut Findings) {
     let (_, _, _, groups) = sshd::user_info(root, "root");
+    let mut accepted = Vec::new();
     for (addr, e) in &facts.per_address {
         // sshd compares host patterns with the address unless UseDNS (then the warning from
         // `probe` says so).
         let blockers = sshd::blocker_details(e, "root", &groups, *addr, &addr.to_string());
         if blockers.is_empty() {
-            f.pass("sshd", format!("root from {addr}: sshd accepts a key (PermitRootLogin, PubkeyAuthentication, Allow/Deny, AuthenticationMethods)"));
+            accepted.push(*addr);
         }
         for b in blockers {
             let (line, source) = cure(&b, e, *addr);
@@ -111,6 +112,15 @@ pub fn settings(root: &Root, facts: &SshdFacts, svc: &str, f: &mut Findings) {
                 format!("run `{cmd} root` and check that it does not refuse or override the support key"),
             );
         }
+    }
+    if !accepted.is_empty() {
+        f.pass(
+            "sshd",
+            format!(
+                "root from {}: sshd accepts a key (PermitRootLogin, PubkeyAuthentication, Allow/Deny, AuthenticationMethods)",
+                super::join(&accepted)
+            ),
+        );
     }
     if let Some((_, e)) = facts.per_address.first() {
         f.pass(
@@ -197,11 +207,21 @@ pub fn sshd_t(f: &mut Findings) {
         .output()
     {
         Ok(o) if o.status.success() => f.pass("sshd -t", "sshd accepts its configuration"),
-        Ok(o) => f.fail(
-            "sshd -t",
-            String::from_utf8_lossy(&o.stderr).trim().to_string(),
-            "fix the line sshd -t names, then run `sshd -t` again until it prints nothing",
-        ),
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            // sshd.c refuses to start without its privilege-separation directory, which a
+            // tmpfs /run loses at each boot unless the unit's RuntimeDirectory recreates it.
+            let fix = match err.split_once("Missing privilege separation directory: ") {
+                Some((_, dir)) => {
+                    format!("mkdir -m 0755 {}", dir.lines().next().unwrap_or(dir).trim())
+                }
+                None => {
+                    "fix the line sshd -t names, then run `sshd -t` again until it prints nothing"
+                        .into()
+                }
+            };
+            f.fail("sshd -t", err, fix)
+        }
         Err(e) => f.warn(
             "sshd -t",
             format!("cannot run {}: {e}", sshd::test_mode::SSHD),
