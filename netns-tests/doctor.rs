@@ -47,8 +47,24 @@ fn target(t: &Topology, cmd: &str) -> Vec<OsString> {
 
 /// `doctor --json`: its exit status and its checks.
 fn doctor(t: &Topology) -> (Option<i32>, Vec<Value>, String) {
+    doctor_args(t, target(t, "doctor"))
+}
+
+/// `doctor --json` with the support's addresses given (for a server that cannot ask DNS).
+fn doctor_pinned(t: &Topology) -> (Option<i32>, Vec<Value>, String) {
+    let mut args: Vec<OsString> = vec!["doctor".into(), "--host".into(), "cache-ng.ovh.net".into()];
+    for a in [SUP_V4, SUP_V6] {
+        args.push("--address".into());
+        args.push(a.into());
+    }
+    args.push("--key-file".into());
+    args.push(t.support_pub().into());
+    doctor_args(t, args)
+}
+
+fn doctor_args(t: &Topology, target: Vec<OsString>) -> (Option<i32>, Vec<Value>, String) {
     let mut args: Vec<OsString> = vec!["--json".into()];
-    args.extend(target(t, "doctor"));
+    args.extend(target);
     let out = t.tool(args);
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", text(&out)));
@@ -281,6 +297,56 @@ fn doctor_sees_drops_before_the_jump_in_each_layer() {
     }
     let (code, _, all) = doctor(&t);
     assert_eq!(code, Some(0), "after the fixes doctor should pass:\n{all}");
+    let out = t.ssh(&t.sup, SRV_SUP_V4, port, "echo ok");
+    assert!(out.status.success(), "{}\n{}", text(&out), t.logs());
+}
+
+/// A server whose output chain drops too (DNS included, hence the pinned addresses): before
+/// the grant doctor sees that neither the support's packets nor sshd's replies would pass, and
+/// names the grant as the fix; after it, both directions pass and the support logs in.
+#[test]
+fn doctor_judges_the_replies_where_output_drops() {
+    if !can_run("doctor_judges_the_replies_where_output_drops") {
+        return;
+    }
+    let t = Topology::new(Opts {
+        ruleset: Some(ruleset_path("output-drop.nft")),
+        ..Opts::default()
+    });
+    let (code, checks, all) = doctor_pinned(&t);
+    assert_eq!(code, Some(1), "{all}");
+    let fw = fails(&checks, "firewall");
+    assert_eq!(fw.len(), 2, "{all}");
+    let port = t.port;
+    let out = fw
+        .iter()
+        .find(|c| {
+            c["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("nftables inet filter output")
+        })
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(
+        out["detail"].as_str().unwrap().contains(&format!(
+            "reply from port {port} to {SUP_V4}: no rule accepts it and the policy drops it"
+        )),
+        "{all}"
+    );
+    let fix = out["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with("ovh-access grant --host cache-ng.ovh.net"),
+        "{all}"
+    );
+    assert!(fw.iter().all(|c| c["fix"] == fix), "{all}");
+    apply(&t, fix);
+    let (code, checks, all) = doctor_pinned(&t);
+    assert_eq!(code, Some(0), "{all}");
+    let passed = checks
+        .iter()
+        .filter(|c| c["check"] == "firewall" && c["status"] == "PASS")
+        .count();
+    assert_eq!(passed, 2, "{all}");
     let out = t.ssh(&t.sup, SRV_SUP_V4, port, "echo ok");
     assert!(out.status.success(), "{}\n{}", text(&out), t.logs());
 }

@@ -1,7 +1,9 @@
 //! Check 5: for each support address and SSH port, every firewall layer that decides the packet
 //! — each nftables input base chain (netlink dump: hooks, priorities, policies, the tool's
 //! jumps), each iptables INPUT chain (legacy and nft, `*-save`) — and what it does with the
-//! first packet. Only reads: netlink dumps, `nft -j list ruleset`, `*-save`, `ipset test`.
+//! first packet; and, where an output chain's policy drops, what it does with sshd's replies
+//! (the tool hooks those chains too). Only reads: netlink dumps, `nft -j list ruleset`,
+//! `*-save`, `ipset test`.
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
@@ -11,7 +13,7 @@ use crate::firewall::detect;
 use crate::firewall::iptables::{self, IptablesBackend, Variant};
 use crate::firewall::nft::{self, Hook};
 
-/// One input chain that decides the packet.
+/// One input chain that decides the packet (or output chain that decides the reply).
 struct Layer {
     /// `nftables inet filter input` or `iptables-legacy filter INPUT`.
     label: String,
@@ -25,6 +27,8 @@ struct Layer {
     jump_at_head: bool,
     /// The command that deletes the tool's jump (so that the next run inserts it at the head).
     delete_jump: Option<String>,
+    /// An output chain: judged on sshd's replies.
+    reply: bool,
     kind: Kind,
 }
 
@@ -36,6 +40,7 @@ enum Kind {
     },
     Ipt {
         table: iptables::SavedTable,
+        chain: &'static str,
     },
 }
 
@@ -57,7 +62,12 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                     xt_families.1 |= t.family.has_v6() && t.family != nft::Family::Inet;
                     continue;
                 }
-                for c in t.chains.iter().filter(|c| c.is_filter_on(Hook::Input)) {
+                let hooked = t.chains.iter().filter_map(|c| {
+                    let out = c.is_filter_on(Hook::Output)
+                        && c.base.as_ref().is_some_and(|b| b.policy_drop);
+                    (c.is_filter_on(Hook::Input) || out).then_some((c, out))
+                });
+                for (c, reply) in hooked {
                     let rules = c.rules.as_deref().unwrap_or_default();
                     layers.push(Layer {
                         label: format!("nftables {} {}", t.label(), c.name),
@@ -76,6 +86,7 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                                 r.handle
                             )
                         }),
+                        reply,
                         kind: Kind::Nft {
                             family: t.family.name().into(),
                             table: t.name.clone(),
@@ -107,36 +118,11 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
     for b in ipt {
         match b.filter_table() {
             Ok(Some(table)) => {
-                let Some(input) = table.chain("INPUT") else {
-                    continue;
-                };
-                let st = iptables::state::tool_state(Some(&table));
-                let jumps: Vec<_> = st.jumps.iter().filter(|j| j.chain == "INPUT").collect();
-                layers.push(Layer {
-                    label: format!("{} filter INPUT", b.program("").trim_end_matches('-')),
-                    priority: 0,
-                    policy_drop: input.policy.as_deref() == Some("DROP"),
-                    v4: b.family() == iptables::Family::V4,
-                    v6: b.family() == iptables::Family::V6,
-                    jump_present: !jumps.is_empty(),
-                    jump_at_head: jumps.iter().any(|j| j.at_head),
-                    delete_jump: input
-                        .rules
-                        .iter()
-                        .find(|r| {
-                            r.has_comment(crate::firewall::TAG)
-                                && r.target()
-                                    .is_some_and(|t| jumps.iter().any(|j| j.target == t))
-                        })
-                        .map(|r| {
-                            format!(
-                                "{} -D INPUT {}",
-                                b.program("").trim_end_matches('-'),
-                                r.spec
-                            )
-                        }),
-                    kind: Kind::Ipt { table },
-                });
+                for (chain, reply) in [("INPUT", false), ("OUTPUT", true)] {
+                    if let Some(l) = ipt_layer(&b, &table, chain, reply) {
+                        layers.push(l);
+                    }
+                }
             }
             Ok(None) => {}
             Err(e) => f.warn(
@@ -177,6 +163,47 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
     for l in &layers {
         judge(l, json.as_deref(), addresses, ports, remedy, f);
     }
+}
+
+/// One built-in chain of an iptables filter table as a layer: INPUT always, OUTPUT when its
+/// policy drops.
+fn ipt_layer(
+    b: &IptablesBackend,
+    table: &iptables::SavedTable,
+    chain: &'static str,
+    reply: bool,
+) -> Option<Layer> {
+    let c = table.chain(chain)?;
+    let policy_drop = c.policy.as_deref() == Some("DROP");
+    if reply && !policy_drop {
+        return None;
+    }
+    let st = iptables::state::tool_state(Some(table));
+    let jumps: Vec<_> = st.jumps.iter().filter(|j| j.chain == chain).collect();
+    let program = b.program("").trim_end_matches('-').to_string();
+    Some(Layer {
+        label: format!("{program} filter {chain}"),
+        priority: 0,
+        policy_drop,
+        v4: b.family() == iptables::Family::V4,
+        v6: b.family() == iptables::Family::V6,
+        jump_present: !jumps.is_empty(),
+        jump_at_head: jumps.iter().any(|j| j.at_head),
+        delete_jump: c
+            .rules
+            .iter()
+            .find(|r| {
+                r.has_comment(crate::firewall::TAG)
+                    && r.target()
+                        .is_some_and(|t| jumps.iter().any(|j| j.target == t))
+            })
+            .map(|r| format!("{program} -D {chain} {}", r.spec)),
+        reply,
+        kind: Kind::Ipt {
+            table: table.clone(),
+            chain,
+        },
+    })
 }
 
 /// `nft -j list ruleset`: the rules with their expressions, which the netlink dump does not
@@ -271,6 +298,12 @@ fn judge(
                 addr: *addr,
                 port: *port,
                 now,
+                reply: l.reply,
+            };
+            let flow = if l.reply {
+                format!("reply from port {port} to {addr}")
+            } else {
+                format!("{addr} → port {port}")
             };
             let outcome: Option<ChainOutcome> = match &l.kind {
                 Kind::Nft {
@@ -280,32 +313,32 @@ fn judge(
                 } => json
                     .and_then(|ts| ts.iter().find(|t| &t.family == family && &t.name == table))
                     .map(|t| rules::nft_chain(t, chain, l.policy_drop, p)),
-                Kind::Ipt { table, .. } => Some(rules::ipt_input(table, p, &ipset_has)),
+                Kind::Ipt { table, chain } => Some(rules::ipt_chain(table, chain, p, &ipset_has)),
             };
             let Some(o) = outcome else {
                 // Rules unreadable: judge by the jump alone.
                 if !l.jump_at_head && l.policy_drop {
-                    fails.push(format!("{addr} → port {port}: no ovh-access jump at the head of a chain whose policy drops"));
+                    fails.push(format!(
+                        "{flow}: no ovh-access jump at the head of a chain whose policy drops"
+                    ));
                     push_unique(&mut fixes, remedy.reopen.clone());
                 }
                 continue;
             };
             for m in &o.maybe {
                 maybes.push(format!(
-                    "{addr} → port {port}: {} may drop it (conditions not decidable here)",
+                    "{flow}: {} may drop it (conditions not decidable here)",
                     m.rule
                 ));
             }
             match &o.verdict {
-                Verdict::Accept { rule } => {
-                    ok.push(format!("{addr} → port {port} accepted by {rule}"))
-                }
+                Verdict::Accept { rule } => ok.push(format!("{flow} accepted by {rule}")),
                 Verdict::Policy { drop: false } => {
-                    ok.push(format!("{addr} → port {port} passes (policy accept)"))
+                    ok.push(format!("{flow} passes (policy accept)"))
                 }
                 Verdict::Policy { drop: true } => {
                     fails.push(format!(
-                        "{addr} → port {port}: no rule accepts it and the policy drops it"
+                        "{flow}: no rule accepts it and the policy drops it"
                     ));
                     push_unique(&mut fixes, remedy.reopen.clone());
                 }
@@ -314,7 +347,7 @@ fn judge(
                         Some(s) => format!("the drop set {s} holds {addr} ({rule})"),
                         None => format!("{rule} drops it"),
                     };
-                    fails.push(format!("{addr} → port {port}: {what}"));
+                    fails.push(format!("{flow}: {what}"));
                     if let Some(s) = set {
                         let cmd = match &l.kind {
                             Kind::Nft { family, table, .. } => {

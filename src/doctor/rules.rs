@@ -15,13 +15,15 @@ use crate::firewall::iptables::plan::format_utc;
 use crate::firewall::iptables::SavedTable;
 
 /// The packet the support sends first: TCP SYN from `addr` to `port`, conntrack state new,
-/// arriving on an interface other than `lo`.
+/// arriving on an interface other than `lo` — or, with `reply`, sshd's answer to it: from
+/// `port` to `addr`, conntrack state established, leaving on an interface other than `lo`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Packet {
     pub addr: IpAddr,
     pub port: u16,
     /// Now, in seconds since the epoch, for `-m time --datestop` (the tool's timed rules).
     pub now: u64,
+    pub reply: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,10 +281,17 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
             // An `ip` expression carries an implicit IPv4 dependency: it never matches IPv6.
             ("ip", _) if p.addr.is_ipv6() => return (Tri::No, None),
             ("ip6", _) if p.addr.is_ipv4() => return (Tri::No, None),
-            ("ip", "saddr") | ("ip6", "saddr") => contains(t, right, &Val::Addr(p.addr)),
-            ("ip", "daddr") | ("ip6", "daddr") => Tri::Maybe,
+            ("ip", "saddr") | ("ip6", "saddr") if !p.reply => {
+                contains(t, right, &Val::Addr(p.addr))
+            }
+            ("ip", "daddr") | ("ip6", "daddr") if p.reply => contains(t, right, &Val::Addr(p.addr)),
+            // The server's own address: which one the support reaches is not known here.
+            ("ip", "saddr") | ("ip6", "saddr") | ("ip", "daddr") | ("ip6", "daddr") => Tri::Maybe,
             ("ip", "protocol") | ("ip6", "nexthdr") => contains(t, right, &Val::Proto),
-            ("tcp", "dport") | ("th", "dport") => contains(t, right, &Val::Port(p.port)),
+            ("tcp", "dport") | ("th", "dport") if !p.reply => {
+                contains(t, right, &Val::Port(p.port))
+            }
+            ("tcp", "sport") | ("th", "sport") if p.reply => contains(t, right, &Val::Port(p.port)),
             ("tcp", _) | ("th", _) => Tri::Maybe,
             // Any other transport header implies that protocol: not TCP.
             ("udp", _)
@@ -301,7 +310,12 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
                 right,
                 &Val::Str(if p.addr.is_ipv4() { "ipv4" } else { "ipv6" }),
             ),
-            "iif" | "iifname" => match right.as_str() {
+            // The support's packets come in, and the replies go out, on a real interface.
+            "iif" | "iifname" if !p.reply => match right.as_str() {
+                Some("lo") => Tri::No,
+                _ => Tri::Maybe,
+            },
+            "oif" | "oifname" if p.reply => match right.as_str() {
                 Some("lo") => Tri::No,
                 _ => Tri::Maybe,
             },
@@ -311,18 +325,23 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
     } else if let Some(ct) = left.get("ct") {
         match ct.get("key").and_then(Value::as_str).unwrap_or("") {
             // A right side that is a flag list matches when it shares a flag (`op: in`).
-            "state" => contains(t, right, &Val::Str("new")),
+            "state" => contains(
+                t,
+                right,
+                &Val::Str(if p.reply { "established" } else { "new" }),
+            ),
             _ => Tri::Maybe,
         }
     } else {
         Tri::Maybe
     };
-    let set = if matches!(
-        left.get("payload")
-            .and_then(|pl| pl.get("field"))
-            .and_then(Value::as_str),
-        Some("saddr")
-    ) {
+    let addr_field = if p.reply { "daddr" } else { "saddr" };
+    let set = if left
+        .get("payload")
+        .and_then(|pl| pl.get("field"))
+        .and_then(Value::as_str)
+        == Some(addr_field)
+    {
         named
     } else {
         None
@@ -431,12 +450,22 @@ pub fn ipt_input(
     p: Packet,
     in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>,
 ) -> ChainOutcome {
+    ipt_chain(table, if p.reply { "OUTPUT" } else { "INPUT" }, p, in_ipset)
+}
+
+/// What the built-in `chain` of one iptables filter table does with the packet.
+pub fn ipt_chain(
+    table: &SavedTable,
+    chain: &str,
+    p: Packet,
+    in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>,
+) -> ChainOutcome {
     let policy_drop = table
-        .chain("INPUT")
+        .chain(chain)
         .and_then(|c| c.policy.as_deref())
         .is_some_and(|p| p == "DROP");
     let mut maybe = Vec::new();
-    let verdict = ipt_walk(table, "INPUT", p, in_ipset, 0, &mut maybe)
+    let verdict = ipt_walk(table, chain, p, in_ipset, 0, &mut maybe)
         .unwrap_or(Verdict::Policy { drop: policy_drop });
     ChainOutcome { verdict, maybe }
 }
@@ -505,7 +534,9 @@ fn ipt_match(
                 i += 1;
                 continue;
             }
-            "-s" | "--source" => {
+            "-s" | "--source" | "-d" | "--destination"
+                if (a.starts_with("-s") || a == "--source") != p.reply =>
+            {
                 r = Some(any(val.split(',').map(|s| {
                     match s.parse::<ipnet::IpNet>() {
                         Ok(n) => Tri::from(n.contains(&p.addr)),
@@ -517,8 +548,22 @@ fn ipt_match(
                 })));
             }
             "-p" | "--protocol" => r = Some(Tri::from(val == "tcp" || val == "6")),
-            "-i" | "--in-interface" => r = Some(if val == "lo" { Tri::No } else { Tri::Maybe }),
-            "--dport" | "--destination-port" | "--dports" | "--destination-ports" => {
+            "-i" | "--in-interface" if !p.reply => {
+                r = Some(if val == "lo" { Tri::No } else { Tri::Maybe })
+            }
+            "-o" | "--out-interface" if p.reply => {
+                r = Some(if val == "lo" { Tri::No } else { Tri::Maybe })
+            }
+            "--dport"
+            | "--destination-port"
+            | "--dports"
+            | "--destination-ports"
+            | "--sport"
+            | "--source-port"
+            | "--sports"
+            | "--source-ports"
+                if a.starts_with("--d") != p.reply =>
+            {
                 r = Some(any(val.split(',').map(|s| match s.split_once(':') {
                     Some((a, b)) => {
                         let a = a.parse().unwrap_or(0u16);
@@ -530,10 +575,13 @@ fn ipt_match(
                     ),
                 })));
             }
-            "--ctstate" | "--state" => r = Some(Tri::from(val.split(',').any(|s| s == "NEW"))),
+            "--ctstate" | "--state" => {
+                let want = if p.reply { "ESTABLISHED" } else { "NEW" };
+                r = Some(Tri::from(val.split(',').any(|s| s == want)))
+            }
             "--match-set" => {
                 let dir = args.get(i + 2).map(String::as_str).unwrap_or("");
-                if dir.starts_with("src") {
+                if dir.starts_with(if p.reply { "dst" } else { "src" }) {
                     let hit = match in_ipset(val, p.addr) {
                         Some(b) => Tri::from(b),
                         None => Tri::Maybe,
@@ -549,12 +597,33 @@ fn ipt_match(
             }
             // xt_time compares the packet's second with the stop, both UTC (ToolRule::expired).
             "--datestop" => r = Some(Tri::from(format_utc(p.now).as_str() <= val)),
-            "-d" | "--destination" | "--sport" | "--source-port" | "--sports" | "--limit"
-            | "--tcp-flags" | "--syn" | "--icmp-type" | "--icmpv6-type" | "--uid-owner"
-            | "--mac-source" | "--hashlimit" | "--hashlimit-above" | "--connlimit-above"
-            | "--seconds" | "--hitcount" | "--rcheck" | "--update" | "--datestart" => {
-                r = Some(Tri::Maybe)
-            }
+            "-s"
+            | "--source"
+            | "-d"
+            | "--destination"
+            | "--dport"
+            | "--dports"
+            | "--sport"
+            | "--sports"
+            | "--source-ports"
+            | "--destination-ports"
+            | "-i"
+            | "-o"
+            | "--limit"
+            | "--tcp-flags"
+            | "--syn"
+            | "--icmp-type"
+            | "--icmpv6-type"
+            | "--uid-owner"
+            | "--mac-source"
+            | "--hashlimit"
+            | "--hashlimit-above"
+            | "--connlimit-above"
+            | "--seconds"
+            | "--hitcount"
+            | "--rcheck"
+            | "--update"
+            | "--datestart" => r = Some(Tri::Maybe),
             _ => {}
         }
         if let Some(r) = r {
@@ -579,6 +648,7 @@ mod tests {
             addr: a.parse().unwrap(),
             port,
             now: 0,
+            reply: false,
         }
     }
 
@@ -698,5 +768,43 @@ mod tests {
         // An ipset that cannot be read makes the REJECT only possible.
         let out = ipt_input(&table, pkt("198.51.100.3", 2222), &|_, _| None);
         assert_eq!(out.maybe.len(), 1, "{out:?}");
+    }
+
+    #[test]
+    fn replies_through_output_chains() {
+        let json = r#"{"nftables":[
+          {"table":{"family":"inet","name":"filter","handle":1}},
+          {"chain":{"family":"inet","table":"filter","name":"output","handle":1,"type":"filter","hook":"output","prio":0,"policy":"drop"}},
+          {"rule":{"family":"inet","table":"filter","chain":"output","handle":2,"expr":[
+            {"match":{"op":"==","left":{"meta":{"key":"oifname"}},"right":"lo"}},{"accept":null}]}},
+          {"rule":{"family":"inet","table":"filter","chain":"output","handle":3,"expr":[
+            {"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"sport"}},"right":2222}},
+            {"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"daddr"}},"right":"198.51.100.2"}},
+            {"accept":null}]}}
+        ]}"#;
+        let t = parse_nft_json(&serde_json::from_str(json).unwrap()).remove(0);
+        let reply = |a: &str, port| Packet {
+            reply: true,
+            ..pkt(a, port)
+        };
+        assert!(matches!(
+            nft_chain(&t, "output", true, reply("198.51.100.2", 2222)).verdict,
+            Verdict::Accept { .. }
+        ));
+        for p in [reply("198.51.100.3", 2222), reply("198.51.100.2", 22)] {
+            assert_eq!(
+                nft_chain(&t, "output", true, p).verdict,
+                Verdict::Policy { drop: true }
+            );
+        }
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\n\
+            -A OUTPUT -o lo -j ACCEPT\n\
+            -A OUTPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n";
+        let table = save::parse(text).unwrap().remove(0);
+        let out = ipt_chain(&table, "OUTPUT", reply("198.51.100.2", 2222), &|_, _| None);
+        assert!(matches!(out.verdict, Verdict::Accept { .. }), "{out:?}");
+        // The same chain would not let a new outgoing connection through.
+        let out = ipt_chain(&table, "OUTPUT", pkt("198.51.100.2", 2222), &|_, _| None);
+        assert_eq!(out.verdict, Verdict::Policy { drop: true });
     }
 }
