@@ -272,3 +272,90 @@ fn an_unrestricted_duplicate_of_the_support_key() {
     assert!(st.success());
     assert!(!s.run(false).contains("FAIL"));
 }
+
+/// The tool's own line, as `grant` writes it: from= and expiry-time, the marker in the comment.
+fn tool_line(from: &str, expiry: &str) -> String {
+    let key = support_pub();
+    let mut f = key.split_whitespace();
+    let (alg, blob) = (f.next().unwrap(), f.next().unwrap());
+    format!("from=\"{from}\",expiry-time=\"{expiry}\" {alg} {blob} support ovh-access\n")
+}
+
+#[test]
+fn an_expired_grant() {
+    let s = Sandbox::new(BASE);
+    s.write(
+        "root/.ssh/authorized_keys2",
+        &tool_line(ADDR, "20200101"),
+        0o600,
+    );
+    let text = s.run(true);
+    let (line, fix) = finding(
+        &text,
+        "FAIL  expiry-time: line 1 of /root/.ssh/authorized_keys2",
+    );
+    assert!(line.contains("expiry-time 20200101 has passed"), "{line}");
+    assert!(
+        fix.starts_with("ovh-access revoke, then ovh-access grant --host cache-ng.ovh.net"),
+        "{fix}"
+    );
+    s.write(
+        "root/.ssh/authorized_keys2",
+        &tool_line(ADDR, "29991231"),
+        0o600,
+    );
+    let text = s.run(false);
+    assert!(
+        text.contains("PASS  expiry-time: line 1: expiry-time 29991231 is in the future"),
+        "{text}"
+    );
+}
+
+#[test]
+fn from_lacks_the_address_the_support_uses_now() {
+    let s = Sandbox::new(BASE);
+    s.write(
+        "root/.ssh/authorized_keys2",
+        &tool_line("198.51.100.99", "29991231"),
+        0o600,
+    );
+    let text = s.run(true);
+    let (line, fix) = finding(&text, "FAIL  from=: line 1 of /root/.ssh/authorized_keys2");
+    assert!(line.contains(&format!("from= lacks {ADDR}")), "{line}");
+    assert_eq!(fix, "ovh-access refresh");
+}
+
+/// doctor reads and never writes: the sandbox is byte-for-byte and mode-for-mode the same
+/// afterwards (no state file, no lock, no keys file rewritten), however many checks fail.
+#[test]
+fn doctor_changes_nothing_in_the_root() {
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                let m = fs::symlink_metadata(&p).unwrap();
+                let bytes = if m.is_file() {
+                    fs::read(&p).unwrap()
+                } else {
+                    Vec::new()
+                };
+                if m.is_dir() {
+                    todo.push(p.clone());
+                }
+                out.push((p, m.permissions().mode(), bytes));
+            }
+        }
+        out.sort();
+        out
+    }
+    let s = Sandbox::new(&format!(
+        "{BASE}Match Address {ADDR}\n    PermitRootLogin no\n"
+    ));
+    fs::set_permissions(s.p("root/.ssh"), fs::Permissions::from_mode(0o777)).unwrap();
+    let before = snapshot(s.dir.path());
+    s.run(true);
+    s.doctor(true);
+    assert_eq!(snapshot(s.dir.path()), before);
+}
