@@ -99,7 +99,11 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
         Err(e) => f.warn(
             "firewall",
             format!("nftables could not be read ({e:#}), so its input chains were not checked"),
-            "run `ovh-access doctor` as root (it needs CAP_NET_ADMIN to read the ruleset)",
+            if rustix::process::geteuid().is_root() {
+                "run `nft list ruleset` to see why the ruleset cannot be read"
+            } else {
+                "run `ovh-access doctor` as root (it needs CAP_NET_ADMIN to read the ruleset)"
+            },
         ),
     }
     let mut ipt = Vec::new();
@@ -322,6 +326,14 @@ fn judge(
                         "{flow}: no ovh-access jump at the head of a chain whose policy drops"
                     ));
                     push_unique(&mut fixes, remedy.reopen.clone());
+                } else if l.jump_at_head {
+                    maybes.push(format!(
+                        "{flow}: the ovh-access jump is at the head, but the rules were not read, so whether the tool's set holds the address is unknown"
+                    ));
+                } else {
+                    maybes.push(format!(
+                        "{flow}: the rules were not read, so an earlier drop cannot be ruled out"
+                    ));
                 }
                 continue;
             };
@@ -377,7 +389,8 @@ fn judge(
             "firewall",
             format!("{head}: {}", maybes.join("; ")),
             if l.jump_at_head {
-                "nothing to do if the support still cannot connect only from elsewhere: the ovh-access jump comes first".to_string()
+                "ovh-access status (it says whether the tool's sets hold every support address)"
+                    .to_string()
             } else {
                 remedy.reopen.clone()
             },
