@@ -2,6 +2,7 @@
 //! ssh client, in throwaway network namespaces. Without root they skip and say how to run them.
 mod cli_errors;
 mod common;
+mod doctor;
 mod e2e;
 mod iptables;
 mod nft;

@@ -33,7 +33,7 @@ pub mod verdict;
 
 pub use config::Config;
 pub use matching::Connection;
-pub use verdict::{account_blockers, blockers, read_account, Account};
+pub use verdict::{account_blockers, blocker_details, blockers, read_account, Account, Blocker};
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -50,10 +50,23 @@ pub fn match_user(user: &str, host: &str, addr: IpAddr, pattern: &str) -> bool {
     }
 }
 
+/// One reason sshd would refuse the key: the sshd_config keyword responsible (so that a caller
+/// such as `doctor` can point at its `Setting::source` and name the line to write) and the
+/// sentence explaining it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    /// `PermitRootLogin`, `PubkeyAuthentication`, `DenyUsers`, `AllowUsers`, `DenyGroups`,
+    /// `AllowGroups`, `AuthenticationMethods`, `AuthorizedKeysFile`.
+    pub keyword: &'static str,
+    /// The offending pattern, for DenyUsers/DenyGroups.
+    pub pattern: Option<String>,
+    pub message: String,
+}
+
 /// Why sshd would refuse the support key (of type `key_type`, e.g. `ssh-rsa`) for `user` with
-/// `groups`, connecting from `addr` (`host` is what sshd compares host patterns with: the
-/// address unless UseDNS). Empty = sshd accepts a key line without a forced command in a keys
-/// file it reads.
+/// `groups`, connecting from `addr`
+/// (`host` is what sshd compares host patterns with: the address unless UseDNS). Empty = sshd
+/// accepts a plain, unrestricted-by-command key line in a keys file it reads.
 pub fn blockers(
     key_type: &str,
     e: &Effective,
@@ -62,23 +75,53 @@ pub fn blockers(
     addr: IpAddr,
     host: &str,
 ) -> Vec<String> {
+    blocker_details(key_type, e, user, groups, addr, host)
+        .into_iter()
+        .map(|b| b.message)
+        .collect()
+}
+
+/// [`blockers`], each with the keyword responsible.
+pub fn blocker_details(
+    key_type: &str,
+    e: &Effective,
+    user: &str,
+    groups: &[String],
+    addr: IpAddr,
+    host: &str,
+) -> Vec<Blocker> {
     let mut out = Vec::new();
+    let mut push = |keyword: &'static str, pattern: Option<String>, message: String| {
+        out.push(Blocker {
+            keyword,
+            pattern,
+            message,
+        })
+    };
     if user == "root" && !e.permit_root_login.value.allows_key() {
         let v = match e.permit_root_login.value {
             PermitRootLogin::No => "no",
             _ => "forced-commands-only",
         };
-        out.push(format!(
+        push(
+            "PermitRootLogin",
+            None,
+            format!(
             "PermitRootLogin {v}{} refuses root's key from {addr}; set it to prohibit-password \
              for the support address (e.g. in a `Match Address {addr}` block)",
             at(&e.permit_root_login)
-        ));
+        ),
+        );
     }
     if !e.pubkey_authentication.value {
-        out.push(format!(
-            "PubkeyAuthentication no{} disables key logins; set PubkeyAuthentication yes",
-            at(&e.pubkey_authentication)
-        ));
+        push(
+            "PubkeyAuthentication",
+            None,
+            format!(
+                "PubkeyAuthentication no{} disables key logins; set PubkeyAuthentication yes",
+                at(&e.pubkey_authentication)
+            ),
+        );
     }
     if let Some(p) = e
         .deny_users
@@ -86,10 +129,14 @@ pub fn blockers(
         .iter()
         .find(|p| match_user(user, host, addr, p))
     {
-        out.push(format!(
-            "DenyUsers {p}{} denies {user} from {addr}; remove that pattern",
-            at(&e.deny_users)
-        ));
+        push(
+            "DenyUsers",
+            Some(p.clone()),
+            format!(
+                "DenyUsers {p}{} denies {user} from {addr}; remove that pattern",
+                at(&e.deny_users)
+            ),
+        );
     }
     if !e.allow_users.value.is_empty()
         && !e
@@ -98,10 +145,14 @@ pub fn blockers(
             .iter()
             .any(|p| match_user(user, host, addr, p))
     {
-        out.push(format!(
-            "AllowUsers{} does not list {user} from {addr}; add {user}@{addr}",
-            at(&e.allow_users)
-        ));
+        push(
+            "AllowUsers",
+            None,
+            format!(
+                "AllowUsers{} does not list {user} from {addr}; add {user}@{addr}",
+                at(&e.allow_users)
+            ),
+        );
     }
     let group_hit = |pats: &[String]| {
         groups
@@ -110,17 +161,25 @@ pub fn blockers(
             .cloned()
     };
     if let Some(g) = group_hit(&e.deny_groups.value) {
-        out.push(format!(
-            "DenyGroups{} denies {user}'s group {g}; remove that pattern",
-            at(&e.deny_groups)
-        ));
+        push(
+            "DenyGroups",
+            Some(g.clone()),
+            format!(
+                "DenyGroups{} denies {user}'s group {g}; remove that pattern",
+                at(&e.deny_groups)
+            ),
+        );
     }
     if !e.allow_groups.value.is_empty() && group_hit(&e.allow_groups.value).is_none() {
-        out.push(format!(
-            "AllowGroups{} lists none of {user}'s groups ({}); add one of them",
-            at(&e.allow_groups),
-            groups.join(", ")
-        ));
+        push(
+            "AllowGroups",
+            None,
+            format!(
+                "AllowGroups{} lists none of {user}'s groups ({}); add one of them",
+                at(&e.allow_groups),
+                groups.join(", ")
+            ),
+        );
     }
     let sigs = super::algorithms::signatures_for(key_type);
     if !e
@@ -129,22 +188,30 @@ pub fn blockers(
         .iter()
         .any(|a| sigs.contains(&a.as_str()))
     {
-        out.push(format!(
-            "PubkeyAcceptedAlgorithms{} accepts none of {} for the {key_type} support key; add \
-             {} to it",
-            at(&e.pubkey_accepted_algorithms),
-            sigs.join(", "),
-            sigs.first().copied().unwrap_or(key_type)
-        ));
+        push(
+            "PubkeyAcceptedAlgorithms",
+            None,
+            format!(
+                "PubkeyAcceptedAlgorithms{} accepts none of {} for the {key_type} support key; \
+                 add {} to it",
+                at(&e.pubkey_accepted_algorithms),
+                sigs.join(", "),
+                sigs.first().copied().unwrap_or(key_type)
+            ),
+        );
     }
     let methods = &e.authentication_methods.value;
     if !methods.is_empty() && !methods.iter().any(|l| l == "publickey") {
-        out.push(format!(
+        push(
+            "AuthenticationMethods",
+            None,
+            format!(
             "AuthenticationMethods {}{} asks for more than a key, and the support has only its \
              key; add a list that is just `publickey` for the support address",
             methods.join(" "),
             at(&e.authentication_methods)
-        ));
+        ),
+        );
     }
     let files_none = e
         .authorized_keys_files
@@ -152,11 +219,15 @@ pub fn blockers(
         .iter()
         .all(|f| f.eq_ignore_ascii_case("none"));
     if files_none {
-        out.push(format!(
-            "AuthorizedKeysFile none{}: sshd reads no keys file; list one (e.g. \
+        push(
+            "AuthorizedKeysFile",
+            None,
+            format!(
+                "AuthorizedKeysFile none{}: sshd reads no keys file; list one (e.g. \
              .ssh/authorized_keys2)",
-            at(&e.authorized_keys_files)
-        ));
+                at(&e.authorized_keys_files)
+            ),
+        );
     }
     out
 }

@@ -1,0 +1,412 @@
+//! Check 5: for each support address and SSH port, every firewall layer that decides the packet
+//! — each nftables input base chain (netlink dump: hooks, priorities, policies, the tool's
+//! jumps), each iptables INPUT chain (legacy and nft, `*-save`) — and what it does with the
+//! first packet; and, where an output chain's policy drops, what it does with sshd's replies
+//! (the tool hooks those chains too). Only reads: netlink dumps, `nft -j list ruleset`,
+//! `*-save`, `ipset test`.
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+use super::rules::{self, ChainOutcome, NftTable, Packet, Verdict};
+use super::Findings;
+use crate::firewall::detect;
+use crate::firewall::iptables::{self, IptablesBackend, Variant};
+use crate::firewall::nft::{self, Hook};
+
+/// One input chain that decides the packet (or output chain that decides the reply).
+struct Layer {
+    /// `nftables inet filter input` or `iptables-legacy filter INPUT`.
+    label: String,
+    /// Hook priority (nft); iptables' filter table sits at 0.
+    priority: i32,
+    policy_drop: bool,
+    v4: bool,
+    v6: bool,
+    /// The tool's tagged jump: present, and first.
+    jump_present: bool,
+    jump_at_head: bool,
+    /// The command that deletes the tool's jump (so that the next run inserts it at the head).
+    delete_jump: Option<String>,
+    /// An output chain: judged on sshd's replies.
+    reply: bool,
+    kind: Kind,
+}
+
+enum Kind {
+    Nft {
+        family: String,
+        table: String,
+        chain: String,
+    },
+    Ipt {
+        table: iptables::SavedTable,
+        chain: &'static str,
+    },
+}
+
+/// How to open a closed door: `ovh-access restore` puts the tool's jumps back at the head of
+/// every input chain for a recorded grant; without one, a grant is needed.
+pub struct Remedy {
+    pub reopen: String,
+}
+
+pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findings) {
+    let mut layers = Vec::new();
+    let base = detect::gather_facts_except_nft();
+    let mut xt_families = (false, false);
+    match nft::NftBackend::new().and_then(|mut b| b.facts()) {
+        Ok(facts) => {
+            for t in facts.tables.iter().filter(|t| t.family.is_ip()) {
+                if t.made_by_iptables_nft() {
+                    xt_families.0 |= t.family.has_v4() && t.family != nft::Family::Inet;
+                    xt_families.1 |= t.family.has_v6() && t.family != nft::Family::Inet;
+                    continue;
+                }
+                let hooked = t.chains.iter().filter_map(|c| {
+                    let out = c.is_filter_on(Hook::Output)
+                        && c.base.as_ref().is_some_and(|b| b.policy_drop);
+                    (c.is_filter_on(Hook::Input) || out).then_some((c, out))
+                });
+                for (c, reply) in hooked {
+                    let rules = c.rules.as_deref().unwrap_or_default();
+                    layers.push(Layer {
+                        label: format!("nftables {} {}", t.label(), c.name),
+                        priority: c.base.as_ref().map_or(0, |b| b.priority),
+                        policy_drop: c.base.as_ref().is_some_and(|b| b.policy_drop),
+                        v4: t.family.has_v4(),
+                        v6: t.family.has_v6(),
+                        jump_present: rules.iter().any(|r| r.is_tool_jump()),
+                        jump_at_head: rules.first().is_some_and(|r| r.is_tool_jump()),
+                        delete_jump: rules.iter().find(|r| r.is_tool_jump()).map(|r| {
+                            format!(
+                                "nft delete rule {} {} {} handle {}",
+                                t.family.name(),
+                                t.name,
+                                c.name,
+                                r.handle
+                            )
+                        }),
+                        reply,
+                        kind: Kind::Nft {
+                            family: t.family.name().into(),
+                            table: t.name.clone(),
+                            chain: c.name.clone(),
+                        },
+                    });
+                }
+            }
+        }
+        Err(e) => f.warn(
+            "firewall",
+            format!("nftables could not be read ({e:#}), so its input chains were not checked"),
+            if rustix::process::geteuid().is_root() {
+                "run `nft list ruleset` to see why the ruleset cannot be read"
+            } else {
+                "run `ovh-access doctor` as root (it needs CAP_NET_ADMIN to read the ruleset)"
+            },
+        ),
+    }
+    let mut ipt = Vec::new();
+    if !base.legacy_v4_tables.is_empty() {
+        ipt.push(IptablesBackend::new(Variant::Legacy, iptables::Family::V4));
+    }
+    if !base.legacy_v6_tables.is_empty() {
+        ipt.push(IptablesBackend::new(Variant::Legacy, iptables::Family::V6));
+    }
+    if xt_families.0 {
+        ipt.push(IptablesBackend::new(Variant::Nft, iptables::Family::V4));
+    }
+    if xt_families.1 {
+        ipt.push(IptablesBackend::new(Variant::Nft, iptables::Family::V6));
+    }
+    for b in ipt {
+        match b.filter_table() {
+            Ok(Some(table)) => {
+                for (chain, reply) in [("INPUT", false), ("OUTPUT", true)] {
+                    if let Some(l) = ipt_layer(&b, &table, chain, reply) {
+                        layers.push(l);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => f.warn(
+                "firewall",
+                format!("{} could not be read: {e:#}", b.program("save")),
+                format!("run `{}` by hand to see why", b.program("save")),
+            ),
+        }
+    }
+    if base.firewalld_running {
+        f.warn(
+            "firewall",
+            "firewalld is running: each `firewall-cmd --reload` rewrites the ruleset and removes the tool's rules",
+            "after each firewalld reload run `ovh-access restore`",
+        );
+    }
+    if base.ufw_present {
+        f.warn(
+            "firewall",
+            "ufw is enabled: its chains decide in the iptables layer (see the iptables findings), and `ufw reload` removes the tool's rules",
+            "after each `ufw reload` or `ufw enable` run `ovh-access restore`",
+        );
+    }
+    if layers.is_empty() {
+        f.pass(
+            "firewall",
+            "no nftables or iptables input chain filters this server: nothing blocks the support",
+        );
+        return;
+    }
+    layers.sort_by_key(|l| l.priority);
+    let json = if layers.iter().any(|l| matches!(l.kind, Kind::Nft { .. })) {
+        nft_json(f)
+    } else {
+        None
+    };
+
+    for l in &layers {
+        judge(l, json.as_deref(), addresses, ports, remedy, f);
+    }
+}
+
+/// One built-in chain of an iptables filter table as a layer: INPUT always, OUTPUT when its
+/// policy drops.
+fn ipt_layer(
+    b: &IptablesBackend,
+    table: &iptables::SavedTable,
+    chain: &'static str,
+    reply: bool,
+) -> Option<Layer> {
+    let c = table.chain(chain)?;
+    let policy_drop = c.policy.as_deref() == Some("DROP");
+    if reply && !policy_drop {
+        return None;
+    }
+    let st = iptables::state::tool_state(Some(table));
+    let jumps: Vec<_> = st.jumps.iter().filter(|j| j.chain == chain).collect();
+    let program = b.program("").trim_end_matches('-').to_string();
+    Some(Layer {
+        label: format!("{program} filter {chain}"),
+        priority: 0,
+        policy_drop,
+        v4: b.family() == iptables::Family::V4,
+        v6: b.family() == iptables::Family::V6,
+        jump_present: !jumps.is_empty(),
+        jump_at_head: jumps.iter().any(|j| j.at_head),
+        delete_jump: c
+            .rules
+            .iter()
+            .find(|r| {
+                r.has_comment(crate::firewall::TAG)
+                    && r.target()
+                        .is_some_and(|t| jumps.iter().any(|j| j.target == t))
+            })
+            .map(|r| format!("{program} -D {chain} {}", r.spec)),
+        reply,
+        kind: Kind::Ipt {
+            table: table.clone(),
+            chain,
+        },
+    })
+}
+
+/// `nft -j list ruleset`: the rules with their expressions, which the netlink dump does not
+/// decode. None (with a WARN) when nft is missing or fails.
+fn nft_json(f: &mut Findings) -> Option<Vec<NftTable>> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "ruleset"])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => match serde_json::from_slice(&o.stdout) {
+            Ok(v) => Some(rules::parse_nft_json(&v)),
+            Err(e) => {
+                f.warn("firewall", format!("`nft -j list ruleset` printed no JSON ({e}), so the rules before the tool's jump were not checked"), "install an nft built with JSON support (Debian's nftables package is)");
+                None
+            }
+        },
+        Ok(o) => {
+            f.warn(
+                "firewall",
+                format!(
+                    "`nft -j list ruleset` failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                "run `nft list ruleset` by hand to see why",
+            );
+            None
+        }
+        Err(e) => {
+            f.warn(
+                "firewall",
+                format!(
+                    "cannot run nft ({e}), so the rules before the tool's jump were not checked"
+                ),
+                "install nftables (`apt install nftables`)",
+            );
+            None
+        }
+    }
+}
+
+/// `ipset test NAME ADDR`: exit 0 = member, 1 = not; anything else = unknown.
+fn ipset_has(set: &str, addr: IpAddr) -> Option<bool> {
+    let st = Command::new("ipset")
+        .args(["test", set, &addr.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    match st.code() {
+        Some(0) => Some(true),
+        Some(1) => Some(false),
+        _ => None,
+    }
+}
+
+fn judge(
+    l: &Layer,
+    json: Option<&[NftTable]>,
+    addresses: &[IpAddr],
+    ports: &[u16],
+    remedy: &Remedy,
+    f: &mut Findings,
+) {
+    let head = format!(
+        "{} (priority {}, policy {}{})",
+        l.label,
+        l.priority,
+        if l.policy_drop { "drop" } else { "accept" },
+        if l.jump_at_head {
+            ", ovh-access jump at the head"
+        } else if l.jump_present {
+            ", ovh-access jump NOT at the head"
+        } else {
+            ", no ovh-access jump"
+        }
+    );
+    let mut fails = Vec::new();
+    let mut fixes: Vec<String> = Vec::new();
+    let mut maybes = Vec::new();
+    let mut ok = Vec::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for addr in addresses
+        .iter()
+        .filter(|a| if a.is_ipv4() { l.v4 } else { l.v6 })
+    {
+        for port in ports {
+            let p = Packet {
+                addr: *addr,
+                port: *port,
+                now,
+                reply: l.reply,
+            };
+            let flow = if l.reply {
+                format!("reply from port {port} to {addr}")
+            } else {
+                format!("{addr} → port {port}")
+            };
+            let outcome: Option<ChainOutcome> = match &l.kind {
+                Kind::Nft {
+                    family,
+                    table,
+                    chain,
+                } => json
+                    .and_then(|ts| ts.iter().find(|t| &t.family == family && &t.name == table))
+                    .map(|t| rules::nft_chain(t, chain, l.policy_drop, p)),
+                Kind::Ipt { table, chain } => Some(rules::ipt_chain(table, chain, p, &ipset_has)),
+            };
+            let Some(o) = outcome else {
+                // Rules unreadable: judge by the jump alone.
+                if !l.jump_at_head && l.policy_drop {
+                    fails.push(format!(
+                        "{flow}: no ovh-access jump at the head of a chain whose policy drops"
+                    ));
+                    push_unique(&mut fixes, remedy.reopen.clone());
+                } else if l.jump_at_head {
+                    maybes.push(format!(
+                        "{flow}: the ovh-access jump is at the head, but the rules were not read, so whether the tool's set holds the address is unknown"
+                    ));
+                } else {
+                    maybes.push(format!(
+                        "{flow}: the rules were not read, so an earlier drop cannot be ruled out"
+                    ));
+                }
+                continue;
+            };
+            for m in &o.maybe {
+                maybes.push(format!(
+                    "{flow}: {} may drop it (conditions not decidable here)",
+                    m.rule
+                ));
+            }
+            match &o.verdict {
+                Verdict::Accept { rule } => ok.push(format!("{flow} accepted by {rule}")),
+                Verdict::Policy { drop: false } => {
+                    ok.push(format!("{flow} passes (policy accept)"))
+                }
+                Verdict::Policy { drop: true } => {
+                    fails.push(format!(
+                        "{flow}: no rule accepts it and the policy drops it"
+                    ));
+                    push_unique(&mut fixes, remedy.reopen.clone());
+                }
+                Verdict::Drop { rule, set } => {
+                    let what = match set {
+                        Some(s) => format!("the drop set {s} holds {addr} ({rule})"),
+                        None => format!("{rule} drops it"),
+                    };
+                    fails.push(format!("{flow}: {what}"));
+                    if let Some(s) = set {
+                        let cmd = match &l.kind {
+                            Kind::Nft { family, table, .. } => {
+                                format!("nft delete element {family} {table} {s} {{ {addr} }}")
+                            }
+                            Kind::Ipt { .. } => format!("ipset del {s} {addr}"),
+                        };
+                        push_unique(&mut fixes, cmd);
+                    } else if let Some(cmd) = &l.delete_jump {
+                        // The jump sits behind the drop: remove it so that the next run inserts
+                        // it again at the head.
+                        push_unique(&mut fixes, cmd.clone());
+                    }
+                    push_unique(&mut fixes, remedy.reopen.clone());
+                }
+            }
+        }
+    }
+    if !fails.is_empty() {
+        f.fail(
+            "firewall",
+            format!("{head}: {}", fails.join("; ")),
+            fixes.join(", then "),
+        );
+    } else if !maybes.is_empty() {
+        f.warn(
+            "firewall",
+            format!("{head}: {}", maybes.join("; ")),
+            if l.jump_at_head {
+                "ovh-access status (it says whether the tool's sets hold every support address)"
+                    .to_string()
+            } else {
+                remedy.reopen.clone()
+            },
+        );
+    } else if ok.is_empty() {
+        f.pass(
+            "firewall",
+            format!("{head}: no support address of this family"),
+        );
+    } else {
+        f.pass("firewall", format!("{head}: {}", ok.join("; ")));
+    }
+}
+
+fn push_unique(v: &mut Vec<String>, s: String) {
+    if !v.contains(&s) {
+        v.push(s);
+    }
+}

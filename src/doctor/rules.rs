@@ -1,0 +1,810 @@
+//! Would this rule chain let a new TCP connection from one support address to one SSH port
+//! through? Pure evaluators over what the firewall prints: the JSON of `nft -j list ruleset`
+//! (libnftables' schema, `doc/libnftables-json.adoc`) and the rules of `iptables-save`.
+//!
+//! Each match is judged three-valued: a condition the evaluator cannot decide from the packet
+//! alone (a rate limit, an interface other than `lo`, an unknown expression) is `Maybe`, so a
+//! drop behind it is reported as possible, never as certain, and an accept behind it is not
+//! counted on.
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::firewall::iptables::plan::format_utc;
+use crate::firewall::iptables::SavedTable;
+
+/// The packet the support sends first: TCP SYN from `addr` to `port`, conntrack state new,
+/// arriving on an interface other than `lo` — or, with `reply`, sshd's answer to it: from
+/// `port` to `addr`, conntrack state established, leaving on an interface other than `lo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    pub addr: IpAddr,
+    pub port: u16,
+    /// Now, in seconds since the epoch, for `-m time --datestop` (the tool's timed rules).
+    pub now: u64,
+    pub reply: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tri {
+    Yes,
+    No,
+    Maybe,
+}
+
+impl Tri {
+    fn and(self, o: Tri) -> Tri {
+        match (self, o) {
+            (Tri::No, _) | (_, Tri::No) => Tri::No,
+            (Tri::Yes, Tri::Yes) => Tri::Yes,
+            _ => Tri::Maybe,
+        }
+    }
+    fn not(self) -> Tri {
+        match self {
+            Tri::Yes => Tri::No,
+            Tri::No => Tri::Yes,
+            Tri::Maybe => Tri::Maybe,
+        }
+    }
+    fn from(b: bool) -> Tri {
+        if b {
+            Tri::Yes
+        } else {
+            Tri::No
+        }
+    }
+}
+
+/// What one base chain does with the packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted by `rule` (this base chain is done; the others still see the packet).
+    Accept { rule: String },
+    /// Dropped or rejected by `rule`; `set` names the drop set that holds the address.
+    Drop { rule: String, set: Option<String> },
+    /// No rule decided: the chain's policy does.
+    Policy { drop: bool },
+}
+
+/// A possible drop: the rule's conditions could not all be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MayDrop {
+    pub rule: String,
+}
+
+/// The outcome of one base chain: the verdict and the uncertain drops met on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainOutcome {
+    pub verdict: Verdict,
+    pub maybe: Vec<MayDrop>,
+}
+
+/// Jumps followed at most this deep (the kernel allows 16; rulesets use two or three).
+const MAX_DEPTH: usize = 16;
+
+// ---------------------------------------------------------------------------------------------
+// nftables
+
+/// One nft table of the JSON dump: its chains' rules and its named sets' elements.
+#[derive(Debug, Default, Clone)]
+pub struct NftTable {
+    pub family: String,
+    pub name: String,
+    /// Chain name → its rules (each the `expr` array and the handle), in order.
+    pub chains: HashMap<String, Vec<(u64, Vec<Value>)>>,
+    /// Set name → its elements as printed.
+    pub sets: HashMap<String, Vec<Value>>,
+}
+
+/// `nft -j list ruleset` → the tables (family, name) with their rules and sets.
+pub fn parse_nft_json(v: &Value) -> Vec<NftTable> {
+    let mut tables: Vec<NftTable> = Vec::new();
+    let items = v
+        .get("nftables")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let key = |o: &Value| {
+        (
+            o.get("family")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            o.get("table")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        )
+    };
+    for item in &items {
+        if let Some(t) = item.get("table") {
+            tables.push(NftTable {
+                family: t.get("family").and_then(Value::as_str).unwrap_or("").into(),
+                name: t.get("name").and_then(Value::as_str).unwrap_or("").into(),
+                ..Default::default()
+            });
+        }
+    }
+    for item in &items {
+        let (kind, o) = match item.as_object().and_then(|m| m.iter().next()) {
+            Some((k, o)) => (k.as_str(), o),
+            None => continue,
+        };
+        let (family, table) = key(o);
+        let Some(t) = tables
+            .iter_mut()
+            .find(|t| t.family == family && t.name == table)
+        else {
+            continue;
+        };
+        let name = o
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        match kind {
+            "chain" => {
+                t.chains.entry(name).or_default();
+            }
+            "set" => {
+                let elems = o
+                    .get("elem")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                t.sets.insert(name, elems);
+            }
+            "rule" => {
+                let chain = o
+                    .get("chain")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let handle = o.get("handle").and_then(Value::as_u64).unwrap_or(0);
+                let expr = o
+                    .get("expr")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                t.chains.entry(chain).or_default().push((handle, expr));
+            }
+            _ => {}
+        }
+    }
+    tables
+}
+
+/// What `chain` of `table` (a base chain with `policy_drop`) does with the packet.
+pub fn nft_chain(table: &NftTable, chain: &str, policy_drop: bool, p: Packet) -> ChainOutcome {
+    let mut maybe = Vec::new();
+    let verdict =
+        nft_walk(table, chain, p, 0, &mut maybe).unwrap_or(Verdict::Policy { drop: policy_drop });
+    ChainOutcome { verdict, maybe }
+}
+
+/// `None` = fell off the end (or returned): the caller continues.
+fn nft_walk(
+    t: &NftTable,
+    chain: &str,
+    p: Packet,
+    depth: usize,
+    maybe: &mut Vec<MayDrop>,
+) -> Option<Verdict> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    for (handle, exprs) in t.chains.get(chain).map(Vec::as_slice).unwrap_or_default() {
+        let label = format!("{} {} {} handle {handle}", t.family, t.name, chain);
+        let mut m = Tri::Yes;
+        let mut set_hit = None;
+        for e in exprs {
+            let Some((kind, body)) = e.as_object().and_then(|o| o.iter().next()) else {
+                continue;
+            };
+            match kind.as_str() {
+                "match" => {
+                    let (r, set) = nft_match(t, body, p);
+                    if r != Tri::No && set.is_some() {
+                        set_hit = set;
+                    }
+                    m = m.and(r);
+                }
+                // A rate limit or quota matches only some packets.
+                "limit" | "quota" => m = m.and(Tri::Maybe),
+                "accept" | "drop" | "reject" | "jump" | "goto" | "return" => {
+                    if m == Tri::No {
+                        break;
+                    }
+                    match kind.as_str() {
+                        "accept" if m == Tri::Yes => return Some(Verdict::Accept { rule: label }),
+                        "drop" | "reject" if m == Tri::Yes => {
+                            return Some(Verdict::Drop {
+                                rule: label,
+                                set: set_hit,
+                            })
+                        }
+                        "drop" | "reject" => maybe.push(MayDrop {
+                            rule: label.clone(),
+                        }),
+                        "return" if m == Tri::Yes => return None,
+                        "jump" | "goto" => {
+                            let target = body.get("target").and_then(Value::as_str).unwrap_or("");
+                            let mut inner = Vec::new();
+                            let sub = nft_walk(t, target, p, depth + 1, &mut inner);
+                            maybe.extend(inner);
+                            match (m, sub) {
+                                (Tri::Yes, Some(v)) => return Some(v),
+                                (Tri::Maybe, Some(Verdict::Drop { rule, .. })) => {
+                                    maybe.push(MayDrop { rule })
+                                }
+                                _ => {}
+                            }
+                        }
+                        _ => {}
+                    }
+                    break;
+                }
+                // An xtables match inside a native rule: not decoded here.
+                "xt" => m = m.and(Tri::Maybe),
+                // A map lookup or another expression the evaluator does not model.
+                "vmap" => {
+                    if m != Tri::No {
+                        maybe.push(MayDrop {
+                            rule: label.clone(),
+                        });
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// One `match` expression; also returns the named set consulted for the source address.
+fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
+    let op = body.get("op").and_then(Value::as_str).unwrap_or("==");
+    let left = body.get("left").unwrap_or(&Value::Null);
+    let right = body.get("right").unwrap_or(&Value::Null);
+    let neg = op == "!=";
+    let named = right
+        .as_str()
+        .and_then(|s| s.strip_prefix('@'))
+        .map(str::to_string);
+    let r = if let Some(pl) = left.get("payload") {
+        let proto = pl.get("protocol").and_then(Value::as_str).unwrap_or("");
+        let field = pl.get("field").and_then(Value::as_str).unwrap_or("");
+        match (proto, field) {
+            // An `ip` expression carries an implicit IPv4 dependency: it never matches IPv6.
+            ("ip", _) if p.addr.is_ipv6() => return (Tri::No, None),
+            ("ip6", _) if p.addr.is_ipv4() => return (Tri::No, None),
+            ("ip", "saddr") | ("ip6", "saddr") if !p.reply => {
+                contains(t, right, &Val::Addr(p.addr))
+            }
+            ("ip", "daddr") | ("ip6", "daddr") if p.reply => contains(t, right, &Val::Addr(p.addr)),
+            // The server's own address: which one the support reaches is not known here.
+            ("ip", "saddr") | ("ip6", "saddr") | ("ip", "daddr") | ("ip6", "daddr") => Tri::Maybe,
+            ("ip", "protocol") | ("ip6", "nexthdr") => contains(t, right, &Val::Proto),
+            ("tcp", "dport") | ("th", "dport") if !p.reply => {
+                contains(t, right, &Val::Port(p.port))
+            }
+            ("tcp", "sport") | ("th", "sport") if p.reply => contains(t, right, &Val::Port(p.port)),
+            ("tcp", _) | ("th", _) => Tri::Maybe,
+            // Any other transport header implies that protocol: not TCP.
+            ("udp", _)
+            | ("icmp", _)
+            | ("icmpv6", _)
+            | ("sctp", _)
+            | ("udplite", _)
+            | ("dccp", _) => return (Tri::No, None),
+            _ => Tri::Maybe,
+        }
+    } else if let Some(meta) = left.get("meta") {
+        match meta.get("key").and_then(Value::as_str).unwrap_or("") {
+            "l4proto" => contains(t, right, &Val::Proto),
+            "nfproto" => contains(
+                t,
+                right,
+                &Val::Str(if p.addr.is_ipv4() { "ipv4" } else { "ipv6" }),
+            ),
+            // The support's packets come in, and the replies go out, on a real interface.
+            "iif" | "iifname" if !p.reply => match right.as_str() {
+                Some("lo") => Tri::No,
+                _ => Tri::Maybe,
+            },
+            "oif" | "oifname" if p.reply => match right.as_str() {
+                Some("lo") => Tri::No,
+                _ => Tri::Maybe,
+            },
+            "iiftype" => Tri::Maybe,
+            _ => Tri::Maybe,
+        }
+    } else if let Some(ct) = left.get("ct") {
+        match ct.get("key").and_then(Value::as_str).unwrap_or("") {
+            // A right side that is a flag list matches when it shares a flag (`op: in`).
+            "state" => contains(
+                t,
+                right,
+                &Val::Str(if p.reply { "established" } else { "new" }),
+            ),
+            _ => Tri::Maybe,
+        }
+    } else {
+        Tri::Maybe
+    };
+    let addr_field = if p.reply { "daddr" } else { "saddr" };
+    let set = if left
+        .get("payload")
+        .and_then(|pl| pl.get("field"))
+        .and_then(Value::as_str)
+        == Some(addr_field)
+    {
+        named
+    } else {
+        None
+    };
+    (if neg { r.not() } else { r }, set)
+}
+
+enum Val<'a> {
+    Addr(IpAddr),
+    Port(u16),
+    /// TCP, as a protocol name or number.
+    Proto,
+    Str(&'a str),
+}
+
+/// Whether the right-hand side (a literal, a prefix, a range, an anonymous set, a flag list or
+/// `@named` set) holds the value.
+fn contains(t: &NftTable, right: &Value, v: &Val) -> Tri {
+    match right {
+        Value::String(s) if s.starts_with('@') => match t.sets.get(&s[1..]) {
+            Some(elems) => any(elems.iter().map(|e| contains(t, e, v))),
+            None => Tri::Maybe,
+        },
+        Value::Array(items) => any(items.iter().map(|e| contains(t, e, v))),
+        Value::Object(o) => {
+            if let Some(items) = o.get("set").and_then(Value::as_array) {
+                any(items.iter().map(|e| contains(t, e, v)))
+            } else if let Some(elem) = o.get("elem") {
+                contains(t, elem.get("val").unwrap_or(&Value::Null), v)
+            } else if let Some(pfx) = o.get("prefix") {
+                let (Some(a), Some(len)) = (
+                    pfx.get("addr")
+                        .and_then(Value::as_str)
+                        .and_then(|a| a.parse::<IpAddr>().ok()),
+                    pfx.get("len").and_then(Value::as_u64),
+                ) else {
+                    return Tri::Maybe;
+                };
+                match v {
+                    Val::Addr(x) => {
+                        Tri::from(ipnet::IpNet::new(a, len as u8).is_ok_and(|n| n.contains(x)))
+                    }
+                    _ => Tri::Maybe,
+                }
+            } else if let Some(r) = o.get("range").and_then(Value::as_array) {
+                match (v, r.first(), r.get(1)) {
+                    (Val::Port(p), Some(a), Some(b)) => match (a.as_u64(), b.as_u64()) {
+                        (Some(a), Some(b)) => Tri::from(a <= u64::from(*p) && u64::from(*p) <= b),
+                        _ => Tri::Maybe,
+                    },
+                    (Val::Addr(x), Some(a), Some(b)) => {
+                        match (
+                            a.as_str().and_then(|s| s.parse::<IpAddr>().ok()),
+                            b.as_str().and_then(|s| s.parse::<IpAddr>().ok()),
+                        ) {
+                            (Some(a), Some(b)) => Tri::from(a <= *x && *x <= b),
+                            _ => Tri::Maybe,
+                        }
+                    }
+                    _ => Tri::Maybe,
+                }
+            } else {
+                Tri::Maybe
+            }
+        }
+        Value::Number(n) => match v {
+            Val::Port(p) => Tri::from(n.as_u64() == Some(u64::from(*p))),
+            Val::Proto => Tri::from(n.as_u64() == Some(6)),
+            _ => Tri::Maybe,
+        },
+        Value::String(s) => match v {
+            Val::Addr(x) => match s.parse::<IpAddr>() {
+                Ok(a) => Tri::from(a == *x),
+                Err(_) => Tri::Maybe,
+            },
+            Val::Port(p) => match s.as_str() {
+                "ssh" => Tri::from(*p == 22),
+                _ => Tri::from(s.parse::<u16>().ok() == Some(*p)),
+            },
+            Val::Proto => Tri::from(s == "tcp" || s == "6"),
+            Val::Str(x) => Tri::from(s == x),
+        },
+        _ => Tri::Maybe,
+    }
+}
+
+fn any(it: impl Iterator<Item = Tri>) -> Tri {
+    let mut out = Tri::No;
+    for t in it {
+        match t {
+            Tri::Yes => return Tri::Yes,
+            Tri::Maybe => out = Tri::Maybe,
+            Tri::No => {}
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// iptables
+
+/// What the `INPUT` chain of one iptables filter table does with the packet. `in_ipset` answers
+/// `-m set --match-set NAME src` (None: unknown).
+pub fn ipt_input(
+    table: &SavedTable,
+    p: Packet,
+    in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>,
+) -> ChainOutcome {
+    ipt_chain(table, if p.reply { "OUTPUT" } else { "INPUT" }, p, in_ipset)
+}
+
+/// What the built-in `chain` of one iptables filter table does with the packet.
+pub fn ipt_chain(
+    table: &SavedTable,
+    chain: &str,
+    p: Packet,
+    in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>,
+) -> ChainOutcome {
+    let policy_drop = table
+        .chain(chain)
+        .and_then(|c| c.policy.as_deref())
+        .is_some_and(|p| p == "DROP");
+    let mut maybe = Vec::new();
+    let verdict = ipt_walk(table, chain, p, in_ipset, 0, &mut maybe)
+        .unwrap_or(Verdict::Policy { drop: policy_drop });
+    ChainOutcome { verdict, maybe }
+}
+
+fn ipt_walk(
+    table: &SavedTable,
+    chain: &str,
+    p: Packet,
+    in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>,
+    depth: usize,
+    maybe: &mut Vec<MayDrop>,
+) -> Option<Verdict> {
+    let c = table.chain(chain)?;
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    for (i, rule) in c.rules.iter().enumerate() {
+        let label = format!("filter {chain} rule {}: -A {chain} {}", i + 1, rule.spec);
+        let args = rule.args();
+        let (m, set) = ipt_match(&args, p, in_ipset);
+        if m == Tri::No {
+            continue;
+        }
+        let Some(target) = rule.target() else {
+            continue;
+        };
+        match target.as_str() {
+            "ACCEPT" if m == Tri::Yes => return Some(Verdict::Accept { rule: label }),
+            "DROP" | "REJECT" if m == Tri::Yes => return Some(Verdict::Drop { rule: label, set }),
+            "DROP" | "REJECT" => maybe.push(MayDrop { rule: label }),
+            "RETURN" if m == Tri::Yes => return None,
+            "LOG" | "ACCEPT" | "RETURN" | "NFLOG" => {}
+            other if table.chain(other).is_some() => {
+                let mut inner = Vec::new();
+                let sub = ipt_walk(table, other, p, in_ipset, depth + 1, &mut inner);
+                maybe.extend(inner);
+                match (m, sub) {
+                    (Tri::Yes, Some(v)) => return Some(v),
+                    (Tri::Maybe, Some(Verdict::Drop { rule, .. })) => maybe.push(MayDrop { rule }),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The conditions of one iptables rule, from its arguments.
+fn ipt_match(
+    args: &[String],
+    p: Packet,
+    in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>,
+) -> (Tri, Option<String>) {
+    let mut m = Tri::Yes;
+    let mut set = None;
+    let mut i = 0;
+    let mut neg = false;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let val = args.get(i + 1).map(String::as_str).unwrap_or("");
+        let mut r = None;
+        match a {
+            "!" => {
+                neg = true;
+                i += 1;
+                continue;
+            }
+            "-s" | "--source" | "-d" | "--destination"
+                if (a.starts_with("-s") || a == "--source") != p.reply =>
+            {
+                r = Some(any(val.split(',').map(|s| {
+                    match s.parse::<ipnet::IpNet>() {
+                        Ok(n) => Tri::from(n.contains(&p.addr)),
+                        Err(_) => match s.parse::<IpAddr>() {
+                            Ok(x) => Tri::from(x == p.addr),
+                            Err(_) => Tri::Maybe,
+                        },
+                    }
+                })));
+            }
+            "-p" | "--protocol" => r = Some(Tri::from(val == "tcp" || val == "6")),
+            "-i" | "--in-interface" if !p.reply => {
+                r = Some(if val == "lo" { Tri::No } else { Tri::Maybe })
+            }
+            "-o" | "--out-interface" if p.reply => {
+                r = Some(if val == "lo" { Tri::No } else { Tri::Maybe })
+            }
+            "--dport"
+            | "--destination-port"
+            | "--dports"
+            | "--destination-ports"
+            | "--sport"
+            | "--source-port"
+            | "--sports"
+            | "--source-ports"
+                if a.starts_with("--d") != p.reply =>
+            {
+                r = Some(any(val.split(',').map(|s| match s.split_once(':') {
+                    Some((a, b)) => {
+                        let a = a.parse().unwrap_or(0u16);
+                        let b = b.parse().unwrap_or(u16::MAX);
+                        Tri::from(a <= p.port && p.port <= b)
+                    }
+                    None => Tri::from(
+                        s.parse::<u16>().ok() == Some(p.port) || (s == "ssh" && p.port == 22),
+                    ),
+                })));
+            }
+            "--ctstate" | "--state" => {
+                let want = if p.reply { "ESTABLISHED" } else { "NEW" };
+                r = Some(Tri::from(val.split(',').any(|s| s == want)))
+            }
+            "--match-set" => {
+                let dir = args.get(i + 2).map(String::as_str).unwrap_or("");
+                if dir.starts_with(if p.reply { "dst" } else { "src" }) {
+                    let hit = match in_ipset(val, p.addr) {
+                        Some(b) => Tri::from(b),
+                        None => Tri::Maybe,
+                    };
+                    if hit != Tri::No {
+                        set = Some(val.to_string());
+                    }
+                    r = Some(hit);
+                } else {
+                    r = Some(Tri::Maybe);
+                }
+                i += 1;
+            }
+            // xt_time compares the packet's second with the stop, both UTC (ToolRule::expired).
+            "--datestop" => r = Some(Tri::from(format_utc(p.now).as_str() <= val)),
+            "-s"
+            | "--source"
+            | "-d"
+            | "--destination"
+            | "--dport"
+            | "--dports"
+            | "--sport"
+            | "--sports"
+            | "--source-ports"
+            | "--destination-ports"
+            | "-i"
+            | "-o"
+            | "--limit"
+            | "--tcp-flags"
+            | "--syn"
+            | "--icmp-type"
+            | "--icmpv6-type"
+            | "--uid-owner"
+            | "--mac-source"
+            | "--hashlimit"
+            | "--hashlimit-above"
+            | "--connlimit-above"
+            | "--seconds"
+            | "--hitcount"
+            | "--rcheck"
+            | "--update"
+            | "--datestart" => r = Some(Tri::Maybe),
+            _ => {}
+        }
+        if let Some(r) = r {
+            m = m.and(if neg { r.not() } else { r });
+            if neg && set.is_some() && r == Tri::Yes {
+                set = None;
+            }
+        }
+        neg = false;
+        i += 1;
+    }
+    (m, set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::iptables::save;
+
+    fn pkt(a: &str, port: u16) -> Packet {
+        Packet {
+            addr: a.parse().unwrap(),
+            port,
+            now: 0,
+            reply: false,
+        }
+    }
+
+    /// The JSON `nft -j list ruleset` prints for rulesets/fail2ban.nft (trimmed to what is read).
+    const F2B: &str = r#"{"nftables":[{"metainfo":{}},
+      {"table":{"family":"inet","name":"f2b-table","handle":1}},
+      {"set":{"family":"inet","name":"addr-set-sshd","table":"f2b-table","type":"ipv4_addr","handle":2,"elem":["203.0.113.66",{"prefix":{"addr":"198.51.100.0","len":28}}]}},
+      {"chain":{"family":"inet","table":"f2b-table","name":"f2b-chain","handle":1,"type":"filter","hook":"input","prio":-1,"policy":"accept"}},
+      {"rule":{"family":"inet","table":"f2b-table","chain":"f2b-chain","handle":4,"expr":[
+        {"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":{"set":[22,2222]}}},
+        {"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"@addr-set-sshd"}},
+        {"drop":null}]}},
+      {"table":{"family":"inet","name":"filter","handle":2}},
+      {"chain":{"family":"inet","table":"filter","name":"input","handle":1,"type":"filter","hook":"input","prio":0,"policy":"drop"}},
+      {"rule":{"family":"inet","table":"filter","chain":"input","handle":2,"expr":[
+        {"match":{"op":"in","left":{"ct":{"key":"state"}},"right":["established","related"]}},{"accept":null}]}},
+      {"rule":{"family":"inet","table":"filter","chain":"input","handle":3,"expr":[
+        {"match":{"op":"==","left":{"meta":{"key":"iif"}},"right":"lo"}},{"accept":null}]}},
+      {"rule":{"family":"inet","table":"filter","chain":"input","handle":5,"expr":[
+        {"match":{"op":"==","left":{"meta":{"key":"iifname"}},"right":"eth1"}},{"drop":null}]}},
+      {"rule":{"family":"inet","table":"filter","chain":"input","handle":6,"expr":[
+        {"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":{"prefix":{"addr":"192.0.2.0","len":24}}}},
+        {"jump":{"target":"ssh_in"}}]}},
+      {"chain":{"family":"inet","table":"filter","name":"ssh_in","handle":7}},
+      {"rule":{"family":"inet","table":"filter","chain":"ssh_in","handle":8,"expr":[
+        {"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":{"range":[2000,2999]}}},{"accept":null}]}}
+    ]}"#;
+
+    fn tables() -> Vec<NftTable> {
+        parse_nft_json(&serde_json::from_str(F2B).unwrap())
+    }
+
+    #[test]
+    fn a_drop_set_holding_the_address_drops_it() {
+        let t = tables();
+        let f2b = t.iter().find(|t| t.name == "f2b-table").unwrap();
+        let out = nft_chain(f2b, "f2b-chain", false, pkt("198.51.100.2", 2222));
+        assert_eq!(
+            out.verdict,
+            Verdict::Drop {
+                rule: "inet f2b-table f2b-chain handle 4".into(),
+                set: Some("addr-set-sshd".into())
+            }
+        );
+        // Not in the set, another port, or IPv6 (the `ip saddr` match never sees IPv6).
+        for p in [
+            pkt("198.51.100.20", 2222),
+            pkt("198.51.100.2", 2200),
+            pkt("2001:db8:1::2", 2222),
+        ] {
+            assert_eq!(
+                nft_chain(f2b, "f2b-chain", false, p).verdict,
+                Verdict::Policy { drop: false },
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn conntrack_loopback_jumps_and_uncertain_drops() {
+        let t = tables();
+        let filter = t.iter().find(|t| t.name == "filter").unwrap();
+        let out = nft_chain(filter, "input", true, pkt("198.51.100.2", 2222));
+        assert_eq!(out.verdict, Verdict::Policy { drop: true });
+        assert_eq!(
+            out.maybe,
+            vec![MayDrop {
+                rule: "inet filter input handle 5".into()
+            }]
+        );
+        let out = nft_chain(filter, "input", true, pkt("192.0.2.9", 2222));
+        assert_eq!(
+            out.verdict,
+            Verdict::Accept {
+                rule: "inet filter ssh_in handle 8".into()
+            }
+        );
+        assert_eq!(
+            nft_chain(filter, "input", true, pkt("192.0.2.9", 22)).verdict,
+            Verdict::Policy { drop: true }
+        );
+    }
+
+    #[test]
+    fn iptables_input_rules() {
+        let text = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:f2b-sshd - [0:0]\n\
+            -A INPUT -i lo -j ACCEPT\n\
+            -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+            -A INPUT -p tcp -m multiport --dports 22,2222 -j f2b-sshd\n\
+            -A INPUT -s 192.0.2.0/24 -p tcp --dport 2222 -j ACCEPT\n\
+            -A f2b-sshd -m set --match-set f2b-sshd src -j REJECT --reject-with icmp-port-unreachable\n\
+            -A f2b-sshd -s 203.0.113.66/32 -j DROP\n\
+            -A f2b-sshd -j RETURN\nCOMMIT\n";
+        let table = save::parse(text).unwrap().remove(0);
+        let banned = |set: &str, a: IpAddr| {
+            Some(set == "f2b-sshd" && a == "198.51.100.2".parse::<IpAddr>().unwrap())
+        };
+        let out = ipt_input(&table, pkt("198.51.100.2", 2222), &banned);
+        match out.verdict {
+            Verdict::Drop { rule, set } => {
+                assert!(rule.starts_with("filter f2b-sshd rule 1"), "{rule}");
+                assert_eq!(set.as_deref(), Some("f2b-sshd"));
+            }
+            v => panic!("{v:?}"),
+        }
+        let out = ipt_input(&table, pkt("203.0.113.66", 22), &banned);
+        assert!(
+            matches!(out.verdict, Verdict::Drop { set: None, .. }),
+            "{out:?}"
+        );
+        let out = ipt_input(&table, pkt("192.0.2.7", 2222), &banned);
+        assert!(matches!(out.verdict, Verdict::Accept { .. }), "{out:?}");
+        assert_eq!(
+            ipt_input(&table, pkt("198.51.100.3", 2222), &banned).verdict,
+            Verdict::Policy { drop: true }
+        );
+        // An ipset that cannot be read makes the REJECT only possible.
+        let out = ipt_input(&table, pkt("198.51.100.3", 2222), &|_, _| None);
+        assert_eq!(out.maybe.len(), 1, "{out:?}");
+    }
+
+    #[test]
+    fn replies_through_output_chains() {
+        let json = r#"{"nftables":[
+          {"table":{"family":"inet","name":"filter","handle":1}},
+          {"chain":{"family":"inet","table":"filter","name":"output","handle":1,"type":"filter","hook":"output","prio":0,"policy":"drop"}},
+          {"rule":{"family":"inet","table":"filter","chain":"output","handle":2,"expr":[
+            {"match":{"op":"==","left":{"meta":{"key":"oifname"}},"right":"lo"}},{"accept":null}]}},
+          {"rule":{"family":"inet","table":"filter","chain":"output","handle":3,"expr":[
+            {"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"sport"}},"right":2222}},
+            {"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"daddr"}},"right":"198.51.100.2"}},
+            {"accept":null}]}}
+        ]}"#;
+        let t = parse_nft_json(&serde_json::from_str(json).unwrap()).remove(0);
+        let reply = |a: &str, port| Packet {
+            reply: true,
+            ..pkt(a, port)
+        };
+        assert!(matches!(
+            nft_chain(&t, "output", true, reply("198.51.100.2", 2222)).verdict,
+            Verdict::Accept { .. }
+        ));
+        for p in [reply("198.51.100.3", 2222), reply("198.51.100.2", 22)] {
+            assert_eq!(
+                nft_chain(&t, "output", true, p).verdict,
+                Verdict::Policy { drop: true }
+            );
+        }
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\n\
+            -A OUTPUT -o lo -j ACCEPT\n\
+            -A OUTPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT\nCOMMIT\n";
+        let table = save::parse(text).unwrap().remove(0);
+        let out = ipt_chain(&table, "OUTPUT", reply("198.51.100.2", 2222), &|_, _| None);
+        assert!(matches!(out.verdict, Verdict::Accept { .. }), "{out:?}");
+        // The same chain would not let a new outgoing connection through.
+        let out = ipt_chain(&table, "OUTPUT", pkt("198.51.100.2", 2222), &|_, _| None);
+        assert_eq!(out.verdict, Verdict::Policy { drop: true });
+    }
+}
