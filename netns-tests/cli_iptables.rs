@@ -35,6 +35,18 @@ const IPT_NFT: [Layer; 2] = [
     },
 ];
 
+/// ufw as Debian 12 runs it (`ufw default deny incoming && ufw allow 80/tcp`), on iptables-nft.
+const UFW: [Layer; 2] = [
+    Layer {
+        name: "iptables-nft",
+        file: "ufw.v4.rules",
+    },
+    Layer {
+        name: "ip6tables-nft",
+        file: "ufw.v6.rules",
+    },
+];
+
 /// `*-save` output without what changes by itself: the header and footer comments (they carry
 /// the time) and the packet/byte counters.
 fn strip_counters(save: &str) -> String {
@@ -81,9 +93,9 @@ fn firewall_state(t: &Topology, layers: &[Layer]) -> Vec<String> {
     all
 }
 
-/// The scenario of every iptables server: before, grant, logins, stranger, revoke, after.
-/// `nft_layer`: the server also has a native nft table that drops (loaded by the topology).
-fn grant_login_revoke(test: &str, layers: &[Layer], nft_layer: bool) {
+/// The topology with `layers` loaded into the server (after sshd started: it listens whatever
+/// the firewall says), and with `nft_layer`, the default-deny nft table as well.
+fn server(layers: &[Layer], nft_layer: bool) -> Topology {
     let t = Topology::new(Opts {
         ruleset: nft_layer.then(|| ruleset_path("default-deny.nft")),
         ..Opts::default()
@@ -94,6 +106,13 @@ fn grant_login_revoke(test: &str, layers: &[Layer], nft_layer: bool) {
             .cmd(format!("{}-restore", l.name))
             .arg(ruleset_path(l.file)));
     }
+    t
+}
+
+/// The scenario of every iptables server: before, grant, logins, stranger, revoke, after.
+/// `nft_layer`: the server also has a native nft table that drops (loaded by the topology).
+fn grant_login_revoke(test: &str, layers: &[Layer], nft_layer: bool) {
+    let t = server(layers, nft_layer);
     let before = firewall_state(&t, layers);
     let sup = [SRV_SUP_V4, SRV_SUP_V6];
     assert!(
@@ -164,4 +183,65 @@ fn iptables_nft_variant_drop_grant_login_revoke() {
         return;
     }
     grant_login_revoke("iptables-nft DROP", &IPT_NFT, false);
+}
+
+#[test]
+fn iptables_ufw_grant_login_revoke() {
+    if !can_run("iptables_ufw_grant_login_revoke") {
+        return;
+    }
+    grant_login_revoke("ufw on iptables-nft", &UFW, false);
+}
+
+#[test]
+fn iptables_legacy_grant_for_closes_by_itself() {
+    if !can_run("iptables_legacy_grant_for_closes_by_itself") {
+        return;
+    }
+    // iptables-legacy alone: an nft layer closing on time would hide a legacy rule that does not.
+    let t = server(&LEGACY, false);
+    let before = firewall_state(&t, &LEGACY);
+    let sup = [SRV_SUP_V4, SRV_SUP_V6];
+    let out = t.tool_ok(t.grant_args(&["--for", "15s", "--json"]));
+    let expires_at = json_of(&out)["expires_at"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("grant --json has no expires_at:\n{}", describe(&out)));
+    t.assert_login_with(&t.sup, &[], SRV_SUP_V4, t.port);
+    t.assert_login_with(&t.sup, &[], SRV_SUP_V6, t.port);
+
+    // Nothing runs the tool again: the kernel ends the opening on its own (xt_time --datestop).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let limit = std::time::Duration::from_secs(expires_at.saturating_sub(now) + 15);
+    let closed = wait_until(limit, || reachable(&t.sup, &sup, t.port).is_empty());
+    assert!(
+        closed,
+        "the firewall is still open {limit:?} after the grant"
+    );
+
+    // `restore` then cleans up what expired: the key line and every layer as they were.
+    let out = t.tool_ok(["restore"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("expired"),
+        "restore must say the grant expired:\n{}",
+        describe(&out)
+    );
+    assert_eq!(
+        firewall_state(&t, &LEGACY),
+        before,
+        "restore left the firewall changed"
+    );
+    let blob = t.support_blob();
+    assert!(
+        t.keys_text()
+            .lines()
+            .filter(|l| l.contains(&blob))
+            .all(|l| l.trim_start().starts_with('#')),
+        "restore left the expired key line active:\n{}",
+        t.keys_text()
+    );
+    let status = json_of(&t.tool(["--json", "status"]));
+    assert_eq!(status["granted"], serde_json::Value::Null, "{status}");
 }
