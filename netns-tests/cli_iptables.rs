@@ -109,6 +109,17 @@ fn server(layers: &[Layer], nft_layer: bool) -> Topology {
     t
 }
 
+/// `status` finds key and firewall in agreement (exit 0, no drift).
+fn assert_consistent(test: &str, t: &Topology, when: &str) {
+    let out = t.tool(["--json", "status"]);
+    let j = json_of(&out);
+    assert!(
+        out.status.success() && j["consistent"] == true,
+        "{test}: status {when} must find no drift:\n{}",
+        describe(&out)
+    );
+}
+
 /// The scenario of every iptables server: before, grant, logins, stranger, revoke, after.
 /// `nft_layer`: the server also has a native nft table that drops (loaded by the topology).
 fn grant_login_revoke(test: &str, layers: &[Layer], nft_layer: bool) {
@@ -149,11 +160,14 @@ fn grant_login_revoke(test: &str, layers: &[Layer], nft_layer: bool) {
         describe(&out)
     );
 
+    assert_consistent(test, &t, "after grant");
+
     t.tool_ok(["revoke"]);
     assert!(
         reachable(&t.sup, &sup, t.port).is_empty(),
         "{test}: the support host still reaches sshd after revoke"
     );
+    assert_consistent(test, &t, "after revoke");
     let after = firewall_state(&t, layers);
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         let what = layers.get(i).map(|l| l.name).unwrap_or("nft list ruleset");
