@@ -164,3 +164,72 @@ fn keys_expiry_time_refuses_after_it_passes() {
         t.logs()
     );
 }
+
+#[test]
+fn keys_foreign_unrestricted_line_refused_then_replaced() {
+    if !can_run("keys_foreign_unrestricted_line_refused_then_replaced") {
+        return;
+    }
+    let t = Topology::new(Opts::default());
+    let port = t.port;
+    // An administrator's own key (any other line must stay byte-identical) and the support key
+    // pasted once by hand without from=, as OVH's old script or a hurried admin would leave it.
+    let other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl admin@laptop";
+    let foreign = t.support_pub_line();
+    t.write_keys(&format!("{other}\n{foreign}\n"));
+    let keys_before = std::fs::read(t.keys_file()).unwrap();
+    // What that line means to sshd: the stranger holding the key gets in once the network lets it.
+    open_by_hand(&t, STR_V4);
+    t.assert_login_with(&t.stranger, &[], SRV_STR_V4, port);
+    let ruleset_before = t.srv.ruleset();
+
+    // grant refuses while the unrestricted line is active, and changes nothing.
+    let out = t.tool(t.grant_args(&[]));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--replace-foreign"),
+        "grant must refuse over an unrestricted support line and name --replace-foreign:\n{}",
+        describe(&out)
+    );
+    assert_eq!(
+        std::fs::read(t.keys_file()).unwrap(),
+        keys_before,
+        "a refused grant changed the keys file"
+    );
+    assert_eq!(
+        t.srv.ruleset(),
+        ruleset_before,
+        "a refused grant changed the firewall"
+    );
+
+    // With --replace-foreign the old line is commented out: sshd now refuses the stranger.
+    t.tool_ok(t.grant_args(&["--replace-foreign"]));
+    t.assert_sshd_refuses(&t.stranger, &[], SRV_STR_V4, port);
+    t.assert_login_with(&t.sup, &[], SRV_SUP_V4, port);
+    let keys = t.keys_text();
+    assert_eq!(
+        keys.lines().next(),
+        Some(other),
+        "the administrator's line moved or changed:\n{keys}"
+    );
+    assert!(
+        keys.lines()
+            .any(|l| l.trim_start().starts_with('#') && l.contains(&foreign)),
+        "the unrestricted line must be kept, commented out:\n{keys}"
+    );
+    assert_eq!(active_support_lines(&t).len(), 1, "{keys}");
+
+    // revoke, then grant again: the tool's own line is re-enabled, not appended a second time.
+    t.tool_ok(["revoke"]);
+    t.assert_sshd_refuses(&t.stranger, &[], SRV_STR_V4, port);
+    let lines_after_revoke = t.keys_text().lines().count();
+    t.tool_ok(t.grant_args(&[]));
+    assert_eq!(
+        t.keys_text().lines().count(),
+        lines_after_revoke,
+        "a second grant added a line:\n{}",
+        t.keys_text()
+    );
+    assert_eq!(active_support_lines(&t).len(), 1, "{}", t.keys_text());
+    t.assert_login_with(&t.sup, &[], SRV_SUP_V6, port);
+    t.assert_sshd_refuses(&t.stranger, &[], SRV_STR_V4, port);
+}
