@@ -2,8 +2,8 @@
 //! ssh client, in throwaway network namespaces. Without root they skip and say how to run them.
 mod cli_iptables;
 mod cli_keys;
-mod cli_profiles;
 mod cli_ports;
+mod cli_profiles;
 mod common;
 mod e2e;
 mod iptables;
