@@ -203,6 +203,19 @@ impl Topology {
 
     /// `ssh root@addr cmd` from `from` with the support key, non-interactive, bounded in time.
     pub fn ssh(&self, from: &Netns, addr: &str, port: u16, cmd: &str) -> Output {
+        self.ssh_with(from, &[], addr, port, cmd)
+    }
+
+    /// [`Topology::ssh`] with extra ssh options before the destination (e.g. `["-b", ADDR]` to
+    /// connect from a second address of `from`).
+    pub fn ssh_with(
+        &self,
+        from: &Netns,
+        extra: &[&str],
+        addr: &str,
+        port: u16,
+        cmd: &str,
+    ) -> Output {
         from.cmd("timeout")
             .arg("20")
             .arg("ssh")
@@ -224,6 +237,7 @@ impl Topology {
                 "-p",
             ])
             .arg(port.to_string())
+            .args(extra)
             .arg(format!("root@{addr}"))
             .arg(cmd)
             .stdin(Stdio::null())
@@ -556,4 +570,93 @@ pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of the CLI tests (cli_*.rs): the tool's output, the grant command line, logins.
+// ---------------------------------------------------------------------------------------------
+
+/// A command's status and both streams, for failure messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The one JSON object a `--json` run prints on stdout.
+pub fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", describe(out)))
+}
+
+/// The command that prints the login proof, and what it prints when the login reached this
+/// sshd as root.
+pub const LOGIN_CMD: &str = "echo ok; id -u; hostname";
+pub fn login_proof() -> String {
+    format!("ok\n0\n{SERVER_HOSTNAME}\n")
+}
+
+impl Topology {
+    /// `grant` for cache-ng.ovh.net as the topology's dnsmasq answers it (documentation
+    /// addresses, outside OVH's published list: hence `--allow-private --trust-dns`), with the
+    /// topology's own support key so that a real login is possible; `extra` comes right after
+    /// `grant`.
+    pub fn grant_args(&self, extra: &[&str]) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = ["grant"]
+            .iter()
+            .chain(extra)
+            .map(std::ffi::OsString::from)
+            .collect();
+        for a in [
+            "--host",
+            "cache-ng.ovh.net",
+            "--resolver",
+            DNS_V4,
+            "--allow-private",
+            "--trust-dns",
+            "--key-file",
+        ] {
+            args.push(a.into());
+        }
+        args.push(self.support_pub().into());
+        args
+    }
+
+    /// ssh (with `extra` options) from `from` to `addr:port` logs in as root on this server.
+    pub fn assert_login_with(&self, from: &Netns, extra: &[&str], addr: &str, port: u16) {
+        let out = self.ssh_with(from, extra, addr, port, LOGIN_CMD);
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout) == login_proof(),
+            "ssh {extra:?} root@{addr} -p {port} from {} should log in:\n{}",
+            from.name,
+            describe(&out)
+        );
+    }
+
+    /// ssh (with `extra` options) from `from` reaches sshd on `addr:port` and sshd itself refuses
+    /// the key ("Permission denied": the firewall let the connection through).
+    pub fn assert_sshd_refuses(&self, from: &Netns, extra: &[&str], addr: &str, port: u16) {
+        let out = self.ssh_with(from, extra, addr, port, LOGIN_CMD);
+        assert!(
+            !out.status.success()
+                && out.stdout.is_empty()
+                && String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+            "sshd on {addr}:{port} should refuse the key from {} {extra:?} (not the network):\n{}",
+            from.name,
+            describe(&out)
+        );
+    }
+
+    /// sshd's log lines that contain every one of `needles`.
+    pub fn sshd_log_lines(&self, needles: &[&str]) -> Vec<String> {
+        fs::read_to_string(self.sandbox.log("sshd"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_string)
+            .collect()
+    }
 }
