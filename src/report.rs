@@ -92,32 +92,16 @@ mod tests {
 
 /// `2026-11-25 06:00:00 UTC` from Unix seconds (no time-zone database needed).
 pub fn fmt_utc(secs: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(secs);
+    let (y, m, d, hh, mm, ss) = crate::civil::civil_from_unix(secs.min(i64::MAX as u64) as i64);
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
 
-/// Unix seconds → (year, month, day, hour, minute, second) in UTC, after Howard Hinnant's
-/// `civil_from_days`.
-pub fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        (rem % 3600 / 60) as u32,
-        (rem % 60) as u32,
-    )
+/// `a, b, c`: how lists (addresses, ports) read in messages.
+pub fn join<T: std::fmt::Display>(v: &[T]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `2h 5m`, `40s`: the time left until an expiry.

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::cli::TargetArgs;
 use crate::error::{EXIT_FAILURE, EXIT_OK};
+use crate::report::join;
 use crate::report::Report;
 use crate::root::Root;
 use crate::state::State;
@@ -270,13 +271,6 @@ fn finish(f: Findings) -> Report {
     report.set("ok", !failed);
     report.exit = if failed { EXIT_FAILURE } else { EXIT_OK };
     report
-}
-
-fn join<T: std::fmt::Display>(v: &[T]) -> String {
-    v.iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Both families are asked (dns::resolve returns A and AAAA); the answer must not move between

@@ -324,7 +324,7 @@ pub fn listen(o: &Options) -> (Vec<Listen>, Vec<u16>, Vec<String>) {
                      counted, but which addresses it means depends on name resolution",
                     src.file.display(),
                     src.line,
-                    join(&these)
+                    crate::report::join(&these)
                 )),
             }
         }
@@ -344,12 +344,4 @@ fn family_allows(f: Family, ip: IpAddr) -> bool {
         Family::Inet => ip.is_ipv4(),
         Family::Inet6 => ip.is_ipv6(),
     }
-}
-
-pub fn join(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

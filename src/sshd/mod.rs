@@ -168,8 +168,8 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
                 "{unit} (systemd socket activation) listens on port(s) {} while sshd_config says \
                  {}: systemd's ListenStream= decides; after editing sshd_config run `systemctl \
                  daemon-reload && systemctl restart {unit}`",
-                eval::join(&ports),
-                eval::join(&configured)
+                crate::report::join(&ports),
+                crate::report::join(&configured)
             ));
         }
         all.extend(ports);
@@ -185,7 +185,7 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
                     "{unit} names port(s) {} but neither systemd nor sshd listens there: the unit \
                      changed without a reload; run `systemctl daemon-reload && systemctl restart \
                      {unit}`",
-                    eval::join(&idle)
+                    crate::report::join(&idle)
                 ));
             }
         }
@@ -196,8 +196,8 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
             warnings.push(format!(
                 "sshd -T reports listening port(s) {} but sshd_config was read as {}; both are \
                  opened — check the configuration with `sshd -T`",
-                eval::join(&t),
-                eval::join(&configured)
+                crate::report::join(&t),
+                crate::report::join(&configured)
             ));
         }
         all.extend(t);
@@ -219,7 +219,7 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
                 warnings.push(format!(
                     "sshd listens on port(s) {} that sshd_config does not name: the config \
                      changed but sshd was not restarted? (`systemctl restart ssh`)",
-                    eval::join(&extra)
+                    crate::report::join(&extra)
                 ));
             }
             let missing = minus(&configured, &live);
@@ -227,7 +227,7 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
                 warnings.push(format!(
                     "sshd_config names port(s) {} but sshd does not listen there: restart sshd \
                      (`systemctl restart ssh`) to apply the config",
-                    eval::join(&missing)
+                    crate::report::join(&missing)
                 ));
             }
         }

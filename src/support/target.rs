@@ -13,6 +13,7 @@ use super::SupportKey;
 use crate::bad_input;
 use crate::cli::{Region, TargetArgs};
 use crate::dns::{self, DnsError};
+use crate::report::join;
 
 /// Parses a `--key-file`'s bytes (src/keys owns the parser); the `&str` names the file in
 /// messages.
@@ -134,7 +135,7 @@ fn choose(
         return Ok((answers, AddressSource::DnsWithinPublished, vec![]));
     }
     let outside_list = join(&outside);
-    let published_list = join_nets(published);
+    let published_list = join(published);
     if !trust_dns {
         return Err(bad_input!(
             "DNS answered {outside_list} for {what}, outside the addresses it publishes \
@@ -337,18 +338,4 @@ fn sorted(mut v: Vec<IpAddr>) -> Vec<IpAddr> {
     v.sort();
     v.dedup();
     v
-}
-
-fn join(v: &[IpAddr]) -> String {
-    v.iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn join_nets(v: &[IpNet]) -> String {
-    v.iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
