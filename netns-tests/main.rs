@@ -5,3 +5,4 @@ mod e2e;
 mod iptables;
 mod nft;
 mod topology;
+mod transaction;

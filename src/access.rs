@@ -6,7 +6,7 @@
 //! next run. Both steps are idempotent, which is what makes converging again a correct recovery.
 use std::ffi::OsString;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -189,10 +189,7 @@ impl Ctx {
             host: target.host.clone(),
             profile: target.profile.map(str::to_string),
             addresses: target.addresses.clone(),
-            address_source: serde_json::to_value(target.source)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            address_source: source_name(target.source),
             ports,
             keys: target.keys.iter().map(StoredKey::from).collect(),
             keys_file,
@@ -200,6 +197,9 @@ impl Ctx {
             firewall: choice_name(a.firewall).into(),
             granted_at: now,
             expires_at: a.duration.map(|d| now + d.as_secs()),
+            resolver: a.target.resolver,
+            allow_private: a.target.allow_private,
+            trust_dns: a.target.trust_dns,
         };
         let opts = ApplyOpts {
             firewall: a.firewall,
@@ -230,6 +230,7 @@ impl Ctx {
             previous: st.granted.clone(),
             started_at: now,
             pid: std::process::id(),
+            keep_sessions: false,
         });
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
@@ -237,17 +238,14 @@ impl Ctx {
         let applied = match self.open_and_install(&desired, &opts, false, &mut report) {
             Ok(x) => x,
             Err(e) => {
-                // Undo: back to what was granted before (or nothing), key first, then firewall.
-                let previous = st.granted.clone();
-                if let Err(re) = self.converge(previous.as_ref(), &opts, &mut Report::default()) {
-                    report.warn(format!(
-                        "rolling back failed too: {re:#}; run `ovh-access restore`"
-                    ));
-                    return Err(e.context("grant failed and could not be rolled back"));
-                }
-                st.intent = None;
-                st.save(&self.root)?;
-                return Err(e.context("grant failed; nothing was changed"));
+                // Undo: back to what was granted before (or nothing). The intent stays in the
+                // journal when the undo fails too, so that the next run retries it.
+                return Err(match self.settle(&mut st, &mut report) {
+                    Ok(_) => e.context("grant failed; what was granted before is in place again"),
+                    Err(re) => e.context(format!(
+                        "grant failed and rolling it back failed too ({re:#}); run `ovh-access restore`"
+                    )),
+                });
             }
         };
         let mut committed = desired.clone();
@@ -408,8 +406,7 @@ impl Ctx {
         })
     }
 
-    /// Key first (disabled), then the firewall (closed). The blobs disabled are those of the
-    /// grant, of every built-in profile, and of every line the tool marked as its own.
+    /// Key first (disabled), then the firewall (closed).
     fn disable_and_close(
         &self,
         previous: Option<&Grant>,
@@ -417,33 +414,14 @@ impl Ctx {
         dry_run: bool,
         report: &mut Report,
     ) -> Result<(keys::WriteOutcome, Vec<LayerChange>)> {
-        let keys_file = match previous {
-            Some(g) => g.keys_file.clone(),
+        let (keys_file, granted) = match previous {
+            Some(g) => (g.keys_file.clone(), g.keys.clone()),
             None => {
                 let facts = sshd::probe(&self.root, &[], "")?;
-                self.keys_file(&facts, report)?
+                (self.keys_file(&facts, report)?, Vec::new())
             }
         };
-        let mut blobs: Vec<String> = support::profiles()
-            .iter()
-            .map(|p| p.key.blob.clone())
-            .collect();
-        if let Some(g) = previous {
-            blobs.extend(g.keys.iter().map(|k| k.blob.clone()));
-        }
-        if let Some(content) = keys::read(&self.root, &keys_file)? {
-            blobs.extend(keys::tool_lines(&content).into_iter().map(|l| l.blob));
-        }
-        blobs.sort();
-        blobs.dedup();
-        let refs: Vec<&str> = blobs.iter().map(String::as_str).collect();
-        let outcome = keys::update(&self.root, &keys_file, dry_run, &mut |content: &[u8]| {
-            Ok(if remove {
-                keys::remove(content, &refs)
-            } else {
-                keys::disable(content, &refs)
-            })
-        })?;
+        let outcome = self.disable_keys(&keys_file, &granted, remove, dry_run)?;
         if !dry_run {
             crate::failpoint!("after-key");
         }
@@ -452,63 +430,100 @@ impl Ctx {
         for mut b in firewall::select(FirewallChoice::Auto, false, report)? {
             layers.push(b.close(dry_run)?);
         }
+        if !dry_run {
+            crate::failpoint!("after-firewall");
+        }
         Ok((outcome, layers))
     }
 
-    /// Bring key and firewall to `target` (None: nothing granted), in the safe order.
-    fn converge(
-        &self,
-        target: Option<&Grant>,
-        opts: &ApplyOpts,
-        report: &mut Report,
-    ) -> Result<()> {
-        match target {
-            Some(g) => self.open_and_install(g, opts, false, report).map(|_| ()),
-            None => self
-                .disable_and_close(None, false, false, report)
-                .map(|_| ()),
-        }
-    }
-
-    /// A transaction interrupted by a crash: a revoke is finished (it only ever takes access
-    /// away), anything else is rolled back to the state it started from.
-    fn recover(&self, st: &mut State, report: &mut Report) -> Result<()> {
+    /// Settle the journal's intent: a revoke is finished (it only ever takes access away, so
+    /// finishing it is always safe), anything else is rolled back to the state it started from.
+    /// Converging again is a correct recovery because both steps are idempotent. On success the
+    /// state records the outcome and the intent is cleared; on failure the intent stays for the
+    /// next run. Returns "finished" or "rolled back".
+    fn settle(&self, st: &mut State, report: &mut Report) -> Result<&'static str> {
         let Some(intent) = st.intent.clone() else {
-            return Ok(());
+            return Ok("settled");
         };
-        let version = sshd::version();
         let (goal, what) = if intent.op == "revoke" {
             (None, "finished")
         } else {
             (intent.previous.clone(), "rolled back")
         };
-        let firewall = goal
-            .as_ref()
-            .or(intent.previous.as_ref())
-            .map(|g| parse_choice(&g.firewall))
-            .unwrap_or(FirewallChoice::Auto);
-        let opts = ApplyOpts {
-            firewall,
-            replace_foreign: false,
-            sshd_version: version,
-        };
         match &goal {
             Some(g) => {
+                let opts = ApplyOpts {
+                    firewall: parse_choice(&g.firewall),
+                    replace_foreign: false,
+                    sshd_version: sshd::version(),
+                };
+                // A grant that moved the keys file (another AuthorizedKeysFile) may have enabled
+                // the key there: disable it before the previous grant is put back.
+                if let Some(t) = intent.target.as_ref().filter(|t| t.keys_file != g.keys_file) {
+                    self.disable_keys(&t.keys_file, &t.keys, false, false)?;
+                }
                 self.open_and_install(g, &opts, false, report)?;
             }
             None => {
-                // Disable the keys of both ends of the interrupted transaction.
-                let any = intent.target.as_ref().or(intent.previous.as_ref());
-                let mut union = any.cloned();
-                if let (Some(u), Some(p)) = (union.as_mut(), intent.previous.as_ref()) {
-                    u.keys.extend(p.keys.iter().cloned());
+                // Both ends of the interrupted transaction: their keys, keys files and sessions.
+                let ends: Vec<&Grant> = [intent.target.as_ref(), intent.previous.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                for g in &ends {
+                    self.disable_keys(&g.keys_file, &g.keys, false, false)?;
                 }
-                self.disable_and_close(union.as_ref(), false, false, report)?;
+                self.disable_and_close(ends.first().copied(), false, false, report)?;
+                if !intent.keep_sessions {
+                    for g in &ends {
+                        sessions::end(&g.addresses, &g.ports, report);
+                    }
+                }
             }
         }
         st.granted = goal;
         st.intent = None;
         st.save(&self.root)?;
+        Ok(what)
+    }
+
+    /// Disable (or remove) the lines of `g`'s keys and the tool's own lines in `g`'s keys file.
+    /// The blobs disabled are those of the grant, of every built-in profile, and of every line
+    /// the tool marked as its own.
+    fn disable_keys(
+        &self,
+        keys_file: &Path,
+        granted: &[StoredKey],
+        remove: bool,
+        dry_run: bool,
+    ) -> Result<keys::WriteOutcome> {
+        let mut blobs: Vec<String> = support::profiles()
+            .iter()
+            .map(|p| p.key.blob.clone())
+            .collect();
+        blobs.extend(granted.iter().map(|k| k.blob.clone()));
+        if let Some(content) = keys::read(&self.root, keys_file)? {
+            blobs.extend(keys::tool_lines(&content).into_iter().map(|l| l.blob));
+        }
+        blobs.sort();
+        blobs.dedup();
+        let refs: Vec<&str> = blobs.iter().map(String::as_str).collect();
+        keys::update(&self.root, keys_file, dry_run, &mut |content: &[u8]| {
+            Ok(if remove {
+                keys::remove(content, &refs)
+            } else {
+                keys::disable(content, &refs)
+            })
+        })
+    }
+
+    /// A transaction interrupted by a crash is settled before anything else, and the command
+    /// says how.
+    fn recover(&self, st: &mut State, report: &mut Report) -> Result<()> {
+        let Some(intent) = st.intent.clone() else {
+            return Ok(());
+        };
+        let what = self.settle(st, report)?;
         report.warn(format!(
             "an interrupted {} (pid {}, started {}) was {what}",
             intent.op,
@@ -537,6 +552,7 @@ impl Ctx {
                 previous: previous.clone(),
                 started_at: state::now(),
                 pid: std::process::id(),
+                keep_sessions: a.keep_sessions,
             });
             st.save(&self.root)?;
             crate::failpoint!("after-intent");
@@ -774,7 +790,7 @@ impl Ctx {
         }
         // DNS now.
         if g.address_source == "dns" || g.address_source == "dns_within_published" {
-            match dns::resolve(&self.root, &g.host, None, DNS_TIMEOUT) {
+            match dns::resolve(&self.root, &g.host, g.resolver, DNS_TIMEOUT) {
                 Ok(mut now_addrs) => {
                     now_addrs.sort();
                     let mut want = g.addresses.clone();
@@ -833,18 +849,21 @@ impl Ctx {
             report.set("addresses", &g.addresses);
             return Ok(report);
         }
-        let fresh = dns::resolve(&self.root, &g.host, a.resolver, DNS_TIMEOUT)?;
-        let mut fresh = dns::validate(fresh, a.allow_private, &g.host)?;
-        if let Some(p) = g.profile.as_deref().and_then(support::profile_by_name) {
-            if g.address_source != "dns_trusted" {
-                let (kept, _, warnings) =
-                    support::choose_addresses(Some(&p.published), Ok(fresh.clone()), false, false)?;
-                for w in warnings {
-                    report.warn(w);
-                }
-                fresh = kept;
-            }
+        // Asked as grant asked (recorded in the grant); options given now add to that. A failed
+        // lookup is an error, never a move to the published list: the timer retries.
+        let resolver = a.resolver.or(g.resolver);
+        let answer = dns::resolve(&self.root, &g.host, resolver, DNS_TIMEOUT)?;
+        let profile = g.profile.as_deref().and_then(support::profile_by_name);
+        let (fresh, source, warnings) = support::choose_addresses(
+            profile.as_ref().map(|p| p.published.as_slice()),
+            Ok(answer),
+            a.trust_dns || g.trust_dns,
+            false,
+        )?;
+        for w in warnings {
+            report.warn(w);
         }
+        let mut fresh = dns::validate(fresh, a.allow_private || g.allow_private, &g.host)?;
         let mut old = g.addresses.clone();
         old.sort();
         fresh.sort();
@@ -869,7 +888,8 @@ impl Ctx {
             return Ok(report);
         }
         let mut desired = g.clone();
-        desired.addresses = fresh;
+        desired.addresses = fresh.clone();
+        desired.address_source = source_name(source);
         let opts = ApplyOpts {
             firewall: parse_choice(&g.firewall),
             replace_foreign: false,
@@ -881,16 +901,19 @@ impl Ctx {
             previous: Some(g.clone()),
             started_at: state::now(),
             pid: std::process::id(),
+            keep_sessions: false,
         });
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
         // Open the new addresses before the key allows them; the sets are replaced, so the
         // old addresses lose the firewall at the same moment.
         if let Err(e) = self.open_and_install(&desired, &opts, false, &mut report) {
-            let _ = self.converge(Some(&g), &opts, &mut Report::default());
-            st.intent = None;
-            st.save(&self.root)?;
-            return Err(e.context("refresh failed; the previous addresses are kept"));
+            return Err(match self.settle(&mut st, &mut report) {
+                Ok(_) => e.context("refresh failed; the previous addresses are kept"),
+                Err(re) => e.context(format!(
+                    "refresh failed and rolling it back failed too ({re:#}); run `ovh-access restore`"
+                )),
+            });
         }
         crate::failpoint!("before-commit");
         st.granted = Some(desired);
@@ -899,7 +922,13 @@ impl Ctx {
         report.changed = true;
         crate::audit::log(
             "refresh",
-            &format!("host={} addresses={}", g.host, join(&old)),
+            &format!(
+                "host={} addresses={} (were {}) ports={}",
+                g.host,
+                join(&fresh),
+                join(&old),
+                join(&g.ports)
+            ),
         );
         Ok(report)
     }
@@ -917,6 +946,9 @@ impl Ctx {
         };
         if g.expired(state::now()) {
             let (k, layers) = self.disable_and_close(Some(&g), false, false, &mut report)?;
+            // sshd and the kernel closed the door at the expiry; a session opened before it
+            // would live on.
+            sessions::end(&g.addresses, &g.ports, &mut report);
             st.granted = None;
             st.save(&self.root)?;
             report.changed = true;
@@ -1027,6 +1059,14 @@ fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, Strin
 
 fn is_mapped(a: &IpAddr) -> bool {
     matches!(a, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+}
+
+/// The JSON name of an address source (`dns_within_published`), as the state file records it.
+fn source_name(s: support::AddressSource) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn choice_name(c: FirewallChoice) -> &'static str {

@@ -7,7 +7,7 @@
 //! (`<root>/run/ovh-access.lock`, flock) keeps two runs from interleaving.
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -72,6 +72,14 @@ pub struct Grant {
     pub firewall: String,
     pub granted_at: u64,
     pub expires_at: Option<u64>,
+    /// How DNS was asked at grant time (`--resolver`, `--allow-private`, `--trust-dns`), so that
+    /// `refresh` run by the timer, with no options, and `status` ask the same way.
+    #[serde(default)]
+    pub resolver: Option<SocketAddr>,
+    #[serde(default)]
+    pub allow_private: bool,
+    #[serde(default)]
+    pub trust_dns: bool,
 }
 
 impl Grant {
@@ -90,6 +98,10 @@ pub struct Intent {
     pub previous: Option<Grant>,
     pub started_at: u64,
     pub pid: u32,
+    /// A revoke's `--keep-sessions`: finishing an interrupted revoke ends the support's live
+    /// sessions unless it was asked not to.
+    #[serde(default)]
+    pub keep_sessions: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +255,9 @@ mod tests {
             firewall: "auto".into(),
             granted_at: 1,
             expires_at: Some(100),
+            resolver: None,
+            allow_private: false,
+            trust_dns: false,
         }
     }
 
