@@ -644,10 +644,18 @@ impl Ctx {
         let now = state::now();
         let mut drift: Vec<(String, String)> = Vec::new();
         if let Some(i) = &st.intent {
-            drift.push((
-                format!("an interrupted {} (pid {}) is in the journal", i.op, i.pid),
-                "ovh-access restore".into(),
-            ));
+            // The journal holds the intent of a run in progress too: only a free lock means the
+            // run is gone.
+            match Lock::holder(&self.root) {
+                Some(pid) => drift.push((
+                    format!("a {} is in progress (pid {pid})", i.op),
+                    "wait for it to finish, then run `ovh-access status` again".into(),
+                )),
+                None => drift.push((
+                    format!("an interrupted {} (pid {}) is in the journal", i.op, i.pid),
+                    "ovh-access restore".into(),
+                )),
+            }
         }
         let Some(g) = st.granted.clone() else {
             report.line("Nothing is granted.");

@@ -236,6 +236,25 @@ impl Lock {
         let _ = file.sync_data();
         Ok(Lock { _file: file, path })
     }
+
+    /// The pid of the run holding the lock now, without waiting or creating anything (for the
+    /// read-only `status`, which must tell a transaction in progress from an interrupted one).
+    pub fn holder(root: &Root) -> Option<String> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(root.path(LOCK_FILE))
+            .ok()?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+            Ok(()) => None,
+            Err(_) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                Some(if pid.is_empty() { "unknown" } else { pid }.to_string())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -312,5 +331,41 @@ mod tests {
             msg.contains(&format!("pid {}", std::process::id())),
             "{msg}"
         );
+        assert_eq!(Lock::holder(&root), Some(std::process::id().to_string()));
+        drop(_held);
+        assert_eq!(Lock::holder(&root), None);
+    }
+
+    #[test]
+    fn a_state_file_without_the_dns_options_still_loads() {
+        // Written before the grant recorded how DNS was asked, and before intents had
+        // keep_sessions: both default.
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let mut v = serde_json::to_value(State {
+            version: 1,
+            granted: Some(grant()),
+            intent: Some(Intent {
+                op: "revoke".into(),
+                target: None,
+                previous: Some(grant()),
+                started_at: 1,
+                pid: 2,
+                keep_sessions: false,
+            }),
+        })
+        .unwrap();
+        for ptr in ["/granted", "/intent/previous"] {
+            let g = v.pointer_mut(ptr).unwrap().as_object_mut().unwrap();
+            for k in ["resolver", "allow_private", "trust_dns"] {
+                assert!(g.remove(k).is_some());
+            }
+        }
+        assert!(v["intent"].as_object_mut().unwrap().remove("keep_sessions").is_some());
+        fs::create_dir_all(root.path("/var/lib/ovh-access")).unwrap();
+        fs::write(root.path(STATE_FILE), v.to_string()).unwrap();
+        let st = State::load(&root).unwrap();
+        assert_eq!(st.granted, Some(grant()));
+        assert!(!st.intent.unwrap().keep_sessions);
     }
 }
