@@ -517,6 +517,7 @@ fn flush_ruleset_is_drift_that_restore_repairs() {
         "the reload should have closed the door"
     );
     let out = t.tool(["status"]);
+    eprintln!("status after the flush:\n{}", text(&out));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let s = stdout(&out);
     assert!(

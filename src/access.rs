@@ -1042,8 +1042,19 @@ struct ApplyOpts {
 }
 
 fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, String)>) -> Report {
-    for (what, fix) in &drift {
-        report.line(format!("DRIFT: {what} — repair: {fix}"));
+    if !drift.is_empty() {
+        // A table: each drift beside the command that repairs it.
+        let width = drift
+            .iter()
+            .map(|(w, _)| w.chars().count())
+            .chain(["DRIFT".len()])
+            .max()
+            .unwrap_or(0);
+        report.line("");
+        report.line(format!("{:<width$}  REPAIR", "DRIFT"));
+        for (what, fix) in &drift {
+            report.line(format!("{what:<width$}  {fix}"));
+        }
     }
     if drift.is_empty() {
         report.line("Consistent: key, firewall and DNS agree.");
