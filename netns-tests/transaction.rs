@@ -509,6 +509,17 @@ fn flush_ruleset_is_drift_that_restore_repairs() {
     let out = t.tool(["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
+    // A bare flush leaves no firewall at all: the door is open to all, which the invariant
+    // allows; restore must not fail on a server without a ruleset.
+    t.srv.sh("nft flush ruleset");
+    let out = t.tool(["restore"]);
+    eprintln!("restore without a ruleset:\n{}", text(&out));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = t.ssh(&t.sup, SRV_SUP_V4, t.port, "echo ok");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = t.tool(["status"]);
+    assert_eq!(out.status.code(), Some(0), "no firewall, no drift:\n{}", text(&out));
+
     // What Debian's nftables.service does on a reload: flush, then load the admin's file.
     t.srv.sh("nft flush ruleset");
     t.srv.load_nft(&ruleset_path("default-deny.nft"));

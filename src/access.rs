@@ -782,7 +782,24 @@ impl Ctx {
                 let name = b.name();
                 match b.close(true) {
                     Ok(c) if c.changed => present.push(name),
-                    Ok(_) if g.layers.contains(&name) => drift.push((format!("the firewall layer {name} has lost the tool's rules (flush ruleset? firewall reload?)"), "ovh-access restore".into())),
+                    Ok(_) if g.layers.contains(&name) => {
+                        // Lost, but a layer left with no chain that filters input (a bare `flush
+                        // ruleset`) blocks nobody: the invariant holds and restore has nothing to add.
+                        let req = OpenRequest {
+                            addresses: g.addresses.clone(),
+                            ports: g.ports.clone(),
+                            timeout: None,
+                        };
+                        match b.open(&req, true) {
+                            Ok(c) if !c.changed => report.line(format!(
+                                "  firewall:  {name} now filters nothing on input; nothing to open"
+                            )),
+                            _ => drift.push((
+                                format!("the firewall layer {name} has lost the tool's rules (flush ruleset? firewall reload?)"),
+                                "ovh-access restore".into(),
+                            )),
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) => drift.push((format!("{name}: {e:#}"), "ovh-access doctor".into())),
                 }
