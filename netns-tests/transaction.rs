@@ -17,10 +17,16 @@ use crate::common::*;
 use crate::topology::*;
 
 /// The step boundaries `failpoint!` marks in src/access.rs, in the order a transaction meets them.
-const FAILPOINTS: [&str; 4] = ["after-intent", "after-firewall", "after-key", "before-commit"];
+const FAILPOINTS: [&str; 4] = [
+    "after-intent",
+    "after-firewall",
+    "after-key",
+    "before-commit",
+];
 /// A rule and a set element of the administrator's, in the table the tool hooks into and in a
 /// table of its own: neither may change across any transaction or recovery.
-const FOREIGN_NFT: &str = "nft add rule inet filter input tcp dport 80 accept comment \\\"web\\\" && \
+const FOREIGN_NFT: &str =
+    "nft add rule inet filter input tcp dport 80 accept comment \\\"web\\\" && \
     nft add table inet admin && \
     nft add set inet admin blocklist '{ type ipv4_addr; elements = { 203.0.113.99 }; }' && \
     nft add chain inet admin input '{ type filter hook input priority 10; policy accept; }' && \
@@ -167,7 +173,8 @@ fn assert_invariant(t: &Topology, expect_in: Option<&str>, when: &str) {
             let allowed = allows.contains(&Some(own.to_string()));
             let reaches = open.contains(&srv);
             assert_eq!(
-                allowed, reaches,
+                allowed,
+                reaches,
                 "{when}: invariant broken for the {} at {own}: key allows it: {allowed}, \
                  firewall lets it reach {srv} port {}: {reaches}\nkeys:\n{keys}\nruleset:\n{}",
                 p.name,
@@ -176,7 +183,8 @@ fn assert_invariant(t: &Topology, expect_in: Option<&str>, when: &str) {
             );
             let should = expect_in == Some(p.name);
             assert_eq!(
-                allowed, should,
+                allowed,
+                should,
                 "{when}: the {} at {own} should {}be let in\nkeys:\n{keys}",
                 p.name,
                 if should { "" } else { "not " }
@@ -243,8 +251,8 @@ struct Baseline {
 }
 
 fn with_foreign_things(t: &Topology) -> Baseline {
-    let admin_key = std::fs::read_to_string(t.sandbox().join("etc/ssh/ssh_host_ed25519_key.pub"))
-        .unwrap();
+    let admin_key =
+        std::fs::read_to_string(t.sandbox().join("etc/ssh/ssh_host_ed25519_key.pub")).unwrap();
     t.write_keys(&format!(
         "# the administrator's keys\nfrom=\"192.0.2.99\" {}\n",
         admin_key.trim()
@@ -259,7 +267,11 @@ fn with_foreign_things(t: &Topology) -> Baseline {
 /// A full revoke brings the ruleset back byte for byte and never touched a foreign line.
 fn assert_back_to_baseline(t: &Topology, b: &Baseline, when: &str) {
     let out = t.tool_ok(["revoke"]);
-    assert_eq!(foreign_lines(t), b.foreign, "{when}: foreign key lines changed");
+    assert_eq!(
+        foreign_lines(t),
+        b.foreign,
+        "{when}: foreign key lines changed"
+    );
     assert_eq!(
         t.srv.ruleset(),
         b.ruleset,
@@ -273,7 +285,12 @@ fn assert_back_to_baseline(t: &Topology, b: &Baseline, when: &str) {
 /// finishes or rolls it back and says which.
 fn status_then_restore(t: &Topology, op: &str, outcome: &str, when: &str) {
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(1), "{when}: status:\n{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{when}: status:\n{}",
+        text(&out)
+    );
     let s = stdout(&out);
     assert!(
         s.contains(&format!("interrupted {op}")) && s.contains("ovh-access restore"),
@@ -371,7 +388,11 @@ fn crash_matrix_grant() {
         assert_invariant(&t, None, &when);
         assert_no_temp(&t, &when);
         assert_eq!(foreign_lines(&t), base.foreign, "{when}: foreign key lines");
-        assert_eq!(t.srv.ruleset(), base.ruleset, "{when}: ruleset after rollback");
+        assert_eq!(
+            t.srv.ruleset(),
+            base.ruleset,
+            "{when}: ruleset after rollback"
+        );
         // The grant works after the recovery.
         t.tool_ok(grant_args(&t, &[]));
         assert_invariant(&t, Some("support"), &format!("{when}, then granted"));
@@ -407,7 +428,11 @@ fn crash_matrix_revoke() {
         assert_invariant(&t, None, &when);
         assert_no_temp(&t, &when);
         assert_eq!(foreign_lines(&t), base.foreign, "{when}: foreign key lines");
-        assert_eq!(t.srv.ruleset(), base.ruleset, "{when}: ruleset after recovery");
+        assert_eq!(
+            t.srv.ruleset(),
+            base.ruleset,
+            "{when}: ruleset after recovery"
+        );
     }
     // The next grant finishes a crashed revoke before it grants anew.
     t.tool_ok(grant_args(&t, &[]));
@@ -434,7 +459,10 @@ fn crash_matrix_refresh() {
     // points, moves it to the other, and crashes the refresh that follows.
     let (mut from, mut to) = (support(&t), stranger(&t));
     for fp in FAILPOINTS {
-        let when = format!("refresh from the {} to the {} killed at {fp}", from.name, to.name);
+        let when = format!(
+            "refresh from the {} to the {} killed at {fp}",
+            from.name, to.name
+        );
         t.tool_ok(grant_args(&t, &[]));
         assert_invariant(&t, Some(from.name), &format!("{when}: granted first"));
         Dnsmasq::answer_with(&t, &mut dns, &to);
@@ -486,7 +514,12 @@ fn refresh_follows_dns_with_from_and_set_elements() {
     );
     assert_ne!(t.keys_text(), before);
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(0), "consistent again:\n{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "consistent again:\n{}",
+        text(&out)
+    );
 
     // Unchanged DNS: nothing to do.
     let out = t.tool_ok(refresh_args());
@@ -494,7 +527,11 @@ fn refresh_follows_dns_with_from_and_set_elements() {
     assert_back_to_baseline(&t, &base, "refresh");
     // Nothing granted: refresh does nothing.
     let out = t.tool_ok(refresh_args());
-    assert!(stdout(&out).contains("Nothing is granted"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("Nothing is granted"),
+        "{}",
+        text(&out)
+    );
 }
 
 // ------------------------------------------------------------------------------ drift, expiry
@@ -518,7 +555,12 @@ fn flush_ruleset_is_drift_that_restore_repairs() {
     let out = t.ssh(&t.sup, SRV_SUP_V4, t.port, "echo ok");
     assert!(out.status.success(), "{}", text(&out));
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(0), "no firewall, no drift:\n{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "no firewall, no drift:\n{}",
+        text(&out)
+    );
 
     // What Debian's nftables.service does on a reload: flush, then load the admin's file.
     t.srv.sh("nft flush ruleset");
@@ -582,11 +624,19 @@ fn expired_grant_is_cleaned_up_by_restore() {
     let out = t.tool_ok(["restore"]);
     assert!(stdout(&out).contains("expired"), "{}", text(&out));
     assert_invariant(&t, None, "expired and restored");
-    assert_eq!(t.srv.ruleset(), base.ruleset, "the tool's objects should be gone");
+    assert_eq!(
+        t.srv.ruleset(),
+        base.ruleset,
+        "the tool's objects should be gone"
+    );
     assert_eq!(foreign_lines(&t), base.foreign);
     let out = t.tool(["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(stdout(&out).contains("Nothing is granted"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("Nothing is granted"),
+        "{}",
+        text(&out)
+    );
 }
 
 // ------------------------------------------------------------------------------ sessions
@@ -642,7 +692,11 @@ impl Session {
             }
         });
         let mut s = Session { child, lines };
-        assert_eq!(s.next_line().as_deref(), Some("up"), "the session did not open");
+        assert_eq!(
+            s.next_line().as_deref(),
+            Some("up"),
+            "the session did not open"
+        );
         s
     }
 
@@ -653,7 +707,10 @@ impl Session {
 
     fn alive(&mut self, word: &str) -> bool {
         let stdin = self.child.stdin.as_mut().unwrap();
-        if writeln!(stdin, "{word}").and_then(|_| stdin.flush()).is_err() {
+        if writeln!(stdin, "{word}")
+            .and_then(|_| stdin.flush())
+            .is_err()
+        {
             return false;
         }
         self.next_line().as_deref() == Some(format!("got {word}").as_str())
@@ -680,7 +737,11 @@ fn revoke_ends_live_sessions_unless_kept() {
     assert!(s.alive("one"));
     let out = t.tool_ok(["revoke", "--keep-sessions"]);
     assert_invariant(&t, None, "revoked, sessions kept");
-    assert!(s.alive("two"), "--keep-sessions ended the session:\n{}", text(&out));
+    assert!(
+        s.alive("two"),
+        "--keep-sessions ended the session:\n{}",
+        text(&out)
+    );
     drop(s);
 
     // A plain revoke ends it.
@@ -787,7 +848,10 @@ fn concurrent_grants_and_revokes_end_as_the_last_one() {
         );
     }
     let last_is_grant = finished.last().unwrap().0;
-    eprintln!("the last to finish: {}", if last_is_grant { "grant" } else { "revoke" });
+    eprintln!(
+        "the last to finish: {}",
+        if last_is_grant { "grant" } else { "revoke" }
+    );
     assert_invariant(
         &t,
         last_is_grant.then_some("support"),

@@ -459,7 +459,11 @@ impl Ctx {
                 };
                 // A grant that moved the keys file (another AuthorizedKeysFile) may have enabled
                 // the key there: disable it before the previous grant is put back.
-                if let Some(t) = intent.target.as_ref().filter(|t| t.keys_file != g.keys_file) {
+                if let Some(t) = intent
+                    .target
+                    .as_ref()
+                    .filter(|t| t.keys_file != g.keys_file)
+                {
                     self.disable_keys(&t.keys_file, &t.keys, false, false)?;
                 }
                 self.open_and_install(g, &opts, false, report)?;
@@ -720,8 +724,12 @@ impl Ctx {
                                 g.keys_file.display(),
                                 l.line
                             ));
-                            let mut from: Vec<IpAddr> =
-                                l.addresses.iter().filter(|a| !is_mapped(a)).copied().collect();
+                            let mut from: Vec<IpAddr> = l
+                                .addresses
+                                .iter()
+                                .filter(|a| !is_mapped(a))
+                                .copied()
+                                .collect();
                             from.sort();
                             let mut want = g.addresses.clone();
                             want.sort();

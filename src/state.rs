@@ -361,7 +361,11 @@ mod tests {
                 assert!(g.remove(k).is_some());
             }
         }
-        assert!(v["intent"].as_object_mut().unwrap().remove("keep_sessions").is_some());
+        assert!(v["intent"]
+            .as_object_mut()
+            .unwrap()
+            .remove("keep_sessions")
+            .is_some());
         fs::create_dir_all(root.path("/var/lib/ovh-access")).unwrap();
         fs::write(root.path(STATE_FILE), v.to_string()).unwrap();
         let st = State::load(&root).unwrap();
