@@ -649,7 +649,7 @@ struct Session {
 }
 
 impl Session {
-    fn open(t: &Topology) -> Session {
+    fn open(t: &Topology, addr: &str) -> Session {
         let key: PathBuf = t.support_pub().with_extension("");
         let mut child = t
             .sup
@@ -674,7 +674,7 @@ impl Session {
                 "-p",
             ])
             .arg(t.port.to_string())
-            .arg(format!("root@{SRV_SUP_V4}"))
+            .arg(format!("root@{addr}"))
             .arg("echo up; while read l; do echo \"got $l\"; done")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -733,7 +733,7 @@ fn revoke_ends_live_sessions_unless_kept() {
 
     // --keep-sessions: the door closes, the session already inside stays.
     t.tool_ok(grant_args(&t, &[]));
-    let mut s = Session::open(&t);
+    let mut s = Session::open(&t, SRV_SUP_V4);
     assert!(s.alive("one"));
     let out = t.tool_ok(["revoke", "--keep-sessions"]);
     assert_invariant(&t, None, "revoked, sessions kept");
@@ -744,22 +744,27 @@ fn revoke_ends_live_sessions_unless_kept() {
     );
     drop(s);
 
-    // A plain revoke ends it.
+    // A plain revoke ends them, over IPv4 and IPv6.
     t.tool_ok(grant_args(&t, &[]));
-    let mut s = Session::open(&t);
-    assert!(s.alive("three"));
+    let mut sessions = [Session::open(&t, SRV_SUP_V4), Session::open(&t, SRV_SUP_V6)];
+    for s in &mut sessions {
+        assert!(s.alive("three"));
+    }
     let out = t.tool_ok(["--json", "revoke"]);
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        !j["sessions_ended"].as_array().unwrap().is_empty(),
-        "revoke reported no ended session:\n{}",
+    assert_eq!(
+        j["sessions_ended"].as_array().unwrap().len(),
+        2,
+        "revoke should report both sessions ended:\n{}",
         text(&out)
     );
-    assert!(!s.alive("four"), "the session survived revoke");
-    let closed = wait_until(Duration::from_secs(20), || {
-        s.child.try_wait().ok().flatten().is_some()
-    });
-    assert!(closed, "the ssh client is still connected after revoke");
+    for s in &mut sessions {
+        assert!(!s.alive("four"), "a session survived revoke");
+        let closed = wait_until(Duration::from_secs(20), || {
+            s.child.try_wait().ok().flatten().is_some()
+        });
+        assert!(closed, "an ssh client is still connected after revoke");
+    }
     assert_invariant(&t, None, "revoked");
 }
 

@@ -120,6 +120,17 @@ impl Ctx {
         ))
     }
 
+    /// The audit trail (syslog authpriv). A sandbox run (`--root`) says so, so that its lines
+    /// are never mistaken for a change of the real system.
+    fn audit(&self, action: &str, details: &str) {
+        if self.root.is_system() {
+            crate::audit::log(action, details);
+        } else {
+            let root = self.root.dir().display();
+            crate::audit::log(action, &format!("{details} (sandbox --root {root})"));
+        }
+    }
+
     fn lock(&self) -> Result<Lock> {
         Lock::acquire(&self.root, LOCK_WAIT)
     }
@@ -257,7 +268,7 @@ impl Ctx {
 
         report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
         self.describe_grant(&committed, &applied, &target, &mut report);
-        crate::audit::log(
+        self.audit(
             "grant",
             &format!(
                 "host={} addresses={} ports={} expires={}",
@@ -534,7 +545,11 @@ impl Ctx {
             intent.pid,
             fmt_utc(intent.started_at)
         ));
-        crate::audit::log("recover", &format!("interrupted {} {what}", intent.op));
+        self.audit("recover", &format!("interrupted {} {what}", intent.op));
+        report.set(
+            "recovered",
+            serde_json::json!({"op": intent.op, "pid": intent.pid, "outcome": what}),
+        );
         Ok(())
     }
 
@@ -629,11 +644,19 @@ impl Ctx {
         report.set("sessions_ended", &ended);
         report.set("previous", &previous);
         if !a.dry_run && report.changed {
-            crate::audit::log(
+            self.audit(
                 "revoke",
                 &previous
                     .as_ref()
-                    .map(|g| format!("host={} addresses={}", g.host, join(&g.addresses)))
+                    .map(|g| {
+                        format!(
+                            "host={} addresses={} ports={} sessions_ended={}",
+                            g.host,
+                            join(&g.addresses),
+                            join(&g.ports),
+                            ended.len()
+                        )
+                    })
                     .unwrap_or_else(|| "no recorded grant".into()),
             );
         }
@@ -647,6 +670,7 @@ impl Ctx {
         let st = State::load(&self.root)?;
         let now = state::now();
         let mut drift: Vec<(String, String)> = Vec::new();
+        report.set("intent", &st.intent);
         if let Some(i) = &st.intent {
             // The journal holds the intent of a run in progress too: only a free lock means the
             // run is gone.
@@ -953,7 +977,7 @@ impl Ctx {
         st.intent = None;
         st.save(&self.root)?;
         report.changed = true;
-        crate::audit::log(
+        self.audit(
             "refresh",
             &format!(
                 "host={} addresses={} (were {}) ports={}",
@@ -992,7 +1016,7 @@ impl Ctx {
                 if k.changed { "changed" } else { "already" },
                 layers.iter().filter(|l| l.changed).map(|l| l.layer.clone()).collect::<Vec<_>>().join(", ")
             ));
-            crate::audit::log(
+            self.audit(
                 "restore",
                 &format!("expired grant to {} cleaned up", g.host),
             );
@@ -1026,7 +1050,7 @@ impl Ctx {
                     "unchanged"
                 }
             ));
-            crate::audit::log("restore", &format!("grant to {} re-applied", g.host));
+            self.audit("restore", &format!("grant to {} re-applied", g.host));
         } else {
             report.line(format!(
                 "The grant to {} is intact; nothing to restore.",
