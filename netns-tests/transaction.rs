@@ -234,12 +234,12 @@ fn assert_no_temp(t: &Topology, when: &str) {
     );
 }
 
-/// The lines of the keys file that are not the support key's.
+/// The lines of the keys file that are neither the support key's nor marked as the tool's.
 fn foreign_lines(t: &Topology) -> Vec<String> {
     let blob = t.support_blob();
     t.keys_text()
         .lines()
-        .filter(|l| !l.contains(&blob))
+        .filter(|l| !l.contains(&blob) && !l.trim_end().ends_with(" ovh-access"))
         .map(str::to_string)
         .collect()
 }
@@ -885,4 +885,89 @@ fn concurrent_grants_and_revokes_end_as_the_last_one() {
     let out = t.tool(["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_back_to_baseline(&t, &base, "after the concurrent runs");
+}
+
+// ------------------------------------------------------------------------------ re-grant
+
+/// `ssh root@addr` from the support host with the private key `key`.
+fn ssh_with(t: &Topology, key: &Path, addr: &str) -> Output {
+    t.sup
+        .cmd("timeout")
+        .arg("20")
+        .arg("ssh")
+        .args(["-F", "/dev/null", "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=3",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+        ])
+        .arg(t.port.to_string())
+        .arg(format!("root@{addr}"))
+        .arg("echo ok")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh")
+}
+
+#[test]
+fn regrant_with_another_key_retires_the_old_one() {
+    if !can_run("regrant_with_another_key_retires_the_old_one") {
+        return;
+    }
+    let t = Topology::new(Opts::default());
+    let base = with_foreign_things(&t);
+    let other = t.sandbox().join("support/other");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "other@oa-test", "-f"])
+        .arg(&other));
+    let other_pub = other.with_extension("pub");
+    let other_grant = || {
+        let mut args = grant_args(&t, &[]);
+        let n = args.len();
+        args[n - 1] = other_pub.clone().into_os_string();
+        args
+    };
+    let logs_in = |key: &Path| ssh_with(&t, key, SRV_SUP_V4).status.success();
+    let support_key = t.support_pub().with_extension("");
+
+    t.tool_ok(other_grant());
+    assert!(logs_in(&other), "the other key should log in");
+    assert!(!logs_in(&support_key));
+
+    // The same host, another key: the first key's line must not stay active.
+    t.tool_ok(grant_args(&t, &[]));
+    assert_invariant(&t, Some("support"), "re-granted with the support key");
+    assert!(
+        !logs_in(&other),
+        "the replaced key still logs in:\n{}",
+        t.keys_text()
+    );
+
+    // A crashed re-grant rolls back to the other key, with the new key's line disabled.
+    if cfg!(feature = "failpoints") {
+        t.tool_ok(other_grant());
+        crash(&t, "after-key", &grant_args(&t, &[]));
+        t.tool_ok(["restore"]);
+        assert!(
+            logs_in(&other),
+            "the rolled-back grant should let the other key in"
+        );
+        assert!(
+            !logs_in(&support_key),
+            "the rolled-back key still logs in:\n{}",
+            t.keys_text()
+        );
+    }
+    assert_back_to_baseline(&t, &base, "re-grant with another key");
 }

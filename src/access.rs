@@ -246,7 +246,14 @@ impl Ctx {
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
 
-        let applied = match self.open_and_install(&desired, &opts, false, &mut report) {
+        // The previous grant's keys that this one drops must not stay active behind a firewall
+        // that no longer opens for them: retired first (taking access away is the safe side).
+        let applied = match st
+            .granted
+            .as_ref()
+            .map_or(Ok(()), |prev| self.retire(prev, &desired))
+            .and_then(|()| self.open_and_install(&desired, &opts, false, &mut report))
+        {
             Ok(x) => x,
             Err(e) => {
                 // Undo: back to what was granted before (or nothing). The intent stays in the
@@ -468,14 +475,10 @@ impl Ctx {
                     replace_foreign: false,
                     sshd_version: sshd::version(),
                 };
-                // A grant that moved the keys file (another AuthorizedKeysFile) may have enabled
-                // the key there: disable it before the previous grant is put back.
-                if let Some(t) = intent
-                    .target
-                    .as_ref()
-                    .filter(|t| t.keys_file != g.keys_file)
-                {
-                    self.disable_keys(&t.keys_file, &t.keys, false, false)?;
+                // What the interrupted grant enabled beyond `g` (another key, another keys
+                // file) is disabled before `g` is put back.
+                if let Some(t) = &intent.target {
+                    self.retire(t, g)?;
                 }
                 self.open_and_install(g, &opts, false, report)?;
             }
@@ -503,6 +506,28 @@ impl Ctx {
     }
 
     /// Disable (or remove) the lines of `g`'s keys and the tool's own lines in `g`'s keys file.
+    /// Disable `old`'s key lines when `new` does not carry them all in the same keys file (a
+    /// re-grant with another key, or sshd now reading another file). `new`'s own lines are
+    /// enabled again by its install, which follows.
+    fn retire(&self, old: &Grant, new: &Grant) -> Result<()> {
+        let dropped = old.keys_file != new.keys_file
+            || old
+                .keys
+                .iter()
+                .any(|k| !new.keys.iter().any(|n| n.blob == k.blob));
+        if dropped {
+            // Only the tool's own lines (no blob given): a re-grant leaves the administrator's
+            // lines alone, unlike revoke.
+            keys::update(
+                &self.root,
+                &old.keys_file,
+                false,
+                &mut |content: &[u8]| Ok(keys::disable(content, &[])),
+            )?;
+        }
+        Ok(())
+    }
+
     /// The blobs disabled are those of the grant, of every built-in profile, and of every line
     /// the tool marked as its own.
     fn disable_keys(
