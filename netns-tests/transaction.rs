@@ -444,6 +444,15 @@ fn crash_matrix_revoke() {
         text(&out)
     );
     assert_invariant(&t, Some("support"), "grant after a crashed revoke");
+    // Finishing a crashed `revoke --remove` removes, as the run would have.
+    crash(&t, "after-intent", &["revoke", "--remove"]);
+    status_then_restore(&t, "revoke", "finished", "revoke --remove killed");
+    assert_invariant(&t, None, "revoke --remove finished");
+    assert!(
+        !t.keys_text().contains(&t.support_blob()),
+        "the tool's line should be gone:\n{}",
+        t.keys_text()
+    );
     assert_back_to_baseline(&t, &base, "grant after a crashed revoke");
 }
 

@@ -242,6 +242,7 @@ impl Ctx {
             started_at: now,
             pid: std::process::id(),
             keep_sessions: false,
+            remove: false,
         });
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
@@ -489,9 +490,9 @@ impl Ctx {
                     .flatten()
                     .collect();
                 for g in &ends {
-                    self.disable_keys(&g.keys_file, &g.keys, false, false)?;
+                    self.disable_keys(&g.keys_file, &g.keys, intent.remove, false)?;
                 }
-                self.disable_and_close(ends.first().copied(), false, false, report)?;
+                self.disable_and_close(ends.first().copied(), intent.remove, false, report)?;
                 if !intent.keep_sessions {
                     for g in &ends {
                         sessions::end(&g.addresses, &g.ports, report);
@@ -505,7 +506,6 @@ impl Ctx {
         Ok(what)
     }
 
-    /// Disable (or remove) the lines of `g`'s keys and the tool's own lines in `g`'s keys file.
     /// Disable `old`'s key lines when `new` does not carry them all in the same keys file (a
     /// re-grant with another key, or sshd now reading another file). `new`'s own lines are
     /// enabled again by its install, which follows.
@@ -528,8 +528,8 @@ impl Ctx {
         Ok(())
     }
 
-    /// The blobs disabled are those of the grant, of every built-in profile, and of every line
-    /// the tool marked as its own.
+    /// Disable (or remove) the support lines of `keys_file`: those of the grant's keys, of every
+    /// built-in profile's key, and every line the tool marked as its own.
     fn disable_keys(
         &self,
         keys_file: &Path,
@@ -597,6 +597,7 @@ impl Ctx {
                 started_at: state::now(),
                 pid: std::process::id(),
                 keep_sessions: a.keep_sessions,
+                remove: a.remove,
             });
             st.save(&self.root)?;
             crate::failpoint!("after-intent");
@@ -984,6 +985,7 @@ impl Ctx {
             started_at: state::now(),
             pid: std::process::id(),
             keep_sessions: false,
+            remove: false,
         });
         st.save(&self.root)?;
         crate::failpoint!("after-intent");

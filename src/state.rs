@@ -102,6 +102,9 @@ pub struct Intent {
     /// sessions unless it was asked not to.
     #[serde(default)]
     pub keep_sessions: bool,
+    /// A revoke's `--remove`: finishing it deletes the lines rather than commenting them out.
+    #[serde(default)]
+    pub remove: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -339,7 +342,7 @@ mod tests {
     #[test]
     fn a_state_file_without_the_dns_options_still_loads() {
         // Written before the grant recorded how DNS was asked, and before intents had
-        // keep_sessions: both default.
+        // keep_sessions and remove: all default.
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path()).unwrap();
         let mut v = serde_json::to_value(State {
@@ -352,6 +355,7 @@ mod tests {
                 started_at: 1,
                 pid: 2,
                 keep_sessions: false,
+                remove: false,
             }),
         })
         .unwrap();
@@ -361,11 +365,10 @@ mod tests {
                 assert!(g.remove(k).is_some());
             }
         }
-        assert!(v["intent"]
-            .as_object_mut()
-            .unwrap()
-            .remove("keep_sessions")
-            .is_some());
+        for k in ["keep_sessions", "remove"] {
+            let intent = v["intent"].as_object_mut().unwrap();
+            assert!(intent.remove(k).is_some());
+        }
         fs::create_dir_all(root.path("/var/lib/ovh-access")).unwrap();
         fs::write(root.path(STATE_FILE), v.to_string()).unwrap();
         let st = State::load(&root).unwrap();
