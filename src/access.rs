@@ -924,6 +924,15 @@ impl Ctx {
             report.line("Nothing is granted; nothing to refresh.");
             return Ok(report);
         };
+        if g.expired(state::now()) {
+            // Re-opening the firewall for a grant sshd already refuses would only widen the door.
+            report.line(format!(
+                "The grant to {} expired at {}; run `ovh-access restore` to clean it up.",
+                g.host,
+                fmt_utc(g.expires_at.unwrap_or(0))
+            ));
+            return Ok(report);
+        }
         if g.address_source == "operator" || g.address_source == "published" {
             report.line(format!(
                 "The addresses of this grant came from {} and are not re-resolved.",
