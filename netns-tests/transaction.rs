@@ -630,6 +630,12 @@ fn expired_grant_is_cleaned_up_by_restore() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(stdout(&out).contains("expired"), "{}", text(&out));
 
+    // refresh leaves it to restore rather than re-open the firewall for it.
+    let ruleset = t.srv.ruleset();
+    let out = t.tool_ok(refresh_args());
+    assert!(stdout(&out).contains("expired"), "{}", text(&out));
+    assert_eq!(t.srv.ruleset(), ruleset, "refresh touched an expired grant");
+
     let out = t.tool_ok(["restore"]);
     assert!(stdout(&out).contains("expired"), "{}", text(&out));
     assert_invariant(&t, None, "expired and restored");
