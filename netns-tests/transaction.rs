@@ -604,6 +604,20 @@ fn flush_ruleset_is_drift_that_restore_repairs() {
     assert_invariant(&t, Some("support"), "restored after the flush");
     let out = t.tool(["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // Subtler: the objects are there but a set was emptied by hand.
+    t.srv.sh("nft flush set inet filter ovh_access_v4");
+    let out = t.tool(["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("ovh_access_v4 holds []"),
+        "status should name the emptied set:\n{}",
+        text(&out)
+    );
+    t.tool_ok(["restore"]);
+    assert_invariant(&t, Some("support"), "restored after the set flush");
+    let out = t.tool(["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
 #[test]

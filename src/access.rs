@@ -862,6 +862,9 @@ impl Ctx {
                     Err(e) => drift.push((format!("{name}: {e:#}"), "ovh-access doctor".into())),
                 }
             }
+            if present.iter().any(|l| l == "nftables") {
+                nft_drift(&g, &mut drift);
+            }
             report.line(format!(
                 "  firewall:  {}",
                 if present.is_empty() {
@@ -1124,6 +1127,61 @@ struct ApplyOpts {
     firewall: FirewallChoice,
     replace_foreign: bool,
     sshd_version: Option<(u32, u32)>,
+}
+
+/// The tool's nftables objects against the grant: every hooked chain still jumps to the tool's
+/// chain, and each set holds exactly the grant's addresses of its family (an element deleted by
+/// hand, or a set flushed, shuts the support out while the key stays active).
+fn nft_drift(g: &Grant, drift: &mut Vec<(String, String)>) {
+    let state = match firewall::nft::tool_state() {
+        Ok(s) => s,
+        Err(e) => {
+            drift.push((format!("nftables: {e:#}"), "ovh-access doctor".into()));
+            return;
+        }
+    };
+    let restore = || "ovh-access restore".to_string();
+    for t in state
+        .tables
+        .iter()
+        .filter(|t| !t.chains.is_empty() || !t.sets.is_empty())
+    {
+        for h in t.hooks.iter().filter(|h| !h.jump_present) {
+            drift.push((
+                format!(
+                    "nftables: chain {} {} {} no longer jumps to the tool's chain",
+                    t.family, t.name, h.chain
+                ),
+                restore(),
+            ));
+        }
+        for set in &t.sets {
+            let v6 = set.name.ends_with("v6");
+            let mut have: Vec<IpAddr> = set.elements.iter().map(|e| e.address).collect();
+            have.sort();
+            have.dedup();
+            let mut want: Vec<IpAddr> = g
+                .addresses
+                .iter()
+                .filter(|a| a.is_ipv6() == v6)
+                .copied()
+                .collect();
+            want.sort();
+            if have != want {
+                drift.push((
+                    format!(
+                        "nftables: set {} {} {} holds [{}], the grant [{}]",
+                        t.family,
+                        t.name,
+                        set.name,
+                        join(&have),
+                        join(&want)
+                    ),
+                    restore(),
+                ));
+            }
+        }
+    }
 }
 
 fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, String)>) -> Report {
