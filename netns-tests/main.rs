@@ -11,3 +11,4 @@ mod e2e;
 mod iptables;
 mod nft;
 mod topology;
+mod transaction;

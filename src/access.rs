@@ -5,7 +5,7 @@
 //! intent journaled first (`state`), so that a crash at any point is finished or undone by the
 //! next run. Both steps are idempotent, which is what makes converging again a correct recovery.
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -104,6 +104,17 @@ impl Ctx {
         g.layers.iter().all(|l| whole.contains(l))
     }
 
+    /// The audit trail (syslog authpriv). A sandbox run (`--root`) says so, so that its lines
+    /// are never mistaken for a change of the real system.
+    fn audit(&self, action: &str, details: &str) {
+        if self.root.is_system() {
+            crate::audit::log(action, details);
+        } else {
+            let root = self.root.dir().display();
+            crate::audit::log(action, &format!("{details} (sandbox --root {root})"));
+        }
+    }
+
     fn lock(&self) -> Result<Lock> {
         Lock::acquire(&self.root, LOCK_WAIT)
     }
@@ -169,10 +180,7 @@ impl Ctx {
             host: target.host.clone(),
             profile: target.profile.map(str::to_string),
             addresses: target.addresses.clone(),
-            address_source: serde_json::to_value(target.source)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            address_source: source_name(target.source),
             ports,
             keys: target.keys.iter().map(StoredKey::from).collect(),
             keys_file,
@@ -180,6 +188,9 @@ impl Ctx {
             firewall: choice_name(a.firewall).into(),
             granted_at: now,
             expires_at: a.duration.map(|d| now + d.as_secs()),
+            resolver: a.target.resolver,
+            allow_private: a.target.allow_private,
+            trust_dns: a.target.trust_dns,
         };
         let opts = ApplyOpts {
             firewall: a.firewall,
@@ -232,24 +243,30 @@ impl Ctx {
             previous: st.granted.clone(),
             started_at: now,
             pid: std::process::id(),
+            keep_sessions: false,
+            remove: false,
         });
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
 
-        let applied = match self.open_and_install(&desired, &opts, false, &mut report) {
+        // The previous grant's keys that this one drops must not stay active behind a firewall
+        // that no longer opens for them: retired first (taking access away is the safe side).
+        let applied = match st
+            .granted
+            .as_ref()
+            .map_or(Ok(()), |prev| self.retire(prev, &desired))
+            .and_then(|()| self.open_and_install(&desired, &opts, false, &mut report))
+        {
             Ok(x) => x,
             Err(e) => {
-                // Undo: back to what was granted before (or nothing), key first, then firewall.
-                let previous = st.granted.clone();
-                if let Err(re) = self.converge(previous.as_ref(), &opts, &mut Report::default()) {
-                    report.warn(format!(
-                        "rolling back failed too: {re:#}; run `ovh-access restore`"
-                    ));
-                    return Err(e.context("grant failed and could not be rolled back"));
-                }
-                st.intent = None;
-                st.save(&self.root)?;
-                return Err(e.context("grant failed; nothing was changed"));
+                // Undo: back to what was granted before (or nothing). The intent stays in the
+                // journal when the undo fails too, so that the next run retries it.
+                return Err(match self.settle(&mut st, &mut report) {
+                    Ok(_) => e.context("grant failed; what was granted before is in place again"),
+                    Err(re) => e.context(format!(
+                        "grant failed and rolling it back failed too ({re:#}); run `ovh-access restore`"
+                    )),
+                });
             }
         };
         let mut committed = desired.clone();
@@ -263,7 +280,7 @@ impl Ctx {
             && !(in_place && same.is_some_and(|p| p.layers == committed.layers));
         report.changed = applied.keys.changed || firewall_changed;
         self.describe_grant(&committed, &applied, &target, &mut report);
-        crate::audit::log(
+        self.audit(
             "grant",
             &format!(
                 "host={} addresses={} ports={} expires={}",
@@ -412,8 +429,7 @@ impl Ctx {
         })
     }
 
-    /// Key first (disabled), then the firewall (closed). The blobs disabled are those of the
-    /// grant, of every built-in profile, and of every line the tool marked as its own.
+    /// Key first (disabled), then the firewall (closed).
     fn disable_and_close(
         &self,
         previous: Option<&Grant>,
@@ -421,33 +437,14 @@ impl Ctx {
         dry_run: bool,
         report: &mut Report,
     ) -> Result<(keys::WriteOutcome, Vec<LayerChange>)> {
-        let keys_file = match previous {
-            Some(g) => g.keys_file.clone(),
+        let (keys_file, granted) = match previous {
+            Some(g) => (g.keys_file.clone(), g.keys.clone()),
             None => {
                 let facts = sshd::probe(&self.root, &[], "")?;
-                self.keys_file(&facts, report)?
+                (self.keys_file(&facts, report)?, Vec::new())
             }
         };
-        let mut blobs: Vec<String> = support::profiles()
-            .iter()
-            .map(|p| p.key.blob.clone())
-            .collect();
-        if let Some(g) = previous {
-            blobs.extend(g.keys.iter().map(|k| k.blob.clone()));
-        }
-        if let Some(content) = keys::read(&self.root, &keys_file)? {
-            blobs.extend(keys::tool_lines(&content).into_iter().map(|l| l.blob));
-        }
-        blobs.sort();
-        blobs.dedup();
-        let refs: Vec<&str> = blobs.iter().map(String::as_str).collect();
-        let outcome = keys::update(&self.root, &keys_file, dry_run, &mut |content: &[u8]| {
-            Ok(if remove {
-                keys::remove(content, &refs)
-            } else {
-                keys::disable(content, &refs)
-            })
-        })?;
+        let outcome = self.disable_keys(&keys_file, &granted, remove, dry_run)?;
         if !dry_run {
             crate::failpoint!("after-key");
         }
@@ -456,70 +453,132 @@ impl Ctx {
         for mut b in firewall::select(FirewallChoice::Auto, false, report)? {
             layers.push(b.close(dry_run)?);
         }
+        if !dry_run {
+            crate::failpoint!("after-firewall");
+        }
         Ok((outcome, layers))
     }
 
-    /// Bring key and firewall to `target` (None: nothing granted), in the safe order.
-    fn converge(
-        &self,
-        target: Option<&Grant>,
-        opts: &ApplyOpts,
-        report: &mut Report,
-    ) -> Result<()> {
-        match target {
-            Some(g) => self.open_and_install(g, opts, false, report).map(|_| ()),
-            None => self
-                .disable_and_close(None, false, false, report)
-                .map(|_| ()),
-        }
-    }
-
-    /// A transaction interrupted by a crash: a revoke is finished (it only ever takes access
-    /// away), anything else is rolled back to the state it started from.
-    fn recover(&self, st: &mut State, report: &mut Report) -> Result<()> {
+    /// Settle the journal's intent: a revoke is finished (it only ever takes access away, so
+    /// finishing it is always safe), anything else is rolled back to the state it started from.
+    /// Converging again is a correct recovery because both steps are idempotent. On success the
+    /// state records the outcome and the intent is cleared; on failure the intent stays for the
+    /// next run. Returns "finished" or "rolled back".
+    fn settle(&self, st: &mut State, report: &mut Report) -> Result<&'static str> {
         let Some(intent) = st.intent.clone() else {
-            return Ok(());
+            return Ok("settled");
         };
-        let version = sshd::version();
         let (goal, what) = if intent.op == "revoke" {
             (None, "finished")
         } else {
             (intent.previous.clone(), "rolled back")
         };
-        let firewall = goal
-            .as_ref()
-            .or(intent.previous.as_ref())
-            .map(|g| parse_choice(&g.firewall))
-            .unwrap_or(FirewallChoice::Auto);
-        let opts = ApplyOpts {
-            firewall,
-            replace_foreign: false,
-            sshd_version: version,
-        };
         match &goal {
             Some(g) => {
+                let opts = ApplyOpts {
+                    firewall: parse_choice(&g.firewall),
+                    replace_foreign: false,
+                    sshd_version: sshd::version(),
+                };
+                // What the interrupted grant enabled beyond `g` (another key, another keys
+                // file) is disabled before `g` is put back.
+                if let Some(t) = &intent.target {
+                    self.retire(t, g)?;
+                }
                 self.open_and_install(g, &opts, false, report)?;
             }
             None => {
-                // Disable the keys of both ends of the interrupted transaction.
-                let any = intent.target.as_ref().or(intent.previous.as_ref());
-                let mut union = any.cloned();
-                if let (Some(u), Some(p)) = (union.as_mut(), intent.previous.as_ref()) {
-                    u.keys.extend(p.keys.iter().cloned());
+                // Both ends of the interrupted transaction: their keys, keys files and sessions.
+                let ends: Vec<&Grant> = [intent.target.as_ref(), intent.previous.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                for g in &ends {
+                    self.disable_keys(&g.keys_file, &g.keys, intent.remove, false)?;
                 }
-                self.disable_and_close(union.as_ref(), false, false, report)?;
+                self.disable_and_close(ends.first().copied(), intent.remove, false, report)?;
+                if !intent.keep_sessions {
+                    for g in &ends {
+                        sessions::end(&g.addresses, &g.ports, report);
+                    }
+                }
             }
         }
         st.granted = goal;
         st.intent = None;
         st.save(&self.root)?;
+        Ok(what)
+    }
+
+    /// Disable `old`'s key lines when `new` does not carry them all in the same keys file (a
+    /// re-grant with another key, or sshd now reading another file). `new`'s own lines are
+    /// enabled again by its install, which follows.
+    fn retire(&self, old: &Grant, new: &Grant) -> Result<()> {
+        let dropped = old.keys_file != new.keys_file
+            || old
+                .keys
+                .iter()
+                .any(|k| !new.keys.iter().any(|n| n.blob == k.blob));
+        if dropped {
+            // Only the tool's own lines (no blob given): a re-grant leaves the administrator's
+            // lines alone, unlike revoke.
+            keys::update(
+                &self.root,
+                &old.keys_file,
+                false,
+                &mut |content: &[u8]| Ok(keys::disable(content, &[])),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Disable (or remove) the support lines of `keys_file`: those of the grant's keys, of every
+    /// built-in profile's key, and every line the tool marked as its own.
+    fn disable_keys(
+        &self,
+        keys_file: &Path,
+        granted: &[StoredKey],
+        remove: bool,
+        dry_run: bool,
+    ) -> Result<keys::WriteOutcome> {
+        let mut blobs: Vec<String> = support::profiles()
+            .iter()
+            .map(|p| p.key.blob.clone())
+            .collect();
+        blobs.extend(granted.iter().map(|k| k.blob.clone()));
+        if let Some(content) = keys::read(&self.root, keys_file)? {
+            blobs.extend(keys::tool_lines(&content).into_iter().map(|l| l.blob));
+        }
+        blobs.sort();
+        blobs.dedup();
+        let refs: Vec<&str> = blobs.iter().map(String::as_str).collect();
+        keys::update(&self.root, keys_file, dry_run, &mut |content: &[u8]| {
+            Ok(if remove {
+                keys::remove(content, &refs)
+            } else {
+                keys::disable(content, &refs)
+            })
+        })
+    }
+
+    /// A transaction interrupted by a crash is settled before anything else, and the command
+    /// says how.
+    fn recover(&self, st: &mut State, report: &mut Report) -> Result<()> {
+        let Some(intent) = st.intent.clone() else {
+            return Ok(());
+        };
+        let what = self.settle(st, report)?;
         report.warn(format!(
             "an interrupted {} (pid {}, started {}) was {what}",
             intent.op,
             intent.pid,
             fmt_utc(intent.started_at)
         ));
-        crate::audit::log("recover", &format!("interrupted {} {what}", intent.op));
+        self.audit("recover", &format!("interrupted {} {what}", intent.op));
+        report.set(
+            "recovered",
+            serde_json::json!({"op": intent.op, "pid": intent.pid, "outcome": what}),
+        );
         Ok(())
     }
 
@@ -541,6 +600,8 @@ impl Ctx {
                 previous: previous.clone(),
                 started_at: state::now(),
                 pid: std::process::id(),
+                keep_sessions: a.keep_sessions,
+                remove: a.remove,
             });
             st.save(&self.root)?;
             crate::failpoint!("after-intent");
@@ -613,11 +674,19 @@ impl Ctx {
         report.set("sessions_ended", &ended);
         report.set("previous", &previous);
         if !a.dry_run && report.changed {
-            crate::audit::log(
+            self.audit(
                 "revoke",
                 &previous
                     .as_ref()
-                    .map(|g| format!("host={} addresses={}", g.host, join(&g.addresses)))
+                    .map(|g| {
+                        format!(
+                            "host={} addresses={} ports={} sessions_ended={}",
+                            g.host,
+                            join(&g.addresses),
+                            join(&g.ports),
+                            ended.len()
+                        )
+                    })
                     .unwrap_or_else(|| "no recorded grant".into()),
             );
         }
@@ -631,11 +700,20 @@ impl Ctx {
         let st = State::load(&self.root)?;
         let now = state::now();
         let mut drift: Vec<(String, String)> = Vec::new();
+        report.set("intent", &st.intent);
         if let Some(i) = &st.intent {
-            drift.push((
-                format!("an interrupted {} (pid {}) is in the journal", i.op, i.pid),
-                "ovh-access restore".into(),
-            ));
+            // The journal holds the intent of a run in progress too: only a free lock means the
+            // run is gone.
+            match Lock::holder(&self.root) {
+                Some(pid) => drift.push((
+                    format!("a {} is in progress (pid {pid})", i.op),
+                    "wait for it to finish, then run `ovh-access status` again".into(),
+                )),
+                None => drift.push((
+                    format!("an interrupted {} (pid {}) is in the journal", i.op, i.pid),
+                    "ovh-access restore".into(),
+                )),
+            }
         }
         let Some(g) = st.granted.clone() else {
             report.line("Nothing is granted.");
@@ -700,8 +778,12 @@ impl Ctx {
                                 g.keys_file.display(),
                                 l.line
                             ));
-                            let mut from: Vec<IpAddr> =
-                                l.addresses.iter().filter(|a| !is_mapped(a)).copied().collect();
+                            let mut from: Vec<IpAddr> = l
+                                .addresses
+                                .iter()
+                                .filter(|a| !is_mapped(a))
+                                .copied()
+                                .collect();
                             from.sort();
                             let mut want = g.addresses.clone();
                             want.sort();
@@ -762,10 +844,30 @@ impl Ctx {
                 let name = b.name();
                 match b.close(true) {
                     Ok(c) if c.changed => present.push(name),
-                    Ok(_) if g.layers.contains(&name) => drift.push((format!("the firewall layer {name} has lost the tool's rules (flush ruleset? firewall reload?)"), "ovh-access restore".into())),
+                    Ok(_) if g.layers.contains(&name) => {
+                        // Lost, but a layer left with no chain that filters input (a bare `flush
+                        // ruleset`) blocks nobody: the invariant holds and restore has nothing to add.
+                        let req = OpenRequest {
+                            addresses: g.addresses.clone(),
+                            ports: g.ports.clone(),
+                            timeout: None,
+                        };
+                        match b.open(&req, true) {
+                            Ok(c) if !c.changed => report.line(format!(
+                                "  firewall:  {name} now filters nothing on input; nothing to open"
+                            )),
+                            _ => drift.push((
+                                format!("the firewall layer {name} has lost the tool's rules (flush ruleset? firewall reload?)"),
+                                "ovh-access restore".into(),
+                            )),
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) => drift.push((format!("{name}: {e:#}"), "ovh-access doctor".into())),
                 }
+            }
+            if present.iter().any(|l| l == "nftables") {
+                nft_drift(&g, &mut drift);
             }
             report.line(format!(
                 "  firewall:  {}",
@@ -778,7 +880,7 @@ impl Ctx {
         }
         // DNS now.
         if g.address_source == "dns" || g.address_source == "dns_within_published" {
-            match dns::resolve(&self.root, &g.host, None, DNS_TIMEOUT) {
+            match dns::resolve(&self.root, &g.host, g.resolver, DNS_TIMEOUT) {
                 Ok(mut now_addrs) => {
                     now_addrs.sort();
                     let mut want = g.addresses.clone();
@@ -829,6 +931,15 @@ impl Ctx {
             report.line("Nothing is granted; nothing to refresh.");
             return Ok(report);
         };
+        if g.expired(state::now()) {
+            // Re-opening the firewall for a grant sshd already refuses would only widen the door.
+            report.line(format!(
+                "The grant to {} expired at {}; run `ovh-access restore` to clean it up.",
+                g.host,
+                fmt_utc(g.expires_at.unwrap_or(0))
+            ));
+            return Ok(report);
+        }
         if g.address_source == "operator" || g.address_source == "published" {
             report.line(format!(
                 "The addresses of this grant came from {} and are not re-resolved.",
@@ -837,18 +948,21 @@ impl Ctx {
             report.set("addresses", &g.addresses);
             return Ok(report);
         }
-        let fresh = dns::resolve(&self.root, &g.host, a.resolver, DNS_TIMEOUT)?;
-        let mut fresh = dns::validate(fresh, a.allow_private, &g.host)?;
-        if let Some(p) = g.profile.as_deref().and_then(support::profile_by_name) {
-            if g.address_source != "dns_trusted" {
-                let (kept, _, warnings) =
-                    support::choose_addresses(Some(&p.published), Ok(fresh.clone()), false, false)?;
-                for w in warnings {
-                    report.warn(w);
-                }
-                fresh = kept;
-            }
+        // Asked as grant asked (recorded in the grant); options given now add to that. A failed
+        // lookup is an error, never a move to the published list: the timer retries.
+        let resolver = a.resolver.or(g.resolver);
+        let answer = dns::resolve(&self.root, &g.host, resolver, DNS_TIMEOUT)?;
+        let profile = g.profile.as_deref().and_then(support::profile_by_name);
+        let (fresh, source, warnings) = support::choose_addresses(
+            profile.as_ref().map(|p| p.published.as_slice()),
+            Ok(answer),
+            a.trust_dns || g.trust_dns,
+            false,
+        )?;
+        for w in warnings {
+            report.warn(w);
         }
+        let mut fresh = dns::validate(fresh, a.allow_private || g.allow_private, &g.host)?;
         let mut old = g.addresses.clone();
         old.sort();
         fresh.sort();
@@ -873,7 +987,8 @@ impl Ctx {
             return Ok(report);
         }
         let mut desired = g.clone();
-        desired.addresses = fresh;
+        desired.addresses = fresh.clone();
+        desired.address_source = source_name(source);
         let opts = ApplyOpts {
             firewall: parse_choice(&g.firewall),
             replace_foreign: false,
@@ -885,25 +1000,35 @@ impl Ctx {
             previous: Some(g.clone()),
             started_at: state::now(),
             pid: std::process::id(),
+            keep_sessions: false,
+            remove: false,
         });
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
         // Open the new addresses before the key allows them; the sets are replaced, so the
         // old addresses lose the firewall at the same moment.
         if let Err(e) = self.open_and_install(&desired, &opts, false, &mut report) {
-            let _ = self.converge(Some(&g), &opts, &mut Report::default());
-            st.intent = None;
-            st.save(&self.root)?;
-            return Err(e.context("refresh failed; the previous addresses are kept"));
+            return Err(match self.settle(&mut st, &mut report) {
+                Ok(_) => e.context("refresh failed; the previous addresses are kept"),
+                Err(re) => e.context(format!(
+                    "refresh failed and rolling it back failed too ({re:#}); run `ovh-access restore`"
+                )),
+            });
         }
         crate::failpoint!("before-commit");
         st.granted = Some(desired);
         st.intent = None;
         st.save(&self.root)?;
         report.changed = true;
-        crate::audit::log(
+        self.audit(
             "refresh",
-            &format!("host={} addresses={}", g.host, join(&old)),
+            &format!(
+                "host={} addresses={} (were {}) ports={}",
+                g.host,
+                join(&fresh),
+                join(&old),
+                join(&g.ports)
+            ),
         );
         Ok(report)
     }
@@ -921,6 +1046,9 @@ impl Ctx {
         };
         if g.expired(state::now()) {
             let (k, layers) = self.disable_and_close(Some(&g), false, false, &mut report)?;
+            // sshd and the kernel closed the door at the expiry; a session opened before it
+            // would live on.
+            sessions::end(&g.addresses, &g.ports, &mut report);
             st.granted = None;
             st.save(&self.root)?;
             report.changed = true;
@@ -931,7 +1059,7 @@ impl Ctx {
                 if k.changed { "changed" } else { "already" },
                 layers.iter().filter(|l| l.changed).map(|l| l.layer.clone()).collect::<Vec<_>>().join(", ")
             ));
-            crate::audit::log(
+            self.audit(
                 "restore",
                 &format!("expired grant to {} cleaned up", g.host),
             );
@@ -967,7 +1095,7 @@ impl Ctx {
                     "unchanged"
                 }
             ));
-            crate::audit::log("restore", &format!("grant to {} re-applied", g.host));
+            self.audit("restore", &format!("grant to {} re-applied", g.host));
         } else {
             report.line(format!(
                 "The grant to {} is intact; nothing to restore.",
@@ -1015,9 +1143,75 @@ struct ApplyOpts {
     sshd_version: Option<(u32, u32)>,
 }
 
+/// The tool's nftables objects against the grant: every hooked chain still jumps to the tool's
+/// chain, and each set holds exactly the grant's addresses of its family (an element deleted by
+/// hand, or a set flushed, shuts the support out while the key stays active).
+fn nft_drift(g: &Grant, drift: &mut Vec<(String, String)>) {
+    let state = match firewall::nft::tool_state() {
+        Ok(s) => s,
+        Err(e) => {
+            drift.push((format!("nftables: {e:#}"), "ovh-access doctor".into()));
+            return;
+        }
+    };
+    let restore = || "ovh-access restore".to_string();
+    for t in state
+        .tables
+        .iter()
+        .filter(|t| !t.chains.is_empty() || !t.sets.is_empty())
+    {
+        for h in t.hooks.iter().filter(|h| !h.jump_present) {
+            drift.push((
+                format!(
+                    "nftables: chain {} {} {} no longer jumps to the tool's chain",
+                    t.family, t.name, h.chain
+                ),
+                restore(),
+            ));
+        }
+        for set in &t.sets {
+            let v6 = set.name.ends_with("v6");
+            let mut have: Vec<IpAddr> = set.elements.iter().map(|e| e.address).collect();
+            have.sort();
+            have.dedup();
+            let mut want: Vec<IpAddr> = g
+                .addresses
+                .iter()
+                .filter(|a| a.is_ipv6() == v6)
+                .copied()
+                .collect();
+            want.sort();
+            if have != want {
+                drift.push((
+                    format!(
+                        "nftables: set {} {} {} holds [{}], the grant [{}]",
+                        t.family,
+                        t.name,
+                        set.name,
+                        join(&have),
+                        join(&want)
+                    ),
+                    restore(),
+                ));
+            }
+        }
+    }
+}
+
 fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, String)>) -> Report {
-    for (what, fix) in &drift {
-        report.line(format!("DRIFT: {what} — repair: {fix}"));
+    if !drift.is_empty() {
+        // A table: each drift beside the command that repairs it.
+        let width = drift
+            .iter()
+            .map(|(w, _)| w.chars().count())
+            .chain(["DRIFT".len()])
+            .max()
+            .unwrap_or(0);
+        report.line("");
+        report.line(format!("{:<width$}  REPAIR", "DRIFT"));
+        for (what, fix) in &drift {
+            report.line(format!("{what:<width$}  {fix}"));
+        }
     }
     if drift.is_empty() {
         report.line("Consistent: key, firewall and DNS agree.");
@@ -1041,6 +1235,14 @@ fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, Strin
 
 fn is_mapped(a: &IpAddr) -> bool {
     matches!(a, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+}
+
+/// The JSON name of an address source (`dns_within_published`), as the state file records it.
+fn source_name(s: support::AddressSource) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn choice_name(c: FirewallChoice) -> &'static str {

@@ -175,6 +175,10 @@ pub struct RefreshArgs {
     #[arg(long)]
     pub allow_private: bool,
 
+    /// Use DNS answers even when they are outside the region's published addresses.
+    #[arg(long)]
+    pub trust_dns: bool,
+
     /// Print what would change and change nothing.
     #[arg(long)]
     pub dry_run: bool,

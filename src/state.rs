@@ -7,7 +7,7 @@
 //! (`<root>/run/ovh-access.lock`, flock) keeps two runs from interleaving.
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -72,6 +72,14 @@ pub struct Grant {
     pub firewall: String,
     pub granted_at: u64,
     pub expires_at: Option<u64>,
+    /// How DNS was asked at grant time (`--resolver`, `--allow-private`, `--trust-dns`), so that
+    /// `refresh` run by the timer, with no options, and `status` ask the same way.
+    #[serde(default)]
+    pub resolver: Option<SocketAddr>,
+    #[serde(default)]
+    pub allow_private: bool,
+    #[serde(default)]
+    pub trust_dns: bool,
 }
 
 impl Grant {
@@ -90,6 +98,13 @@ pub struct Intent {
     pub previous: Option<Grant>,
     pub started_at: u64,
     pub pid: u32,
+    /// A revoke's `--keep-sessions`: finishing an interrupted revoke ends the support's live
+    /// sessions unless it was asked not to.
+    #[serde(default)]
+    pub keep_sessions: bool,
+    /// A revoke's `--remove`: finishing it deletes the lines rather than commenting them out.
+    #[serde(default)]
+    pub remove: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +239,25 @@ impl Lock {
         let _ = file.sync_data();
         Ok(Lock { _file: file, path })
     }
+
+    /// The pid of the run holding the lock now, without waiting or creating anything (for the
+    /// read-only `status`, which must tell a transaction in progress from an interrupted one).
+    pub fn holder(root: &Root) -> Option<String> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(root.path(LOCK_FILE))
+            .ok()?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+            Ok(()) => None,
+            Err(_) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                Some(if pid.is_empty() { "unknown" } else { pid }.to_string())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -243,6 +277,9 @@ mod tests {
             firewall: "auto".into(),
             granted_at: 1,
             expires_at: Some(100),
+            resolver: None,
+            allow_private: false,
+            trust_dns: false,
         }
     }
 
@@ -297,5 +334,45 @@ mod tests {
             msg.contains(&format!("pid {}", std::process::id())),
             "{msg}"
         );
+        assert_eq!(Lock::holder(&root), Some(std::process::id().to_string()));
+        drop(_held);
+        assert_eq!(Lock::holder(&root), None);
+    }
+
+    #[test]
+    fn a_state_file_without_the_dns_options_still_loads() {
+        // Written before the grant recorded how DNS was asked, and before intents had
+        // keep_sessions and remove: all default.
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let mut v = serde_json::to_value(State {
+            version: 1,
+            granted: Some(grant()),
+            intent: Some(Intent {
+                op: "revoke".into(),
+                target: None,
+                previous: Some(grant()),
+                started_at: 1,
+                pid: 2,
+                keep_sessions: false,
+                remove: false,
+            }),
+        })
+        .unwrap();
+        for ptr in ["/granted", "/intent/previous"] {
+            let g = v.pointer_mut(ptr).unwrap().as_object_mut().unwrap();
+            for k in ["resolver", "allow_private", "trust_dns"] {
+                assert!(g.remove(k).is_some());
+            }
+        }
+        for k in ["keep_sessions", "remove"] {
+            let intent = v["intent"].as_object_mut().unwrap();
+            assert!(intent.remove(k).is_some());
+        }
+        fs::create_dir_all(root.path("/var/lib/ovh-access")).unwrap();
+        fs::write(root.path(STATE_FILE), v.to_string()).unwrap();
+        let st = State::load(&root).unwrap();
+        assert_eq!(st.granted, Some(grant()));
+        assert!(!st.intent.unwrap().keep_sessions);
     }
 }
