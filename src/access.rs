@@ -13,7 +13,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command, FirewallChoice, GrantArgs, RefreshArgs, RevokeArgs, TargetArgs};
 use crate::error::{EXIT_FAILURE, EXIT_OK};
 use crate::firewall::{self, LayerChange, OpenRequest};
-use crate::report::{fmt_left, fmt_utc, Report};
+use crate::report::{fmt_left, fmt_utc, join, Report};
 use crate::root::Root;
 use crate::state::{self, Grant, Intent, Lock, State, StoredKey};
 use crate::support::{self, SupportKey};
@@ -73,15 +73,11 @@ impl Ctx {
         if dry_run || !self.root.is_system() || rustix::process::geteuid().is_root() {
             return Ok(());
         }
-        // restore has no --dry-run: suggesting it would send the operator to a usage error.
-        let or_dry = if cmd == "restore" {
-            ""
-        } else {
-            ", or add --dry-run to only see what it would do"
-        };
+        // No --dry-run suggestion: even a dry run reads root's keys file and the firewall
+        // (netlink dumps need CAP_NET_ADMIN), so without root it fails further on.
         Err(bad_input!(
             "`ovh-access {cmd}` changes root's keys file and the firewall and must run as root; \
-             run it with sudo{or_dry}"
+             run it with sudo"
         ))
     }
 
@@ -169,6 +165,17 @@ impl Ctx {
         for w in &facts.warnings {
             report.warn(w.clone());
         }
+        // Known before anything opens: would sshd accept the key at all? A warning rather than a
+        // refusal, so that the operator can fix sshd while the grant stands (doctor names the
+        // line to change).
+        let (_, _, _, groups) = sshd::user_info(&self.root, USER);
+        for (addr, e) in &facts.per_address {
+            for k in &target.keys {
+                for b in sshd::blockers(&k.algorithm, e, USER, &groups, *addr, &addr.to_string()) {
+                    report.warn(format!("sshd will refuse the support key from {addr}: {b}"));
+                }
+            }
+        }
         let ports = if a.ports.is_empty() {
             facts.ports.clone()
         } else {
@@ -198,6 +205,16 @@ impl Ctx {
             sshd_version: facts.version,
         };
 
+        let elsewhere = self.foreign_elsewhere(&desired.keys_file, &desired.keys, &mut report);
+        if let (Some((file, lines)), false) = (elsewhere.first(), a.replace_foreign) {
+            return Err(bad_input!(
+                "line {} of {} carries the support key without a from= restriction, and sshd \
+                 reads that file too (AuthorizedKeysFile), so it would let the support in from \
+                 anywhere; comment it out or rerun with --replace-foreign",
+                join(lines),
+                file.display()
+            ));
+        }
         if !a.dry_run {
             // A read-only rehearsal before the lock and the journal: what the firewall or the
             // keys file refuses (nf_tables unusable without CAP_NET_ADMIN, a set name taken by
@@ -249,6 +266,20 @@ impl Ctx {
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
 
+        // --replace-foreign: the unrestricted support lines of the other keys files go first
+        // (taking access away is the safe side, and is not undone by a rollback).
+        for (file, lines) in &elsewhere {
+            let blobs: Vec<&str> = desired.keys.iter().map(|k| k.blob.as_str()).collect();
+            keys::update(&self.root, file, false, &mut |c: &[u8]| {
+                Ok(keys::disable(c, &blobs))
+            })?;
+            report.warn(format!(
+                "commented out line {} of {}: it carried the support key without from= \
+                 (--replace-foreign)",
+                join(lines),
+                file.display()
+            ));
+        }
         // The previous grant's keys that this one drops must not stay active behind a firewall
         // that no longer opens for them: retired first (taking access away is the safe side).
         let applied = match st
@@ -270,7 +301,15 @@ impl Ctx {
             }
         };
         let mut committed = desired.clone();
-        committed.layers = applied.layers.iter().map(|l| l.layer.clone()).collect();
+        // Only the layers that hold the tool's objects now: a layer with nothing to open (an
+        // ip6tables layer for IPv4-only addresses, a table with no input chain) is not part of
+        // the grant, and status must not call its emptiness a drift.
+        committed.layers = applied
+            .layers
+            .iter()
+            .filter(|l| !l.chains.is_empty())
+            .map(|l| l.layer.clone())
+            .collect();
         crate::failpoint!("before-commit");
         st.granted = Some(committed.clone());
         st.intent = None;
@@ -445,6 +484,30 @@ impl Ctx {
             }
         };
         let outcome = self.disable_keys(&keys_file, &granted, remove, dry_run)?;
+        // The other files sshd reads: a support line there would outlive the revoke.
+        for f in self.other_keys_files(&keys_file) {
+            match keys::read(&self.root, &f) {
+                Ok(Some(_)) => {
+                    let other = self.disable_keys(&f, &granted, remove, dry_run)?;
+                    if other.changed {
+                        report.warn(format!(
+                            "{} the support lines of {} too, which sshd also reads",
+                            if dry_run {
+                                "would comment out"
+                            } else {
+                                "commented out"
+                            },
+                            f.display()
+                        ));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => report.warn(format!(
+                    "cannot check {} for support lines: {e:#}; check it by hand",
+                    f.display()
+                )),
+            }
+        }
         if !dry_run {
             crate::failpoint!("after-key");
         }
@@ -559,6 +622,55 @@ impl Ctx {
                 keys::disable(content, &refs)
             })
         })
+    }
+
+    /// The other files sshd reads for root besides `main`: AuthorizedKeysFile may list several,
+    /// and its default lists authorized_keys before authorized_keys2. sshd takes the first line
+    /// that passes in any of them, so a support line there lets the support in as surely as one
+    /// in the file the tool writes. (The settings outside Match blocks; a Match block that
+    /// lists other files for a support address is reported by `grant` as a warning.)
+    fn other_keys_files(&self, main: &Path) -> Vec<PathBuf> {
+        let (Ok(home), Ok(eff)) = (keys::root_home(&self.root), global_effective(&self.root))
+        else {
+            return Vec::new();
+        };
+        sshd::keys_files(&eff, USER, 0, &home)
+            .into_iter()
+            .filter(|p| p != main)
+            .collect()
+    }
+
+    /// Active lines without `from=` carrying one of `keys`, in the other files sshd reads:
+    /// (file, line numbers). A file that cannot be read safely is a warning, not a refusal: the
+    /// tool never writes there without `--replace-foreign`.
+    fn foreign_elsewhere(
+        &self,
+        main: &Path,
+        keys: &[StoredKey],
+        report: &mut Report,
+    ) -> Vec<(PathBuf, Vec<usize>)> {
+        let blobs: Vec<&str> = keys.iter().map(|k| k.blob.as_str()).collect();
+        let mut out = Vec::new();
+        for f in self.other_keys_files(main) {
+            match keys::read(&self.root, &f) {
+                Ok(Some(content)) => {
+                    let lines: Vec<usize> = keys::support_lines(&content, &blobs)
+                        .into_iter()
+                        .filter(|l| l.active && l.unrestricted)
+                        .map(|l| l.line)
+                        .collect();
+                    if !lines.is_empty() {
+                        out.push((f, lines));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => report.warn(format!(
+                    "cannot check {} for support lines: {e:#}",
+                    f.display()
+                )),
+            }
+        }
+        out
     }
 
     /// A transaction interrupted by a crash is settled before anything else, and the command
@@ -764,6 +876,21 @@ impl Ctx {
             g.address_source
         ));
         report.line(format!("  ports:     {}", join(&g.ports)));
+        // Issue 10: which profile, and whether the key is still the one OVH publishes for it.
+        if let Some(p) = g.profile.as_deref().and_then(support::profile_by_name) {
+            let builtin = g.keys.iter().all(|k| p.is_builtin_key(&k.blob));
+            report.line(format!(
+                "  profile:   {} ({}; {})",
+                p.region,
+                p.host,
+                if builtin {
+                    "the built-in key"
+                } else {
+                    "a key given with --key-file, not the built-in one"
+                }
+            ));
+            report.set("key_is_builtin", builtin);
+        }
         // The key line.
         let blobs: Vec<String> = g.keys.iter().map(|k| k.blob.clone()).collect();
         match keys::read(&self.root, &g.keys_file) {
@@ -835,6 +962,21 @@ impl Ctx {
                 format!("{e:#}"),
                 "fix the keys file as the message says".into(),
             )),
+        }
+        let mut warnings = Report::default();
+        for (file, lines) in self.foreign_elsewhere(&g.keys_file, &g.keys, &mut warnings) {
+            drift.push((
+                format!(
+                    "line {} of {} carries the support key without from=, and sshd reads that \
+                     file too: it accepts the support from anywhere",
+                    join(&lines),
+                    file.display()
+                ),
+                "ovh-access grant --replace-foreign ... (or comment the line out)".into(),
+            ));
+        }
+        for w in warnings.warnings {
+            report.warn(w);
         }
         // The firewall layers.
         let mut probe = Report::default();
@@ -1267,11 +1409,4 @@ fn dedup<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v.dedup();
     v
-}
-
-fn join<T: std::fmt::Display>(v: &[T]) -> String {
-    v.iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

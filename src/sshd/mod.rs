@@ -488,6 +488,18 @@ pub fn expand_keys_path(token: &str, user: &str, uid: u32, home: &Path) -> PathB
     }
 }
 
+/// Every keys file sshd reads for `user`, in the order it reads them (auth2-pubkey.c tries each
+/// AuthorizedKeysFile entry in turn and skips those that are "none").
+pub fn keys_files(effective: &Effective, user: &str, uid: u32, home: &Path) -> Vec<PathBuf> {
+    effective
+        .authorized_keys_files
+        .value
+        .iter()
+        .filter(|t| !t.eq_ignore_ascii_case("none"))
+        .map(|t| expand_keys_path(t, user, uid, home))
+        .collect()
+}
+
 /// The keys file sshd reads for `user` with `home`, following AuthorizedKeysFile: the one named
 /// authorized_keys2 if listed, else the first listed file, with a note saying so.
 pub fn keys_file(
@@ -497,13 +509,7 @@ pub fn keys_file(
     home: &Path,
 ) -> (PathBuf, Option<String>) {
     let setting = &effective.authorized_keys_files;
-    // auth2-pubkey.c skips entries that are "none".
-    let listed: Vec<PathBuf> = setting
-        .value
-        .iter()
-        .filter(|t| !t.eq_ignore_ascii_case("none"))
-        .map(|t| expand_keys_path(t, user, uid, home))
-        .collect();
+    let listed = keys_files(effective, user, uid, home);
     let origin = match &setting.source {
         Some(s) => format!("AuthorizedKeysFile ({s})"),
         None => "AuthorizedKeysFile (default)".to_string(),
