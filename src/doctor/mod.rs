@@ -105,6 +105,36 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
             None
         }
     };
+    // Which profile the recorded grant used, and whether its key is still the one OVH
+    // publishes for it (a --key-file may have replaced it).
+    if let Some(g) = &state.granted {
+        match g.profile.as_deref().and_then(support::profile_by_name) {
+            Some(p) if g.keys.iter().all(|k| p.is_builtin_key(&k.blob)) => f.pass(
+                "grant",
+                format!(
+                    "granted to {} with region {}'s built-in key",
+                    g.host, p.region
+                ),
+            ),
+            Some(p) => f.warn(
+                "grant",
+                format!(
+                    "granted to {} (region {}) with a key given by --key-file, not the built-in \
+                     {}",
+                    g.host, p.region, p.key.fingerprint
+                ),
+                format!(
+                    "nothing to do if the support asked for that key; otherwise `ovh-access grant \
+                     --region {}` installs the built-in one",
+                    p.region
+                ),
+            ),
+            None => f.pass(
+                "grant",
+                format!("granted to {} (no built-in profile)", g.host),
+            ),
+        }
+    }
     let addresses: Vec<IpAddr> = target
         .as_ref()
         .map(|t| t.addresses.clone())
