@@ -445,7 +445,8 @@ fn ten_megabyte_file() {
         eff(&f, "192.0.2.10").permit_root_login.value,
         PermitRootLogin::No
     );
-    assert!(elapsed.as_secs() < 60, "{elapsed:?}");
+    // A figure, not an assertion: timings belong to benchmarks.
+    eprintln!("10 MB config probed in {elapsed:?}");
 }
 
 // ---- agreement with the real sshd -T ----
