@@ -556,7 +556,7 @@ fn flush_ruleset_is_drift_that_restore_repairs() {
     );
     let out = t.tool(["--json", "status"]);
     assert_eq!(out.status.code(), Some(1));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    let j = json_of(&out);
     assert_eq!(j["consistent"], false, "{j}");
     assert_eq!(j["granted"]["host"], "cache-ng.ovh.net", "{j}");
     let drift = j["drift"].as_array().expect("drift array");
@@ -596,7 +596,7 @@ fn expired_grant_is_cleaned_up_by_restore() {
     let base = with_foreign_things(&t);
     t.tool_ok(t.grant_args(&["--for", "5s"]));
     let out = t.tool_ok(["--json", "status"]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j = json_of(&out);
     let expires = j["granted"]["expires_at"].as_u64().expect("expires_at");
     // Wait for the expiry by the clock the tool uses (bounded), then once more for a second edge.
     let passed = wait_until(Duration::from_secs(30), || {
@@ -725,7 +725,7 @@ fn revoke_ends_live_sessions_unless_kept() {
         assert!(s.alive("three"));
     }
     let out = t.tool_ok(["--json", "revoke"]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j = json_of(&out);
     assert_eq!(
         j["sessions_ended"].as_array().unwrap().len(),
         2,

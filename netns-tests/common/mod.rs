@@ -6,10 +6,12 @@
 #![allow(dead_code)]
 
 mod lab;
+#[allow(unused_imports)]
 pub use lab::ListenerLab;
 // The output contract is the same with and without root: one copy, shared with tests/.
 #[path = "../../tests/common/output.rs"]
 mod output;
+#[allow(unused_imports)]
 pub use output::*;
 
 use std::os::fd::AsRawFd;
