@@ -293,10 +293,7 @@ struct Dnsmasq {
 
 impl Dnsmasq {
     fn answer_with(t: &Topology, current: &mut Dnsmasq, peer: &Peer<'_>) {
-        if let Some(mut c) = current.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop(&mut current.child);
         t.dns.kill_all();
         let gone = wait_until(Duration::from_secs(10), || {
             let out = run(Command::new("ip").args(["netns", "pids", &t.dns.name]));
@@ -334,10 +331,7 @@ impl Dnsmasq {
 
 impl Drop for Dnsmasq {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop(&mut self.child);
     }
 }
 

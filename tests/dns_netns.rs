@@ -20,7 +20,7 @@ use ovh_access::support::{resolve_target, AddressSource, SupportKey};
 // The namespace guard and helpers of the root-only suite, one copy for both.
 #[path = "../netns-tests/common/mod.rs"]
 mod netns;
-use netns::{in_netns, wait_until, Netns};
+use netns::{in_netns, stop, wait_until, Netns};
 
 const SERVER: &str = "192.0.2.53";
 /// On the namespace's interface, with nothing listening: queries to it are never answered.
@@ -106,20 +106,12 @@ impl DnsLab {
         assert!(ready, "dnsmasq did not start listening in {}", lab.ns.name);
         lab
     }
-
-    /// Run `f` on a thread that has entered the namespace (only that thread changes namespace).
-    fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        in_netns(&self.ns, f)
-    }
 }
 
 // dnsmasq is reaped here; the namespace guard then kills what is left and deletes it.
 impl Drop for DnsLab {
     fn drop(&mut self) {
-        if let Some(mut c) = self.dnsmasq.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop(&mut self.dnsmasq);
     }
 }
 
@@ -137,7 +129,7 @@ fn a_and_aaaa_through_resolver_and_resolv_conf() {
         return;
     }
     let lab = DnsLab::new();
-    let got = lab.within(|| {
+    let got = in_netns(&lab.ns, || {
         resolve(
             &Root::system(),
             "cache-ng.ovh.net",
@@ -156,7 +148,7 @@ fn a_and_aaaa_through_resolver_and_resolv_conf() {
     )
     .unwrap();
     let root = Root::new(dir.path()).unwrap();
-    let (full, short) = lab.within(move || {
+    let (full, short) = in_netns(&lab.ns, move || {
         (
             resolve(&root, "cache-ng.ovh.net.", None, Duration::from_secs(3)),
             resolve(&root, "cache-ng", None, Duration::from_secs(3)),
@@ -168,7 +160,7 @@ fn a_and_aaaa_through_resolver_and_resolv_conf() {
     assert!(short.to_string().contains(SERVER), "{short}");
 
     // A name with only an A record: the AAAA query's empty answer is not a failure.
-    let v4 = lab.within(|| {
+    let v4 = in_netns(&lab.ns, || {
         resolve(
             &Root::system(),
             "v4only.ovh.net",
@@ -193,7 +185,7 @@ fn dead_servers_listed_first_leave_time_for_a_live_one() {
     )
     .unwrap();
     let root = Root::new(dir.path()).unwrap();
-    let (got, took) = lab.within(move || {
+    let (got, took) = in_netns(&lab.ns, move || {
         let start = Instant::now();
         let r = resolve(&root, "cache-ng.ovh.net", None, Duration::from_secs(3));
         (r, start.elapsed())
@@ -208,16 +200,15 @@ fn nxdomain_names_host_and_resolver() {
         return;
     }
     let lab = DnsLab::new();
-    let err = lab
-        .within(|| {
-            resolve(
-                &Root::system(),
-                "nx.ovh.net",
-                server(),
-                Duration::from_secs(3),
-            )
-        })
-        .unwrap_err();
+    let err = in_netns(&lab.ns, || {
+        resolve(
+            &Root::system(),
+            "nx.ovh.net",
+            server(),
+            Duration::from_secs(3),
+        )
+    })
+    .unwrap_err();
     assert!(matches!(err, DnsError::NxDomain { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -233,7 +224,7 @@ fn dead_resolver_times_out_on_time() {
     }
     let lab = DnsLab::new();
     let dead = SocketAddr::new(DEAD.parse().unwrap(), 53);
-    let (err, took) = lab.within(move || {
+    let (err, took) = in_netns(&lab.ns, move || {
         let start = Instant::now();
         let r = resolve(
             &Root::system(),
@@ -258,16 +249,15 @@ fn private_answer_refused_without_allow_private() {
         return;
     }
     let lab = DnsLab::new();
-    let got = lab
-        .within(|| {
-            resolve(
-                &Root::system(),
-                "private.ovh.net",
-                server(),
-                Duration::from_secs(3),
-            )
-        })
-        .unwrap();
+    let got = in_netns(&lab.ns, || {
+        resolve(
+            &Root::system(),
+            "private.ovh.net",
+            server(),
+            Duration::from_secs(3),
+        )
+    })
+    .unwrap();
     assert_eq!(got, ips(&["10.20.30.40"]));
     let err = validate(got.clone(), false, "the DNS answer for private.ovh.net").unwrap_err();
     assert!(err.to_string().contains("10.20.30.40 (private)"), "{err}");
@@ -313,7 +303,7 @@ fn region_decision_against_a_real_resolver() {
         let mut argv = vec!["--region", "eu", "--key-file", &kf, "--resolver", resolver];
         argv.extend_from_slice(extra);
         let args = target_args(&argv);
-        lab.within(move || {
+        in_netns(&lab.ns, move || {
             let root = Root::system();
             let dns = dns::lookup_with(&root, args.resolver, Duration::from_millis(1500));
             resolve_target(&root, &args, &parse, &dns).map_err(|e| (e.to_string(), exit_code(&e)))

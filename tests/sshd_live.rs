@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 // The namespace guard of the root-only suite, one copy for both.
 #[path = "../netns-tests/common/mod.rs"]
 mod netns;
-use netns::{in_netns, Netns};
+use netns::{in_netns, stop, Netns};
 
 use ovh_access::root::Root;
 use ovh_access::sshd::{eval, live, reconcile, Config, PortEvidence};
@@ -79,10 +79,7 @@ impl Ns {
     /// As `start_sshd`; `shadow` is bind-mounted over /etc/shadow inside sshd's private mount
     /// namespace only (the machine's own file is neither read nor changed).
     fn start_sshd_with(&mut self, config: &Path, shadow: Option<&Path>) {
-        if let Some(mut old) = self.sshd.take() {
-            let _ = old.kill();
-            let _ = old.wait();
-        }
+        stop(&mut self.sshd);
         let mut script = String::from("mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd");
         if let Some(s) = shadow {
             script.push_str(&format!(" && mount --bind {} /etc/shadow", s.display()));
@@ -149,19 +146,11 @@ impl Ns {
             .map(|s| s.success())
             .unwrap_or(false)
     }
-
-    /// Run `f` on a thread moved into this namespace (only that thread changes namespace).
-    fn in_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        in_netns(&self.net, f)
-    }
 }
 
 impl Drop for Ns {
     fn drop(&mut self) {
-        if let Some(mut c) = self.sshd.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop(&mut self.sshd);
     }
 }
 
@@ -198,7 +187,7 @@ fn live_listeners_match_the_parsed_config() {
     let mut ns = Ns::new();
     ns.start_sshd(&config);
     let want = expected.clone();
-    let (found, elapsed) = ns.in_ns(move || {
+    let (found, elapsed) = in_netns(&ns.net, move || {
         // A listener of another program in the same namespace must not count.
         let other = TcpListener::bind("192.0.2.1:2999").unwrap();
         let t = Instant::now();
@@ -254,7 +243,7 @@ fn live_listeners_match_the_parsed_config() {
 
 /// Wait (bounded: 100 × 50 ms) until sshd in `ns` listens on addr:port.
 fn wait_listening(ns: &Ns, addr: IpAddr, port: u16) -> bool {
-    ns.in_ns(move || {
+    in_netns(&ns.net, move || {
         for _ in 0..100 {
             let found = live::sshd_listeners(Path::new("/proc")).unwrap_or_default();
             if found.iter().any(|s| s.addr == addr && s.port == port) {

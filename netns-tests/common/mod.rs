@@ -191,6 +191,15 @@ impl Drop for Netns {
     }
 }
 
+/// Kills and reaps the process a test started, if any: no zombie is left behind, and the
+/// namespace guard then finds only what that process may have left.
+pub fn stop(child: &mut Option<std::process::Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// Poll `f` every 50 ms until it returns true or `limit` passes (bounded in count and time).
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
