@@ -25,15 +25,6 @@ const DEAD_RESOLVER: &str = "192.0.2.99";
 const ZONE_PORT: u16 = 5353;
 const ZONE_HOST: &str = "support.example";
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// What "nothing changed" compares: the server's ruleset, and every file the tool may write —
 /// root's home (the keys file), its state directory and its lock — with type, mode and content.
 #[derive(Debug, PartialEq, Eq)]
@@ -109,40 +100,9 @@ fn assert_same(after: &World, before: &World, what: &str) {
     );
 }
 
-/// stderr is exactly one line `ovh-access: error: MESSAGE` (warnings aside), with no Rust debug
-/// output; returns MESSAGE.
-fn one_error_line(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.contains(": warning: ")).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "stderr must be one error line:\n{}",
-        text(out)
-    );
-    let msg = lines[0]
-        .strip_prefix("ovh-access: error: ")
-        .unwrap_or_else(|| panic!("no `ovh-access: error: ` prefix:\n{}", text(out)));
-    for debug in ["Caused by", "Error {", "Os {", "kind:", "panicked"] {
-        assert!(!msg.contains(debug), "Rust debug output:\n{}", text(out));
-    }
-    assert!(msg.contains("; "), "no fix after the problem: {msg}");
-    msg.to_string()
-}
-
 /// stdout is exactly one JSON object, with the booleans `changed` and `dry_run`.
 fn one_json_object(out: &Output) -> Value {
-    let s = String::from_utf8_lossy(&out.stdout);
-    let mut stream = serde_json::Deserializer::from_str(&s).into_iter::<Value>();
-    let v = match stream.next() {
-        Some(Ok(v)) => v,
-        other => panic!("stdout is not JSON ({other:?}):\n{}", text(out)),
-    };
-    assert!(
-        stream.next().is_none(),
-        "more than one JSON value:\n{}",
-        text(out)
-    );
+    let v = one_json_value(out);
     assert!(
         v["changed"].is_boolean() && v["dry_run"].is_boolean(),
         "{v}"
@@ -179,19 +139,6 @@ fn grant(t: &Topology, extra: &[&str]) -> Vec<OsString> {
     a
 }
 
-/// The support host by DNS, as the e2e scenario resolves it: the topology's dnsmasq answers
-/// documentation addresses (hence --allow-private, and --trust-dns for the eu profile's list).
-fn by_dns() -> Vec<&'static str> {
-    vec![
-        "--host",
-        "cache-ng.ovh.net",
-        "--resolver",
-        DNS_V4,
-        "--allow-private",
-        "--trust-dns",
-    ]
-}
-
 /// The support host of no region, by DNS through the [`ZoneServer`]: `--resolver` and
 /// `--allow-private`, valid for both grant and refresh.
 fn by_zone() -> Vec<String> {
@@ -215,22 +162,24 @@ fn assert_refused(
 ) -> String {
     let before = world(t, outside);
     let out = tool_via(t, wrapper, with_root, args);
-    assert_eq!(out.status.code(), Some(code), "{args:?}:\n{}", text(&out));
-    let msg = one_error_line(&out);
-    for m in must_name {
-        assert!(msg.contains(m), "the message must name {m:?}: {msg}");
-    }
-    assert!(
-        out.stdout.is_empty(),
-        "stdout must be empty:\n{}",
-        text(&out)
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?}:\n{}",
+        describe(&out)
     );
+    let msg = refusal_message(&out, must_name);
     assert_same(&world(t, outside), &before, &format!("{args:?}"));
 
     let mut json = os(&["--json"]);
     json.extend(args.iter().cloned());
     let out = tool_via(t, wrapper, with_root, &json);
-    assert_eq!(out.status.code(), Some(code), "{json:?}:\n{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{json:?}:\n{}",
+        describe(&out)
+    );
     let json_msg = one_error_line(&out);
     let v = one_json_object(&out);
     assert_eq!(v["changed"], Value::Bool(false), "{v}");
@@ -279,19 +228,12 @@ impl ZoneServer {
         let child = t
             .dns
             .cmd("dnsmasq")
+            .args(dnsmasq_args(
+                &[DNS_V4],
+                &t.sandbox().join("run/dnsmasq-nx.pid"),
+            ))
             .args([
-                "--no-daemon",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                &format!("--listen-address={DNS_V4}"),
                 &format!("--port={ZONE_PORT}"),
-                "--user=root",
-                &format!(
-                    "--pid-file={}",
-                    t.sandbox().join("run/dnsmasq-nx.pid").display()
-                ),
                 "--local=/example/",
                 &format!("--host-record={ZONE_HOST},{SUP_V4},{SUP_V6}"),
             ])
@@ -345,7 +287,7 @@ fn cli_nxdomain_is_bad_input_and_changes_nothing() {
             ],
         ),
     );
-    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert_eq!(ok.status.code(), Some(0), "{}", describe(&ok));
     let args = grant(
         &t,
         &[
@@ -436,13 +378,13 @@ fn cli_nftables_unavailable_is_a_failure_and_changes_nothing() {
     );
     // No journal intent was left behind: the same grant with the capability just works.
     let out = t.tool(grant(&t, &["--address", SUP_V4, "--address", SUP_V6]));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .lines()
             .all(|l| !l.contains("interrupted")),
         "{}",
-        text(&out)
+        describe(&out)
     );
     t.tool_ok(["revoke"]);
 }
@@ -457,7 +399,12 @@ fn json_run(t: &Topology, args: &[OsString], changed: bool, dry_run: bool, code:
     let mut json = os(&["--json"]);
     json.extend(args.iter().cloned());
     let out = t.tool(&json);
-    assert_eq!(out.status.code(), Some(code), "{json:?}:\n{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{json:?}:\n{}",
+        describe(&out)
+    );
     let v = one_json_object(&out);
     let name = args[0].to_str().unwrap();
     assert_eq!(v["command"], name, "{v}");
@@ -465,7 +412,7 @@ fn json_run(t: &Topology, args: &[OsString], changed: bool, dry_run: bool, code:
         v["changed"],
         Value::Bool(changed),
         "{json:?}: changed\n{v}\n{}",
-        text(&out)
+        describe(&out)
     );
     assert_eq!(v["dry_run"], Value::Bool(dry_run), "{json:?}: dry_run\n{v}");
     // Human lines never go to stdout with --json; warnings go to stderr.
@@ -538,7 +485,11 @@ fn cli_json_for_every_command_with_changed_only_when_something_changed() {
     let out = t.tool(&djson);
     let v = one_json_object(&out);
     assert_eq!(v["changed"], Value::Bool(false), "{v}");
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        describe(&out)
+    );
     json_run(&t, &os(&["revoke", "--dry-run"]), false, true, 0);
     assert_same(&world(&t, &[]), &granted, "the no-op runs");
 
@@ -589,10 +540,10 @@ fn cli_grant_dry_run_prints_rules_and_diff_and_changes_nothing() {
     // An administrator's own line, which the diff must leave as context.
     t.write_keys("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOmlq1b2qrtKD0Lg6E8Zz3nM0qH0Kb1yXbYl8o6UXLhd admin@laptop\n");
     let before = world(&t, &[]);
-    let mut args = grant(&t, &by_dns());
+    let mut args = grant(&t, &BY_DNS);
     args.push("--dry-run".into());
     let out = t.tool(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The nft rules, in `nft -f` syntax, for the user's own table and the port sshd listens on.
     let port = t.port;
@@ -638,10 +589,10 @@ fn cli_grant_dry_run_prints_rules_and_diff_and_changes_nothing() {
 
     // And a revoke --dry-run after a real grant: the rules that would go, the line that would be
     // commented out, nothing changed.
-    t.tool_ok(grant(&t, &by_dns()));
+    t.tool_ok(grant(&t, &BY_DNS));
     let granted = world(&t, &[]);
     let out = t.tool(["revoke", "--dry-run"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("delete chain inet filter ovh_access"),

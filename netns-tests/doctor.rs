@@ -9,7 +9,6 @@ use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,37 +16,9 @@ use serde_json::Value;
 use crate::common::*;
 use crate::topology::*;
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The support host and key as grant and doctor take them (the topology's dnsmasq answers with
-/// documentation addresses, hence --allow-private and --trust-dns).
-fn target(t: &Topology, cmd: &str) -> Vec<OsString> {
-    let mut a: Vec<OsString> = vec![cmd.into()];
-    for s in [
-        "--host",
-        "cache-ng.ovh.net",
-        "--resolver",
-        DNS_V4,
-        "--allow-private",
-        "--trust-dns",
-    ] {
-        a.push(s.into());
-    }
-    a.push("--key-file".into());
-    a.push(t.support_pub().into());
-    a
-}
-
 /// `doctor --json`: its exit status and its checks.
 fn doctor(t: &Topology) -> (Option<i32>, Vec<Value>, String) {
-    doctor_args(t, target(t, "doctor"))
+    doctor_args(t, t.support_args("doctor", &[]))
 }
 
 /// `doctor --json` with the support's addresses given (for a server that cannot ask DNS).
@@ -67,11 +38,11 @@ fn doctor_args(t: &Topology, target: Vec<OsString>) -> (Option<i32>, Vec<Value>,
     args.extend(target);
     let out = t.tool(args);
     let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", text(&out)));
+        .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", describe(&out)));
     (
         out.status.code(),
         v["checks"].as_array().cloned().unwrap_or_default(),
-        text(&out),
+        describe(&out),
     )
 }
 
@@ -154,14 +125,14 @@ fn doctor_names_three_blockers_and_their_fixes_let_the_support_in() {
         extra_sshd_config: format!("Match Address {SUP_V4}\n    PermitRootLogin no\n"),
         ..Opts::default()
     });
-    t.tool_ok(target(&t, "grant"));
+    t.tool_ok(t.grant_args(&[]));
     t.srv.sh(&format!("nft -f - <<'EOF'\n{F2B}\nEOF"));
     fs::set_permissions(t.keys_file(), fs::Permissions::from_mode(0o666)).unwrap();
     let out = t.ssh(&t.sup, SRV_SUP_V4, t.port, "echo ok");
     assert!(
         !out.status.success(),
         "the support should be locked out:\n{}",
-        text(&out)
+        describe(&out)
     );
 
     let before = t.srv.ruleset();
@@ -220,7 +191,7 @@ fn doctor_names_three_blockers_and_their_fixes_let_the_support_in() {
         out.status.success()
             && String::from_utf8_lossy(&out.stdout) == format!("ok\n{SERVER_HOSTNAME}\n"),
         "the support should log in once the fixes are applied:\n{}\n{}",
-        text(&out),
+        describe(&out),
         t.logs()
     );
     assert!(Path::new(&t.keys_file()).exists());
@@ -236,7 +207,7 @@ fn doctor_sees_drops_before_the_jump_in_each_layer() {
         return;
     }
     let t = Topology::new(Opts::default());
-    t.tool_ok(target(&t, "grant"));
+    t.tool_ok(t.grant_args(&[]));
     let port = t.port;
     t.srv.sh(&format!(
         "nft insert rule inet filter input ip saddr {SUP_V4} tcp dport {port} drop"
@@ -298,7 +269,7 @@ fn doctor_sees_drops_before_the_jump_in_each_layer() {
     let (code, _, all) = doctor(&t);
     assert_eq!(code, Some(0), "after the fixes doctor should pass:\n{all}");
     let out = t.ssh(&t.sup, SRV_SUP_V4, port, "echo ok");
-    assert!(out.status.success(), "{}\n{}", text(&out), t.logs());
+    assert!(out.status.success(), "{}\n{}", describe(&out), t.logs());
 }
 
 /// A server whose output chain drops too (DNS included, hence the pinned addresses): before
@@ -348,5 +319,5 @@ fn doctor_judges_the_replies_where_output_drops() {
         .count();
     assert_eq!(passed, 2, "{all}");
     let out = t.ssh(&t.sup, SRV_SUP_V4, port, "echo ok");
-    assert!(out.status.success(), "{}\n{}", text(&out), t.logs());
+    assert!(out.status.success(), "{}\n{}", describe(&out), t.logs());
 }

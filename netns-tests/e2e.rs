@@ -1,20 +1,10 @@
 //! The foundation scenario: grant → ssh login from the support host → revoke; and the harness it
 //! runs on (topology.rs), checked on its own with the firewall and keys file changed by hand.
-use std::ffi::OsString;
 use std::net::IpAddr;
 use std::process::Output;
 
 use crate::common::*;
 use crate::topology::*;
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// ssh from `from` logs in as root and runs a command.
 fn assert_login(t: &Topology, from: &Netns, addr: &str) {
@@ -24,7 +14,7 @@ fn assert_login(t: &Topology, from: &Netns, addr: &str) {
         out.status.success() && String::from_utf8_lossy(&out.stdout) == expected,
         "ssh root@{addr} from {} should log in:\n{}",
         from.name,
-        text(&out)
+        describe(&out)
     );
 }
 
@@ -35,7 +25,7 @@ fn assert_no_login(t: &Topology, from: &Netns, addr: &str) -> Output {
         !out.status.success() && out.stdout.is_empty(),
         "ssh root@{addr} from {} should fail:\n{}",
         from.name,
-        text(&out)
+        describe(&out)
     );
     out
 }
@@ -48,25 +38,6 @@ fn assert_unreachable(from: &Netns, addrs: &[&str], port: u16, what: &str) {
         "{what} {open:?} (port {port}, from {})",
         from.name
     );
-}
-
-/// `grant` for cache-ng.ovh.net resolved by the topology's dnsmasq (documentation addresses, hence
-/// --allow-private and --trust-dns), with the topology's support key.
-fn grant_args(t: &Topology, extra: &[&str]) -> Vec<OsString> {
-    let mut args: Vec<OsString> = ["grant"].iter().chain(extra).map(OsString::from).collect();
-    for a in [
-        "--host",
-        "cache-ng.ovh.net",
-        "--resolver",
-        DNS_V4,
-        "--allow-private",
-        "--trust-dns",
-    ] {
-        args.push(a.into());
-    }
-    args.push("--key-file".into());
-    args.push(t.support_pub().into());
-    args
 }
 
 /// Every address of the server the stranger and the support host could aim at.
@@ -173,7 +144,7 @@ fn harness_hand_grant_lets_only_the_support_in() {
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
             "sshd, not the network, must refuse:\n{}",
-            text(&out)
+            describe(&out)
         );
     }
     let logs = t.logs();
@@ -255,8 +226,8 @@ fn scenario_grant_ssh_login_revoke() {
         "support reached before grant",
     );
 
-    let out = t.tool_ok(grant_args(&t, &[]));
-    eprintln!("grant:\n{}", text(&out));
+    let out = t.tool_ok(t.grant_args(&[]));
+    eprintln!("grant:\n{}", describe(&out));
 
     // After grant: root login over IPv4 and IPv6 from the support host, nothing for the stranger.
     assert_login(&t, &t.sup, SRV_SUP_V4);
@@ -264,7 +235,7 @@ fn scenario_grant_ssh_login_revoke() {
     assert_unreachable(&t.stranger, &server_addrs(), port, "the stranger reached");
 
     let out = t.tool_ok(["revoke"]);
-    eprintln!("revoke:\n{}", text(&out));
+    eprintln!("revoke:\n{}", describe(&out));
 
     // After revoke: closed again, the key line commented out, the ruleset as it was.
     assert_unreachable(
@@ -305,12 +276,12 @@ fn scenario_grant_dry_run_changes_nothing() {
     let before = t.srv.ruleset();
     let keys_before = std::fs::read(t.keys_file()).ok();
 
-    let out = t.tool_ok(grant_args(&t, &["--dry-run"]));
+    let out = t.tool_ok(t.grant_args(&["--dry-run"]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         !stdout.trim().is_empty(),
         "dry run printed no plan:\n{}",
-        text(&out)
+        describe(&out)
     );
     assert!(
         stdout.contains(&t.port.to_string()),

@@ -3,9 +3,7 @@
 //! IPv4 and IPv6 after `open` and the stranger does not; after `close` the support host is shut
 //! out again and `*-save` (counters stripped) equals the ruleset before; a grant with a duration
 //! ends by itself.
-use std::net::{IpAddr, TcpListener};
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,76 +24,27 @@ const SUP_V6: &str = "2001:db8:1::2";
 const SRV_V4_STRANGER_SIDE: &str = "198.51.100.1";
 const SRV_V6_STRANGER_SIDE: &str = "2001:db8:2::1";
 
-fn ruleset(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("rulesets")
-        .join(name)
-}
+type Lab = ListenerLab;
 
-/// Run `f` on a thread that joined `ns`'s network namespace; only that thread moves, and the
-/// processes it spawns (`*-save`, `*-restore`) inherit its namespace.
-fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        // SAFETY: setns on a valid descriptor changes only the calling thread's namespace.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .unwrap_or_else(|e| std::panic::resume_unwind(e))
-}
-
-/// Server, support host and stranger; the server listens on every SSH port (IPv4 and IPv6).
-struct Lab {
-    srv: Netns,
-    sup: Netns,
-    stranger: Netns,
-    _listeners: Vec<TcpListener>,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let srv = Netns::new("oa-ipt-srv");
-        let sup = Netns::new("oa-ipt-sup");
-        let stranger = Netns::new("oa-ipt-str");
-        srv.link(
-            "vsup",
-            &sup,
-            "vsrv",
+impl ListenerLab {
+    /// Server, support host and stranger; the server listens on every SSH port (IPv4 and IPv6).
+    fn iptables() -> Lab {
+        ListenerLab::new(
+            ["oa-ipt-srv", "oa-ipt-sup", "oa-ipt-str"],
             &["192.0.2.1/24", "2001:db8:1::1/64"],
             &["192.0.2.2/24", "2001:db8:1::2/64"],
-        );
-        srv.link(
-            "vstr",
-            &stranger,
-            "vsrv",
             &["198.51.100.1/24", "2001:db8:2::1/64"],
             &["198.51.100.2/24", "2001:db8:2::2/64"],
-        );
-        // A dual-stack listener per port: the kernel completes the handshake from its backlog,
-        // which is all `tcp_connects` needs.
-        let listeners = in_ns(&srv, || {
-            PORTS
-                .iter()
-                .map(|p| {
-                    TcpListener::bind(("::", *p))
-                        .expect("bind the SSH port in the server namespace")
-                })
-                .collect()
-        });
-        Lab {
-            srv,
-            sup,
-            stranger,
-            _listeners: listeners,
-        }
+            &PORTS,
+        )
     }
 
     /// Load an iptables-save file into one layer of the server.
     fn load(&self, backend: IptablesBackend, file: &str) {
-        run(self.srv.cmd(backend.program("restore")).arg(ruleset(file)));
+        run(self
+            .srv
+            .cmd(backend.program("restore"))
+            .arg(ruleset_path(file)));
     }
 
     fn save(&self, backend: IptablesBackend) -> String {
@@ -142,7 +91,7 @@ impl Lab {
         let nft_text = self.srv.ruleset();
         let sandbox = tempfile::tempdir().unwrap();
         let root = Root::new(sandbox.path()).unwrap();
-        let mut facts = in_ns(&self.srv, move || detect::gather_facts_except_nft_in(&root));
+        let mut facts = in_netns(&self.srv, move || detect::gather_facts_except_nft_in(&root));
         facts.nft_tables = detect::nft_tables_from_ruleset(&nft_text);
         let layers = detect::layers(choice, &facts);
         (facts, layers)
@@ -227,7 +176,7 @@ struct Scenario {
 }
 
 fn run_scenario(test: &str, sc: &Scenario) {
-    let lab = Lab::new();
+    let lab = Lab::iptables();
     for (v, f, file) in sc.loads {
         lab.load(IptablesBackend::new(*v, *f), file);
     }
@@ -250,7 +199,7 @@ fn run_scenario(test: &str, sc: &Scenario) {
     // A dry run shows the restore input and changes nothing.
     for b in &mut bes {
         let mut b2 = *b;
-        let dry = in_ns(&lab.srv, move || b2.open(&request(None), true)).unwrap();
+        let dry = in_netns(&lab.srv, move || b2.open(&request(None), true)).unwrap();
         assert!(
             dry.changed && dry.script.starts_with("*filter\n") && dry.script.ends_with("COMMIT\n"),
             "{test}: {dry:?}"
@@ -272,7 +221,7 @@ fn run_scenario(test: &str, sc: &Scenario) {
     for b in &bes {
         let mut b2 = *b;
         changes.push(
-            in_ns(&lab.srv, move || b2.open(&request(None), false))
+            in_netns(&lab.srv, move || b2.open(&request(None), false))
                 .unwrap_or_else(|e| panic!("{test}: open: {e:#}")),
         );
     }
@@ -303,12 +252,12 @@ fn run_scenario(test: &str, sc: &Scenario) {
     // Open again with the same request: found as it should be, nothing to do.
     for b in &bes {
         let mut b2 = *b;
-        let again = in_ns(&lab.srv, move || b2.open(&request(None), false)).unwrap();
+        let again = in_netns(&lab.srv, move || b2.open(&request(None), false)).unwrap();
         assert!(
             !again.changed && again.script.is_empty(),
             "{test}: second open: {again:?}"
         );
-        let st = in_ns(&lab.srv, move || b2.state()).unwrap();
+        let st = in_netns(&lab.srv, move || b2.state()).unwrap();
         assert_eq!(
             st.jumps.iter().filter(|j| j.chain == "INPUT").count(),
             1,
@@ -322,10 +271,10 @@ fn run_scenario(test: &str, sc: &Scenario) {
     }
     for b in &bes {
         let mut b2 = *b;
-        let c = in_ns(&lab.srv, move || b2.close(false))
+        let c = in_netns(&lab.srv, move || b2.close(false))
             .unwrap_or_else(|e| panic!("{test}: close: {e:#}"));
         assert!(c.changed, "{test}: {c:?}");
-        let again = in_ns(&lab.srv, move || b2.close(false)).unwrap();
+        let again = in_netns(&lab.srv, move || b2.close(false)).unwrap();
         assert!(
             !again.changed,
             "{test}: a second close found something: {again:?}"
@@ -489,7 +438,7 @@ fn iptables_legacy_accept_only_nft_drops() {
 /// A grant with a duration: the kernel (xt_time, or nft's meta time for iptables-nft) stops
 /// matching at --datestop with no process running; the rule stays until close removes it.
 fn expiry(test: &str, variant: Variant, v4_file: &str, v6_file: &str) {
-    let lab = Lab::new();
+    let lab = Lab::iptables();
     let v4 = IptablesBackend::new(variant, Family::V4);
     let v6 = IptablesBackend::new(variant, Family::V6);
     lab.load(v4, v4_file);
@@ -499,7 +448,7 @@ fn expiry(test: &str, variant: Variant, v4_file: &str, v6_file: &str) {
     let opened_at = std::time::SystemTime::now();
     for b in [v4, v6] {
         let mut b = b;
-        let c = in_ns(&lab.srv, move || {
+        let c = in_netns(&lab.srv, move || {
             b.open(&request(Some(Duration::from_secs(5))), false)
         })
         .unwrap();
@@ -528,14 +477,14 @@ fn expiry(test: &str, variant: Variant, v4_file: &str, v6_file: &str) {
     while std::time::SystemTime::now() < over {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let st = in_ns(&lab.srv, move || v4.state()).unwrap();
+    let st = in_netns(&lab.srv, move || v4.state()).unwrap();
     assert!(
         !st.rules.is_empty() && st.open_addresses(std::time::SystemTime::now()).is_empty(),
         "{test}: {st:?}"
     );
     for b in [v4, v6] {
         let mut b = b;
-        in_ns(&lab.srv, move || b.close(false)).unwrap();
+        in_netns(&lab.srv, move || b.close(false)).unwrap();
     }
     assert_eq!(
         (lab.save(v4), lab.save(v6)),
@@ -579,7 +528,7 @@ fn iptables_legacy_tables_are_read_in_the_threads_namespace() {
     let main_thread_view =
         std::fs::read_to_string("/proc/self/net/ip_tables_names").unwrap_or_default();
     // Nothing loaded yet: no legacy table in the namespace, and open creates none.
-    let (tables, change) = in_ns(&srv, || {
+    let (tables, change) = in_netns(&srv, || {
         let mut b = IptablesBackend::new(Variant::Legacy, Family::V4);
         let change = b.open(&request(None), false).unwrap();
         (legacy_tables(Family::V4), change)
@@ -590,14 +539,14 @@ fn iptables_legacy_tables_are_read_in_the_threads_namespace() {
         "{change:?}"
     );
     assert!(
-        in_ns(&srv, || legacy_tables(Family::V4)).is_empty(),
+        in_netns(&srv, || legacy_tables(Family::V4)).is_empty(),
         "open created a legacy table"
     );
 
     run(srv
         .cmd("iptables-legacy-restore")
-        .arg(ruleset("legacy-input-drop.v4.rules")));
-    let (thread_self, proc_self) = in_ns(&srv, || {
+        .arg(ruleset_path("legacy-input-drop.v4.rules")));
+    let (thread_self, proc_self) = in_netns(&srv, || {
         (
             legacy_tables(Family::V4),
             std::fs::read_to_string("/proc/self/net/ip_tables_names").unwrap_or_default(),
@@ -613,7 +562,7 @@ fn iptables_nft_refuses_a_native_table_named_filter() {
     if !can_run("iptables_nft_refuses_a_native_table_named_filter") {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::iptables();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), "table ip filter {\n  chain input {\n    type filter hook input priority filter; policy drop;\n  }\n}\n").unwrap();
     lab.srv.load_nft(file.path());
@@ -624,7 +573,7 @@ fn iptables_nft_refuses_a_native_table_named_filter() {
         "a native `table ip filter` is nftables' layer"
     );
     let before = lab.srv.ruleset();
-    let err = in_ns(&lab.srv, || {
+    let err = in_netns(&lab.srv, || {
         IptablesBackend::new(Variant::Nft, Family::V4).open(&request(None), false)
     })
     .unwrap_err();
@@ -641,7 +590,7 @@ fn iptables_detect_sees_ufw_from_its_chains() {
     if !can_run("iptables_detect_sees_ufw_from_its_chains") {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::iptables();
     let (facts, _) = lab.detect(FirewallChoice::Auto);
     assert!(
         !facts.ufw_present && facts.legacy_v4_tables.is_empty() && facts.nft_tables.is_empty(),
@@ -693,7 +642,7 @@ fn iptables_bench() {
             let file = tempfile::NamedTempFile::new().unwrap();
             std::fs::write(file.path(), &text).unwrap();
             run(ns.cmd(b.program("restore")).arg(file.path()));
-            let (open, close, floor) = in_ns(&ns, move || {
+            let (open, close, floor) = in_netns(&ns, move || {
                 let mut b = b;
                 let (mut open, mut close, mut floor) = (Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..RUNS {
@@ -715,7 +664,7 @@ fn iptables_bench() {
                 }
                 (median(open), median(close), median(floor))
             });
-            let save = in_ns(&ns, move || {
+            let save = in_netns(&ns, move || {
                 median(
                     (0..RUNS)
                         .map(|_| {

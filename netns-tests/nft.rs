@@ -1,10 +1,7 @@
 //! The nftables backend against the real kernel, in throwaway namespaces: for each ruleset in
 //! rulesets/, a grant lets the support host (and only it) reach every SSH port over IPv4 and
 //! IPv6, and a revoke shuts it out again and leaves `nft list ruleset` exactly as it was.
-use std::fs::File;
-use std::net::{IpAddr, TcpListener};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ovh_access::firewall::nft::{self, NftBackend};
@@ -20,67 +17,20 @@ const SUP6: &str = "2001:db8::2";
 const STR4: &str = "198.51.100.1";
 const STR6: &str = "2001:db8:1::1";
 
-/// Run `f` on a thread that has joined the network namespace `ns` (only that thread moves).
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("the namespace thread panicked")
-}
+type Lab = ListenerLab;
 
-fn ruleset_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("rulesets")
-        .join(name)
-}
-
-/// A server with SSH listeners on 22 and 2222, a support host and a stranger, each on its own
-/// link, all in documentation ranges.
-struct Lab {
-    srv: Netns,
-    sup: Netns,
-    stranger: Netns,
-    _listeners: Vec<TcpListener>,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let srv = Netns::new("oa-nsrv");
-        let sup = Netns::new("oa-nsup");
-        let stranger = Netns::new("oa-nstr");
-        srv.link(
-            "vsup",
-            &sup,
-            "vsrv",
+impl ListenerLab {
+    /// A server with SSH listeners on 22 and 2222, a support host and a stranger, each on its own
+    /// link, all in documentation ranges.
+    fn nft() -> Lab {
+        ListenerLab::new(
+            ["oa-nsrv", "oa-nsup", "oa-nstr"],
             &[&format!("{SRV4}/24"), &format!("{SRV6}/64")],
             &[&format!("{SUP4}/24"), &format!("{SUP6}/64")],
-        );
-        srv.link(
-            "vstr",
-            &stranger,
-            "vsrv",
             &[&format!("{STR4}/24"), &format!("{STR6}/64")],
             &["198.51.100.2/24", "2001:db8:1::2/64"],
-        );
-        // Listeners are bound by a thread inside the server namespace; the kernel completes the
-        // handshakes into their backlog, nothing needs to accept.
-        let listeners = in_netns(&srv.name, || {
-            PORTS
-                .iter()
-                .map(|p| TcpListener::bind(("::", *p)).expect("bind [::]:port"))
-                .collect::<Vec<_>>()
-        });
-        Lab {
-            srv,
-            sup,
-            stranger,
-            _listeners: listeners,
-        }
+            &PORTS,
+        )
     }
 
     fn grant(&self, timeout: Option<Duration>) -> LayerChange {
@@ -89,13 +39,13 @@ impl Lab {
             ports: PORTS.to_vec(),
             timeout,
         };
-        in_netns(&self.srv.name, move || {
+        in_netns(&self.srv, move || {
             NftBackend::new().unwrap().open(&req, false).unwrap()
         })
     }
 
     fn revoke(&self) -> LayerChange {
-        in_netns(&self.srv.name, || {
+        in_netns(&self.srv, || {
             NftBackend::new().unwrap().close(false).unwrap()
         })
     }
@@ -117,7 +67,7 @@ impl Lab {
 
 /// The whole cycle on one ruleset: closed → grant → support only → revoke → closed, unchanged.
 fn grant_and_revoke(load: impl FnOnce(&Netns)) {
-    let lab = Lab::new();
+    let lab = Lab::nft();
     load(&lab.srv);
     let before = lab.srv.ruleset();
     assert_eq!(
@@ -180,7 +130,7 @@ fn grant_and_revoke(load: impl FnOnce(&Netns)) {
 }
 
 fn load(name: &'static str) -> impl FnOnce(&Netns) {
-    move |ns: &Netns| ns.load_nft(&ruleset_file(name))
+    move |ns: &Netns| ns.load_nft(&ruleset_path(name))
 }
 
 #[test]
@@ -267,8 +217,8 @@ fn nft_timeout_closes_by_itself() {
     if !can_run("nft_timeout_closes_by_itself") {
         return;
     }
-    let lab = Lab::new();
-    lab.srv.load_nft(&ruleset_file("inet-drop.nft"));
+    let lab = Lab::nft();
+    lab.srv.load_nft(&ruleset_path("inet-drop.nft"));
     let start = Instant::now();
     lab.grant(Some(Duration::from_secs(5)));
     assert_eq!(lab.support_reaches(22), (true, true));
@@ -280,7 +230,7 @@ fn nft_timeout_closes_by_itself() {
     assert!(closed, "still open after {took:?}:\n{}", lab.srv.ruleset());
     assert!(took >= Duration::from_secs(5), "closed too early: {took:?}");
     // The expired elements are gone from the sets; status sees none.
-    let state = in_netns(&lab.srv.name, || nft::tool_state().unwrap());
+    let state = in_netns(&lab.srv, || nft::tool_state().unwrap());
     let elements: usize = state
         .tables
         .iter()
@@ -295,8 +245,8 @@ fn nft_two_grants_leave_one_jump_and_status_shows_it() {
     if !can_run("nft_two_grants_leave_one_jump_and_status_shows_it") {
         return;
     }
-    let lab = Lab::new();
-    lab.srv.load_nft(&ruleset_file("two-tables.nft"));
+    let lab = Lab::nft();
+    lab.srv.load_nft(&ruleset_path("two-tables.nft"));
     let before = lab.srv.ruleset();
     lab.grant(Some(Duration::from_secs(3600)));
     let second = lab.grant(Some(Duration::from_secs(7200)));
@@ -309,7 +259,7 @@ fn nft_two_grants_leave_one_jump_and_status_shows_it() {
         2,
         "{listing}"
     );
-    let state = in_netns(&lab.srv.name, || nft::tool_state().unwrap());
+    let state = in_netns(&lab.srv, || nft::tool_state().unwrap());
     assert_eq!(state.tables.len(), 2, "{state:?}");
     for t in &state.tables {
         assert!(
@@ -324,7 +274,7 @@ fn nft_two_grants_leave_one_jump_and_status_shows_it() {
         assert_eq!(e.timeout_ms, Some(7_200_000));
         assert!(e.expires_ms.unwrap() > 3_600_000, "{e:?}");
     }
-    let tables = in_netns(&lab.srv.name, || nft::list_tables().unwrap());
+    let tables = in_netns(&lab.srv, || nft::list_tables().unwrap());
     assert!(
         tables
             .iter()
@@ -340,8 +290,8 @@ fn nft_revoke_with_nothing_granted_changes_nothing() {
     if !can_run("nft_revoke_with_nothing_granted_changes_nothing") {
         return;
     }
-    let lab = Lab::new();
-    lab.srv.load_nft(&ruleset_file("fail2ban.nft"));
+    let lab = Lab::nft();
+    lab.srv.load_nft(&ruleset_path("fail2ban.nft"));
     let before = lab.srv.ruleset();
     let change = lab.revoke();
     assert!(!change.changed && change.script.is_empty(), "{change:?}");
@@ -361,8 +311,8 @@ fn nft_flush_ruleset_between_grant_and_revoke() {
     if !can_run("nft_flush_ruleset_between_grant_and_revoke") {
         return;
     }
-    let lab = Lab::new();
-    lab.srv.load_nft(&ruleset_file("inet-drop.nft"));
+    let lab = Lab::nft();
+    lab.srv.load_nft(&ruleset_path("inet-drop.nft"));
     lab.grant(None);
     lab.srv.sh("nft flush ruleset");
     let change = lab.revoke();
@@ -374,7 +324,7 @@ fn nft_flush_ruleset_between_grant_and_revoke() {
     );
 
     // A partial loss (the jump deleted by hand) is named too, and the rest is removed.
-    lab.srv.load_nft(&ruleset_file("inet-drop.nft"));
+    lab.srv.load_nft(&ruleset_path("inet-drop.nft"));
     let before = lab.srv.ruleset();
     lab.grant(None);
     let handle = jump_handle(&lab.srv, "inet filter input");
@@ -410,8 +360,8 @@ fn nft_no_input_chain_nothing_to_open() {
     if !can_run("nft_no_input_chain_nothing_to_open") {
         return;
     }
-    let lab = Lab::new();
-    lab.srv.load_nft(&ruleset_file("no-input-chain.nft"));
+    let lab = Lab::nft();
+    lab.srv.load_nft(&ruleset_path("no-input-chain.nft"));
     let before = lab.srv.ruleset();
     let change = lab.grant(None);
     assert!(!change.changed && change.chains.is_empty(), "{change:?}");
@@ -428,7 +378,7 @@ fn nft_iptables_nft_table_is_left_alone() {
     if !can_run("nft_iptables_nft_table_is_left_alone") {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::nft();
     lab.srv
         .sh("iptables-nft -P INPUT DROP && iptables-nft -A INPUT -i lo -j ACCEPT");
     let before = lab.srv.ruleset();
@@ -440,7 +390,7 @@ fn nft_iptables_nft_table_is_left_alone() {
         change.notes
     );
     assert_eq!(lab.srv.ruleset(), before);
-    let tables = in_netns(&lab.srv.name, || nft::list_tables().unwrap());
+    let tables = in_netns(&lab.srv, || nft::list_tables().unwrap());
     assert!(
         tables
             .iter()
@@ -454,15 +404,15 @@ fn nft_dry_run_changes_nothing_and_prints_nft_syntax() {
     if !can_run("nft_dry_run_changes_nothing_and_prints_nft_syntax") {
         return;
     }
-    let lab = Lab::new();
-    lab.srv.load_nft(&ruleset_file("output-drop.nft"));
+    let lab = Lab::nft();
+    lab.srv.load_nft(&ruleset_path("output-drop.nft"));
     let before = lab.srv.ruleset();
     let req = OpenRequest {
         addresses: vec![SUP4.parse().unwrap()],
         ports: vec![22],
         timeout: None,
     };
-    let change = in_netns(&lab.srv.name, move || {
+    let change = in_netns(&lab.srv, move || {
         NftBackend::new().unwrap().open(&req, true).unwrap()
     });
     assert_eq!(lab.srv.ruleset(), before);
@@ -482,8 +432,8 @@ fn nft_grant_while_another_process_rewrites_the_ruleset() {
     if !can_run("nft_grant_while_another_process_rewrites_the_ruleset") {
         return;
     }
-    let lab = Lab::new();
-    lab.srv.load_nft(&ruleset_file("inet-drop.nft"));
+    let lab = Lab::nft();
+    lab.srv.load_nft(&ruleset_path("inet-drop.nft"));
     // Another writer: adds and deletes a table as fast as it can, for the whole grant.
     let mut churn = lab
         .srv
@@ -516,7 +466,7 @@ fn nft_without_cap_net_admin_says_so() {
         return;
     }
     let ns = Netns::new("oa-ncap");
-    let err = in_netns(&ns.name, || {
+    let err = in_netns(&ns, || {
         // Capabilities are per thread: drop them all on this one only (capset(2), version 3).
         #[repr(C)]
         struct Header {
@@ -555,8 +505,8 @@ fn nft_batch_planned_on_an_old_generation_is_refused_whole() {
     if !can_run("nft_batch_planned_on_an_old_generation_is_refused_whole") {
         return;
     }
-    let lab = Lab::new();
-    lab.srv.load_nft(&ruleset_file("inet-drop.nft"));
+    let lab = Lab::nft();
+    lab.srv.load_nft(&ruleset_path("inet-drop.nft"));
     let req = OpenRequest {
         addresses: vec![SUP4.parse().unwrap()],
         ports: vec![22],
@@ -566,7 +516,7 @@ fn nft_batch_planned_on_an_old_generation_is_refused_whole() {
     let (tx_planned, rx_planned) = std::sync::mpsc::channel::<()>();
     let name = lab.srv.name.clone();
     let worker = std::thread::spawn(move || {
-        in_netns(&name, move || {
+        in_named_netns(&name, move || {
             let mut be = NftBackend::new().unwrap();
             let (facts, plan) = be.plan_open(&req).unwrap();
             assert!(!plan.ops.is_empty());
@@ -599,8 +549,8 @@ fn nft_table_owned_by_another_process_is_named_not_fatal() {
     if !can_run("nft_table_owned_by_another_process_is_named_not_fatal") {
         return;
     }
-    let lab = Lab::new();
-    lab.srv.load_nft(&ruleset_file("inet-drop.nft"));
+    let lab = Lab::nft();
+    lab.srv.load_nft(&ruleset_path("inet-drop.nft"));
     // A daemon's table (flags owner) lives as long as its netlink socket: an interactive nft
     // kept alive by the open pipe (killed with the namespace).
     let mut owner = lab
@@ -631,7 +581,7 @@ fn nft_table_owned_by_another_process_is_named_not_fatal() {
         "{:?}",
         change.notes
     );
-    let tables = in_netns(&lab.srv.name, || nft::list_tables().unwrap());
+    let tables = in_netns(&lab.srv, || nft::list_tables().unwrap());
     assert!(
         tables
             .iter()

@@ -21,7 +21,6 @@ mod dns_wire;
 use std::ffi::OsStr;
 use std::fs;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -57,13 +56,6 @@ const SANDBOX_BASE: &str = "/var/tmp/ovh-access-tests";
 pub const TOOL_LIMIT: Duration = Duration::from_secs(60);
 /// Bounds on waiting for the daemons; both start in well under a second on an idle machine.
 const START_LIMIT: Duration = Duration::from_secs(15);
-
-/// A ruleset file of this repository's rulesets/ directory.
-pub fn ruleset_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("rulesets")
-        .join(name)
-}
 
 #[derive(Debug, Clone)]
 pub struct Opts {
@@ -216,27 +208,7 @@ impl Topology {
         port: u16,
         cmd: &str,
     ) -> Output {
-        from.cmd("timeout")
-            .arg("20")
-            .arg("ssh")
-            .args(["-F", "/dev/null", "-i"])
-            .arg(self.sandbox.support_key())
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "ConnectTimeout=3",
-                "-o",
-                "LogLevel=ERROR",
-                "-p",
-            ])
-            .arg(port.to_string())
+        ssh_command(from, 20, &self.sandbox.support_key(), port)
             .args(extra)
             .arg(format!("root@{addr}"))
             .arg(cmd)
@@ -314,24 +286,15 @@ impl Topology {
 
     fn start_dnsmasq(&mut self) {
         let run_dir = self.sandbox.dir.join("run");
-        let mut args = vec![
-            "--no-daemon".to_string(),
-            "--conf-file=/dev/null".into(),
-            "--no-resolv".into(),
-            "--no-hosts".into(),
-            "--bind-interfaces".into(),
-            format!("--listen-address={DNS_V4}"),
-            format!("--listen-address={DNS_V6}"),
-            // Stays root: the log and pid files are in the root-owned sandbox.
-            "--user=root".into(),
+        let mut args = dnsmasq_args(&[DNS_V4, DNS_V6], &run_dir.join("dnsmasq.pid"));
+        args.extend([
             "--log-queries".into(),
             "--log-facility=-".into(),
-            format!("--pid-file={}", run_dir.join("dnsmasq.pid").display()),
             format!(
                 "--dhcp-leasefile={}",
                 run_dir.join("dnsmasq.leases").display()
             ),
-        ];
+        ]);
         for host in SUPPORT_HOSTS {
             args.push(format!("--address=/{host}/{SUP_V4}"));
             args.push(format!("--address=/{host}/{SUP_V6}"));
@@ -539,6 +502,52 @@ fn keygen(path: &Path, comment: &str) {
         .arg(path));
 }
 
+/// dnsmasq on the DNS host: in the foreground, with no configuration, upstream or hosts file,
+/// bound to the `listen` addresses only, staying root (its log and pid files are in the
+/// root-owned sandbox), its pid in `pid_file`.
+pub fn dnsmasq_args(listen: &[&str], pid_file: &Path) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--user=root",
+    ]
+    .map(String::from)
+    .into();
+    args.extend(listen.iter().map(|a| format!("--listen-address={a}")));
+    args.push(format!("--pid-file={}", pid_file.display()));
+    args
+}
+
+/// `timeout SECS ssh -i KEY ... -p PORT` from `from`: non-interactive (batch mode, no config or
+/// known-hosts file, one identity); the caller adds options, `root@ADDR`, the command and stdio.
+pub fn ssh_command(from: &Netns, secs: u32, key: &Path, port: u16) -> Command {
+    let mut c = from.cmd("timeout");
+    c.arg(secs.to_string())
+        .arg("ssh")
+        .args(["-F", "/dev/null", "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=3",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+        ])
+        .arg(port.to_string());
+    c
+}
+
 /// The addresses among `addrs` that `from` opens a TCP connection to on `port`. Checked in
 /// parallel: each silently dropped one costs the whole connect timeout.
 pub fn reachable<'a>(from: &Netns, addrs: &[&'a str], port: u16) -> Vec<&'a str> {
@@ -554,43 +563,26 @@ pub fn reachable<'a>(from: &Netns, addrs: &[&'a str], port: u16) -> Vec<&'a str>
     })
 }
 
-/// Runs `f` on a thread moved into `ns`'s network namespace (setns(2) changes only the calling
-/// thread), so library code can act inside the namespace without touching the test process.
-pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::scope(|s| {
-        let handle = s.spawn(|| {
-            let file = fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            // SAFETY: a valid namespace fd, and CLONE_NEWNET affects only this thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        });
-        handle
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers of the CLI tests (cli_*.rs): the tool's output, the grant command line, logins.
 // ---------------------------------------------------------------------------------------------
-
-/// A command's status and both streams, for failure messages.
-pub fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// The one JSON object a `--json` run prints on stdout.
 pub fn json_of(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", describe(out)))
 }
+
+/// The support host by DNS as the topology's dnsmasq answers it: documentation addresses, outside
+/// OVH's published list, hence `--allow-private --trust-dns`.
+pub const BY_DNS: [&str; 6] = [
+    "--host",
+    "cache-ng.ovh.net",
+    "--resolver",
+    DNS_V4,
+    "--allow-private",
+    "--trust-dns",
+];
 
 /// The command that prints the login proof, and what it prints when the login reached this
 /// sshd as root.
@@ -600,27 +592,22 @@ pub fn login_proof() -> String {
 }
 
 impl Topology {
-    /// `grant` for cache-ng.ovh.net as the topology's dnsmasq answers it (documentation
-    /// addresses, outside OVH's published list: hence `--allow-private --trust-dns`), with the
-    /// topology's own support key so that a real login is possible; `extra` comes right after
-    /// `grant`.
+    /// `grant` for cache-ng.ovh.net as the topology's dnsmasq answers it, with the topology's own
+    /// support key so that a real login is possible; `extra` comes right after `grant`.
     pub fn grant_args(&self, extra: &[&str]) -> Vec<std::ffi::OsString> {
-        let mut args: Vec<std::ffi::OsString> = ["grant"]
+        self.support_args("grant", extra)
+    }
+
+    /// `cmd` (grant, doctor) aimed at the support host [`BY_DNS`] and the topology's own support
+    /// key; `extra` comes right after `cmd`.
+    pub fn support_args(&self, cmd: &str, extra: &[&str]) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = [cmd]
             .iter()
             .chain(extra)
+            .chain(&BY_DNS)
             .map(std::ffi::OsString::from)
             .collect();
-        for a in [
-            "--host",
-            "cache-ng.ovh.net",
-            "--resolver",
-            DNS_V4,
-            "--allow-private",
-            "--trust-dns",
-            "--key-file",
-        ] {
-            args.push(a.into());
-        }
+        args.push("--key-file".into());
         args.push(self.support_pub().into());
         args
     }

@@ -6,7 +6,6 @@
 //! The invariant is checked the way the support would meet it — TCP connects and ssh logins from
 //! the support host and from the stranger (which DNS can be made to name as the support) — and
 //! not only by reading the tool's files.
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -31,15 +30,6 @@ const FOREIGN_NFT: &str =
     nft add set inet admin blocklist '{ type ipv4_addr; elements = { 203.0.113.99 }; }' && \
     nft add chain inet admin input '{ type filter hook input priority 10; policy accept; }' && \
     nft add rule inet admin input ip saddr @blocklist drop";
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -85,25 +75,6 @@ fn stranger(t: &Topology) -> Peer<'_> {
     }
 }
 
-/// The grant's options for the topology's DNS (documentation addresses, hence --allow-private and
-/// --trust-dns) and its support key.
-fn grant_args(t: &Topology, extra: &[&str]) -> Vec<OsString> {
-    let mut args: Vec<OsString> = ["grant"].iter().chain(extra).map(OsString::from).collect();
-    for a in [
-        "--host",
-        "cache-ng.ovh.net",
-        "--resolver",
-        DNS_V4,
-        "--allow-private",
-        "--trust-dns",
-        "--key-file",
-    ] {
-        args.push(a.into());
-    }
-    args.push(t.support_pub().into());
-    args
-}
-
 fn refresh_args() -> [&'static str; 5] {
     [
         "refresh",
@@ -128,7 +99,7 @@ fn crash<S: AsRef<std::ffi::OsStr>>(t: &Topology, fp: &str, args: &[S]) {
         out.status.signal(),
         Some(libc::SIGKILL),
         "the run should have been killed at {fp}:\n{}",
-        text(&out)
+        describe(&out)
     );
 }
 
@@ -196,7 +167,7 @@ fn assert_invariant(t: &Topology, expect_in: Option<&str>, when: &str) {
                     allowed,
                     "{when}: ssh root@{srv} from the {}:\n{}",
                     p.name,
-                    text(&out)
+                    describe(&out)
                 );
             }
         }
@@ -276,9 +247,17 @@ fn assert_back_to_baseline(t: &Topology, b: &Baseline, when: &str) {
         t.srv.ruleset(),
         b.ruleset,
         "{when}: the ruleset after revoke differs from before grant\n{}",
-        text(&out)
+        describe(&out)
     );
     assert_no_temp(t, when);
+}
+
+/// After a crash and its recovery: the invariant holds with `who` let in (or nobody), no temporary
+/// file is left and the administrator's key lines are the baseline's.
+fn assert_recovered(t: &Topology, base: &Baseline, who: Option<&str>, when: &str) {
+    assert_invariant(t, who, when);
+    assert_no_temp(t, when);
+    assert_eq!(foreign_lines(t), base.foreign, "{when}: foreign key lines");
 }
 
 /// After a crash, `status` shows the unfinished intent and names the repair; `restore` then
@@ -289,20 +268,20 @@ fn status_then_restore(t: &Topology, op: &str, outcome: &str, when: &str) {
         out.status.code(),
         Some(1),
         "{when}: status:\n{}",
-        text(&out)
+        describe(&out)
     );
     let s = stdout(&out);
     assert!(
         s.contains(&format!("interrupted {op}")) && s.contains("ovh-access restore"),
         "{when}: status should name the interrupted {op} and its repair:\n{}",
-        text(&out)
+        describe(&out)
     );
     let out = t.tool_ok(["restore"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!("interrupted {op}")) && err.contains(outcome),
         "{when}: restore should say the {op} was {outcome}:\n{}",
-        text(&out)
+        describe(&out)
     );
 }
 
@@ -314,30 +293,17 @@ struct Dnsmasq {
 
 impl Dnsmasq {
     fn answer_with(t: &Topology, current: &mut Dnsmasq, peer: &Peer<'_>) {
-        if let Some(mut c) = current.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop(&mut current.child);
         t.dns.kill_all();
         let gone = wait_until(Duration::from_secs(10), || {
             let out = run(Command::new("ip").args(["netns", "pids", &t.dns.name]));
             out.stdout.iter().all(u8::is_ascii_whitespace)
         });
         assert!(gone, "the old dnsmasq did not exit");
-        let mut args = vec![
-            "--no-daemon".to_string(),
-            "--conf-file=/dev/null".into(),
-            "--no-resolv".into(),
-            "--no-hosts".into(),
-            "--bind-interfaces".into(),
-            format!("--listen-address={DNS_V4}"),
-            format!("--listen-address={DNS_V6}"),
-            "--user=root".into(),
-            format!(
-                "--pid-file={}",
-                t.sandbox().join("run/dnsmasq-moved.pid").display()
-            ),
-        ];
+        let mut args = dnsmasq_args(
+            &[DNS_V4, DNS_V6],
+            &t.sandbox().join("run/dnsmasq-moved.pid"),
+        );
         for host in SUPPORT_HOSTS {
             args.push(format!("--address=/{host}/{}", peer.own[0]));
             args.push(format!("--address=/{host}/{}", peer.own[1]));
@@ -365,10 +331,7 @@ impl Dnsmasq {
 
 impl Drop for Dnsmasq {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        stop(&mut self.child);
     }
 }
 
@@ -383,30 +346,28 @@ fn crash_matrix_grant() {
     let base = with_foreign_things(&t);
     for fp in FAILPOINTS {
         let when = format!("grant killed at {fp}");
-        crash(&t, fp, &grant_args(&t, &[]));
+        crash(&t, fp, &t.grant_args(&[]));
         status_then_restore(&t, "grant", "rolled back", &when);
-        assert_invariant(&t, None, &when);
-        assert_no_temp(&t, &when);
-        assert_eq!(foreign_lines(&t), base.foreign, "{when}: foreign key lines");
+        assert_recovered(&t, &base, None, &when);
         assert_eq!(
             t.srv.ruleset(),
             base.ruleset,
             "{when}: ruleset after rollback"
         );
         // The grant works after the recovery.
-        t.tool_ok(grant_args(&t, &[]));
+        t.tool_ok(t.grant_args(&[]));
         assert_invariant(&t, Some("support"), &format!("{when}, then granted"));
         assert_back_to_baseline(&t, &base, &when);
     }
     // A crashed grant over an existing grant rolls back to that grant, not to nothing; the
     // recovery is done by the next grant itself.
-    t.tool_ok(grant_args(&t, &["--for", "2h"]));
-    crash(&t, "after-key", &grant_args(&t, &["--for", "4h"]));
-    let out = t.tool_ok(grant_args(&t, &[]));
+    t.tool_ok(t.grant_args(&["--for", "2h"]));
+    crash(&t, "after-key", &t.grant_args(&["--for", "4h"]));
+    let out = t.tool_ok(t.grant_args(&[]));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("interrupted grant"),
         "the next grant should say it recovered:\n{}",
-        text(&out)
+        describe(&out)
     );
     assert_invariant(&t, Some("support"), "grant after a crashed re-grant");
     assert_back_to_baseline(&t, &base, "re-grant");
@@ -421,13 +382,11 @@ fn crash_matrix_revoke() {
     let base = with_foreign_things(&t);
     for fp in FAILPOINTS {
         let when = format!("revoke killed at {fp}");
-        t.tool_ok(grant_args(&t, &[]));
+        t.tool_ok(t.grant_args(&[]));
         assert_invariant(&t, Some("support"), &format!("{when}: granted first"));
         crash(&t, fp, &["revoke"]);
         status_then_restore(&t, "revoke", "finished", &when);
-        assert_invariant(&t, None, &when);
-        assert_no_temp(&t, &when);
-        assert_eq!(foreign_lines(&t), base.foreign, "{when}: foreign key lines");
+        assert_recovered(&t, &base, None, &when);
         assert_eq!(
             t.srv.ruleset(),
             base.ruleset,
@@ -435,13 +394,13 @@ fn crash_matrix_revoke() {
         );
     }
     // The next grant finishes a crashed revoke before it grants anew.
-    t.tool_ok(grant_args(&t, &[]));
+    t.tool_ok(t.grant_args(&[]));
     crash(&t, "after-key", &["revoke"]);
-    let out = t.tool_ok(grant_args(&t, &[]));
+    let out = t.tool_ok(t.grant_args(&[]));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("interrupted revoke"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     assert_invariant(&t, Some("support"), "grant after a crashed revoke");
     // Finishing a crashed `revoke --remove` removes, as the run would have.
@@ -472,14 +431,12 @@ fn crash_matrix_refresh() {
             "refresh from the {} to the {} killed at {fp}",
             from.name, to.name
         );
-        t.tool_ok(grant_args(&t, &[]));
+        t.tool_ok(t.grant_args(&[]));
         assert_invariant(&t, Some(from.name), &format!("{when}: granted first"));
         Dnsmasq::answer_with(&t, &mut dns, &to);
         crash(&t, fp, &refresh_args());
         status_then_restore(&t, "refresh", "rolled back", &when);
-        assert_invariant(&t, Some(from.name), &when);
-        assert_no_temp(&t, &when);
-        assert_eq!(foreign_lines(&t), base.foreign, "{when}: foreign key lines");
+        assert_recovered(&t, &base, Some(from.name), &when);
         // A refresh after the recovery moves the grant.
         t.tool_ok(refresh_args());
         assert_invariant(&t, Some(to.name), &format!("{when}, then refreshed"));
@@ -497,7 +454,7 @@ fn refresh_follows_dns_with_from_and_set_elements() {
     }
     let t = Topology::new(Opts::default());
     let base = with_foreign_things(&t);
-    t.tool_ok(grant_args(&t, &["--for", "2h"]));
+    t.tool_ok(t.grant_args(&["--for", "2h"]));
     assert_invariant(&t, Some("support"), "granted");
     let before = t.keys_text();
 
@@ -506,15 +463,15 @@ fn refresh_follows_dns_with_from_and_set_elements() {
     let mut dns = Dnsmasq { child: None };
     Dnsmasq::answer_with(&t, &mut dns, &stranger(&t));
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
         stdout(&out).contains(&format!("now resolves to {STR_V4}, {STR_V6}"))
             && stdout(&out).contains("ovh-access refresh"),
         "status should name the DNS drift and `refresh`:\n{}",
-        text(&out)
+        describe(&out)
     );
     let out = t.tool_ok(["refresh"]);
-    assert!(stdout(&out).contains(STR_V4), "{}", text(&out));
+    assert!(stdout(&out).contains(STR_V4), "{}", describe(&out));
     assert_invariant(&t, Some("stranger"), "refreshed");
     let ruleset = t.srv.ruleset();
     assert!(
@@ -527,19 +484,23 @@ fn refresh_follows_dns_with_from_and_set_elements() {
         out.status.code(),
         Some(0),
         "consistent again:\n{}",
-        text(&out)
+        describe(&out)
     );
 
     // Unchanged DNS: nothing to do.
     let out = t.tool_ok(refresh_args());
-    assert!(stdout(&out).contains("nothing to change"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("nothing to change"),
+        "{}",
+        describe(&out)
+    );
     assert_back_to_baseline(&t, &base, "refresh");
     // Nothing granted: refresh does nothing.
     let out = t.tool_ok(refresh_args());
     assert!(
         stdout(&out).contains("Nothing is granted"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }
 
@@ -551,24 +512,24 @@ fn flush_ruleset_is_drift_that_restore_repairs() {
         return;
     }
     let t = Topology::new(Opts::default());
-    t.tool_ok(grant_args(&t, &[]));
+    t.tool_ok(t.grant_args(&[]));
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 
     // A bare flush leaves no firewall at all: the door is open to all, which the invariant
     // allows; restore must not fail on a server without a ruleset.
     t.srv.sh("nft flush ruleset");
     let out = t.tool(["restore"]);
-    eprintln!("restore without a ruleset:\n{}", text(&out));
-    assert!(out.status.success(), "{}", text(&out));
+    eprintln!("restore without a ruleset:\n{}", describe(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let out = t.ssh(&t.sup, SRV_SUP_V4, t.port, "echo ok");
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let out = t.tool(["status"]);
     assert_eq!(
         out.status.code(),
         Some(0),
         "no firewall, no drift:\n{}",
-        text(&out)
+        describe(&out)
     );
 
     // What Debian's nftables.service does on a reload: flush, then load the admin's file.
@@ -579,17 +540,17 @@ fn flush_ruleset_is_drift_that_restore_repairs() {
         "the reload should have closed the door"
     );
     let out = t.tool(["status"]);
-    eprintln!("status after the flush:\n{}", text(&out));
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    eprintln!("status after the flush:\n{}", describe(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let s = stdout(&out);
     assert!(
         s.contains("nftables") && s.contains("ovh-access restore"),
         "status should name the lost layer and `restore`:\n{}",
-        text(&out)
+        describe(&out)
     );
     let out = t.tool(["--json", "status"]);
     assert_eq!(out.status.code(), Some(1));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    let j = json_of(&out);
     assert_eq!(j["consistent"], false, "{j}");
     assert_eq!(j["granted"]["host"], "cache-ng.ovh.net", "{j}");
     let drift = j["drift"].as_array().expect("drift array");
@@ -603,21 +564,21 @@ fn flush_ruleset_is_drift_that_restore_repairs() {
     t.tool_ok(["restore"]);
     assert_invariant(&t, Some("support"), "restored after the flush");
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 
     // Subtler: the objects are there but a set was emptied by hand.
     t.srv.sh("nft flush set inet filter ovh_access_v4");
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(
         stdout(&out).contains("ovh_access_v4 holds []"),
         "status should name the emptied set:\n{}",
-        text(&out)
+        describe(&out)
     );
     t.tool_ok(["restore"]);
     assert_invariant(&t, Some("support"), "restored after the set flush");
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 }
 
 #[test]
@@ -627,9 +588,9 @@ fn expired_grant_is_cleaned_up_by_restore() {
     }
     let t = Topology::new(Opts::default());
     let base = with_foreign_things(&t);
-    t.tool_ok(grant_args(&t, &["--for", "5s"]));
+    t.tool_ok(t.grant_args(&["--for", "5s"]));
     let out = t.tool_ok(["--json", "status"]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j = json_of(&out);
     let expires = j["granted"]["expires_at"].as_u64().expect("expires_at");
     // Wait for the expiry by the clock the tool uses (bounded), then once more for a second edge.
     let passed = wait_until(Duration::from_secs(30), || {
@@ -641,17 +602,17 @@ fn expired_grant_is_cleaned_up_by_restore() {
     });
     assert!(passed);
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stdout(&out).contains("expired"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(stdout(&out).contains("expired"), "{}", describe(&out));
 
     // refresh leaves it to restore rather than re-open the firewall for it.
     let ruleset = t.srv.ruleset();
     let out = t.tool_ok(refresh_args());
-    assert!(stdout(&out).contains("expired"), "{}", text(&out));
+    assert!(stdout(&out).contains("expired"), "{}", describe(&out));
     assert_eq!(t.srv.ruleset(), ruleset, "refresh touched an expired grant");
 
     let out = t.tool_ok(["restore"]);
-    assert!(stdout(&out).contains("expired"), "{}", text(&out));
+    assert!(stdout(&out).contains("expired"), "{}", describe(&out));
     assert_invariant(&t, None, "expired and restored");
     assert_eq!(
         t.srv.ruleset(),
@@ -660,11 +621,11 @@ fn expired_grant_is_cleaned_up_by_restore() {
     );
     assert_eq!(foreign_lines(&t), base.foreign);
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(
         stdout(&out).contains("Nothing is granted"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }
 
@@ -680,29 +641,7 @@ struct Session {
 impl Session {
     fn open(t: &Topology, addr: &str) -> Session {
         let key: PathBuf = t.support_pub().with_extension("");
-        let mut child = t
-            .sup
-            .cmd("timeout")
-            .arg("120")
-            .arg("ssh")
-            .args(["-F", "/dev/null", "-i"])
-            .arg(key)
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "ConnectTimeout=3",
-                "-o",
-                "LogLevel=ERROR",
-                "-p",
-            ])
-            .arg(t.port.to_string())
+        let mut child = ssh_command(&t.sup, 120, &key, t.port)
             .arg(format!("root@{addr}"))
             .arg("echo up; while read l; do echo \"got $l\"; done")
             .stdin(Stdio::piped())
@@ -761,7 +700,7 @@ fn revoke_ends_live_sessions_unless_kept() {
     let t = Topology::new(Opts::default());
 
     // --keep-sessions: the door closes, the session already inside stays.
-    t.tool_ok(grant_args(&t, &[]));
+    t.tool_ok(t.grant_args(&[]));
     let mut s = Session::open(&t, SRV_SUP_V4);
     assert!(s.alive("one"));
     let out = t.tool_ok(["revoke", "--keep-sessions"]);
@@ -769,23 +708,23 @@ fn revoke_ends_live_sessions_unless_kept() {
     assert!(
         s.alive("two"),
         "--keep-sessions ended the session:\n{}",
-        text(&out)
+        describe(&out)
     );
     drop(s);
 
     // A plain revoke ends them, over IPv4 and IPv6.
-    t.tool_ok(grant_args(&t, &[]));
+    t.tool_ok(t.grant_args(&[]));
     let mut sessions = [Session::open(&t, SRV_SUP_V4), Session::open(&t, SRV_SUP_V6)];
     for s in &mut sessions {
         assert!(s.alive("three"));
     }
     let out = t.tool_ok(["--json", "revoke"]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let j = json_of(&out);
     assert_eq!(
         j["sessions_ended"].as_array().unwrap().len(),
         2,
         "revoke should report both sessions ended:\n{}",
-        text(&out)
+        describe(&out)
     );
     for s in &mut sessions {
         assert!(!s.alive("four"), "a session survived revoke");
@@ -837,7 +776,7 @@ fn concurrent_grants_and_revokes_end_as_the_last_one() {
         .iter()
         .map(|&grant| {
             let args = if grant {
-                grant_args(&t, &[])
+                t.grant_args(&[])
             } else {
                 vec!["revoke".into()]
             };
@@ -878,7 +817,7 @@ fn concurrent_grants_and_revokes_end_as_the_last_one() {
             out.status.success(),
             "a {} failed:\n{}",
             if *grant { "grant" } else { "revoke" },
-            text(out)
+            describe(out)
         );
     }
     let last_is_grant = finished.last().unwrap().0;
@@ -904,7 +843,7 @@ fn concurrent_grants_and_revokes_end_as_the_last_one() {
     let ruleset = t.srv.ruleset();
     let expected = if last_is_grant {
         t.tool_ok(["revoke"]);
-        t.tool_ok(grant_args(&t, &[]));
+        t.tool_ok(t.grant_args(&[]));
         t.srv.ruleset()
     } else {
         base.ruleset.clone()
@@ -912,7 +851,7 @@ fn concurrent_grants_and_revokes_end_as_the_last_one() {
     assert_eq!(ruleset, expected, "after 20 concurrent runs");
     assert_eq!(foreign_lines(&t), base.foreign);
     let out = t.tool(["status"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_back_to_baseline(&t, &base, "after the concurrent runs");
 }
 
@@ -920,28 +859,7 @@ fn concurrent_grants_and_revokes_end_as_the_last_one() {
 
 /// `ssh root@addr` from the support host with the private key `key`.
 fn ssh_with(t: &Topology, key: &Path, addr: &str) -> Output {
-    t.sup
-        .cmd("timeout")
-        .arg("20")
-        .arg("ssh")
-        .args(["-F", "/dev/null", "-i"])
-        .arg(key)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=3",
-            "-o",
-            "LogLevel=ERROR",
-            "-p",
-        ])
-        .arg(t.port.to_string())
+    ssh_command(&t.sup, 20, key, t.port)
         .arg(format!("root@{addr}"))
         .arg("echo ok")
         .stdin(Stdio::null())
@@ -962,7 +880,7 @@ fn regrant_with_another_key_retires_the_old_one() {
         .arg(&other));
     let other_pub = other.with_extension("pub");
     let other_grant = || {
-        let mut args = grant_args(&t, &[]);
+        let mut args = t.grant_args(&[]);
         let n = args.len();
         args[n - 1] = other_pub.clone().into_os_string();
         args
@@ -975,7 +893,7 @@ fn regrant_with_another_key_retires_the_old_one() {
     assert!(!logs_in(&support_key));
 
     // The same host, another key: the first key's line must not stay active.
-    t.tool_ok(grant_args(&t, &[]));
+    t.tool_ok(t.grant_args(&[]));
     assert_invariant(&t, Some("support"), "re-granted with the support key");
     assert!(
         !logs_in(&other),
@@ -986,7 +904,7 @@ fn regrant_with_another_key_retires_the_old_one() {
     // A crashed re-grant rolls back to the other key, with the new key's line disabled.
     if cfg!(feature = "failpoints") {
         t.tool_ok(other_grant());
-        crash(&t, "after-key", &grant_args(&t, &[]));
+        crash(&t, "after-key", &t.grant_args(&[]));
         t.tool_ok(["restore"]);
         assert!(
             logs_in(&other),

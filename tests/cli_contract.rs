@@ -15,6 +15,9 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+mod common;
+use common::{describe, one_error_line, one_json_value, refusal_message};
+
 /// A throwaway ed25519 key (not the support's): its line and its fingerprint as
 /// `ssh-keygen -lf` prints it.
 const KEY: &str =
@@ -113,47 +116,6 @@ impl Sandbox {
     }
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The error's message: stderr must be exactly one line `ovh-access: error: MESSAGE`.
-fn one_error_line(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.contains(": warning: ")).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "stderr must be one error line:\n{}",
-        text(out)
-    );
-    let msg = lines[0]
-        .strip_prefix("ovh-access: error: ")
-        .unwrap_or_else(|| panic!("no `ovh-access: error: ` prefix:\n{}", text(out)));
-    for debug in [
-        "Caused by",
-        "Error {",
-        "Os {",
-        "kind:",
-        "panicked",
-        "RUST_BACKTRACE",
-    ] {
-        assert!(
-            !msg.contains(debug),
-            "Rust debug output in the message:\n{}",
-            text(out)
-        );
-    }
-    // One sentence: what and where, then how to fix after a `;`.
-    assert!(msg.contains("; "), "no fix after the problem: {msg}");
-    msg.to_string()
-}
-
 /// The bad-input contract for `args`: exit 2, one error line naming every `must_name`, stdout
 /// empty, the sandbox unchanged; then the same with `--json`: one object, `changed: false`,
 /// `dry_run: false`, `error` equal to the stderr message.
@@ -164,23 +126,20 @@ fn assert_refused(sb: &Sandbox, wrapper: &[&str], args: &[&str], must_name: &[&s
         out.status.code(),
         Some(2),
         "{args:?} must exit 2:\n{}",
-        text(&out)
+        describe(&out)
     );
-    let msg = one_error_line(&out);
-    for m in must_name {
-        assert!(msg.contains(m), "the message must name {m:?}: {msg}");
-    }
-    assert!(
-        out.stdout.is_empty(),
-        "stdout must be empty:\n{}",
-        text(&out)
-    );
+    let msg = refusal_message(&out, must_name);
     assert_eq!(sb.snapshot(), before, "{args:?} changed the sandbox");
 
     let mut json_args = vec!["--json"];
     json_args.extend_from_slice(args);
     let out = sb.run_via(wrapper, &json_args);
-    assert_eq!(out.status.code(), Some(2), "{json_args:?}:\n{}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{json_args:?}:\n{}",
+        describe(&out)
+    );
     let json_msg = one_error_line(&out);
     let v = one_json_object(&out);
     assert_eq!(v["changed"], Value::Bool(false), "{v}");
@@ -193,17 +152,7 @@ fn assert_refused(sb: &Sandbox, wrapper: &[&str], args: &[&str], must_name: &[&s
 
 /// stdout is exactly one JSON object.
 fn one_json_object(out: &Output) -> Value {
-    let s = String::from_utf8_lossy(&out.stdout);
-    let mut stream = serde_json::Deserializer::from_str(&s).into_iter::<Value>();
-    let v = match stream.next() {
-        Some(Ok(v)) => v,
-        other => panic!("stdout is not JSON ({other:?}):\n{}", text(out)),
-    };
-    assert!(
-        stream.next().is_none(),
-        "more than one JSON value:\n{}",
-        text(out)
-    );
+    let v = one_json_value(out);
     assert!(v.is_object(), "not an object: {v}");
     v
 }
@@ -310,7 +259,7 @@ fn fingerprint_mismatch() {
     let mut ok = grant(&["--key-file", k.to_str().unwrap(), "--fingerprint", KEY_FP]);
     ok.push("--dry-run");
     let out = sb.run(&ok);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(sb.snapshot(), before);
 }
 
@@ -375,7 +324,7 @@ fn usage_errors_are_one_line_and_exit_2() {
     }
     // `--json` given after the subcommand counts too (it is a global flag).
     let out = sb.run(&["grant", "--json", "--port", "0"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let v = one_json_object(&out);
     assert_eq!(v["command"], "grant", "{v}");
 }
@@ -391,11 +340,11 @@ fn help_and_version_exit_0_on_stdout() {
         vec!["--version"],
     ] {
         let out = sb.run(&args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}:\n{}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{args:?}:\n{}", describe(&out));
         assert!(
             !out.stdout.is_empty() && out.stderr.is_empty(),
             "{args:?}:\n{}",
-            text(&out)
+            describe(&out)
         );
     }
     let out = sb.run(&["grant", "--help"]);
@@ -424,7 +373,7 @@ fn profiles_json_is_one_object_and_changes_nothing() {
     let sb = Sandbox::new();
     let before = sb.snapshot();
     let out = sb.run(&["--json", "profiles"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let v = one_json_object(&out);
     assert_eq!(v["changed"], Value::Bool(false), "{v}");
     assert_eq!(v["dry_run"], Value::Bool(false), "{v}");
@@ -442,7 +391,7 @@ fn grant_dry_run_on_a_sandbox_prints_the_diff_and_changes_nothing() {
     let k = sb.key();
     let before = sb.snapshot();
     let out = sb.run(&grant(&["--key-file", k.to_str().unwrap(), "--dry-run"]));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The added line, in diff form, restricted to the address.
     let added = stdout

@@ -6,12 +6,8 @@
 //! (also on panic); addresses only from 192.0.2.0/24 and 2001:db8::/32; dnsmasq reads no
 //! configuration, no resolv.conf and no hosts file of this machine. Only the test's resolver
 //! thread enters the namespace (setns on that thread alone).
-use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -20,6 +16,11 @@ use ovh_access::dns::{self, resolve, validate, DnsError};
 use ovh_access::error::{exit_code, EXIT_USAGE};
 use ovh_access::root::Root;
 use ovh_access::support::{resolve_target, AddressSource, SupportKey};
+
+// The namespace guard and helpers of the root-only suite, one copy for both.
+#[path = "../netns-tests/common/mod.rs"]
+mod netns;
+use netns::{in_netns, stop, wait_until, Netns};
 
 const SERVER: &str = "192.0.2.53";
 /// On the namespace's interface, with nothing listening: queries to it are never answered.
@@ -45,58 +46,30 @@ fn can_run(test: &str) -> bool {
     true
 }
 
-/// Run a shell snippet inside namespace `ns` (never outside one); panics on failure.
-fn sh(ns: &str, script: &str) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", script])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ip netns exec");
-    assert!(
-        out.status.success(),
-        "{script}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A namespace with one veth pair (both ends inside; no dummy module needed), one end carrying the server's addresses, and dnsmasq on it.
 struct DnsLab {
-    ns: String,
+    ns: Netns,
     dnsmasq: Option<Child>,
     _dir: tempfile::TempDir,
 }
 
 impl DnsLab {
     fn new() -> DnsLab {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let ns = format!(
-            "oa-dns-{:x}{:x}",
-            std::process::id() & 0xffff,
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let st = Command::new("ip")
-            .args(["netns", "add", &ns])
-            .status()
-            .unwrap();
-        assert!(st.success(), "ip netns add {ns}");
         let mut lab = DnsLab {
-            ns,
+            ns: Netns::new("oa-dns"),
             dnsmasq: None,
             _dir: tempfile::tempdir().unwrap(),
         };
-        sh(
-            &lab.ns,
-            &format!(
-                "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d1 up && \
+        lab.ns.sh(&format!(
+            "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d1 up && \
                  ip addr add {SERVER}/24 dev d0 && ip addr add {DEAD}/24 dev d0 && \
                  ip addr add {DEAD2}/24 dev d0 && \
                  ip addr add 2001:db8::53/64 dev d0 nodad && ip link set d0 up"
-            ),
-        );
+        ));
         let pid = lab._dir.path().join("dnsmasq.pid");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns, "dnsmasq"])
+        let child = lab
+            .ns
+            .cmd("dnsmasq")
             .args([
                 "--keep-in-foreground",
                 "--conf-file=/dev/null",
@@ -121,70 +94,24 @@ impl DnsLab {
             .expect("start dnsmasq");
         lab.dnsmasq = Some(child);
         // Ready when it listens; bounded in count and time.
-        let start = Instant::now();
-        let mut ready = false;
-        for _ in 0..100 {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &lab.ns, "ss", "-Hlun", "sport = :53"])
+        let ready = wait_until(Duration::from_secs(5), || {
+            let out = lab
+                .ns
+                .cmd("ss")
+                .args(["-Hlun", "sport = :53"])
                 .output()
                 .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains(SERVER) {
-                ready = true;
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(5) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(ready, "dnsmasq did not start listening in {}", lab.ns);
+            String::from_utf8_lossy(&out.stdout).contains(SERVER)
+        });
+        assert!(ready, "dnsmasq did not start listening in {}", lab.ns.name);
         lab
-    }
-
-    /// Run `f` on a thread that has entered the namespace (only that thread changes namespace).
-    fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = PathBuf::from("/run/netns").join(&self.ns);
-        std::thread::spawn(move || {
-            let fd = File::open(&path).expect("open the namespace");
-            // SAFETY: setns on this thread only, with a valid namespace fd.
-            let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("resolver thread")
     }
 }
 
+// dnsmasq is reaped here; the namespace guard then kills what is left and deletes it.
 impl Drop for DnsLab {
     fn drop(&mut self) {
-        if let Some(mut c) = self.dnsmasq.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for _ in 0..20 {
-            if let Ok(o) = Command::new("ip")
-                .args(["netns", "pids", &self.ns])
-                .output()
-            {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    if let Ok(pid) = pid.parse::<i32>() {
-                        // SAFETY: plain kill(2) of a process inside our own namespace.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                }
-            }
-            let ok = Command::new("ip")
-                .args(["netns", "del", &self.ns])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("warning: could not delete network namespace {}", self.ns);
+        stop(&mut self.dnsmasq);
     }
 }
 
@@ -202,7 +129,7 @@ fn a_and_aaaa_through_resolver_and_resolv_conf() {
         return;
     }
     let lab = DnsLab::new();
-    let got = lab.within(|| {
+    let got = in_netns(&lab.ns, || {
         resolve(
             &Root::system(),
             "cache-ng.ovh.net",
@@ -221,7 +148,7 @@ fn a_and_aaaa_through_resolver_and_resolv_conf() {
     )
     .unwrap();
     let root = Root::new(dir.path()).unwrap();
-    let (full, short) = lab.within(move || {
+    let (full, short) = in_netns(&lab.ns, move || {
         (
             resolve(&root, "cache-ng.ovh.net.", None, Duration::from_secs(3)),
             resolve(&root, "cache-ng", None, Duration::from_secs(3)),
@@ -233,7 +160,7 @@ fn a_and_aaaa_through_resolver_and_resolv_conf() {
     assert!(short.to_string().contains(SERVER), "{short}");
 
     // A name with only an A record: the AAAA query's empty answer is not a failure.
-    let v4 = lab.within(|| {
+    let v4 = in_netns(&lab.ns, || {
         resolve(
             &Root::system(),
             "v4only.ovh.net",
@@ -258,7 +185,7 @@ fn dead_servers_listed_first_leave_time_for_a_live_one() {
     )
     .unwrap();
     let root = Root::new(dir.path()).unwrap();
-    let (got, took) = lab.within(move || {
+    let (got, took) = in_netns(&lab.ns, move || {
         let start = Instant::now();
         let r = resolve(&root, "cache-ng.ovh.net", None, Duration::from_secs(3));
         (r, start.elapsed())
@@ -273,16 +200,15 @@ fn nxdomain_names_host_and_resolver() {
         return;
     }
     let lab = DnsLab::new();
-    let err = lab
-        .within(|| {
-            resolve(
-                &Root::system(),
-                "nx.ovh.net",
-                server(),
-                Duration::from_secs(3),
-            )
-        })
-        .unwrap_err();
+    let err = in_netns(&lab.ns, || {
+        resolve(
+            &Root::system(),
+            "nx.ovh.net",
+            server(),
+            Duration::from_secs(3),
+        )
+    })
+    .unwrap_err();
     assert!(matches!(err, DnsError::NxDomain { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -298,7 +224,7 @@ fn dead_resolver_times_out_on_time() {
     }
     let lab = DnsLab::new();
     let dead = SocketAddr::new(DEAD.parse().unwrap(), 53);
-    let (err, took) = lab.within(move || {
+    let (err, took) = in_netns(&lab.ns, move || {
         let start = Instant::now();
         let r = resolve(
             &Root::system(),
@@ -323,16 +249,15 @@ fn private_answer_refused_without_allow_private() {
         return;
     }
     let lab = DnsLab::new();
-    let got = lab
-        .within(|| {
-            resolve(
-                &Root::system(),
-                "private.ovh.net",
-                server(),
-                Duration::from_secs(3),
-            )
-        })
-        .unwrap();
+    let got = in_netns(&lab.ns, || {
+        resolve(
+            &Root::system(),
+            "private.ovh.net",
+            server(),
+            Duration::from_secs(3),
+        )
+    })
+    .unwrap();
     assert_eq!(got, ips(&["10.20.30.40"]));
     let err = validate(got.clone(), false, "the DNS answer for private.ovh.net").unwrap_err();
     assert!(err.to_string().contains("10.20.30.40 (private)"), "{err}");
@@ -378,7 +303,7 @@ fn region_decision_against_a_real_resolver() {
         let mut argv = vec!["--region", "eu", "--key-file", &kf, "--resolver", resolver];
         argv.extend_from_slice(extra);
         let args = target_args(&argv);
-        lab.within(move || {
+        in_netns(&lab.ns, move || {
             let root = Root::system();
             let dns = dns::lookup_with(&root, args.resolver, Duration::from_millis(1500));
             resolve_target(&root, &args, &parse, &dns).map_err(|e| (e.to_string(), exit_code(&e)))

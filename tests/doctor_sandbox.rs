@@ -7,18 +7,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+use common::{can_unshare_net, Tree};
+
 const ADDR: &str = "198.51.100.10";
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
+type Sandbox = Tree;
 
-impl Sandbox {
+impl Tree {
     /// A server where the support gets in: root's home /root, the support key on a from= line of
     /// /root/.ssh/authorized_keys2 (0700 / 0600), an sshd_config of `extra` lines.
     fn new(sshd_config: &str) -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Sandbox { dir };
+        let s = Tree::empty();
         s.write("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644);
         s.write("etc/group", "root:x:0:\n", 0o644);
         s.write("etc/ssh/sshd_config", sshd_config, 0o644);
@@ -31,21 +31,6 @@ impl Sandbox {
             0o600,
         );
         s
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn mkdir(&self, rel: &str, mode: u32) {
-        fs::create_dir_all(self.p(rel)).unwrap();
-        fs::set_permissions(self.p(rel), fs::Permissions::from_mode(mode)).unwrap();
-    }
-
-    fn write(&self, rel: &str, text: &str, mode: u32) {
-        fs::create_dir_all(self.p(rel).parent().unwrap()).unwrap();
-        fs::write(self.p(rel), text).unwrap();
-        fs::set_permissions(self.p(rel), fs::Permissions::from_mode(mode)).unwrap();
     }
 
     /// `ovh-access --root SANDBOX doctor --address ADDR --key-file K [--json]`.
@@ -70,7 +55,7 @@ impl Sandbox {
             "--key-file".into(),
             self.p("support.pub").display().to_string(),
         ]);
-        let mut cmd = if own_netns() {
+        let mut cmd = if can_unshare_net() {
             let mut c = Command::new("unshare");
             c.arg("--net").arg(bin);
             c
@@ -91,15 +76,6 @@ impl Sandbox {
         assert_eq!(out.status.code(), Some(if fails { 1 } else { 0 }), "{text}");
         text
     }
-}
-
-/// As root, `unshare --net` gives the doctor an empty firewall of its own.
-fn own_netns() -> bool {
-    rustix::process::geteuid().is_root()
-        && Command::new("unshare")
-            .args(["--net", "true"])
-            .status()
-            .is_ok_and(|s| s.success())
 }
 
 fn support_pub() -> String {

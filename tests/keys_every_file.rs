@@ -5,20 +5,20 @@
 //! reports it. Root only (each run gets an empty firewall of its own with `unshare --net`).
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+mod common;
+use common::{can_unshare_net, Tree};
 
 const ADMIN: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGrOcjbsyWP8zw3uMdf3vWxxCgyKw/yDuvUlp8FT2tpA admin@laptop";
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
+type Sandbox = Tree;
 
-impl Sandbox {
+impl Tree {
     fn new() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Sandbox { dir };
+        let s = Tree::empty();
         s.write("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644);
         s.write("etc/ssh/sshd_config", "Port 2222\n", 0o644);
         fs::create_dir_all(s.p("root/.ssh")).unwrap();
@@ -31,20 +31,6 @@ impl Sandbox {
             0o600,
         );
         s
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write(&self, rel: &str, text: &str, mode: u32) {
-        fs::create_dir_all(self.p(rel).parent().unwrap()).unwrap();
-        fs::write(self.p(rel), text).unwrap();
-        fs::set_permissions(self.p(rel), fs::Permissions::from_mode(mode)).unwrap();
-    }
-
-    fn read(&self, rel: &str) -> String {
-        fs::read_to_string(self.p(rel)).unwrap_or_default()
     }
 
     fn tool(&self, args: &[&str]) -> Output {
@@ -65,11 +51,7 @@ fn support_pub() -> String {
 }
 
 fn can_run(name: &str) -> bool {
-    let ok = rustix::process::geteuid().is_root()
-        && Command::new("unshare")
-            .args(["--net", "true"])
-            .status()
-            .is_ok_and(|s| s.success());
+    let ok = can_unshare_net();
     if !ok {
         eprintln!("SKIP {name}: needs root (`sudo cargo test --test keys_every_file`)");
     }

@@ -529,6 +529,21 @@ struct RealSshd {
 }
 
 impl RealSshd {
+    /// The sshd wrapper and a fresh ed25519 host key (sshd -t/-T want one), both in `dir`.
+    fn in_dir(dir: &Path) -> RealSshd {
+        let hostkey = dir.join("hostkey");
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&hostkey)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        RealSshd {
+            wrapper: sshd_wrapper(dir),
+            hostkey,
+        }
+    }
+
     fn dump(&self, config: &Path, conn: &sshd::Connection) -> anyhow::Result<test_mode::Dump> {
         let hk = format!("HostKey={}", self.hostkey.display());
         let extra: [&std::ffi::OsStr; 4] = [
@@ -626,17 +641,7 @@ fn parser_agrees_with_real_sshd_t_on_the_corpus() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let hostkey = dir.path().join("hostkey");
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&hostkey)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let real = RealSshd {
-        wrapper: sshd_wrapper(dir.path()),
-        hostkey,
-    };
+    let real = RealSshd::in_dir(dir.path());
     let mut cases: Vec<String> = std::fs::read_dir(corpus())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -907,17 +912,7 @@ fn parser_agrees_with_real_sshd_t_on_generated_configs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let hostkey = dir.path().join("hostkey");
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&hostkey)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let real = RealSshd {
-        wrapper: sshd_wrapper(dir.path()),
-        hostkey,
-    };
+    let real = RealSshd::in_dir(dir.path());
     let globals = || {
         proptest::collection::vec(
             prop_oneof![select(GLOBAL_LINES), select(ANYWHERE_LINES)],
@@ -1070,14 +1065,7 @@ fn keyword_scopes_agree_with_the_installed_sshd() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let hostkey = dir.path().join("hostkey");
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&hostkey)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let wrapper = sshd_wrapper(dir.path());
+    let RealSshd { wrapper, hostkey } = RealSshd::in_dir(dir.path());
     let mut wrong = Vec::new();
     let mut unknown_here = Vec::new();
     for (kw, in_match) in MATCH_KEYWORDS

@@ -4,9 +4,14 @@
 //! without restarting sshd must be reported. Without root it skips and says why.
 use std::collections::BTreeSet;
 use std::net::{IpAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+// The namespace guard of the root-only suite, one copy for both.
+#[path = "../netns-tests/common/mod.rs"]
+mod netns;
+use netns::{in_netns, stop, Netns};
 
 use ovh_access::root::Root;
 use ovh_access::sshd::{eval, live, reconcile, Config, PortEvidence};
@@ -41,25 +46,18 @@ fn run(cmd: &mut Command) {
 }
 
 /// A uniquely named namespace; on drop, the sshd this test started is killed (by its pid) and
-/// the namespace deleted.
+/// reaped, then the namespace guard deletes the namespace.
 struct Ns {
-    name: String,
+    net: Netns,
     sshd: Option<Child>,
 }
 
 impl Ns {
     fn new() -> Ns {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "oa-sshd-{:x}{:x}",
-            std::process::id() & 0xffff,
-            nanos & 0xffff
-        );
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Ns { name, sshd: None };
+        let ns = Ns {
+            net: Netns::new("oa-sshd"),
+            sshd: None,
+        };
         ns.sh(
             "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d0 up && ip link set d1 up && \
              ip addr add 192.0.2.1/24 dev d0 && ip -6 addr add 2001:db8::1/64 dev d0 nodad",
@@ -68,7 +66,7 @@ impl Ns {
     }
 
     fn sh(&self, script: &str) {
-        run(Command::new("ip").args(["netns", "exec", &self.name, "sh", "-c", script]));
+        self.net.sh(script);
     }
 
     /// sshd -D in the namespace, with a private /run so that its privilege separation
@@ -81,10 +79,7 @@ impl Ns {
     /// As `start_sshd`; `shadow` is bind-mounted over /etc/shadow inside sshd's private mount
     /// namespace only (the machine's own file is neither read nor changed).
     fn start_sshd_with(&mut self, config: &Path, shadow: Option<&Path>) {
-        if let Some(mut old) = self.sshd.take() {
-            let _ = old.kill();
-            let _ = old.wait();
-        }
+        stop(&mut self.sshd);
         let mut script = String::from("mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd");
         if let Some(s) = shadow {
             script.push_str(&format!(" && mount --bind {} /etc/shadow", s.display()));
@@ -94,7 +89,7 @@ impl Ns {
             .args([
                 "netns",
                 "exec",
-                &self.name,
+                &self.net.name,
                 "unshare",
                 "--mount",
                 "--propagation",
@@ -120,7 +115,7 @@ impl Ns {
     /// As `ssh_ok`, from the local source address `from` (`ssh -b`).
     fn ssh_from(&self, key: &Path, from: Option<&str>, addr: &str, port: u16) -> bool {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, "ssh", "-F", "/dev/null"]);
+        c.args(["netns", "exec", &self.net.name, "ssh", "-F", "/dev/null"]);
         if let Some(f) = from {
             c.args(["-b", f]);
         }
@@ -151,32 +146,11 @@ impl Ns {
             .map(|s| s.success())
             .unwrap_or(false)
     }
-
-    /// Run `f` on a thread moved into this namespace (only that thread changes namespace).
-    fn in_ns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = PathBuf::from(format!("/run/netns/{}", self.name));
-        std::thread::spawn(move || {
-            let fd = std::fs::File::open(&path).unwrap();
-            use std::os::fd::AsRawFd;
-            // SAFETY: setns on a valid namespace fd affects only the calling thread.
-            let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .unwrap()
-    }
 }
 
 impl Drop for Ns {
     fn drop(&mut self) {
-        if let Some(mut c) = self.sshd.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        stop(&mut self.sshd);
     }
 }
 
@@ -213,7 +187,7 @@ fn live_listeners_match_the_parsed_config() {
     let mut ns = Ns::new();
     ns.start_sshd(&config);
     let want = expected.clone();
-    let (found, elapsed) = ns.in_ns(move || {
+    let (found, elapsed) = in_netns(&ns.net, move || {
         // A listener of another program in the same namespace must not count.
         let other = TcpListener::bind("192.0.2.1:2999").unwrap();
         let t = Instant::now();
@@ -269,7 +243,7 @@ fn live_listeners_match_the_parsed_config() {
 
 /// Wait (bounded: 100 × 50 ms) until sshd in `ns` listens on addr:port.
 fn wait_listening(ns: &Ns, addr: IpAddr, port: u16) -> bool {
-    ns.in_ns(move || {
+    in_netns(&ns.net, move || {
         for _ in 0..100 {
             let found = live::sshd_listeners(Path::new("/proc")).unwrap_or_default();
             if found.iter().any(|s| s.addr == addr && s.port == port) {

@@ -5,6 +5,16 @@
 //! fails or panics. Addresses come only from the documentation ranges.
 #![allow(dead_code)]
 
+mod lab;
+#[allow(unused_imports)]
+pub use lab::ListenerLab;
+// The output contract is the same with and without root: one copy, shared with tests/.
+#[path = "../../tests/common/output.rs"]
+mod output;
+#[allow(unused_imports)]
+pub use output::*;
+
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,6 +34,13 @@ pub fn can_run(test: &str) -> bool {
         return false;
     }
     true
+}
+
+/// A ruleset file of this repository's rulesets/ directory.
+pub fn ruleset_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rulesets")
+        .join(name)
 }
 
 /// The built binary under test.
@@ -174,6 +191,15 @@ impl Drop for Netns {
     }
 }
 
+/// Kills and reaps the process a test started, if any: no zombie is left behind, and the
+/// namespace guard then finds only what that process may have left.
+pub fn stop(child: &mut Option<std::process::Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
 /// Poll `f` every 50 ms until it returns true or `limit` passes (bounded in count and time).
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -197,4 +223,28 @@ pub fn tcp_connects(from: &Netns, addr: &str, port: u16) -> bool {
     ))
     .status
     .success()
+}
+
+/// Runs `f` on a thread moved into `ns`'s network namespace (setns(2) changes only the calling
+/// thread), so library code can act inside the namespace without touching the test process; the
+/// processes that thread spawns (`*-save`, `*-restore`) inherit its namespace.
+pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    in_named_netns(&ns.name, f)
+}
+
+/// [`in_netns`] by the namespace's name, for a thread that cannot borrow the [`Netns`] guard.
+pub fn in_named_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/run/netns/{name}");
+    std::thread::scope(|s| {
+        let handle = s.spawn(|| {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // SAFETY: a valid namespace fd, and CLONE_NEWNET affects only this thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        });
+        handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
