@@ -111,7 +111,12 @@ fn repeated_identical_grant_sends_nothing_and_a_timed_one_refreshes() {
     }
     let t = Topology::new(Opts::default());
     let first = t.tool_ok(t.grant_args(&["--json"]));
-    assert_eq!(layer_changed(&first, "nftables"), true, "{}", describe(&first));
+    assert_eq!(
+        layer_changed(&first, "nftables"),
+        true,
+        "{}",
+        describe(&first)
+    );
     let ruleset = t.srv.ruleset();
     let gen = genid(&t);
 
@@ -128,7 +133,11 @@ fn repeated_identical_grant_sends_nothing_and_a_timed_one_refreshes() {
         "{}",
         describe(&again)
     );
-    assert_eq!(t.srv.ruleset(), ruleset, "an identical grant rewrote nftables");
+    assert_eq!(
+        t.srv.ruleset(),
+        ruleset,
+        "an identical grant rewrote nftables"
+    );
     assert_eq!(genid(&t), gen, "an identical grant sent a batch");
     t.assert_login_with(&t.sup, &[], SRV_SUP_V4, t.port);
     assert_consistent(&t, "after the identical grant");
@@ -136,19 +145,31 @@ fn repeated_identical_grant_sends_nothing_and_a_timed_one_refreshes() {
     // With a duration every repetition restarts the kernel's countdown: a change, and said so.
     t.tool_ok(t.grant_args(&["--for", "1h"]));
     let before = expires_ms(&t.srv.ruleset());
-    assert_eq!(before.len(), 2, "one v4 and one v6 element:\n{}", t.srv.ruleset());
+    assert_eq!(
+        before.len(),
+        2,
+        "one v4 and one v6 element:\n{}",
+        t.srv.ruleset()
+    );
     // Until the countdown visibly ran (bounded), so that a refresh shows as a larger `expires`.
     let mut ran = before.clone();
     assert!(
         wait_until(Duration::from_secs(10), || {
             ran = expires_ms(&t.srv.ruleset());
-            ran.iter().zip(&before).all(|(now, then)| now + 1000 < *then)
+            ran.iter()
+                .zip(&before)
+                .all(|(now, then)| now + 1000 < *then)
         }),
         "the elements' expires did not move: {before:?} then {ran:?}"
     );
     let timed = t.tool_ok(t.grant_args(&["--json", "--for", "1h"]));
     assert_eq!(json_of(&timed)["changed"], true, "{}", describe(&timed));
-    assert_eq!(layer_changed(&timed, "nftables"), true, "{}", describe(&timed));
+    assert_eq!(
+        layer_changed(&timed, "nftables"),
+        true,
+        "{}",
+        describe(&timed)
+    );
     let after = expires_ms(&t.srv.ruleset());
     assert!(
         after.len() == 2 && after.iter().zip(&ran).all(|(a, r)| a > r),
@@ -230,7 +251,11 @@ fn status_sees_an_nft_jump_below_the_head_or_an_access_rule_gone() {
 
     // The IPv6 access rule deleted by its handle.
     let listing = String::from_utf8_lossy(
-        &run(t.srv.cmd("nft").args(["-a", "list", "chain", "inet", "filter", "ovh_access"])).stdout,
+        &run(t
+            .srv
+            .cmd("nft")
+            .args(["-a", "list", "chain", "inet", "filter", "ovh_access"]))
+        .stdout,
     )
     .into_owned();
     let handle = listing
@@ -240,12 +265,21 @@ fn status_sees_an_nft_jump_below_the_head_or_an_access_rule_gone() {
         .unwrap_or_else(|| panic!("no IPv6 access rule:\n{listing}"))
         .trim()
         .to_string();
-    run(t
-        .srv
-        .cmd("nft")
-        .args(["delete", "rule", "inet", "filter", "ovh_access", "handle", &handle]));
+    run(t.srv.cmd("nft").args([
+        "delete",
+        "rule",
+        "inet",
+        "filter",
+        "ovh_access",
+        "handle",
+        &handle,
+    ]));
     assert!(reachable(&t.sup, &[SRV_SUP_V6], t.port).is_empty());
-    assert_drift(&t, "chain inet filter ovh_access holds", "with an access rule deleted");
+    assert_drift(
+        &t,
+        "chain inet filter ovh_access holds",
+        "with an access rule deleted",
+    );
     t.tool_ok(["restore"]);
     t.assert_login_with(&t.sup, &[], SRV_SUP_V6, t.port);
     assert_consistent(&t, "after restore (access rule deleted)");

@@ -99,9 +99,7 @@ impl Ctx {
                         nft_drift(g, &mut drift);
                         drift.is_empty()
                     }
-                    _ => b
-                        .open(&grant_request(g), true)
-                        .is_ok_and(|o| !o.changed),
+                    _ => b.open(&grant_request(g), true).is_ok_and(|o| !o.changed),
                 };
                 if c.changed && c.notes.is_empty() && exact {
                     whole.push(name);

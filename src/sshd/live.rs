@@ -210,7 +210,10 @@ mod tests {
         assert_eq!(all[2].local, ("192.0.2.1".parse().unwrap(), 22));
         assert_eq!(all[2].remote, ("192.0.2.2".parse().unwrap(), 50000));
         assert_eq!(all[2].inode, 1003);
-        assert!(parse_tcp_table("header\n   0: 0100007F:zz 00000000:0000 0A 0 0 0 0 0 7 1\n").is_empty());
+        assert!(
+            parse_tcp_table("header\n   0: 0100007F:zz 00000000:0000 0A 0 0 0 0 0 7 1\n")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -825,7 +825,10 @@ mod tests {
         );
 
         // Elements left with a timeout by an earlier `--for`: a permanent grant rewrites them.
-        let expiring = vec![element("192.0.2.10", Some(60_000)), element("2001:db8::10", None)];
+        let expiring = vec![
+            element("192.0.2.10", Some(60_000)),
+            element("2001:db8::10", None),
+        ];
         let ops = plan_open(&facts(expiring), &req(None)).unwrap().ops;
         assert_eq!(
             render(&ops),
@@ -841,7 +844,10 @@ mod tests {
             ],
         ] {
             let ops = plan_open(&facts(els), &req(None)).unwrap().ops;
-            assert!(render(&ops).contains("flush set inet filter ovh_access_v4\n"), "{ops:?}");
+            assert!(
+                render(&ops).contains("flush set inet filter ovh_access_v4\n"),
+                "{ops:?}"
+            );
         }
         let mut unread = granted_table(exact);
         unread.sets[0].elements = None;
