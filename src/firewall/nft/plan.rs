@@ -864,6 +864,34 @@ mod tests {
     }
 
     #[test]
+    fn a_jump_below_the_head_is_moved_back_to_it() {
+        let exact = vec![element("192.0.2.10", None), element("2001:db8::10", None)];
+        let mut t = granted_table(exact);
+        let user_drop = RuleFacts {
+            handle: 12,
+            jump_to: None,
+            comment: None,
+            xt: false,
+            signature: None,
+        };
+        t.chains[0].rules.as_mut().unwrap().insert(0, user_drop);
+        let ops = plan_open(
+            &Facts {
+                genid: 1,
+                tables: vec![t],
+            },
+            &req(None),
+        )
+        .unwrap()
+        .ops;
+        assert_eq!(
+            render(&ops),
+            "delete rule inet filter input handle 9\n\
+             insert rule inet filter input jump ovh_access comment \"ovh-access\"\n"
+        );
+    }
+
+    #[test]
     fn iptables_nft_tables_and_foreign_names_are_left_alone() {
         let xt = table(
             Family::Ip,
