@@ -99,7 +99,7 @@ impl Ctx {
                         nft_drift(g, &mut drift);
                         drift.is_empty()
                     }
-                    _ => b.open(&grant_request(g), true).is_ok_and(|o| !o.changed),
+                    _ => iptables_exact(b.as_mut(), g).unwrap_or(false),
                 };
                 if c.changed && c.notes.is_empty() && exact {
                     whole.push(name);
@@ -996,8 +996,8 @@ impl Ctx {
                         // shuts the support out while the chain stays. A dry-run open of the
                         // grant's own request compares rule by rule (nft: `nft_drift`).
                         if name != "nftables" && g.layers.contains(&name) && !g.expired(now) {
-                            match b.open(&grant_request(&g), true) {
-                                Ok(o) if o.changed => drift.push((
+                            match iptables_exact(b.as_mut(), &g) {
+                                Ok(false) => drift.push((
                                     format!(
                                         "the firewall layer {name} no longer holds the grant's rules as the tool wrote them (a jump or an ACCEPT deleted or moved by hand?)"
                                     ),
@@ -1382,11 +1382,11 @@ fn nft_drift(g: &Grant, drift: &mut Vec<(String, String)>) {
 }
 
 /// The request `grant` made for `g`, as it would make it now: the same addresses and ports, and
-/// the time left to the same instant, to the sub-second, so that iptables' `--datestop` (dated
-/// from the clock when the plan is made) comes out as the one written at the grant.
-fn grant_request(g: &Grant) -> OpenRequest {
+/// the time left to the same instant plus `late`, to the sub-second, so that iptables'
+/// `--datestop` (dated from the clock when the plan is made) comes out as written at the grant.
+fn grant_request(g: &Grant, late: Duration) -> OpenRequest {
     let timeout = g.expires_at.map(|t| {
-        (std::time::UNIX_EPOCH + Duration::from_secs(t))
+        (std::time::UNIX_EPOCH + Duration::from_secs(t) + late)
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default()
     });
@@ -1395,6 +1395,17 @@ fn grant_request(g: &Grant) -> OpenRequest {
         ports: g.ports.clone(),
         timeout,
     }
+}
+
+/// An iptables layer holds `g` exactly: a dry-run open of its request changes nothing. The
+/// grant dated `--datestop` from a clock read a little after the one that fixed `expires_at`,
+/// so across a second boundary it wrote one second more: both are the grant's own rules.
+fn iptables_exact(b: &mut dyn firewall::Backend, g: &Grant) -> Result<bool> {
+    if !b.open(&grant_request(g, Duration::ZERO), true)?.changed {
+        return Ok(true);
+    }
+    let one_late = grant_request(g, Duration::from_secs(1));
+    Ok(g.expires_at.is_some() && !b.open(&one_late, true)?.changed)
 }
 
 fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, String)>) -> Report {
