@@ -205,17 +205,21 @@ fn status_sees_a_hand_deleted_legacy_jump_or_accept_and_restore_repairs() {
 
     // The grant dates --datestop from a clock read just after the one that fixed the expiry:
     // across a second boundary it writes one second more, which is still the grant's rule; two
-    // seconds more is not what the grant wrote.
-    let shift_datestop = |secs: u32| {
+    // seconds more is not what the grant wrote. Set by hand, relative to the recorded expiry.
+    let expires = status(&t).1["granted"]["expires_at"]
+        .as_u64()
+        .expect("a grant --for records expires_at");
+    let set_datestop = |later: u64| {
         run(t.srv.cmd("sh").arg("-ec").arg(format!(
             "s=$(iptables-legacy-save -t filter | grep -o -- '--datestop [0-9T:-]*' | head -1 | cut -d' ' -f2); \
-             n=$(date -u -d \"@$(( $(date -u -d \"$s\" +%s) + {secs} ))\" +%Y-%m-%dT%H:%M:%S); \
-             iptables-legacy-save -t filter | sed \"s/--datestop $s/--datestop $n/\" | iptables-legacy-restore"
+             n=$(date -u -d @{} +%Y-%m-%dT%H:%M:%S); \
+             iptables-legacy-save -t filter | sed \"s/--datestop $s/--datestop $n/\" | iptables-legacy-restore",
+            expires + later
         )));
     };
-    shift_datestop(1);
+    set_datestop(1);
     assert_consistent(&t, "with --datestop one second later");
-    shift_datestop(1);
+    set_datestop(2);
     assert_drift(&t, "iptables-legacy", "with --datestop two seconds later");
     t.tool_ok(["restore"]);
     assert_consistent(&t, "after restore (datestop)");
