@@ -8,6 +8,7 @@ mod cli_profiles;
 mod common;
 mod doctor;
 mod e2e;
+mod exact;
 mod iptables;
 mod nft;
 mod topology;

@@ -82,7 +82,8 @@ impl Ctx {
     }
 
     /// Every firewall layer `g` was applied to still holds all of the tool's objects (read
-    /// only: a dry-run close finds them, and names nothing missing).
+    /// only: a dry-run close finds them, and names nothing missing), and holds them as the grant
+    /// wrote them (the same exact checks as `status`).
     fn layers_intact(&self, g: &Grant) -> bool {
         let mut probe = Report::default();
         let Ok(backends) = firewall::select(FirewallChoice::Auto, false, &mut probe) else {
@@ -92,7 +93,15 @@ impl Ctx {
         for mut b in backends {
             let name = b.name();
             if let Ok(c) = b.close(true) {
-                if c.changed && c.notes.is_empty() {
+                let exact = match name.as_str() {
+                    "nftables" => {
+                        let mut drift = Vec::new();
+                        nft_drift(g, &mut drift);
+                        drift.is_empty()
+                    }
+                    _ => iptables_exact(b.as_mut(), g).unwrap_or(false),
+                };
+                if c.changed && c.notes.is_empty() && exact {
                     whole.push(name);
                 }
             }
@@ -227,15 +236,13 @@ impl Ctx {
         if !a.dry_run {
             self.recover(&mut st, &mut report)?;
         }
-        // The same grant again (a configuration-management run repeated) keeps its start time
-        // and reports `changed` only when something had to be repaired: the nft backend
-        // rewrites its own objects in place even when they already are what is asked.
+        // The same grant again (a configuration-management run repeated) keeps its start time;
+        // the backends leave what already is as asked alone, so `changed` means a repair.
         let same = st.granted.clone().filter(|p| same_grant(p, &desired));
         let mut desired = desired;
         if let Some(p) = &same {
             desired.granted_at = p.granted_at;
         }
-        let in_place = same.as_ref().is_some_and(|p| self.layers_intact(p));
 
         if a.dry_run {
             let applied = self.open_and_install(&desired, &opts, true, &mut report)?;
@@ -315,8 +322,7 @@ impl Ctx {
         st.intent = None;
         st.save(&self.root)?;
 
-        let firewall_changed = applied.layers.iter().any(|l| l.changed)
-            && !(in_place && same.is_some_and(|p| p.layers == committed.layers));
+        let firewall_changed = applied.layers.iter().any(|l| l.changed);
         report.changed = applied.keys.changed || firewall_changed;
         self.describe_grant(&committed, &applied, &target, &mut report);
         self.audit(
@@ -985,7 +991,24 @@ impl Ctx {
             for mut b in firewall::select(FirewallChoice::Auto, false, &mut probe)? {
                 let name = b.name();
                 match b.close(true) {
-                    Ok(c) if c.changed => present.push(name),
+                    Ok(c) if c.changed => {
+                        // Present is not enough for iptables: a jump or an ACCEPT deleted by hand
+                        // shuts the support out while the chain stays. A dry-run open of the
+                        // grant's own request compares rule by rule (nft: `nft_drift`).
+                        if name != "nftables" && g.layers.contains(&name) && !g.expired(now) {
+                            match iptables_exact(b.as_mut(), &g) {
+                                Ok(false) => drift.push((
+                                    format!(
+                                        "the firewall layer {name} no longer holds the grant's rules as the tool wrote them (a jump or an ACCEPT deleted or moved by hand?)"
+                                    ),
+                                    "ovh-access restore".into(),
+                                )),
+                                Ok(_) => {}
+                                Err(e) => drift.push((format!("{name}: {e:#}"), "ovh-access doctor".into())),
+                            }
+                        }
+                        present.push(name)
+                    }
                     Ok(_) if g.layers.contains(&name) => {
                         // Lost, but a layer left with no chain that filters input (a bare `flush
                         // ruleset`) blocks nobody: the invariant holds and restore has nothing to add.
@@ -1302,14 +1325,32 @@ fn nft_drift(g: &Grant, drift: &mut Vec<(String, String)>) {
         .iter()
         .filter(|t| !t.chains.is_empty() || !t.sets.is_empty())
     {
-        for h in t.hooks.iter().filter(|h| !h.jump_present) {
+        for h in &t.hooks {
+            // Below the head, a rule the user inserted since can drop the support first.
+            let what = match (h.jump_present, h.jump_at_head) {
+                (false, _) => "no longer jumps to the tool's chain",
+                (true, false) => "jumps to the tool's chain only after other rules, which may drop the support first",
+                (true, true) => continue,
+            };
             drift.push((
-                format!(
-                    "nftables: chain {} {} {} no longer jumps to the tool's chain",
-                    t.family, t.name, h.chain
-                ),
+                format!("nftables: chain {} {} {} {what}", t.family, t.name, h.chain),
                 restore(),
             ));
+        }
+        for (chain, have) in t.chains.iter().zip(&t.chain_rules) {
+            let want = t.rules_wanted(chain, &g.ports);
+            if *have != want {
+                drift.push((
+                    format!(
+                        "nftables: chain {} {} {chain} holds [{}], the grant [{}]",
+                        t.family,
+                        t.name,
+                        have.join("; "),
+                        want.join("; ")
+                    ),
+                    restore(),
+                ));
+            }
         }
         for set in &t.sets {
             let v6 = set.name.ends_with("v6");
@@ -1338,6 +1379,33 @@ fn nft_drift(g: &Grant, drift: &mut Vec<(String, String)>) {
             }
         }
     }
+}
+
+/// The request `grant` made for `g`, as it would make it now: the same addresses and ports, and
+/// the time left to the same instant plus `late`, to the sub-second, so that iptables'
+/// `--datestop` (dated from the clock when the plan is made) comes out as written at the grant.
+fn grant_request(g: &Grant, late: Duration) -> OpenRequest {
+    let timeout = g.expires_at.map(|t| {
+        (std::time::UNIX_EPOCH + Duration::from_secs(t) + late)
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+    });
+    OpenRequest {
+        addresses: g.addresses.clone(),
+        ports: g.ports.clone(),
+        timeout,
+    }
+}
+
+/// An iptables layer holds `g` exactly: a dry-run open of its request changes nothing. The
+/// grant dated `--datestop` from a clock read a little after the one that fixed `expires_at`,
+/// so across a second boundary it wrote one second more: both are the grant's own rules.
+fn iptables_exact(b: &mut dyn firewall::Backend, g: &Grant) -> Result<bool> {
+    if !b.open(&grant_request(g, Duration::ZERO), true)?.changed {
+        return Ok(true);
+    }
+    let one_late = grant_request(g, Duration::from_secs(1));
+    Ok(g.expires_at.is_some() && !b.open(&one_late, true)?.changed)
 }
 
 fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, String)>) -> Report {

@@ -7,11 +7,12 @@
 //! sshd, so only sshd processes holding exactly those connections are touched.
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
 use crate::report::Report;
+use crate::sshd::live;
 
 /// One established TCP connection from /proc/net/tcp{,6}.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,55 +31,28 @@ pub struct Ended {
     pub local_port: u16,
 }
 
-const TCP_ESTABLISHED: &str = "01";
-
-/// Parse the text of /proc/net/tcp or tcp6 into established connections.
+/// The established connections of the text of /proc/net/tcp or tcp6 (parsed by
+/// `sshd::live`, which reads the same files for the listeners).
 pub fn parse_proc_net_tcp(text: &str) -> Vec<Conn> {
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 || f[3] != TCP_ESTABLISHED {
-            continue;
-        }
-        let (Some(local), Some(remote)) = (parse_endpoint(f[1]), parse_endpoint(f[2])) else {
-            continue;
-        };
-        let Ok(inode) = f[9].parse::<u64>() else {
-            continue;
-        };
-        out.push(Conn {
-            local_port: local.1,
-            remote: remote.0,
-            remote_port: remote.1,
-            inode,
-        });
-    }
-    out
+    live::parse_tcp_table(text)
+        .into_iter()
+        .filter(|e| e.state == live::TCP_ESTABLISHED)
+        .map(|e| Conn {
+            local_port: e.local.1,
+            remote: unmapped(e.remote.0),
+            remote_port: e.remote.1,
+            inode: e.inode,
+        })
+        .collect()
 }
 
-/// `0100007F:0016` (IPv4, host-order 32-bit word) or 32 hex digits (IPv6, four host-order words).
-fn parse_endpoint(s: &str) -> Option<(IpAddr, u16)> {
-    let (addr, port) = s.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let ip = match addr.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(
-            u32::from_str_radix(addr, 16).ok()?.swap_bytes(),
-        )),
-        32 => {
-            let mut bytes = [0u8; 16];
-            for i in 0..4 {
-                let word = u32::from_str_radix(&addr[i * 8..i * 8 + 8], 16).ok()?;
-                bytes[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-            }
-            let v6 = Ipv6Addr::from(bytes);
-            // A v4 client on a dual-stack socket appears as ::ffff:a.b.c.d.
-            v6.to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6))
-        }
-        _ => return None,
-    };
-    Some((ip, port))
+/// A v4 client on a dual-stack socket appears in tcp6 as ::ffff:a.b.c.d; the grant names it
+/// a.b.c.d.
+fn unmapped(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 /// The connections from `addresses` to `ports`.
@@ -184,6 +158,17 @@ fn forget_conntrack(conns: &[Conn], report: &mut Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn a_v4_client_of_a_dual_stack_socket_is_named_by_its_v4_address() {
+        // ::ffff:198.51.100.10 → 198.51.100.10; the listener (0A) is not a session.
+        let t = "header\n   0: 0000000000000000FFFF00000A6433C6:08AE 0000000000000000FFFF00000A6433C6:D431 01 0:0 0:0 0 0 0 4444 1\n   1: 00000000000000000000000000000000:08AE 00000000000000000000000000000000:0000 0A 0:0 0:0 0 0 0 5555 1\n";
+        let c = parse_proc_net_tcp(t);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].remote, "198.51.100.10".parse::<IpAddr>().unwrap());
+        assert_eq!((c[0].local_port, c[0].inode), (2222, 4444));
+    }
 
     #[test]
     fn parses_v4_and_v6_established() {

@@ -16,29 +16,68 @@ pub struct Socket {
     pub inode: u64,
 }
 
-/// TCP_LISTEN in include/net/tcp_states.h.
-const TCP_LISTEN: &str = "0A";
+/// One line of /proc/net/tcp or tcp6: the one parser of these files (the live listeners here,
+/// the support's established sessions in `sessions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpEntry {
+    pub local: (IpAddr, u16),
+    pub remote: (IpAddr, u16),
+    /// The `st` column: include/net/tcp_states.h (`01` established, `0A` listen).
+    pub state: u8,
+    pub inode: u64,
+}
 
-/// Parse the text of /proc/net/tcp or /proc/net/tcp6 (net/ipv4/tcp_ipv4.c `get_tcp4_sock()`:
-/// addresses are the raw `__be32` words printed with `%08X`, i.e. in host byte order).
-pub fn parse_proc_net_tcp(text: &str) -> Vec<Socket> {
+/// TCP_ESTABLISHED in include/net/tcp_states.h.
+pub const TCP_ESTABLISHED: u8 = 0x01;
+/// TCP_LISTEN in include/net/tcp_states.h.
+pub const TCP_LISTEN: u8 = 0x0A;
+
+/// Parse the text of /proc/net/tcp or /proc/net/tcp6 (net/ipv4/tcp_ipv4.c `get_tcp4_sock()`,
+/// net/ipv6/tcp_ipv6.c `get_tcp6_sock()`: addresses are the raw `__be32` words printed with
+/// `%08X`, i.e. in host byte order; ports and the state in hex). Lines that do not parse are
+/// skipped: the header, and whatever a future kernel may add.
+pub fn parse_tcp_table(text: &str) -> Vec<TcpEntry> {
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 || f[3] != TCP_LISTEN {
+        if f.len() < 10 {
             continue;
         }
-        let Some((a, p)) = f[1].split_once(':') else {
+        let (Some(local), Some(remote), Ok(state), Ok(inode)) = (
+            endpoint(f[1]),
+            endpoint(f[2]),
+            u8::from_str_radix(f[3], 16),
+            f[9].parse::<u64>(),
+        ) else {
             continue;
         };
-        let (Some(addr), Ok(port), Ok(inode)) =
-            (hex_addr(a), u16::from_str_radix(p, 16), f[9].parse::<u64>())
-        else {
-            continue;
-        };
-        out.push(Socket { addr, port, inode });
+        out.push(TcpEntry {
+            local,
+            remote,
+            state,
+            inode,
+        });
     }
     out
+}
+
+/// The LISTEN sockets of the text of /proc/net/tcp or /proc/net/tcp6.
+pub fn parse_proc_net_tcp(text: &str) -> Vec<Socket> {
+    parse_tcp_table(text)
+        .into_iter()
+        .filter(|e| e.state == TCP_LISTEN)
+        .map(|e| Socket {
+            addr: e.local.0,
+            port: e.local.1,
+            inode: e.inode,
+        })
+        .collect()
+}
+
+/// `0100007F:0016`: an address (8 or 32 hex digits) and a port.
+fn endpoint(s: &str) -> Option<(IpAddr, u16)> {
+    let (a, p) = s.split_once(':')?;
+    Some((hex_addr(a)?, u16::from_str_radix(p, 16).ok()?))
 }
 
 fn hex_addr(s: &str) -> Option<IpAddr> {
@@ -159,6 +198,21 @@ mod tests {
         assert_eq!(
             (v6[1].addr, v6[1].port),
             ("2001:db8::1".parse().unwrap(), 2200)
+        );
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn every_line_with_both_endpoints_and_its_state() {
+        let all = parse_tcp_table(TCP);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2].state, TCP_ESTABLISHED);
+        assert_eq!(all[2].local, ("192.0.2.1".parse().unwrap(), 22));
+        assert_eq!(all[2].remote, ("192.0.2.2".parse().unwrap(), 50000));
+        assert_eq!(all[2].inode, 1003);
+        assert!(
+            parse_tcp_table("header\n   0: 0100007F:zz 00000000:0000 0A 0 0 0 0 0 7 1\n")
+                .is_empty()
         );
     }
 

@@ -484,13 +484,14 @@ pub fn send(conn: &mut Conn, ops: &[Op], genid: u32, ack_end: bool) -> Result<()
 pub fn run(
     conn: &mut Conn,
     depth: impl Fn(&TableFacts) -> RuleDepth,
+    with_elements: bool,
     mut make_plan: impl FnMut(&Facts) -> anyhow::Result<Plan>,
     dry_run: bool,
 ) -> anyhow::Result<Result<(Facts, Plan), BatchFailure>> {
     let ack_end = netlink::kernel_acks_batch_end();
     let mut last = None;
     for attempt in 0..MAX_ATTEMPTS {
-        let facts = match inspect::read_facts(conn, &depth, false) {
+        let facts = match inspect::read_facts(conn, &depth, with_elements) {
             Ok(f) => f,
             Err(NlError::Interrupted) => {
                 last = Some(BatchFailure {

@@ -60,7 +60,8 @@ impl NftBackend {
     /// Read the ruleset and plan a grant, changing nothing. With [`NftBackend::apply`] this is
     /// `open` in two steps, for a caller that records the plan (a journal) before applying it.
     pub fn plan_open(&mut self, req: &OpenRequest) -> Result<(Facts, Plan)> {
-        let facts = read_consistent(&mut self.conn, grant_depth, false)?;
+        // The elements too: an unchanged set is left alone (see `plan::plan_open`).
+        let facts = read_consistent(&mut self.conn, grant_depth, true)?;
         let plan = plan::plan_open(&facts, req)?;
         Ok((facts, plan))
     }
@@ -97,10 +98,11 @@ impl NftBackend {
     fn change(
         &mut self,
         dry_run: bool,
+        with_elements: bool,
         plan_fn: impl FnMut(&Facts) -> Result<Plan>,
         depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
     ) -> Result<LayerChange> {
-        let outcome = apply::run(&mut self.conn, depth, plan_fn, dry_run)?;
+        let outcome = apply::run(&mut self.conn, depth, with_elements, plan_fn, dry_run)?;
         let (_, plan) = outcome.map_err(|f| {
             let what = f.what.unwrap_or_else(|| "apply the batch".into());
             explain(f.error, &what)
@@ -121,13 +123,15 @@ impl Backend for NftBackend {
     }
 
     fn open(&mut self, req: &OpenRequest, dry_run: bool) -> Result<LayerChange> {
-        self.change(dry_run, |f| plan::plan_open(f, req), grant_depth)
+        // The sets' elements are read so that a set already holding exactly the grant's
+        // addresses is left alone: a repeated grant then sends no batch at all.
+        self.change(dry_run, true, |f| plan::plan_open(f, req), grant_depth)
     }
 
     /// Removal reads each hooked chain until it has seen as many tagged jumps as the kernel
     /// counts references to the tool's chains: usually the head only.
     fn close(&mut self, dry_run: bool) -> Result<LayerChange> {
-        self.change(dry_run, plan::plan_close, grant_depth)
+        self.change(dry_run, false, plan::plan_close, grant_depth)
     }
 }
 
@@ -211,6 +215,9 @@ pub struct NftTableState {
     pub hooks: Vec<NftHookState>,
     /// The tool's chains present (`ovh_access`, `ovh_access_out`).
     pub chains: Vec<String>,
+    /// For each of them, its rules as the tool wrote them (their signature; empty for a rule
+    /// the tool did not write), to compare with [`NftTableState::rules_wanted`].
+    pub chain_rules: Vec<Vec<String>>,
     /// The tool's sets present, with their elements.
     pub sets: Vec<NftSetState>,
 }
@@ -232,6 +239,32 @@ pub struct NftSetState {
     pub name: String,
     /// Addresses with their timeout and the time left (ms), as the kernel reports them.
     pub elements: Vec<Element>,
+}
+
+impl NftTableState {
+    /// The rules the tool writes into its chain `chain` of this table for `ports`, in order.
+    pub fn rules_wanted(&self, chain: &str, ports: &[u16]) -> Vec<String> {
+        let mut ports = ports.to_vec();
+        ports.sort_unstable();
+        ports.dedup();
+        let dir = if chain == CHAIN_OUT {
+            plan::Direction::Out
+        } else {
+            plan::Direction::In
+        };
+        let (v4, v6) = match self.family.as_str() {
+            "ip" => (true, false),
+            "ip6" => (false, true),
+            _ => (true, true),
+        };
+        [(v4, false), (v6, true)]
+            .into_iter()
+            .filter(|(has, _)| *has)
+            .map(|(_, six)| {
+                plan::access_rule_text(six, dir, if six { SET_V6 } else { SET_V4 }, &ports)
+            })
+            .collect()
+    }
 }
 
 impl NftToolState {
@@ -282,11 +315,17 @@ fn state_of(facts: &Facts) -> NftToolState {
                 }
             })
             .collect();
-        let chains: Vec<String> = t
-            .chains
+        let ours: Vec<&ChainFacts> = t.chains.iter().filter(|c| c.is_tool_chain()).collect();
+        let chains: Vec<String> = ours.iter().map(|c| c.name.clone()).collect();
+        let chain_rules: Vec<Vec<String>> = ours
             .iter()
-            .filter(|c| c.is_tool_chain())
-            .map(|c| c.name.clone())
+            .map(|c| {
+                c.rules
+                    .iter()
+                    .flatten()
+                    .map(|r| r.signature.clone().unwrap_or_default())
+                    .collect()
+            })
             .collect();
         let sets: Vec<NftSetState> = t
             .sets
@@ -305,6 +344,7 @@ fn state_of(facts: &Facts) -> NftToolState {
             name: t.name.clone(),
             hooks,
             chains,
+            chain_rules,
             sets,
         });
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::inspect::{self, Facts, Family, Hook, TableFacts};
+use super::inspect::{self, Facts, Family, Hook, SetFacts, TableFacts};
 use super::{CHAIN_IN, CHAIN_OUT, SET_V4, SET_V6};
 use crate::firewall::{OpenRequest, TAG};
 
@@ -141,6 +141,25 @@ fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a Ta
     out
 }
 
+/// True when the set already is what a grant would write: exactly `addresses`, permanent. A
+/// grant with a timeout always rewrites its elements: re-adding is what restarts the kernel's
+/// countdown (an element's timeout cannot be changed in place), and the operator asked for it.
+/// Elements that were not read count as different.
+fn set_holds_exactly(set: &SetFacts, addresses: &[IpAddr], timeout: Option<Duration>) -> bool {
+    let Some(elements) = &set.elements else {
+        return false;
+    };
+    if timeout.is_some() || elements.iter().any(|e| e.timeout_ms.is_some()) {
+        return false;
+    }
+    let mut have: Vec<IpAddr> = elements.iter().map(|e| e.address).collect();
+    have.sort_unstable();
+    let mut want = addresses.to_vec();
+    want.sort_unstable();
+    want.dedup();
+    have == want
+}
+
 /// The plan of a grant: open `req.ports` to `req.addresses` in every table that can drop them,
 /// replacing whatever an earlier grant put there (same objects, updated in place).
 pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
@@ -189,19 +208,20 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
             .collect();
         for &v6 in &families {
             let set = set_name(v6);
-            match t.set(set) {
-                Some(s) if !s.is_tool_set() => bail!(
-                    "table {table} already has a set {set} that ovh-access did not create (no comment \"{TAG}\"); rename that set and grant again"
-                ),
-                Some(_) => plan.ops.push(Op::FlushSet { table: table.clone(), set: set.into() }),
-                None => plan.ops.push(Op::AddSet { table: table.clone(), set: set.into(), v6 }),
-            }
             let addresses: Vec<IpAddr> = req
                 .addresses
                 .iter()
                 .copied()
                 .filter(|a| a.is_ipv6() == v6)
                 .collect();
+            match t.set(set) {
+                Some(s) if !s.is_tool_set() => bail!(
+                    "table {table} already has a set {set} that ovh-access did not create (no comment \"{TAG}\"); rename that set and grant again"
+                ),
+                Some(s) if set_holds_exactly(s, &addresses, req.timeout) => continue,
+                Some(_) => plan.ops.push(Op::FlushSet { table: table.clone(), set: set.into() }),
+                None => plan.ops.push(Op::AddSet { table: table.clone(), set: set.into(), v6 }),
+            }
             if !addresses.is_empty() {
                 plan.ops.push(Op::AddElements {
                     table: table.clone(),
@@ -261,12 +281,23 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
             }
             for base in bases.iter() {
                 plan.chains.push(format!("{table} {}", base.name));
-                let has_jump = base
-                    .rules
+                // The jump counts only at the head: a rule the user inserted above it since may
+                // drop the support first. A jump found lower is moved (deleted, inserted again).
+                let rules = base.rules.as_deref().unwrap_or_default();
+                let jumps: Vec<u64> = rules
                     .iter()
-                    .flatten()
-                    .any(|r| r.is_tool_jump() && r.jump_to.as_deref() == Some(chain));
-                if !has_jump {
+                    .filter(|r| r.is_tool_jump() && r.jump_to.as_deref() == Some(chain))
+                    .map(|r| r.handle)
+                    .collect();
+                let at_head = jumps.len() == 1 && rules.first().map(|r| r.handle) == Some(jumps[0]);
+                if !at_head {
+                    for handle in jumps {
+                        plan.ops.push(Op::DeleteRule {
+                            table: table.clone(),
+                            chain: base.name.clone(),
+                            handle,
+                        });
+                    }
                     plan.ops.push(Op::InsertJump {
                         table: table.clone(),
                         chain: base.name.clone(),
@@ -477,7 +508,7 @@ pub fn render(ops: &[Op]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::nft::inspect::{BaseChain, ChainFacts, RuleFacts, SetFacts};
+    use crate::firewall::nft::inspect::{BaseChain, ChainFacts, Element, RuleFacts, SetFacts};
 
     fn base(name: &str, hook: Hook, prio: i32, drop: bool) -> ChainFacts {
         ChainFacts {
@@ -713,6 +744,151 @@ mod tests {
         assert!(render(&changed.ops).contains(
             "add rule ip filter4 ovh_access ip saddr @ovh_access_v4 tcp dport { 22 } accept"
         ));
+    }
+
+    /// A table holding exactly what `req(None)` asks: sets, chain, rules and jump.
+    fn granted_table(elements: Vec<Element>) -> TableFacts {
+        let mut t = table(
+            Family::Inet,
+            "filter",
+            vec![base("input", Hook::Input, 0, true)],
+        );
+        let mut ours = base(CHAIN_IN, Hook::Input, 0, false);
+        ours.base = None;
+        ours.comment = Some(TAG.into());
+        ours.rules = Some(
+            [false, true]
+                .iter()
+                .map(|&v6| RuleFacts {
+                    handle: 5,
+                    jump_to: None,
+                    comment: None,
+                    xt: false,
+                    signature: Some(access_rule_text(
+                        v6,
+                        Direction::In,
+                        set_name(v6),
+                        &[22, 2222],
+                    )),
+                })
+                .collect(),
+        );
+        t.chains.push(ours);
+        t.chains[0].rules = Some(vec![RuleFacts {
+            handle: 9,
+            jump_to: Some(CHAIN_IN.into()),
+            comment: Some(TAG.into()),
+            xt: false,
+            signature: None,
+        }]);
+        for v6 in [false, true] {
+            t.sets.push(SetFacts {
+                name: set_name(v6).into(),
+                handle: 3,
+                comment: Some(TAG.into()),
+                elements: Some(
+                    elements
+                        .iter()
+                        .filter(|e| e.address.is_ipv6() == v6)
+                        .cloned()
+                        .collect(),
+                ),
+            });
+        }
+        t
+    }
+
+    fn element(a: &str, timeout_ms: Option<u64>) -> Element {
+        Element {
+            address: a.parse().unwrap(),
+            timeout_ms,
+            expires_ms: timeout_ms,
+        }
+    }
+
+    #[test]
+    fn an_identical_regrant_plans_nothing_and_a_timed_one_refreshes_the_elements() {
+        let exact = vec![element("192.0.2.10", None), element("2001:db8::10", None)];
+        let facts = |els: Vec<Element>| Facts {
+            genid: 1,
+            tables: vec![granted_table(els)],
+        };
+        let same = plan_open(&facts(exact.clone()), &req(None)).unwrap();
+        assert!(same.ops.is_empty(), "{:?}", same.ops);
+        assert_eq!(same.chains, vec!["inet filter input"]);
+
+        let timed = plan_open(&facts(exact.clone()), &req(Some(Duration::from_secs(60)))).unwrap();
+        assert_eq!(
+            render(&timed.ops),
+            "flush set inet filter ovh_access_v4\nadd element inet filter ovh_access_v4 { 192.0.2.10 timeout 1m }\n\
+             flush set inet filter ovh_access_v6\nadd element inet filter ovh_access_v6 { 2001:db8::10 timeout 1m }\n"
+        );
+
+        // Elements left with a timeout by an earlier `--for`: a permanent grant rewrites them.
+        let expiring = vec![
+            element("192.0.2.10", Some(60_000)),
+            element("2001:db8::10", None),
+        ];
+        let ops = plan_open(&facts(expiring), &req(None)).unwrap().ops;
+        assert_eq!(
+            render(&ops),
+            "flush set inet filter ovh_access_v4\nadd element inet filter ovh_access_v4 { 192.0.2.10 }\n"
+        );
+        // An address missing, or one too many, is rewritten; elements not read are too.
+        for els in [
+            vec![element("2001:db8::10", None)],
+            vec![
+                element("192.0.2.10", None),
+                element("192.0.2.11", None),
+                element("2001:db8::10", None),
+            ],
+        ] {
+            let ops = plan_open(&facts(els), &req(None)).unwrap().ops;
+            assert!(
+                render(&ops).contains("flush set inet filter ovh_access_v4\n"),
+                "{ops:?}"
+            );
+        }
+        let mut unread = granted_table(exact);
+        unread.sets[0].elements = None;
+        let ops = plan_open(
+            &Facts {
+                genid: 1,
+                tables: vec![unread],
+            },
+            &req(None),
+        )
+        .unwrap()
+        .ops;
+        assert_eq!(ops.len(), 2, "{ops:?}");
+    }
+
+    #[test]
+    fn a_jump_below_the_head_is_moved_back_to_it() {
+        let exact = vec![element("192.0.2.10", None), element("2001:db8::10", None)];
+        let mut t = granted_table(exact);
+        let user_drop = RuleFacts {
+            handle: 12,
+            jump_to: None,
+            comment: None,
+            xt: false,
+            signature: None,
+        };
+        t.chains[0].rules.as_mut().unwrap().insert(0, user_drop);
+        let ops = plan_open(
+            &Facts {
+                genid: 1,
+                tables: vec![t],
+            },
+            &req(None),
+        )
+        .unwrap()
+        .ops;
+        assert_eq!(
+            render(&ops),
+            "delete rule inet filter input handle 9\n\
+             insert rule inet filter input jump ovh_access comment \"ovh-access\"\n"
+        );
     }
 
     #[test]
