@@ -126,7 +126,7 @@ impl Ctx {
 
     fn resolve_target(&self, t: &TargetArgs) -> Result<support::Target> {
         let root = self.root.clone();
-        let resolver = t.resolver;
+        let resolver = t.dns.resolver;
         let lookup = move |host: &str| dns::resolve(&root, host, resolver, DNS_TIMEOUT);
         support::resolve_target(&self.root, t, &keys::parse_key_file, &lookup)
     }
@@ -204,9 +204,9 @@ impl Ctx {
             firewall: choice_name(a.firewall).into(),
             granted_at: now,
             expires_at: a.duration.map(|d| now + d.as_secs()),
-            resolver: a.target.resolver,
-            allow_private: a.target.allow_private,
-            trust_dns: a.target.trust_dns,
+            resolver: a.target.dns.resolver,
+            allow_private: a.target.dns.allow_private,
+            trust_dns: a.target.dns.trust_dns,
         };
         let opts = ApplyOpts {
             firewall: a.firewall,
@@ -1115,19 +1115,19 @@ impl Ctx {
         }
         // Asked as grant asked (recorded in the grant); options given now add to that. A failed
         // lookup is an error, never a move to the published list: the timer retries.
-        let resolver = a.resolver.or(g.resolver);
+        let resolver = a.dns.resolver.or(g.resolver);
         let answer = dns::resolve(&self.root, &g.host, resolver, DNS_TIMEOUT)?;
         let profile = g.profile.as_deref().and_then(support::profile_by_name);
         let (fresh, source, warnings) = support::choose_addresses(
             profile.as_ref().map(|p| p.published.as_slice()),
             Ok(answer),
-            a.trust_dns || g.trust_dns,
+            a.dns.trust_dns || g.trust_dns,
             false,
         )?;
         for w in warnings {
             report.warn(w);
         }
-        let mut fresh = dns::validate(fresh, a.allow_private || g.allow_private, &g.host)?;
+        let mut fresh = dns::validate(fresh, a.dns.allow_private || g.allow_private, &g.host)?;
         let mut old = g.addresses.clone();
         old.sort();
         fresh.sort();

@@ -92,17 +92,8 @@ pub struct TargetArgs {
     #[arg(long = "address", value_name = "IP")]
     pub addresses: Vec<IpAddr>,
 
-    /// DNS server to ask instead of resolv.conf's.
-    #[arg(long, value_name = "IP[:PORT]", value_parser = parse_resolver)]
-    pub resolver: Option<SocketAddr>,
-
-    /// Accept private and documentation addresses in the DNS answer.
-    #[arg(long)]
-    pub allow_private: bool,
-
-    /// Use DNS answers even when they are outside the region's published addresses.
-    #[arg(long)]
-    pub trust_dns: bool,
+    #[command(flatten)]
+    pub dns: DnsArgs,
 
     /// Do not ask DNS: use the region's published addresses.
     #[arg(long, conflicts_with = "trust_dns")]
@@ -165,8 +156,10 @@ pub struct DoctorArgs {
     pub target: TargetArgs,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct RefreshArgs {
+/// How DNS is asked and which answers are taken; shared by grant, doctor and refresh (a grant
+/// records them so that refresh and status ask the same way).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DnsArgs {
     /// DNS server to ask instead of resolv.conf's.
     #[arg(long, value_name = "IP[:PORT]", value_parser = parse_resolver)]
     pub resolver: Option<SocketAddr>,
@@ -178,6 +171,12 @@ pub struct RefreshArgs {
     /// Use DNS answers even when they are outside the region's published addresses.
     #[arg(long)]
     pub trust_dns: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RefreshArgs {
+    #[command(flatten)]
+    pub dns: DnsArgs,
 
     /// Print what would change and change nothing.
     #[arg(long)]

@@ -305,7 +305,7 @@ fn region_decision_against_a_real_resolver() {
         let args = target_args(&argv);
         in_netns(&lab.ns, move || {
             let root = Root::system();
-            let dns = dns::lookup_with(&root, args.resolver, Duration::from_millis(1500));
+            let dns = dns::lookup_with(&root, args.dns.resolver, Duration::from_millis(1500));
             resolve_target(&root, &args, &parse, &dns).map_err(|e| (e.to_string(), exit_code(&e)))
         })
     };

@@ -75,7 +75,7 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
     // Who the support is. Without a usable target the other checks still run, on what is known.
     let lookup = {
         let root = root.clone();
-        let resolver = t.resolver;
+        let resolver = t.dns.resolver;
         move |host: &str| dns::resolve(&root, host, resolver, crate::access::DNS_TIMEOUT)
     };
     let target = match support::resolve_target(root, t, &keys::parse_key_file, &lookup) {
@@ -259,12 +259,12 @@ fn grant_command(t: &TargetArgs) -> String {
     for a in &t.addresses {
         s.push_str(&format!(" --address {a}"));
     }
-    if let Some(r) = &t.resolver {
+    if let Some(r) = &t.dns.resolver {
         s.push_str(&format!(" --resolver {r}"));
     }
     for (on, flag) in [
-        (t.allow_private, " --allow-private"),
-        (t.trust_dns, " --trust-dns"),
+        (t.dns.allow_private, " --allow-private"),
+        (t.dns.trust_dns, " --trust-dns"),
         (t.no_dns, " --no-dns"),
     ] {
         if on {
@@ -306,8 +306,8 @@ fn finish(f: Findings) -> Report {
 /// Both families are asked (dns::resolve returns A and AAAA); the answer must not move between
 /// two lookups.
 fn check_dns(root: &Root, t: &TargetArgs, host: &str, f: &mut Findings) {
-    let first = dns::resolve(root, host, t.resolver, crate::access::DNS_TIMEOUT);
-    let second = dns::resolve(root, host, t.resolver, crate::access::DNS_TIMEOUT);
+    let first = dns::resolve(root, host, t.dns.resolver, crate::access::DNS_TIMEOUT);
+    let second = dns::resolve(root, host, t.dns.resolver, crate::access::DNS_TIMEOUT);
     match (first, second) {
         (Ok(mut a), Ok(mut b)) => {
             a.sort();

@@ -235,13 +235,17 @@ pub fn resolve_target(
         } else {
             dns(&host)
         };
-        let (addrs, source, more) = choose(published, &what, answer, args.trust_dns, args.no_dns)?;
+        let (addrs, source, more) =
+            choose(published, &what, answer, args.dns.trust_dns, args.no_dns)?;
         warnings.extend(more);
         let origin = match source {
             AddressSource::Published => format!("the published list of {what}"),
             _ => format!("the DNS answer for {host}"),
         };
-        (dns::validate(addrs, args.allow_private, &origin)?, source)
+        (
+            dns::validate(addrs, args.dns.allow_private, &origin)?,
+            source,
+        )
     };
 
     Ok(Target {
