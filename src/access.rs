@@ -419,14 +419,14 @@ impl Ctx {
         dry_run: bool,
         report: &mut Report,
     ) -> Result<Applied> {
-        let now = state::now();
-        let req = OpenRequest {
-            addresses: g.addresses.clone(),
-            ports: g.ports.clone(),
-            timeout: g
-                .expires_at
-                .map(|t| Duration::from_secs(t.saturating_sub(now).max(1))),
-        };
+        // The time left to the grant's instant, to the sub-second: iptables dates --datestop
+        // from its own clock read, which then lands on `expires_at` itself (whole seconds
+        // would be off by one whenever a second boundary passes between the two reads). A
+        // timeout of zero means "none" to nftables, so a grant about to end keeps a second.
+        let mut req = grant_request(g, Duration::ZERO);
+        if let Some(t) = req.timeout.as_mut() {
+            *t = (*t).max(Duration::from_secs(1));
+        }
         let mut backends = firewall::select(opts.firewall, true, report)?;
         let mut layers = Vec::new();
         for b in backends.iter_mut() {
@@ -1397,9 +1397,10 @@ fn grant_request(g: &Grant, late: Duration) -> OpenRequest {
     }
 }
 
-/// An iptables layer holds `g` exactly: a dry-run open of its request changes nothing. The
-/// grant dated `--datestop` from a clock read a little after the one that fixed `expires_at`,
-/// so across a second boundary it wrote one second more: both are the grant's own rules.
+/// An iptables layer holds `g` exactly: a dry-run open of its request changes nothing. A rule
+/// dated one second after `expires_at` is still the grant's own: `--datestop` is written to the
+/// second from a clock read during the grant, and a grant that crossed a second boundary there
+/// (or was re-applied by `restore` with whole seconds) ends one second later.
 fn iptables_exact(b: &mut dyn firewall::Backend, g: &Grant) -> Result<bool> {
     if !b.open(&grant_request(g, Duration::ZERO), true)?.changed {
         return Ok(true);
