@@ -54,24 +54,7 @@ pub fn layers(choice: FirewallChoice, facts: &FirewallFacts) -> Result<Vec<Layer
             "firewalld is running and owns the ruleset: its next reload would remove the tool's rules and leave the support key without its firewall opening; pass --firewall nft or --firewall iptables to program the firewall anyway (and run `ovh-access restore` after each firewalld reload)"
         ));
     }
-    let mut ipt = Vec::new();
-    if !facts.legacy_v4_tables.is_empty() {
-        ipt.push(LayerKind::Iptables(Variant::Legacy, Family::V4));
-    }
-    if !facts.legacy_v6_tables.is_empty() {
-        ipt.push(LayerKind::Iptables(Variant::Legacy, Family::V6));
-    }
-    // Every iptables-nft table counts, not only those with an INPUT chain: iptables-nft creates
-    // built-in chains when first used, so a table may hold only a dropping OUTPUT.
-    for (fam, family) in [("ip", Family::V4), ("ip6", Family::V6)] {
-        if facts
-            .nft_tables
-            .iter()
-            .any(|t| t.made_by_iptables_nft && t.family == fam)
-        {
-            ipt.push(LayerKind::Iptables(Variant::Nft, family));
-        }
-    }
+    let ipt = iptables_layers(facts);
     let native_input = facts.nft_tables.iter().any(|t| {
         !t.made_by_iptables_nft
             && t.has_input_base_chain
@@ -102,26 +85,34 @@ pub fn layers(choice: FirewallChoice, facts: &FirewallFacts) -> Result<Vec<Layer
 /// `--firewall` the grant used and even under firewalld — removing the tool's objects is always
 /// safe, and refusing it would leave the support's door open.
 pub fn layers_for_removal(facts: &FirewallFacts) -> Vec<LayerKind> {
-    let mut all = Vec::new();
+    let mut all = iptables_layers(facts);
+    if facts.nft_tables.iter().any(|t| !t.made_by_iptables_nft) {
+        all.push(LayerKind::Nft);
+    }
+    all
+}
+
+/// The iptables layers that have a table: legacy by family, then iptables-nft by family.
+fn iptables_layers(facts: &FirewallFacts) -> Vec<LayerKind> {
+    let mut ipt = Vec::new();
     if !facts.legacy_v4_tables.is_empty() {
-        all.push(LayerKind::Iptables(Variant::Legacy, Family::V4));
+        ipt.push(LayerKind::Iptables(Variant::Legacy, Family::V4));
     }
     if !facts.legacy_v6_tables.is_empty() {
-        all.push(LayerKind::Iptables(Variant::Legacy, Family::V6));
+        ipt.push(LayerKind::Iptables(Variant::Legacy, Family::V6));
     }
+    // Every iptables-nft table counts, not only those with an INPUT chain: iptables-nft creates
+    // built-in chains when first used, so a table may hold only a dropping OUTPUT.
     for (fam, family) in [("ip", Family::V4), ("ip6", Family::V6)] {
         if facts
             .nft_tables
             .iter()
             .any(|t| t.made_by_iptables_nft && t.family == fam)
         {
-            all.push(LayerKind::Iptables(Variant::Nft, family));
+            ipt.push(LayerKind::Iptables(Variant::Nft, family));
         }
     }
-    if facts.nft_tables.iter().any(|t| !t.made_by_iptables_nft) {
-        all.push(LayerKind::Nft);
-    }
-    all
+    ipt
 }
 
 /// What an operator should know about the layers found (one sentence each).
