@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 
 use super::rules::{self, ChainOutcome, NftTable, Packet, Verdict};
 use super::Findings;
-use crate::firewall::detect;
 use crate::firewall::iptables::{self, IptablesBackend, Variant};
 use crate::firewall::nft::{self, Hook};
+use crate::firewall::{detect, Backend};
 
 /// One input chain that decides the packet (or output chain that decides the reply).
 struct Layer {
@@ -184,7 +184,7 @@ fn ipt_layer(
     }
     let st = iptables::state::tool_state(Some(table));
     let jumps: Vec<_> = st.jumps.iter().filter(|j| j.chain == chain).collect();
-    let program = b.program("").trim_end_matches('-').to_string();
+    let program = b.name();
     Some(Layer {
         label: format!("{program} filter {chain}"),
         priority: 0,
