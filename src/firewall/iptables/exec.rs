@@ -65,13 +65,9 @@ pub fn restore(program: &str, family: Family, script: &str) -> Result<()> {
 /// Whether the kernel has registered the x_tables match `name` for the family. The list lives in
 /// the network namespace's proc directory (see [`super::legacy_tables`] for why thread-self).
 fn kernel_has_match(family: Family, name: &str) -> bool {
-    let file = match family {
-        Family::V4 => "/proc/thread-self/net/ip_tables_matches",
-        Family::V6 => "/proc/thread-self/net/ip6_tables_matches",
-    };
-    std::fs::read_to_string(file)
-        .map(|s| s.lines().any(|l| l.trim() == name))
-        .unwrap_or(false)
+    super::x_tables_list(family, "matches")
+        .iter()
+        .any(|m| m == name)
 }
 
 fn spawn_error(program: &str, e: std::io::Error) -> anyhow::Error {

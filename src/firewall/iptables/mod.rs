@@ -58,12 +58,17 @@ impl Family {
 /// setns'ed elsewhere (as the tests do) would read the main thread's namespace through it.
 /// Reading this file creates nothing, unlike `iptables-legacy-save -t X`, which loads X.
 pub fn legacy_tables(family: Family) -> Vec<String> {
-    let file = match family {
-        Family::V4 => "/proc/thread-self/net/ip_tables_names",
-        Family::V6 => "/proc/thread-self/net/ip6_tables_names",
+    x_tables_list(family, "names")
+}
+
+/// The lines of `/proc/thread-self/net/ip{,6}_tables_<what>` (`names`, `matches`, `targets`).
+/// Absent when ip_tables/ip6_tables is not loaded: then the list is empty.
+fn x_tables_list(family: Family, what: &str) -> Vec<String> {
+    let prefix = match family {
+        Family::V4 => "ip",
+        Family::V6 => "ip6",
     };
-    // Absent when ip_tables/ip6_tables is not loaded: then no legacy table exists.
-    std::fs::read_to_string(file)
+    std::fs::read_to_string(format!("/proc/thread-self/net/{prefix}_tables_{what}"))
         .map(|s| {
             s.lines()
                 .map(str::trim)
