@@ -4,6 +4,8 @@
 //! leaves each layer exactly as it was (`*-save` with counters stripped, `nft list ruleset`).
 use std::collections::BTreeSet;
 
+use ovh_access::firewall::iptables::save::strip_volatile;
+
 use crate::common::*;
 use crate::topology::*;
 
@@ -47,22 +49,9 @@ const UFW: [Layer; 2] = [
     },
 ];
 
-/// `*-save` output without what changes by itself: the header and footer comments (they carry
-/// the time) and the packet/byte counters.
-fn strip_counters(save: &str) -> String {
-    save.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| match (l.starts_with(':'), l.rfind(" [")) {
-            (true, Some(i)) => format!("{} [0:0]", &l[..i]),
-            _ => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn save(t: &Topology, layer: &Layer) -> String {
     let out = run(&mut t.srv.cmd(format!("{}-save", layer.name)));
-    strip_counters(&String::from_utf8_lossy(&out.stdout))
+    strip_volatile(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// `nft list ruleset` without counters' values (iptables-nft puts a counter in every rule):
