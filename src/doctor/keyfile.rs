@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::sshd_checks::edit_fix;
+use super::sshd_checks::{at, edit_fix};
 use super::{join, Findings, Status};
 use crate::keys;
 use crate::root::Root;
@@ -44,12 +44,7 @@ pub fn check_home(home: &Path, keys_file: &Path, eff: &Effective, f: &mut Findin
             );
         }
     } else {
-        let src = eff
-            .authorized_keys_files
-            .source
-            .as_ref()
-            .map(|s| format!(" ({s})"))
-            .unwrap_or_default();
+        let src = at(&eff.authorized_keys_files);
         f.warn(
             "root home",
             format!(
@@ -87,11 +82,7 @@ pub fn check_authorized_keys_file(c: &Ctx, sshd_reads: &Path, f: &mut Findings) 
             .into_iter()
             .find(|l| l.active)
     });
-    let src = s
-        .source
-        .as_ref()
-        .map(|s| format!(" ({s})"))
-        .unwrap_or_default();
+    let src = at(s);
     match unread {
         Some(l) if guide_file != sshd_reads => f.fail(
             "AuthorizedKeysFile",

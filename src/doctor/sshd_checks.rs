@@ -161,7 +161,8 @@ pub fn settings(root: &Root, facts: &SshdFacts, key_types: &[String], svc: &str,
     }
 }
 
-fn at<T>(s: &Setting<T>) -> String {
+/// " (file:line)" where the setting comes from, or nothing for a default.
+pub fn at<T>(s: &Setting<T>) -> String {
     s.source
         .as_ref()
         .map(|s| format!(" ({s})"))
