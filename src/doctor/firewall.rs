@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use super::rules::{self, ChainOutcome, NftTable, Packet, Verdict};
 use super::Findings;
-use crate::firewall::iptables::{self, IptablesBackend, Variant};
+use crate::firewall::iptables::{self, IptablesBackend};
 use crate::firewall::nft::{self, Hook};
 use crate::firewall::{detect, Backend};
 
@@ -52,14 +52,21 @@ pub struct Remedy {
 
 pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findings) {
     let mut layers = Vec::new();
-    let base = detect::gather_facts_except_nft();
-    let mut xt_families = (false, false);
+    let mut base = detect::gather_facts_except_nft();
     match nft::NftBackend::new().and_then(|mut b| b.facts()) {
         Ok(facts) => {
+            base.nft_tables = facts
+                .tables
+                .iter()
+                .map(|t| detect::NftTable {
+                    family: t.family.name().into(),
+                    name: t.name.clone(),
+                    made_by_iptables_nft: t.made_by_iptables_nft(),
+                    has_input_base_chain: t.chains.iter().any(|c| c.is_filter_on(Hook::Input)),
+                })
+                .collect();
             for t in facts.tables.iter().filter(|t| t.family.is_ip()) {
                 if t.made_by_iptables_nft() {
-                    xt_families.0 |= t.family.has_v4() && t.family != nft::Family::Inet;
-                    xt_families.1 |= t.family.has_v6() && t.family != nft::Family::Inet;
                     continue;
                 }
                 let hooked = t.chains.iter().filter_map(|c| {
@@ -106,19 +113,13 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
             },
         ),
     }
-    let mut ipt = Vec::new();
-    if !base.legacy_v4_tables.is_empty() {
-        ipt.push(IptablesBackend::new(Variant::Legacy, iptables::Family::V4));
-    }
-    if !base.legacy_v6_tables.is_empty() {
-        ipt.push(IptablesBackend::new(Variant::Legacy, iptables::Family::V6));
-    }
-    if xt_families.0 {
-        ipt.push(IptablesBackend::new(Variant::Nft, iptables::Family::V4));
-    }
-    if xt_families.1 {
-        ipt.push(IptablesBackend::new(Variant::Nft, iptables::Family::V6));
-    }
+    // Every iptables layer that exists, as the detector finds them for removal.
+    let ipt = detect::layers_for_removal(&base)
+        .into_iter()
+        .filter_map(|k| match k {
+            detect::LayerKind::Iptables(v, fam) => Some(IptablesBackend::new(v, fam)),
+            detect::LayerKind::Nft => None,
+        });
     for b in ipt {
         match b.filter_table() {
             Ok(Some(table)) => {
