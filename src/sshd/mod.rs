@@ -369,16 +369,27 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
         support_connection(&groups, addr, host, use_dns, Some(laddr), lport)
     };
 
+    let first_port = configured.first().copied();
+    let per_address = support_addrs
+        .iter()
+        .map(|addr| {
+            let conn = conn_for(*addr, first_port);
+            Ok((
+                *addr,
+                eval::effective(&eval::for_connection(&cfg, &global, &conn)?),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+
     // sshd -T cross-check on the real system: listening set and every setting.
     if root.is_system() {
         let mut t_ports = Vec::new();
-        for addr in support_addrs {
-            let conn = conn_for(*addr, configured.first().copied());
-            let ours = eval::effective(&eval::for_connection(&cfg, &global, &conn)?);
+        for (addr, ours) in &per_address {
+            let conn = conn_for(*addr, first_port);
             match test_mode::run(Path::new(test_mode::SSHD), &conn, &[]) {
                 Ok(d) => {
                     t_ports.extend(d.listen.iter().map(|(_, p)| *p));
-                    for m in test_mode::disagreements(&ours, &d) {
+                    for m in test_mode::disagreements(ours, &d) {
                         warnings.push(format!("for {addr}: {m}; sshd -T is right"));
                     }
                 }
@@ -397,16 +408,12 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
     let (ports, w) = reconcile(&ev);
     warnings.extend(w);
 
-    let mut per_address = Vec::new();
-    for addr in support_addrs {
-        let first_port = configured.first().copied();
-        let conn = conn_for(*addr, first_port);
-        let eff = eval::effective(&eval::for_connection(&cfg, &global, &conn)?);
-        if by_port {
+    if by_port {
+        for (addr, eff) in &per_address {
             for p in ports.iter().filter(|p| Some(**p) != first_port) {
                 let c = conn_for(*addr, Some(*p));
                 let other = eval::effective(&eval::for_connection(&cfg, &global, &c)?);
-                let diff = differences(&eff, &other);
+                let diff = differences(eff, &other);
                 if !diff.is_empty() {
                     warnings.push(format!(
                         "for {addr}, Match LocalPort makes port {p} differ from port {}: {}",
@@ -416,7 +423,6 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
                 }
             }
         }
-        per_address.push((*addr, eff));
     }
 
     Ok(SshdFacts {
