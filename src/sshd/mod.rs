@@ -239,12 +239,8 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
 /// Root's groups and home, read through the root (`/etc/passwd`, `/etc/group`); OpenSSH
 /// evaluates `Match Group` with the groups getgrouplist() returns.
 pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
-    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).unwrap_or_default();
-    let (uid, gid, home) = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 7 && f[0] == user)
-        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(f[5]))))
+    let (uid, gid, home) = passwd_entry(root, |f| f[0] == user)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(&f[5]))))
         .unwrap_or((0, 0, PathBuf::from("/root")));
     let group = std::fs::read_to_string(root.path("/etc/group")).unwrap_or_default();
     let mut groups = Vec::new();
@@ -268,6 +264,17 @@ pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
     });
     groups.insert(0, primary);
     (uid, gid, home, groups)
+}
+
+/// The first entry of `<root>/etc/passwd` (7 fields or more) that `pick` accepts; `None` when
+/// there is none or the file cannot be read.
+pub(crate) fn passwd_entry(root: &Root, pick: impl Fn(&[&str]) -> bool) -> Option<Vec<String>> {
+    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).ok()?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && pick(f))
+        .map(|f| f.into_iter().map(String::from).collect())
 }
 
 /// The connection sshd evaluates Match for: user root from `addr` to `laddr`:`lport`.
