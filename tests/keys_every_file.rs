@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{can_unshare_net, Tree};
+use common::{can_unshare_net, describe, Tree};
 
 const ADMIN: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGrOcjbsyWP8zw3uMdf3vWxxCgyKw/yDuvUlp8FT2tpA admin@laptop";
@@ -60,14 +60,6 @@ fn can_run(name: &str) -> bool {
 
 const GRANT: &[&str] = &["grant", "--region", "eu", "--no-dns", "--firewall", "none"];
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn grant_refuses_an_unrestricted_support_line_in_another_keys_file() {
     if !can_run("grant_refuses_an_unrestricted_support_line_in_another_keys_file") {
@@ -76,7 +68,7 @@ fn grant_refuses_an_unrestricted_support_line_in_another_keys_file() {
     let s = Sandbox::new();
     let before = s.read("root/.ssh/authorized_keys");
     let out = s.tool(GRANT);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let msg = String::from_utf8_lossy(&out.stderr);
     assert!(
         msg.contains("line 2 of /root/.ssh/authorized_keys ") && msg.contains("--replace-foreign"),
@@ -96,7 +88,7 @@ fn replace_foreign_and_revoke_disable_it_and_status_reports_it() {
     let mut args = GRANT.to_vec();
     args.push("--replace-foreign");
     let out = s.tool(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let other = s.read("root/.ssh/authorized_keys");
     let lines: Vec<&str> = other.lines().collect();
     assert_eq!(lines[0], ADMIN, "the administrator's own key is untouched");
@@ -112,14 +104,14 @@ fn replace_foreign_and_revoke_disable_it_and_status_reports_it() {
     )
     .unwrap();
     let st = s.tool(&["status"]);
-    assert_eq!(st.status.code(), Some(1), "{}", text(&st));
+    assert_eq!(st.status.code(), Some(1), "{}", describe(&st));
     assert!(
-        text(&st).contains("line 2 of /root/.ssh/authorized_keys carries the support key"),
+        describe(&st).contains("line 2 of /root/.ssh/authorized_keys carries the support key"),
         "{}",
-        text(&st)
+        describe(&st)
     );
     let out = s.tool(&["revoke"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let other = s.read("root/.ssh/authorized_keys");
     assert!(other.lines().nth(1).unwrap().starts_with('#'), "{other}");
     assert_eq!(other.lines().next().unwrap(), ADMIN);

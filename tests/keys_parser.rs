@@ -109,6 +109,21 @@ proptest! {
         prop_assert!(keys::diff(&c, &c).is_empty());
         // Nothing disabled or removed lines that carry neither a blob nor the marker.
         prop_assert!(d.notes.len() <= ls.len() && r.notes.len() <= ls.len());
+        let untouchable = |bytes: &[u8]| -> Vec<Vec<u8>> {
+            bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| {
+                    let bare: Vec<u8> =
+                        l.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+                    ![blobs[0], blobs[1], keys::MARKER]
+                        .iter()
+                        .any(|n| bare.windows(n.len()).any(|w| w == n.as_bytes()))
+                })
+                .map(<[u8]>::to_vec)
+                .collect()
+        };
+        prop_assert_eq!(untouchable(&d.bytes), untouchable(&c));
+        prop_assert_eq!(untouchable(&r.bytes), untouchable(&c));
     }
 
     #[test]

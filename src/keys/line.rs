@@ -74,8 +74,6 @@ pub enum Kind {
 /// The fields of a key line. Byte offsets are into the text the line was parsed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLine {
-    /// The raw option string (before the key type), if any.
-    pub options_raw: Option<String>,
     /// The options as `sshauthopt_parse` reads them; `Err` holds its reason when sshd would
     /// reject the line ("bad key options").
     pub options: Result<Vec<KeyOption>, String>,
@@ -149,7 +147,6 @@ pub fn classify(text: &[u8]) -> Kind {
 pub fn parse_key_line(s: &[u8]) -> Option<KeyLine> {
     if let Some((algorithm, blob, comment)) = read_key(s) {
         return Some(KeyLine {
-            options_raw: None,
             options: Ok(Vec::new()),
             algorithm,
             blob,
@@ -159,10 +156,8 @@ pub fn parse_key_line(s: &[u8]) -> Option<KeyLine> {
     let end = advance_past_options(s)?;
     let (opts, rest) = s.split_at(end);
     let (algorithm, blob, comment) = read_key(skip_blanks(rest))?;
-    let raw = String::from_utf8_lossy(opts).into_owned();
     Some(KeyLine {
         options: parse_options(opts),
-        options_raw: Some(raw),
         algorithm,
         blob,
         comment,
@@ -337,7 +332,7 @@ mod tests {
         let k = key(&format!("  ssh-ed25519\t{B}  me@host  "));
         assert_eq!((k.algorithm.as_str(), k.blob.as_str()), ("ssh-ed25519", B));
         assert_eq!(k.comment, "me@host");
-        assert!(k.options_raw.is_none());
+        assert_eq!(k.options, Ok(Vec::new()));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   and doctor need. Only support lines change.
 //! - [`expiry`]: `expiry-time` in the form the installed sshd reads.
 //! - [`writer`]: the `openat(O_NOFOLLOW)` walk, StrictModes checks and the atomic replace.
-//! - [`keyfile`], [`path`]: `--key-file`, root's home, AuthorizedKeysFile expansion.
+//! - [`keyfile`]: `--key-file` and root's home. AuthorizedKeysFile is expanded by
+//!   [`crate::sshd::keys_file`].
 //!
 //! The tool's line reads like OVH's published one, with the marker appended to the key's own
 //! comment: `from="a,::ffff:a,b6"[,expiry-time="…"] ssh-rsa AAAA… support@cache-ng ovh-access`.
@@ -17,7 +18,6 @@ pub mod expiry;
 pub mod keyfile;
 pub mod line;
 pub mod options;
-pub mod path;
 pub mod writer;
 
 /// The token in the comment that marks the tool's own line.
@@ -30,5 +30,4 @@ pub use edit::{
 };
 pub use expiry::{expiry_style_for, format_expiry, parse_expiry_time, Expiry, ExpiryStyle};
 pub use keyfile::{parse_key_file, root_home};
-pub use path::{default_keys_path, expand_authorized_keys_file};
 pub use writer::{read, update, WriteOutcome};

@@ -418,18 +418,11 @@ impl Loader<'_> {
 /// The home directory of `user` (None: uid 0, the user sshd runs as) in `<root>/etc/passwd`;
 /// root's defaults to /root when the sandbox has no passwd.
 fn home_of(root: &Root, user: Option<&str>) -> Option<String> {
-    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).unwrap_or_default();
-    let found = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| {
-            f.len() >= 7
-                && match user {
-                    Some(u) => f[0] == u,
-                    None => f[2] == "0",
-                }
-        })
-        .map(|f| f[5].to_string());
+    let found = super::passwd_entry(root, |f| match user {
+        Some(u) => f[0] == u,
+        None => f[2] == "0",
+    })
+    .map(|mut f| f.swap_remove(5));
     match (found, user) {
         (Some(h), _) => Some(h),
         (None, None) => Some("/root".into()),

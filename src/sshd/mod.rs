@@ -239,12 +239,8 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
 /// Root's groups and home, read through the root (`/etc/passwd`, `/etc/group`); OpenSSH
 /// evaluates `Match Group` with the groups getgrouplist() returns.
 pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
-    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).unwrap_or_default();
-    let (uid, gid, home) = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 7 && f[0] == user)
-        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(f[5]))))
+    let (uid, gid, home) = passwd_entry(root, |f| f[0] == user)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(&f[5]))))
         .unwrap_or((0, 0, PathBuf::from("/root")));
     let group = std::fs::read_to_string(root.path("/etc/group")).unwrap_or_default();
     let mut groups = Vec::new();
@@ -268,6 +264,17 @@ pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
     });
     groups.insert(0, primary);
     (uid, gid, home, groups)
+}
+
+/// The first entry of `<root>/etc/passwd` (7 fields or more) that `pick` accepts; `None` when
+/// there is none or the file cannot be read.
+pub(crate) fn passwd_entry(root: &Root, pick: impl Fn(&[&str]) -> bool) -> Option<Vec<String>> {
+    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).ok()?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && pick(f))
+        .map(|f| f.into_iter().map(String::from).collect())
 }
 
 /// The connection sshd evaluates Match for: user root from `addr` to `laddr`:`lport`.
@@ -369,16 +376,27 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
         support_connection(&groups, addr, host, use_dns, Some(laddr), lport)
     };
 
+    let first_port = configured.first().copied();
+    let per_address = support_addrs
+        .iter()
+        .map(|addr| {
+            let conn = conn_for(*addr, first_port);
+            Ok((
+                *addr,
+                eval::effective(&eval::for_connection(&cfg, &global, &conn)?),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+
     // sshd -T cross-check on the real system: listening set and every setting.
     if root.is_system() {
         let mut t_ports = Vec::new();
-        for addr in support_addrs {
-            let conn = conn_for(*addr, configured.first().copied());
-            let ours = eval::effective(&eval::for_connection(&cfg, &global, &conn)?);
+        for (addr, ours) in &per_address {
+            let conn = conn_for(*addr, first_port);
             match test_mode::run(Path::new(test_mode::SSHD), &conn, &[]) {
                 Ok(d) => {
                     t_ports.extend(d.listen.iter().map(|(_, p)| *p));
-                    for m in test_mode::disagreements(&ours, &d) {
+                    for m in test_mode::disagreements(ours, &d) {
                         warnings.push(format!("for {addr}: {m}; sshd -T is right"));
                     }
                 }
@@ -397,16 +415,12 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
     let (ports, w) = reconcile(&ev);
     warnings.extend(w);
 
-    let mut per_address = Vec::new();
-    for addr in support_addrs {
-        let first_port = configured.first().copied();
-        let conn = conn_for(*addr, first_port);
-        let eff = eval::effective(&eval::for_connection(&cfg, &global, &conn)?);
-        if by_port {
+    if by_port {
+        for (addr, eff) in &per_address {
             for p in ports.iter().filter(|p| Some(**p) != first_port) {
                 let c = conn_for(*addr, Some(*p));
                 let other = eval::effective(&eval::for_connection(&cfg, &global, &c)?);
-                let diff = differences(&eff, &other);
+                let diff = differences(eff, &other);
                 if !diff.is_empty() {
                     warnings.push(format!(
                         "for {addr}, Match LocalPort makes port {p} differ from port {}: {}",
@@ -416,7 +430,6 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
                 }
             }
         }
-        per_address.push((*addr, eff));
     }
 
     Ok(SshdFacts {

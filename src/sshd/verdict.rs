@@ -354,11 +354,7 @@ pub struct Account {
 
 /// Read the account through the root (`/etc/passwd`, `/etc/shadow`, the shell file).
 pub fn read_account(root: &crate::root::Root, user: &str) -> Option<Account> {
-    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).ok()?;
-    let f: Vec<String> = passwd
-        .lines()
-        .map(|l| l.split(':').map(String::from).collect::<Vec<_>>())
-        .find(|f| f.len() >= 7 && f[0] == user)?;
+    let f = super::passwd_entry(root, |f| f[0] == user)?;
     let shell = if f[6].is_empty() {
         "/bin/sh".to_string()
     } else {
