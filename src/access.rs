@@ -544,11 +544,7 @@ impl Ctx {
         };
         match &goal {
             Some(g) => {
-                let opts = ApplyOpts {
-                    firewall: parse_choice(&g.firewall),
-                    replace_foreign: false,
-                    sshd_version: sshd::version(),
-                };
+                let opts = ApplyOpts::recorded(g);
                 // What the interrupted grant enabled beyond `g` (another key, another keys
                 // file) is disabled before `g` is put back.
                 if let Some(t) = &intent.target {
@@ -1154,11 +1150,7 @@ impl Ctx {
         let mut desired = g.clone();
         desired.addresses = fresh.clone();
         desired.address_source = source_name(source);
-        let opts = ApplyOpts {
-            firewall: parse_choice(&g.firewall),
-            replace_foreign: false,
-            sshd_version: sshd::version(),
-        };
+        let opts = ApplyOpts::recorded(&g);
         st.intent = Some(Intent {
             op: "refresh".into(),
             target: Some(desired.clone()),
@@ -1230,11 +1222,7 @@ impl Ctx {
             );
             return Ok(report);
         }
-        let opts = ApplyOpts {
-            firewall: parse_choice(&g.firewall),
-            replace_foreign: false,
-            sshd_version: sshd::version(),
-        };
+        let opts = ApplyOpts::recorded(&g);
         // An intact grant is rewritten in place by the nft backend: that is no change.
         let intact = self.layers_intact(&g);
         let applied = self.open_and_install(&g, &opts, false, &mut report)?;
@@ -1306,6 +1294,19 @@ struct ApplyOpts {
     firewall: FirewallChoice,
     replace_foreign: bool,
     sshd_version: Option<(u32, u32)>,
+}
+
+impl ApplyOpts {
+    /// How a recorded grant is applied again (rollback, refresh, restore): its own firewall
+    /// choice, never --replace-foreign (that is the operator's decision at grant time), and the
+    /// sshd installed now.
+    fn recorded(g: &Grant) -> ApplyOpts {
+        ApplyOpts {
+            firewall: parse_choice(&g.firewall),
+            replace_foreign: false,
+            sshd_version: sshd::version(),
+        }
+    }
 }
 
 /// The tool's nftables objects against the grant: every hooked chain still jumps to the tool's
