@@ -261,15 +261,11 @@ impl Ctx {
             return Ok(report);
         }
 
-        st.intent = Some(Intent {
-            op: "grant".into(),
-            target: Some(desired.clone()),
-            previous: st.granted.clone(),
-            started_at: now,
-            pid: std::process::id(),
-            keep_sessions: false,
-            remove: false,
-        });
+        st.intent = Some(Intent::begin(
+            "grant",
+            Some(desired.clone()),
+            st.granted.clone(),
+        ));
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
 
@@ -709,13 +705,9 @@ impl Ctx {
         let previous = st.granted.clone();
         if !a.dry_run {
             st.intent = Some(Intent {
-                op: "revoke".into(),
-                target: None,
-                previous: previous.clone(),
-                started_at: state::now(),
-                pid: std::process::id(),
                 keep_sessions: a.keep_sessions,
                 remove: a.remove,
+                ..Intent::begin("revoke", None, previous.clone())
             });
             st.save(&self.root)?;
             crate::failpoint!("after-intent");
@@ -1151,15 +1143,11 @@ impl Ctx {
         desired.addresses = fresh.clone();
         desired.address_source = source_name(source);
         let opts = ApplyOpts::recorded(&g);
-        st.intent = Some(Intent {
-            op: "refresh".into(),
-            target: Some(desired.clone()),
-            previous: Some(g.clone()),
-            started_at: state::now(),
-            pid: std::process::id(),
-            keep_sessions: false,
-            remove: false,
-        });
+        st.intent = Some(Intent::begin(
+            "refresh",
+            Some(desired.clone()),
+            Some(g.clone()),
+        ));
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
         // Open the new addresses before the key allows them; the sets are replaced, so the
