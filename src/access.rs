@@ -21,8 +21,8 @@ use crate::{bad_input, dns, keys, sessions, sshd};
 
 /// How long a second run waits for the lock before it gives up.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
-/// The hard limit on one whole DNS lookup (A and AAAA).
-pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The hard limit on one whole DNS lookup (A and AAAA): dns.rs's own default.
+pub const DNS_TIMEOUT: Duration = dns::DEFAULT_TIMEOUT;
 /// The user the support logs in as.
 const USER: &str = "root";
 
