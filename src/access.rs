@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
+use clap::ValueEnum;
 
 use crate::cli::{Cli, Command, FirewallChoice, GrantArgs, RefreshArgs, RevokeArgs, TargetArgs};
 use crate::error::{EXIT_FAILURE, EXIT_OK};
@@ -201,7 +202,7 @@ impl Ctx {
             keys: target.keys.iter().map(StoredKey::from).collect(),
             keys_file,
             layers: vec![],
-            firewall: choice_name(a.firewall).into(),
+            firewall: choice_name(a.firewall),
             granted_at: now,
             expires_at: a.duration.map(|d| now + d.as_secs()),
             resolver: a.target.dns.resolver,
@@ -1445,26 +1446,39 @@ fn source_name(s: support::AddressSource) -> String {
         .unwrap_or_default()
 }
 
-fn choice_name(c: FirewallChoice) -> &'static str {
-    match c {
-        FirewallChoice::Auto => "auto",
-        FirewallChoice::Nft => "nft",
-        FirewallChoice::Iptables => "iptables",
-        FirewallChoice::None => "none",
-    }
+/// The name clap parses `--firewall` from, as the state file records it.
+fn choice_name(c: FirewallChoice) -> String {
+    c.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }
 
+/// A recorded `--firewall`; an unknown name (a state file edited by hand) is `auto`.
 fn parse_choice(s: &str) -> FirewallChoice {
-    match s {
-        "nft" => FirewallChoice::Nft,
-        "iptables" => FirewallChoice::Iptables,
-        "none" => FirewallChoice::None,
-        _ => FirewallChoice::Auto,
-    }
+    FirewallChoice::from_str(s, false).unwrap_or(FirewallChoice::Auto)
 }
 
 fn dedup<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firewall_choice_round_trips_through_the_state_file_name() {
+        for (c, name) in [
+            (FirewallChoice::Auto, "auto"),
+            (FirewallChoice::Nft, "nft"),
+            (FirewallChoice::Iptables, "iptables"),
+            (FirewallChoice::None, "none"),
+        ] {
+            assert_eq!(choice_name(c), name);
+            assert_eq!(parse_choice(name), c);
+        }
+        assert_eq!(parse_choice("bogus"), FirewallChoice::Auto);
+    }
 }
