@@ -555,7 +555,8 @@ impl Ctx {
                     .into_iter()
                     .flatten()
                     .collect();
-                for g in &ends {
+                // The first end's keys file is disabled by `disable_and_close` itself.
+                for g in ends.iter().skip(1) {
                     self.disable_keys(&g.keys_file, &g.keys, intent.remove, false)?;
                 }
                 self.disable_and_close(ends.first().copied(), intent.remove, false, report)?;
