@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
+use clap::ValueEnum;
 
 use crate::cli::{Cli, Command, FirewallChoice, GrantArgs, RefreshArgs, RevokeArgs, TargetArgs};
 use crate::error::{EXIT_FAILURE, EXIT_OK};
@@ -21,8 +22,8 @@ use crate::{bad_input, dns, keys, sessions, sshd};
 
 /// How long a second run waits for the lock before it gives up.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
-/// The hard limit on one whole DNS lookup (A and AAAA).
-pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// The hard limit on one whole DNS lookup (A and AAAA): dns.rs's own default.
+pub const DNS_TIMEOUT: Duration = dns::DEFAULT_TIMEOUT;
 /// The user the support logs in as.
 const USER: &str = "root";
 
@@ -201,7 +202,7 @@ impl Ctx {
             keys: target.keys.iter().map(StoredKey::from).collect(),
             keys_file,
             layers: vec![],
-            firewall: choice_name(a.firewall).into(),
+            firewall: choice_name(a.firewall),
             granted_at: now,
             expires_at: a.duration.map(|d| now + d.as_secs()),
             resolver: a.target.dns.resolver,
@@ -261,15 +262,11 @@ impl Ctx {
             return Ok(report);
         }
 
-        st.intent = Some(Intent {
-            op: "grant".into(),
-            target: Some(desired.clone()),
-            previous: st.granted.clone(),
-            started_at: now,
-            pid: std::process::id(),
-            keep_sessions: false,
-            remove: false,
-        });
+        st.intent = Some(Intent::begin(
+            "grant",
+            Some(desired.clone()),
+            st.granted.clone(),
+        ));
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
 
@@ -544,11 +541,7 @@ impl Ctx {
         };
         match &goal {
             Some(g) => {
-                let opts = ApplyOpts {
-                    firewall: parse_choice(&g.firewall),
-                    replace_foreign: false,
-                    sshd_version: sshd::version(),
-                };
+                let opts = ApplyOpts::recorded(g);
                 // What the interrupted grant enabled beyond `g` (another key, another keys
                 // file) is disabled before `g` is put back.
                 if let Some(t) = &intent.target {
@@ -562,7 +555,8 @@ impl Ctx {
                     .into_iter()
                     .flatten()
                     .collect();
-                for g in &ends {
+                // The first end's keys file is disabled by `disable_and_close` itself.
+                for g in ends.iter().skip(1) {
                     self.disable_keys(&g.keys_file, &g.keys, intent.remove, false)?;
                 }
                 self.disable_and_close(ends.first().copied(), intent.remove, false, report)?;
@@ -713,13 +707,9 @@ impl Ctx {
         let previous = st.granted.clone();
         if !a.dry_run {
             st.intent = Some(Intent {
-                op: "revoke".into(),
-                target: None,
-                previous: previous.clone(),
-                started_at: state::now(),
-                pid: std::process::id(),
                 keep_sessions: a.keep_sessions,
                 remove: a.remove,
+                ..Intent::begin("revoke", None, previous.clone())
             });
             st.save(&self.root)?;
             crate::failpoint!("after-intent");
@@ -1154,20 +1144,12 @@ impl Ctx {
         let mut desired = g.clone();
         desired.addresses = fresh.clone();
         desired.address_source = source_name(source);
-        let opts = ApplyOpts {
-            firewall: parse_choice(&g.firewall),
-            replace_foreign: false,
-            sshd_version: sshd::version(),
-        };
-        st.intent = Some(Intent {
-            op: "refresh".into(),
-            target: Some(desired.clone()),
-            previous: Some(g.clone()),
-            started_at: state::now(),
-            pid: std::process::id(),
-            keep_sessions: false,
-            remove: false,
-        });
+        let opts = ApplyOpts::recorded(&g);
+        st.intent = Some(Intent::begin(
+            "refresh",
+            Some(desired.clone()),
+            Some(g.clone()),
+        ));
         st.save(&self.root)?;
         crate::failpoint!("after-intent");
         // Open the new addresses before the key allows them; the sets are replaced, so the
@@ -1230,11 +1212,7 @@ impl Ctx {
             );
             return Ok(report);
         }
-        let opts = ApplyOpts {
-            firewall: parse_choice(&g.firewall),
-            replace_foreign: false,
-            sshd_version: sshd::version(),
-        };
+        let opts = ApplyOpts::recorded(&g);
         // An intact grant is rewritten in place by the nft backend: that is no change.
         let intact = self.layers_intact(&g);
         let applied = self.open_and_install(&g, &opts, false, &mut report)?;
@@ -1306,6 +1284,19 @@ struct ApplyOpts {
     firewall: FirewallChoice,
     replace_foreign: bool,
     sshd_version: Option<(u32, u32)>,
+}
+
+impl ApplyOpts {
+    /// How a recorded grant is applied again (rollback, refresh, restore): its own firewall
+    /// choice, never --replace-foreign (that is the operator's decision at grant time), and the
+    /// sshd installed now.
+    fn recorded(g: &Grant) -> ApplyOpts {
+        ApplyOpts {
+            firewall: parse_choice(&g.firewall),
+            replace_foreign: false,
+            sshd_version: sshd::version(),
+        }
+    }
 }
 
 /// The tool's nftables objects against the grant: every hooked chain still jumps to the tool's
@@ -1456,26 +1447,39 @@ fn source_name(s: support::AddressSource) -> String {
         .unwrap_or_default()
 }
 
-fn choice_name(c: FirewallChoice) -> &'static str {
-    match c {
-        FirewallChoice::Auto => "auto",
-        FirewallChoice::Nft => "nft",
-        FirewallChoice::Iptables => "iptables",
-        FirewallChoice::None => "none",
-    }
+/// The name clap parses `--firewall` from, as the state file records it.
+fn choice_name(c: FirewallChoice) -> String {
+    c.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }
 
+/// A recorded `--firewall`; an unknown name (a state file edited by hand) is `auto`.
 fn parse_choice(s: &str) -> FirewallChoice {
-    match s {
-        "nft" => FirewallChoice::Nft,
-        "iptables" => FirewallChoice::Iptables,
-        "none" => FirewallChoice::None,
-        _ => FirewallChoice::Auto,
-    }
+    FirewallChoice::from_str(s, false).unwrap_or(FirewallChoice::Auto)
 }
 
 fn dedup<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firewall_choice_round_trips_through_the_state_file_name() {
+        for (c, name) in [
+            (FirewallChoice::Auto, "auto"),
+            (FirewallChoice::Nft, "nft"),
+            (FirewallChoice::Iptables, "iptables"),
+            (FirewallChoice::None, "none"),
+        ] {
+            assert_eq!(choice_name(c), name);
+            assert_eq!(parse_choice(name), c);
+        }
+        assert_eq!(parse_choice("bogus"), FirewallChoice::Auto);
+    }
 }

@@ -107,6 +107,21 @@ pub struct Intent {
     pub remove: bool,
 }
 
+impl Intent {
+    /// A transaction of this process, starting now (a revoke sets its own options after).
+    pub fn begin(op: &str, target: Option<Grant>, previous: Option<Grant>) -> Intent {
+        Intent {
+            op: op.into(),
+            target,
+            previous,
+            started_at: now(),
+            pid: std::process::id(),
+            keep_sessions: false,
+            remove: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
