@@ -460,16 +460,7 @@ fn get_set(
 ) -> Result<Option<SetFacts>, NlError> {
     let seq = conn.next_seq();
     let mut req = MsgBuf::new();
-    let spec = sys::SetSpec {
-        family: family.nfproto(),
-        table,
-        name,
-        flags: 0,
-        key_type: 0,
-        key_len: 0,
-        id: None,
-        userdata: &[],
-    };
+    let spec = sys::SetSpec::named(family.nfproto(), table, name);
     sys::put_set(
         &mut req,
         sys::NFT_MSG_GETSET,
