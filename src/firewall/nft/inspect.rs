@@ -384,8 +384,10 @@ pub fn read_facts(
             c.rules = Some(rules);
             c.rules_complete = complete;
         }
-        let depth = depth(t);
-        let jumps_expected = jumps_to_tool_chains(t);
+        let want = match depth(t) {
+            RuleDepth::All => None,
+            RuleDepth::UntilJumps(n) => Some(n),
+        };
         let mut found = 0u32;
         for c in t.chains.iter_mut() {
             let hooked = c
@@ -395,10 +397,6 @@ pub fn read_facts(
             if !hooked {
                 continue;
             }
-            let want = match depth {
-                RuleDepth::All => None,
-                RuleDepth::UntilJumps(_) => Some(jumps_expected),
-            };
             let (rules, complete) = read_rules(
                 conn,
                 family,

@@ -175,7 +175,7 @@ pub struct NftTableInfo {
 /// Every nftables table of the current network namespace.
 pub fn list_tables() -> Result<Vec<NftTableInfo>> {
     let mut conn = open_conn()?;
-    let facts = read_consistent(&mut conn, |_| RuleDepth::UntilJumps(0), false)?;
+    let facts = read_consistent(&mut conn, grant_depth, false)?;
     Ok(facts
         .tables
         .iter()
