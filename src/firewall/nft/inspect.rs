@@ -152,6 +152,20 @@ impl ChainFacts {
             .as_ref()
             .is_some_and(|b| b.hook == hook && b.chain_type == "filter")
     }
+
+    /// A filter base chain on output whose policy drops: the replies need their accept there too.
+    pub fn is_dropping_output(&self) -> bool {
+        self.is_filter_on(Hook::Output) && self.base.as_ref().is_some_and(|b| b.policy_drop)
+    }
+
+    /// The signature of each rule read, in order (empty for a rule the tool did not write).
+    pub fn signatures(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .flatten()
+            .map(|r| r.signature.clone().unwrap_or_default())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

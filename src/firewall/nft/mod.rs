@@ -290,11 +290,7 @@ fn state_of(facts: &Facts) -> NftToolState {
         let hooks: Vec<NftHookState> = t
             .chains
             .iter()
-            .filter(|c| {
-                c.is_filter_on(Hook::Input)
-                    || (c.is_filter_on(Hook::Output)
-                        && c.base.as_ref().is_some_and(|b| b.policy_drop))
-            })
+            .filter(|c| c.is_filter_on(Hook::Input) || c.is_dropping_output())
             .map(|c| {
                 let rules = c.rules.as_deref().unwrap_or_default();
                 NftHookState {
@@ -312,16 +308,7 @@ fn state_of(facts: &Facts) -> NftToolState {
             .collect();
         let ours: Vec<&ChainFacts> = t.chains.iter().filter(|c| c.is_tool_chain()).collect();
         let chains: Vec<String> = ours.iter().map(|c| c.name.clone()).collect();
-        let chain_rules: Vec<Vec<String>> = ours
-            .iter()
-            .map(|c| {
-                c.rules
-                    .iter()
-                    .flatten()
-                    .map(|r| r.signature.clone().unwrap_or_default())
-                    .collect()
-            })
-            .collect();
+        let chain_rules: Vec<Vec<String>> = ours.iter().map(|c| c.signatures()).collect();
         let sets: Vec<NftSetState> = t
             .sets
             .iter()

@@ -181,13 +181,7 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
             .iter()
             .filter(|c| c.is_filter_on(Hook::Input))
             .collect();
-        let outputs: Vec<_> = t
-            .chains
-            .iter()
-            .filter(|c| {
-                c.is_filter_on(Hook::Output) && c.base.as_ref().is_some_and(|b| b.policy_drop)
-            })
-            .collect();
+        let outputs: Vec<_> = t.chains.iter().filter(|c| c.is_dropping_output()).collect();
         if inputs.is_empty() && outputs.is_empty() {
             continue;
         }
@@ -244,13 +238,7 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
                 .collect();
             let rewrite = match t.chain(chain) {
                 Some(c) => {
-                    let have: Vec<String> = c
-                        .rules
-                        .iter()
-                        .flatten()
-                        .map(|r| r.signature.clone().unwrap_or_default())
-                        .collect();
-                    let same = have == wanted && c.rules_complete;
+                    let same = c.signatures() == wanted && c.rules_complete;
                     if !same {
                         plan.ops.push(Op::FlushChain {
                             table: table.clone(),
