@@ -67,6 +67,15 @@ impl Family {
     pub fn has_v6(self) -> bool {
         matches!(self, Family::Ip6 | Family::Inet)
     }
+
+    /// [`Family::has_v6`] or [`Family::has_v4`], as the tool's per-address-family objects ask.
+    pub fn has(self, v6: bool) -> bool {
+        if v6 {
+            self.has_v6()
+        } else {
+            self.has_v4()
+        }
+    }
 }
 
 /// The netfilter hooks of the ip, ip6 and inet families (`enum nf_inet_hooks`).

@@ -196,9 +196,9 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
                 }
             }
         }
-        let families: Vec<bool> = [(t.family.has_v4(), false), (t.family.has_v6(), true)]
+        let families: Vec<bool> = [false, true]
             .into_iter()
-            .filter_map(|(has, v6)| has.then_some(v6))
+            .filter(|&v6| t.family.has(v6))
             .collect();
         for &v6 in &families {
             let set = set_name(v6);
@@ -369,12 +369,7 @@ pub fn plan_close(facts: &Facts) -> Result<Plan> {
                 ));
             }
             for v6 in [false, true] {
-                let has_family = if v6 {
-                    t.family.has_v6()
-                } else {
-                    t.family.has_v4()
-                };
-                if has_family && t.set(set_name(v6)).is_none() {
+                if t.family.has(v6) && t.set(set_name(v6)).is_none() {
                     plan.notes.push(format!(
                         "table {table}: the set {} was missing",
                         set_name(v6)
