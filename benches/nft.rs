@@ -8,37 +8,19 @@
 //! For each size: the median of RUNS grants and revokes through the library, then the same
 //! change in `nft -f` syntax (the scripts `--dry-run` prints) applied by `nft -f`, and the peak
 //! resident memory of each (the bench process's VmHWM, reset before the runs; nft's from wait4).
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ovh_access::firewall::nft::NftBackend;
 use ovh_access::firewall::{Backend, OpenRequest};
 
+// The namespace guard of the root-only tests, one copy for both.
+#[path = "../netns-tests/common/mod.rs"]
+mod netns;
+use netns::{in_netns, Netns};
+
 const RUNS: usize = 9;
 const BLOCKLIST: usize = 100_000;
-
-struct Ns(String);
-
-impl Ns {
-    fn new() -> Ns {
-        let name = format!("oa-bench-nft-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "ip netns add {name} failed");
-        Ns(name)
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// Where the rules live.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,20 +70,6 @@ fn ruleset(n: usize, layout: Layout) -> String {
     }
     s.push_str("\t}\n}\n");
     s
-}
-
-/// Run `f` on a thread inside the namespace (children it spawns are born there too).
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open the namespace");
-        // SAFETY: plain syscall on a valid fd; only this thread changes namespace.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("namespace thread")
 }
 
 /// `nft -f FILE`: its wall time and peak RSS (KiB, from wait4's rusage).
@@ -198,35 +166,33 @@ fn main() {
 }
 
 fn bench_one(n: usize, layout: Layout, req: &OpenRequest) {
-    let ns = Ns::new();
+    let ns = Netns::new("oa-bench-nft");
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.nft");
     std::fs::write(&base, ruleset(n, layout)).unwrap();
-    let name = ns.0.clone();
-    let req = req.clone();
-    let row = in_ns(&name, move || {
+    let row = in_netns(&ns, || {
         nft_f(&base);
         let mut be = NftBackend::new().expect("nftables backend");
         // The same change in nft syntax, as --dry-run prints it.
         let grant_script = dir.path().join("grant.nft");
-        std::fs::write(&grant_script, be.open(&req, true).unwrap().script).unwrap();
+        std::fs::write(&grant_script, be.open(req, true).unwrap().script).unwrap();
 
         reset_hwm();
         let (mut g, mut r, mut dry, mut re) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
             settle();
             let t = Instant::now();
-            be.open(&req, true).expect("dry run");
+            be.open(req, true).expect("dry run");
             dry.push(t.elapsed());
             settle();
             let t = Instant::now();
-            let c = be.open(&req, false).expect("grant");
+            let c = be.open(req, false).expect("grant");
             g.push(t.elapsed());
             assert!(c.changed);
             // A second grant on a granted server (what `refresh` does): no jump is inserted.
             settle();
             let t = Instant::now();
-            be.open(&req, false).expect("regrant");
+            be.open(req, false).expect("regrant");
             re.push(t.elapsed());
             settle();
             let t = Instant::now();

@@ -435,12 +435,13 @@ fn nft_grant_while_another_process_rewrites_the_ruleset() {
     let lab = Lab::nft();
     lab.srv.load_nft(&ruleset_path("inet-drop.nft"));
     // Another writer: adds and deletes a table as fast as it can, for the whole grant.
-    let mut churn = lab
-        .srv
+    let mut churn = Some(
+        lab.srv
         .cmd("sh")
         .args(["-c", "i=0; while [ $i -lt 3000 ]; do nft add table ip churn; nft delete table ip churn; i=$((i+1)); done"])
         .spawn()
-        .unwrap();
+        .unwrap(),
+    );
     let mut retried = 0;
     for _ in 0..5 {
         let change = lab.grant(None);
@@ -451,8 +452,7 @@ fn nft_grant_while_another_process_rewrites_the_ruleset() {
             .count();
     }
     eprintln!("grants that had to plan again because of the other writer: {retried} of 5");
-    let _ = churn.kill();
-    let _ = churn.wait();
+    stop(&mut churn);
     let listing = lab.srv.ruleset();
     assert_eq!(listing.matches("jump ovh_access").count(), 1, "{listing}");
     assert_eq!(lab.support_reaches(22), (true, true));
@@ -553,8 +553,8 @@ fn nft_table_owned_by_another_process_is_named_not_fatal() {
     lab.srv.load_nft(&ruleset_path("inet-drop.nft"));
     // A daemon's table (flags owner) lives as long as its netlink socket: an interactive nft
     // kept alive by the open pipe (killed with the namespace).
-    let mut owner = lab
-        .srv
+    let mut owner = Some(
+        lab.srv
         .cmd("sh")
         .args([
             "-c",
@@ -563,7 +563,8 @@ fn nft_table_owned_by_another_process_is_named_not_fatal() {
               sleep 60) | nft -i >/dev/null",
         ])
         .spawn()
-        .unwrap();
+        .unwrap(),
+    );
     assert!(wait_until(Duration::from_secs(10), || lab
         .srv
         .ruleset()
@@ -590,6 +591,5 @@ fn nft_table_owned_by_another_process_is_named_not_fatal() {
     );
     lab.revoke();
     assert!(!lab.srv.ruleset().contains("ovh"));
-    let _ = owner.kill();
-    let _ = owner.wait();
+    stop(&mut owner);
 }

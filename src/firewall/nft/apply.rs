@@ -209,16 +209,7 @@ pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
             }
             Op::FlushSet { set, .. } => {
                 seq += 1;
-                let spec = SetSpec {
-                    family: fam,
-                    table: &t.name,
-                    name: set,
-                    flags: 0,
-                    key_type: 0,
-                    key_len: 0,
-                    id: None,
-                    userdata: &[],
-                };
+                let spec = SetSpec::named(fam, &t.name, set);
                 sys::put_elems(
                     &mut b.buf,
                     sys::NFT_MSG_DELSETELEM,
@@ -236,16 +227,7 @@ pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
                 ..
             } => {
                 let ms = timeout.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64);
-                let spec = SetSpec {
-                    family: fam,
-                    table: &t.name,
-                    name: set,
-                    flags: 0,
-                    key_type: 0,
-                    key_len: 0,
-                    id: None,
-                    userdata: &[],
-                };
+                let spec = SetSpec::named(fam, &t.name, set);
                 for chunk in addresses.chunks(ELEMS_PER_MSG) {
                     seq += 1;
                     let elems: Vec<ElemSpec> =
@@ -435,16 +417,7 @@ pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
             }
             Op::DeleteSet { set, .. } => {
                 seq += 1;
-                let spec = SetSpec {
-                    family: fam,
-                    table: &t.name,
-                    name: set,
-                    flags: 0,
-                    key_type: 0,
-                    key_len: 0,
-                    id: None,
-                    userdata: &[],
-                };
+                let spec = SetSpec::named(fam, &t.name, set);
                 sys::put_set(&mut b.buf, sys::NFT_MSG_DELSET, REQ | ACK, seq, &spec);
                 push(&mut b, &mut seq, format!("delete set {t} {set}"));
             }

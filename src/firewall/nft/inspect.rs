@@ -67,6 +67,15 @@ impl Family {
     pub fn has_v6(self) -> bool {
         matches!(self, Family::Ip6 | Family::Inet)
     }
+
+    /// [`Family::has_v6`] or [`Family::has_v4`], as the tool's per-address-family objects ask.
+    pub fn has(self, v6: bool) -> bool {
+        if v6 {
+            self.has_v6()
+        } else {
+            self.has_v4()
+        }
+    }
 }
 
 /// The netfilter hooks of the ip, ip6 and inet families (`enum nf_inet_hooks`).
@@ -151,6 +160,20 @@ impl ChainFacts {
         self.base
             .as_ref()
             .is_some_and(|b| b.hook == hook && b.chain_type == "filter")
+    }
+
+    /// A filter base chain on output whose policy drops: the replies need their accept there too.
+    pub fn is_dropping_output(&self) -> bool {
+        self.is_filter_on(Hook::Output) && self.base.as_ref().is_some_and(|b| b.policy_drop)
+    }
+
+    /// The signature of each rule read, in order (empty for a rule the tool did not write).
+    pub fn signatures(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .flatten()
+            .map(|r| r.signature.clone().unwrap_or_default())
+            .collect()
     }
 }
 
@@ -384,8 +407,10 @@ pub fn read_facts(
             c.rules = Some(rules);
             c.rules_complete = complete;
         }
-        let depth = depth(t);
-        let jumps_expected = jumps_to_tool_chains(t);
+        let want = match depth(t) {
+            RuleDepth::All => None,
+            RuleDepth::UntilJumps(n) => Some(n),
+        };
         let mut found = 0u32;
         for c in t.chains.iter_mut() {
             let hooked = c
@@ -395,10 +420,6 @@ pub fn read_facts(
             if !hooked {
                 continue;
             }
-            let want = match depth {
-                RuleDepth::All => None,
-                RuleDepth::UntilJumps(_) => Some(jumps_expected),
-            };
             let (rules, complete) = read_rules(
                 conn,
                 family,
@@ -460,16 +481,7 @@ fn get_set(
 ) -> Result<Option<SetFacts>, NlError> {
     let seq = conn.next_seq();
     let mut req = MsgBuf::new();
-    let spec = sys::SetSpec {
-        family: family.nfproto(),
-        table,
-        name,
-        flags: 0,
-        key_type: 0,
-        key_len: 0,
-        id: None,
-        userdata: &[],
-    };
+    let spec = sys::SetSpec::named(family.nfproto(), table, name);
     sys::put_set(
         &mut req,
         sys::NFT_MSG_GETSET,

@@ -46,8 +46,7 @@ impl NftBackend {
     /// Open the netlink socket and check that nf_tables answers (so that a missing module or a
     /// missing CAP_NET_ADMIN is reported here, as one sentence).
     pub fn new() -> Result<NftBackend> {
-        let mut conn =
-            Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
+        let mut conn = open_conn()?;
         inspect::read_genid(&mut conn).map_err(|e| match e.errno() {
             // nfnetlink_rcv_msg answers EINVAL for a subsystem that is neither loaded nor
             // loadable: the kernel has no nf_tables.
@@ -85,8 +84,7 @@ impl NftBackend {
                     "nftables: the ruleset changed after it was read, so the kernel refused the whole batch; read it and plan again",
                 );
             }
-            let what = f.what.unwrap_or_else(|| "apply the batch".into());
-            explain(f.error, &what)
+            explain_failure(f)
         })
     }
 
@@ -103,10 +101,7 @@ impl NftBackend {
         depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
     ) -> Result<LayerChange> {
         let outcome = apply::run(&mut self.conn, depth, with_elements, plan_fn, dry_run)?;
-        let (_, plan) = outcome.map_err(|f| {
-            let what = f.what.unwrap_or_else(|| "apply the batch".into());
-            explain(f.error, &what)
-        })?;
+        let (_, plan) = outcome.map_err(explain_failure)?;
         Ok(LayerChange {
             layer: "nftables".into(),
             changed: !plan.ops.is_empty(),
@@ -179,8 +174,8 @@ pub struct NftTableInfo {
 
 /// Every nftables table of the current network namespace.
 pub fn list_tables() -> Result<Vec<NftTableInfo>> {
-    let mut conn = Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
-    let facts = read_consistent(&mut conn, |_| RuleDepth::UntilJumps(0), false)?;
+    let mut conn = open_conn()?;
+    let facts = read_consistent(&mut conn, grant_depth, false)?;
     Ok(facts
         .tables
         .iter()
@@ -278,7 +273,7 @@ impl NftToolState {
 
 /// The tool's objects in the current network namespace, read in full.
 pub fn tool_state() -> Result<NftToolState> {
-    let mut conn = Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))?;
+    let mut conn = open_conn()?;
     // Read until every jump the kernel counts was seen: the jumps sit at the head, so a status on
     // a 100 000-rule chain does not dump it all.
     let facts = read_consistent(&mut conn, grant_depth, true)?;
@@ -295,11 +290,7 @@ fn state_of(facts: &Facts) -> NftToolState {
         let hooks: Vec<NftHookState> = t
             .chains
             .iter()
-            .filter(|c| {
-                c.is_filter_on(Hook::Input)
-                    || (c.is_filter_on(Hook::Output)
-                        && c.base.as_ref().is_some_and(|b| b.policy_drop))
-            })
+            .filter(|c| c.is_filter_on(Hook::Input) || c.is_dropping_output())
             .map(|c| {
                 let rules = c.rules.as_deref().unwrap_or_default();
                 NftHookState {
@@ -317,16 +308,7 @@ fn state_of(facts: &Facts) -> NftToolState {
             .collect();
         let ours: Vec<&ChainFacts> = t.chains.iter().filter(|c| c.is_tool_chain()).collect();
         let chains: Vec<String> = ours.iter().map(|c| c.name.clone()).collect();
-        let chain_rules: Vec<Vec<String>> = ours
-            .iter()
-            .map(|c| {
-                c.rules
-                    .iter()
-                    .flatten()
-                    .map(|r| r.signature.clone().unwrap_or_default())
-                    .collect()
-            })
-            .collect();
+        let chain_rules: Vec<Vec<String>> = ours.iter().map(|c| c.signatures()).collect();
         let sets: Vec<NftSetState> = t
             .sets
             .iter()
@@ -349,6 +331,16 @@ fn state_of(facts: &Facts) -> NftToolState {
         });
     }
     NftToolState { tables }
+}
+
+fn open_conn() -> Result<Conn> {
+    Conn::open().map_err(|e| explain(e, "open a netlink socket to nf_tables"))
+}
+
+/// A failed batch, named by the message the kernel refused.
+fn explain_failure(f: apply::BatchFailure) -> anyhow::Error {
+    let what = f.what.unwrap_or_else(|| "apply the batch".into());
+    explain(f.error, &what)
 }
 
 /// One sentence per failure: what, where, how to fix.

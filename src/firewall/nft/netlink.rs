@@ -177,10 +177,15 @@ impl Conn {
         Ok(self.sock.as_ref().unwrap())
     }
 
+    /// One datagram; a failed receive leaves the conversation unfinished, so the socket goes.
     fn recv(&mut self) -> Result<usize, NlError> {
         let sock = self.sock.as_ref().expect("socket open");
         let bytes = sys::words_as_bytes(&mut self.buf);
-        sock.recv_raw(bytes).map_err(NlError::Recv)
+        let n = sock.recv_raw(bytes).map_err(NlError::Recv);
+        if n.is_err() {
+            self.sock = None;
+        }
+        n
     }
 
     /// Send one request and hand every reply message with its sequence number to `on_msg` until
@@ -195,13 +200,7 @@ impl Conn {
         self.sock()?.send(req.bytes()).map_err(NlError::Send)?;
         // Bounded: a dump of a huge ruleset is many chunks, but never more than this.
         for _ in 0..1_000_000 {
-            let n = match self.recv() {
-                Ok(n) => n,
-                Err(e) => {
-                    self.sock = None;
-                    return Err(e);
-                }
-            };
+            let n = self.recv()?;
             let bytes = &sys::words_as_bytes(&mut self.buf)[..n];
             let mut outcome: Option<Result<bool, NlError>> = None;
             for m in messages(bytes) {
@@ -269,13 +268,7 @@ impl Conn {
             if pending.is_empty() {
                 return Ok(());
             }
-            let n = match self.recv() {
-                Ok(n) => n,
-                Err(e) => {
-                    self.sock = None;
-                    return Err(e);
-                }
-            };
+            let n = self.recv()?;
             let bytes = &sys::words_as_bytes(&mut self.buf)[..n];
             for m in messages(bytes) {
                 if m.ty != NLMSG_ERROR {

@@ -181,13 +181,7 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
             .iter()
             .filter(|c| c.is_filter_on(Hook::Input))
             .collect();
-        let outputs: Vec<_> = t
-            .chains
-            .iter()
-            .filter(|c| {
-                c.is_filter_on(Hook::Output) && c.base.as_ref().is_some_and(|b| b.policy_drop)
-            })
-            .collect();
+        let outputs: Vec<_> = t.chains.iter().filter(|c| c.is_dropping_output()).collect();
         if inputs.is_empty() && outputs.is_empty() {
             continue;
         }
@@ -202,9 +196,9 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
                 }
             }
         }
-        let families: Vec<bool> = [(t.family.has_v4(), false), (t.family.has_v6(), true)]
+        let families: Vec<bool> = [false, true]
             .into_iter()
-            .filter_map(|(has, v6)| has.then_some(v6))
+            .filter(|&v6| t.family.has(v6))
             .collect();
         for &v6 in &families {
             let set = set_name(v6);
@@ -244,13 +238,7 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
                 .collect();
             let rewrite = match t.chain(chain) {
                 Some(c) => {
-                    let have: Vec<String> = c
-                        .rules
-                        .iter()
-                        .flatten()
-                        .map(|r| r.signature.clone().unwrap_or_default())
-                        .collect();
-                    let same = have == wanted && c.rules_complete;
+                    let same = c.signatures() == wanted && c.rules_complete;
                     if !same {
                         plan.ops.push(Op::FlushChain {
                             table: table.clone(),
@@ -381,12 +369,7 @@ pub fn plan_close(facts: &Facts) -> Result<Plan> {
                 ));
             }
             for v6 in [false, true] {
-                let has_family = if v6 {
-                    t.family.has_v6()
-                } else {
-                    t.family.has_v4()
-                };
-                if has_family && t.set(set_name(v6)).is_none() {
+                if t.family.has(v6) && t.set(set_name(v6)).is_none() {
                     plan.notes.push(format!(
                         "table {table}: the set {} was missing",
                         set_name(v6)

@@ -102,6 +102,22 @@ pub struct SetSpec<'a> {
     pub userdata: &'a [u8],
 }
 
+impl<'a> SetSpec<'a> {
+    /// A set named only, as a message about an existing set (its elements, a get, a delete) says it.
+    pub fn named(family: u16, table: &'a str, name: &'a str) -> SetSpec<'a> {
+        SetSpec {
+            family,
+            table,
+            name,
+            flags: 0,
+            key_type: 0,
+            key_len: 0,
+            id: None,
+            userdata: &[],
+        }
+    }
+}
+
 /// One set element: a key, whether it closes an interval, its timeout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElemSpec {
@@ -435,16 +451,7 @@ pub fn put_rule_dump(out: &mut MsgBuf, seq: u32, family: u16, table: &str, chain
 /// A dump of one set's elements.
 pub fn put_elem_dump(out: &mut MsgBuf, seq: u32, family: u16, table: &str, set: &str) {
     out.write_with(|buf| unsafe {
-        let spec = SetSpec {
-            family,
-            table,
-            name: set,
-            flags: 0,
-            key_type: 0,
-            key_len: 0,
-            id: None,
-            userdata: &[],
-        };
+        let spec = SetSpec::named(family, table, set);
         let s = new_set(&spec);
         let nlh = header(
             buf,
