@@ -285,7 +285,7 @@ fn status_sees_an_nft_jump_below_the_head_or_an_access_rule_gone() {
     let handle = listing
         .lines()
         .find(|l| l.contains("ip6 saddr @ovh_access_v6"))
-        .and_then(|l| l.rsplit("# handle ").next())
+        .and_then(|l| l.split_once("# handle ").map(|(_, h)| h))
         .unwrap_or_else(|| panic!("no IPv6 access rule:\n{listing}"))
         .trim()
         .to_string();
