@@ -980,6 +980,14 @@ impl Ctx {
         if g.firewall != "none" {
             for mut b in firewall::select(FirewallChoice::Auto, false, &mut probe)? {
                 let name = b.name();
+                if name == "nftables" && !g.expired(now) {
+                    match firewall::nft::blocking() {
+                        Ok(found) => drift.extend(found),
+                        Err(e) => {
+                            drift.push((format!("{name}: {e:#}"), "ovh-access doctor".into()))
+                        }
+                    }
+                }
                 match b.close(true) {
                     Ok(c) if c.changed => {
                         // Present is not enough for iptables: a jump or an ACCEPT deleted by hand
