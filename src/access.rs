@@ -403,6 +403,7 @@ impl Ctx {
         report.set("keys_file", &g.keys_file);
         report.set("keys_file_changed", applied.keys.changed);
         report.set("firewall", &applied.layers);
+        crate::report::set_changes(report, &applied.keys, &applied.layers);
         report.set("expires_at", g.expires_at);
         report.set("expires_at_utc", g.expires_at.map(fmt_utc));
     }
@@ -779,6 +780,7 @@ impl Ctx {
         report.set("keys_file", &keys_out.path);
         report.set("keys_file_changed", keys_out.changed);
         report.set("firewall", &layers);
+        crate::report::set_changes(&mut report, &keys_out, &layers);
         report.set("sessions_ended", &ended);
         report.set("previous", &previous);
         if !a.dry_run && report.changed {
