@@ -13,8 +13,8 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 #[test]
-fn json_carries_keys_before_after_and_the_firewall_script() {
-    if !can_run("json_carries_keys_before_after_and_the_firewall_script") {
+fn json_carries_the_change_keys_before_after_and_firewall_script() {
+    if !can_run("json_carries_the_change_keys_before_after_and_firewall_script") {
         return;
     }
     let t = Topology::new(Opts::default());
@@ -24,6 +24,8 @@ fn json_carries_keys_before_after_and_the_firewall_script() {
     let blob = t.support_blob();
 
     let v = json_of(&t.tool(t.grant_args(&["--json", "--dry-run"])));
+    assert_eq!(v["changed"], Value::Bool(false), "{v}");
+    assert_eq!(v["would_change"], Value::Bool(true), "{v}");
     assert_eq!(text(&v, "keys_file_before"), admin, "{v}");
     let after = text(&v, "keys_file_after");
     assert!(
@@ -52,10 +54,13 @@ fn json_carries_keys_before_after_and_the_firewall_script() {
     assert_eq!(v["changed"], Value::Bool(false), "{v}");
     assert_eq!(text(&v, "firewall_script"), "", "{v}");
     assert_eq!(text(&v, "keys_file_before"), text(&v, "keys_file_after"));
+    let v = json_of(&t.tool(t.grant_args(&["--json", "--dry-run"])));
+    assert_eq!(v["would_change"], Value::Bool(false), "{v}");
 
     let granted = t.keys_text();
     let granted_rules = t.srv.ruleset();
     let v = json_of(&t.tool_ok(["--json", "revoke", "--dry-run"]));
+    assert_eq!(v["would_change"], Value::Bool(true), "{v}");
     assert_eq!(text(&v, "keys_file_before"), granted, "{v}");
     let after = text(&v, "keys_file_after");
     assert!(
@@ -83,4 +88,10 @@ fn json_carries_keys_before_after_and_the_firewall_script() {
     let v = json_of(&t.tool_ok(["--json", "revoke"]));
     assert_eq!(text(&v, "keys_file_after"), t.keys_text(), "{v}");
     assert_eq!(t.srv.ruleset(), ruleset, "revoke restores the ruleset");
+    let v = json_of(&t.tool_ok(["--json", "revoke", "--dry-run"]));
+    assert_eq!(v["would_change"], Value::Bool(false), "{v}");
+    // status: the expiry at the top level (none here), beside `consistent`.
+    let v = json_of(&t.tool_ok(["--json", "status"]));
+    assert_eq!(v["expires_at"], Value::Null, "{v}");
+    assert_eq!(v["consistent"], Value::Bool(true), "{v}");
 }

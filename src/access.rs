@@ -247,6 +247,7 @@ impl Ctx {
 
         if a.dry_run {
             let applied = self.open_and_install(&desired, &opts, true, &mut report)?;
+            report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
             self.describe_grant(&desired, &applied, &target, &mut report);
             report.line("");
             report.line("Dry run: nothing was changed. The firewall change would be:");
@@ -1420,6 +1421,7 @@ fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, Strin
     if drift.is_empty() {
         report.line("Consistent: key, firewall and DNS agree.");
     }
+    report.set("expires_at", g.as_ref().and_then(|g| g.expires_at));
     report.set("granted", &g);
     report.set(
         "drift",

@@ -43,6 +43,9 @@ impl Report {
         let mut m = self.fields.clone();
         m.insert("changed".into(), Value::Bool(self.changed && !self.dry_run));
         m.insert("dry_run".into(), Value::Bool(self.dry_run));
+        // What check mode wants: a dry run's `changed` is false (nothing changed), this says
+        // whether the same command for real would change something.
+        m.insert("would_change".into(), Value::Bool(self.changed));
         m.insert(
             "warnings".into(),
             Value::Array(self.warnings.iter().cloned().map(Value::String).collect()),
@@ -110,6 +113,7 @@ mod tests {
         let j = r.to_json();
         assert_eq!(j["changed"], Value::Bool(false));
         assert_eq!(j["dry_run"], Value::Bool(true));
+        assert_eq!(j["would_change"], Value::Bool(true));
         assert_eq!(j["command"], "grant");
     }
 }
