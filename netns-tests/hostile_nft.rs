@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use ovh_access::firewall::nft::NftBackend;
-use ovh_access::firewall::{Backend, LayerChange, OpenRequest};
+use ovh_access::firewall::{Backend, LayerChange, Mode, OpenRequest};
 
 use crate::common::*;
 
@@ -57,11 +57,13 @@ fn grant(lab: &ListenerLab) -> Result<LayerChange> {
         ports: PORTS.to_vec(),
         timeout: None,
     };
-    in_netns(&lab.srv, move || NftBackend::new()?.open(&req, false))
+    in_netns(&lab.srv, move || {
+        NftBackend::new()?.open(&req, &[], Mode::Apply)
+    })
 }
 
 fn revoke(lab: &ListenerLab) -> Result<LayerChange> {
-    in_netns(&lab.srv, || NftBackend::new()?.close(false))
+    in_netns(&lab.srv, || NftBackend::new()?.close(&[], Mode::Apply))
 }
 
 fn support_reaches(lab: &ListenerLab) -> (bool, bool) {

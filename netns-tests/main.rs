@@ -3,6 +3,7 @@
 mod cli_errors;
 mod cli_hostile_fw;
 mod cli_iptables;
+mod cli_json_changes;
 mod cli_keys;
 mod cli_ports;
 mod cli_profiles;
