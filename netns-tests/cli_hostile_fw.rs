@@ -109,3 +109,59 @@ fn cli_status_fails_while_a_prerouting_drop_blocks_the_support() {
         t.srv.ruleset()
     );
 }
+
+/// `doctor --json`'s firewall checks that failed, as (detail, fix).
+fn doctor_firewall_fails(t: &Topology) -> (Vec<(String, String)>, String) {
+    let mut args = vec![std::ffi::OsString::from("--json")];
+    args.extend(t.support_args("doctor", &[]));
+    let out = t.tool(args);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", describe(&out)));
+    let fails = v["checks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c["status"] == "FAIL" && c["check"] == "firewall")
+        .map(|c| {
+            (
+                c["detail"].as_str().unwrap_or_default().to_string(),
+                c["fix"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    (fails, describe(&out))
+}
+
+#[test]
+fn cli_doctor_walks_prerouting_in_nft_and_iptables_raw() {
+    if !can_run("cli_doctor_walks_prerouting_in_nft_and_iptables_raw") {
+        return;
+    }
+    let t = Topology::new(Opts::default());
+    t.tool_ok(t.grant_args(&[]));
+    let (fails, all) = doctor_firewall_fails(&t);
+    assert!(fails.is_empty(), "{all}");
+    // Drops added after the grant, before routing: one in nftables, one in iptables-legacy raw.
+    t.srv.sh(&format!(
+        "nft add table inet raw && \
+         nft add chain inet raw pre '{{ type filter hook prerouting priority raw; policy accept; }}' && \
+         nft add rule inet raw pre ip6 nexthdr tcp tcp dport {port} drop && \
+         iptables-legacy -t raw -A PREROUTING -p tcp --dport {port} -j DROP",
+        port = t.port
+    ));
+    let (fails, all) = doctor_firewall_fails(&t);
+    for label in ["nftables inet raw pre", "iptables-legacy raw PREROUTING"] {
+        let hit = fails
+            .iter()
+            .find(|(d, _)| d.starts_with(label))
+            .unwrap_or_else(|| panic!("doctor must name {label}:\n{all}"));
+        assert!(hit.1.contains("ovh-access restore"), "{all}");
+    }
+    t.tool_ok(["restore"]);
+    let (fails, all) = doctor_firewall_fails(&t);
+    assert!(fails.is_empty(), "after restore:\n{all}");
+    t.assert_login_with(&t.sup, &[], SRV_SUP_V4, t.port);
+    t.assert_login_with(&t.sup, &[], SRV_SUP_V6, t.port);
+    t.tool_ok(["revoke"]);
+}

@@ -136,6 +136,15 @@ fn hooks_of(table: &SavedTable) -> Vec<&'static Hook> {
         .collect()
 }
 
+/// The built-in chains of `table` the tool hooks (see `hooks_of`), each with whether it sees the
+/// replies (OUTPUT): what `doctor` walks.
+pub fn hooked_chains(table: &SavedTable) -> Vec<(&'static str, bool)> {
+    hooks_of(table)
+        .into_iter()
+        .map(|h| (h.builtin, h.chain == CHAIN_OUT))
+        .collect()
+}
+
 /// Chains of the tool's names holding rules the tool did not write: an administrator's, never
 /// the tool's to flush or delete.
 fn foreign_chains(table: &SavedTable) -> Vec<(&'static str, usize)> {
