@@ -550,3 +550,20 @@ fn lintian_finds_no_error() {
     eprintln!("lintian:\n{}", String::from_utf8_lossy(&out.stdout));
     assert!(out.status.success(), "lintian:\n{}", describe(&out));
 }
+
+/// Debian 11 builds from source against its own libnftnl 1.1.9 and libmnl (the crate's nftnl
+/// feature asks for no newer API), and the result runs there (scripts/build-in-chroot).
+#[test]
+fn debian_11_builds_against_its_own_libnftnl() {
+    let test = "debian_11_builds_against_its_own_libnftnl";
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP {test}: needs root (chroot, mounts); run `./scripts/test` as root");
+        return;
+    }
+    let out = run(Command::new(manifest_dir().join("scripts/build-in-chroot")).arg("bullseye"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("libnftnl 1.1.9"), "{stdout}");
+    assert_eq!(lines.next(), Some(expected_version().as_str()), "{stdout}");
+    assert!(stdout.contains("cache-ng.ovh.net"), "{stdout}");
+}
