@@ -51,7 +51,8 @@ def run_json(module, argv, ok_codes=(EXIT_OK,)):
         msg = result.get('error') or (err.strip().splitlines() or ['exit code %d' % rc])[-1]
         result.pop('changed', None)
         module.fail_json(msg=msg, rc=rc, cmd=cmd, stderr=err, **without_reserved(result))
-    result['rc'] = rc
+    # No `rc` in a successful result: Ansible fails any task whose result has a non-zero `rc`,
+    # and status exits 1 on drift, which is a fact to report (`consistent`), not a failure.
     result['cmd'] = cmd
     return result
 

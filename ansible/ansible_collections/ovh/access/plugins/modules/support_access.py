@@ -243,10 +243,11 @@ previous:
   returned: when O(state=revoked)
   type: dict
 rc:
-  description: The command's exit code.
-  returned: always
+  description: The command's exit code when it failed (1 the system refused, 2 bad input); the
+    module's C(msg) is then the command's one-line error.
+  returned: failure
   type: int
-  sample: 0
+  sample: 2
 cmd:
   description: The command line that ran.
   returned: always

@@ -89,9 +89,11 @@ expires_at:
   returned: always
   type: int
 rc:
-  description: The command's exit code (1 on drift).
-  returned: always
+  description: The command's exit code when it failed (1 the system refused, 2 bad input); the
+    module's C(msg) is then the command's one-line error.
+  returned: failure
   type: int
+  sample: 2
 cmd:
   description: The command line that ran.
   returned: always
