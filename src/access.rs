@@ -435,19 +435,23 @@ impl Ctx {
             crate::failpoint!("after-firewall");
         }
         let keys: Vec<SupportKey> = g.keys.iter().map(SupportKey::from).collect();
-        let expiry = match (g.expires_at, keys::expiry_style_for(opts.sshd_version)) {
-            (Some(t), Some(style)) => Some(keys::Expiry {
-                at: std::time::UNIX_EPOCH + Duration::from_secs(t),
-                style,
-            }),
-            (Some(_), None) => {
-                report.warn(
-                    "this sshd is older than OpenSSH 7.7 and has no expiry-time: only the \
-                     firewall's timeout ends the grant on time",
-                );
-                None
+        let expiry = match g.expires_at {
+            Some(t) => {
+                let at = std::time::UNIX_EPOCH + Duration::from_secs(t);
+                let (zone, warning) = keys::ServerZone::load(&self.root);
+                if let Some(w) = warning {
+                    report.warn(w);
+                }
+                let e = keys::expiry_for(at, opts.sshd_version, &zone);
+                if e.is_none() {
+                    report.warn(
+                        "this sshd is older than OpenSSH 7.7 and has no expiry-time: only the \
+                         firewall's timeout ends the grant on time",
+                    );
+                }
+                e
             }
-            _ => None,
+            None => None,
         };
         let replace_foreign = opts.replace_foreign;
         let outcome = keys::update(
@@ -922,6 +926,13 @@ impl Ctx {
                                     ),
                                     "ovh-access restore".into(),
                                 ));
+                            }
+                            if let Some(d) = keys::expiry::drift_on_system(
+                                &self.root,
+                                l.expiry_time.as_deref(),
+                                g.expires_at,
+                            ) {
+                                drift.push((d, "ovh-access restore".into()));
                             }
                         }
                         Some(l) => drift.push((
