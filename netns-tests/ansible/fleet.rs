@@ -1,497 +1,16 @@
-//! A fleet in network namespaces, driven by `ansible-playbook` from a control host:
-//!
-//! ```text
-//!   control  198.51.100.10 ─┐                 ┌─ srv1 198.51.100.11  sshd :22 (management)
-//!   support  198.51.100.2  ─┼── hub (bridge) ─┼─ srv2 198.51.100.12       :2222 (support)
-//!   stranger 198.51.100.3  ─┤                 └─ srv3 198.51.100.13
-//!   dns      198.51.100.53 ─┘   (dnsmasq: cache-ng.ovh.net → the support host)
-//! ```
-//!
-//! Every server has its own sandbox root, a default-deny nftables ruleset open only to the control
-//! host on port 22, and one sshd on 22 and 2222 in a private mount namespace over its sandbox
-//! (/root is the sandbox's, so the keys file the tool writes is the one sshd reads). A grant
-//! without `ports` opens both to the support: `from=` limits where the key works from, not the
-//! port. The control host logs in with its own key (authorized_keys); the module runs the tool
-//! there with `root: <sandbox>`. The bridge lives in a namespace of its own, and no namespace has
-//! a route beyond its link (198.51.100.0/24, and 2001:db8:1::/64 for the support's AAAA): neither
-//! Ansible nor ssh can reach anything outside.
-use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+//! The fleet test: `ansible-playbook` grants the support access to three servers, checks it,
+//! fails one host alone on bad input, and revokes it everywhere (the world is in world.rs).
+//! Plays, in order: grant in `--check --diff`; grant (changed on each: the support logs in to
+//! each server, the stranger to none); the same grant again (changed=0); revoke in
+//! `--check --diff` (would change, prints the keys-file diff and the firewall change, changes
+//! nothing); the info module (consistent everywhere, also in check mode); a grant where one host
+//! has bad input (port 70000: that host alone fails, with the tool's message and exit code); and
+//! revoke on all, which closes every door.
+use std::process::Command;
+use std::time::Instant;
 
-use crate::common::{bin, describe, run, tcp_connects, unique_suffix, wait_until, Netns};
-
-const CONTROL: &str = "198.51.100.10";
-const SUPPORT: &str = "198.51.100.2";
-/// The support host's IPv6 address: DNS answers AAAA with it, as a dual-stack support host's
-/// would (the logins of the test go over IPv4).
-const SUPPORT_V6: &str = "2001:db8:1::2";
-const STRANGER: &str = "198.51.100.3";
-const DNS: &str = "198.51.100.53";
-const SERVERS: [(&str, &str); 3] = [
-    ("srv1", "198.51.100.11"),
-    ("srv2", "198.51.100.12"),
-    ("srv3", "198.51.100.13"),
-];
-const SUPPORT_HOST: &str = "cache-ng.ovh.net";
-const SUPPORT_PORT: u16 = 2222;
-/// Root-owned, checked before use, as the other root-only tests' sandboxes (topology.rs).
-const BASE: &str = "/var/tmp/ovh-access-tests";
-/// The longest one playbook may take: three hosts, a few tasks each, over ssh.
-const PLAY_LIMIT: Duration = Duration::from_secs(300);
-
-/// Default-deny, open only to the control host on the management port.
-const RULESET: &str = "table inet filter {
-	chain input {
-		type filter hook input priority filter; policy drop;
-		iif \"lo\" accept
-		ct state established,related accept
-		ct state invalid drop
-		meta l4proto icmp accept
-		ip saddr 198.51.100.10 tcp dport 22 accept
-	}
-	chain forward {
-		type filter hook forward priority filter; policy drop;
-	}
-}
-";
-
-struct Server {
-    name: &'static str,
-    addr: &'static str,
-    ns: Netns,
-    /// The directory that stands for `/` on this server (`root:` of the module).
-    root: PathBuf,
-}
-
-struct Fleet {
-    dir: PathBuf,
-    hub: Netns,
-    control: Netns,
-    support: Netns,
-    stranger: Netns,
-    dns: Netns,
-    servers: Vec<Server>,
-    daemons: Vec<(String, Child)>,
-}
-
-impl Fleet {
-    fn new() -> Fleet {
-        let dir = private_dir();
-        let hub = Netns::new("oa-hub");
-        hub.sh("ip link add br0 type bridge && ip link set br0 up");
-        let node = |prefix: &str, port: &str, addr: &str| {
-            let ns = Netns::new(prefix);
-            hub.link(port, &ns, "eth0", &[], &[&format!("{addr}/24")]);
-            hub.sh(&format!("ip link set {port} master br0"));
-            ns
-        };
-        let control = node("oa-ctl", "p-ctl", CONTROL);
-        let support = node("oa-fsup", "p-sup", SUPPORT);
-        support.sh(&format!("ip addr add {SUPPORT_V6}/64 dev eth0 nodad"));
-        let stranger = node("oa-fstr", "p-str", STRANGER);
-        let dns = node("oa-fdns", "p-dns", DNS);
-        let servers = SERVERS
-            .iter()
-            .map(|&(name, addr)| Server {
-                name,
-                addr,
-                ns: node("oa-fsrv", &format!("p-{name}"), addr),
-                root: dir.join(name),
-            })
-            .collect();
-        let mut fleet = Fleet {
-            dir,
-            hub,
-            control,
-            support,
-            stranger,
-            dns,
-            servers,
-            daemons: Vec::new(),
-        };
-        keygen(&fleet.dir.join("control/id_ed25519"), "ansible@control");
-        keygen(&fleet.dir.join("support/id_ed25519"), "support@fleet");
-        fleet.start_dnsmasq();
-        for i in 0..fleet.servers.len() {
-            fleet.start_server(i);
-        }
-        fleet.write_ansible_files();
-        fleet
-    }
-
-    fn log(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.log"))
-    }
-
-    fn spawn(&mut self, name: &str, cmd: &mut Command) {
-        let log = fs::File::create(self.log(name)).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        self.daemons.push((name.to_string(), child));
-    }
-
-    fn start_dnsmasq(&mut self) {
-        let pid = self.dir.join("dnsmasq.pid");
-        let args = [
-            "--no-daemon".to_string(),
-            "--conf-file=/dev/null".into(),
-            "--no-resolv".into(),
-            "--no-hosts".into(),
-            "--bind-interfaces".into(),
-            "--user=root".into(),
-            format!("--listen-address={DNS}"),
-            format!("--pid-file={}", pid.display()),
-            format!("--address=/{SUPPORT_HOST}/{SUPPORT}"),
-            format!("--address=/{SUPPORT_HOST}/{SUPPORT_V6}"),
-            "--log-queries".into(),
-            "--log-facility=-".into(),
-        ];
-        let mut cmd = self.dns.cmd("dnsmasq");
-        cmd.args(&args);
-        self.spawn("dnsmasq", &mut cmd);
-        let up = wait_until(Duration::from_secs(15), || {
-            let o = self.dns.sh_status(&format!("ss -lun | grep -q '{DNS}:53'"));
-            o.status.success()
-        });
-        assert!(up, "dnsmasq does not listen:\n{}", self.logs());
-    }
-
-    /// The sandbox, the firewall, then sshd on 22 and 2222 (waited for, bounded).
-    fn start_server(&mut self, i: usize) {
-        let s = &self.servers[i];
-        let r = &s.root;
-        for (sub, mode) in [("etc/ssh", 0o755), ("root/.ssh", 0o700), ("run", 0o755)] {
-            fs::create_dir_all(r.join(sub)).unwrap();
-            fs::set_permissions(r.join(sub), fs::Permissions::from_mode(mode)).unwrap();
-        }
-        for d in ["etc", "root"] {
-            let mode = if d == "root" { 0o700 } else { 0o755 };
-            fs::set_permissions(r.join(d), fs::Permissions::from_mode(mode)).unwrap();
-        }
-        fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
-        // "*": no password, yet not locked (sshd without PAM refuses a locked root, auth.c).
-        fs::write(r.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
-        fs::set_permissions(r.join("etc/shadow"), fs::Permissions::from_mode(0o640)).unwrap();
-        // Management: the control host's key, in the file the tool never writes.
-        let control_pub = fs::read_to_string(self.dir.join("control/id_ed25519.pub")).unwrap();
-        let ak = r.join("root/.ssh/authorized_keys");
-        fs::write(&ak, control_pub).unwrap();
-        fs::set_permissions(&ak, fs::Permissions::from_mode(0o600)).unwrap();
-        let host_key = r.join("etc/ssh/ssh_host_ed25519_key");
-        keygen(&host_key, s.name);
-        fs::write(
-            r.join("etc/ssh/sshd_config"),
-            format!(
-                "Port 22\nPort {SUPPORT_PORT}\nHostKey {}\nPidFile {}\n\
-                 PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 StrictModes yes\nUseDNS no\nLogLevel VERBOSE\n",
-                host_key.display(),
-                r.join("run/sshd.pid").display()
-            ),
-        )
-        .unwrap();
-        let ruleset = r.join("ruleset.nft");
-        fs::write(&ruleset, RULESET).unwrap();
-        run(s.ns.cmd("nft").arg("-f").arg(&ruleset));
-
-        // As topology.rs's sshd: a private mount and UTS namespace, /root and /etc/shadow from the
-        // sandbox, /run and /var/log on tmpfs (sshd's privsep directory, login records).
-        let sb = r.display();
-        let script = format!(
-            "set -e\n\
-             hostname {name}\n\
-             mount --bind '{sb}/root' /root\n\
-             mount --bind '{sb}/etc/shadow' /etc/shadow\n\
-             mount -t tmpfs -o mode=0755,size=1m oa-run /run\n\
-             mount -t tmpfs -o mode=0755,size=1m oa-log /var/log\n\
-             mkdir -m 0755 /run/sshd\n\
-             exec /usr/sbin/sshd -D -e -f '{sb}/etc/ssh/sshd_config'\n",
-            name = s.name
-        );
-        let mut cmd = s.ns.cmd("unshare");
-        cmd.args([
-            "--mount",
-            "--uts",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-        ]);
-        let name = format!("sshd-{}", s.name);
-        self.spawn(&name, &mut cmd);
-        let s = &self.servers[i];
-        let up = wait_until(Duration::from_secs(15), || {
-            tcp_connects(&s.ns, "127.0.0.1", 22) && tcp_connects(&s.ns, "127.0.0.1", SUPPORT_PORT)
-        });
-        assert!(up, "sshd on {} does not listen:\n{}", s.name, self.logs());
-    }
-
-    /// Inventory, ansible.cfg and the control host's home; everything Ansible uses is in `dir`.
-    fn write_ansible_files(&self) {
-        let d = &self.dir;
-        fs::create_dir_all(d.join("home/tmp")).unwrap();
-        fs::create_dir_all(d.join("cp")).unwrap();
-        let mut inv = String::from("[fleet]\n");
-        for s in &self.servers {
-            inv.push_str(&format!(
-                "{} ansible_host={} ovh_root={}\n",
-                s.name,
-                s.addr,
-                s.root.display()
-            ));
-        }
-        inv.push_str(&format!(
-            "\n[fleet:vars]\nansible_user=root\nansible_ssh_private_key_file={key}\n\
-             ansible_python_interpreter=/usr/bin/python3\novh_access_bin={bin}\n\
-             support_key={sup}\nresolver={DNS}\n",
-            key = d.join("control/id_ed25519").display(),
-            bin = bin().display(),
-            sup = d.join("support/id_ed25519.pub").display(),
-        ));
-        fs::write(d.join("inventory.ini"), inv).unwrap();
-        fs::write(
-            d.join("ansible.cfg"),
-            format!(
-                "[defaults]\ninventory = {inv}\nhost_key_checking = False\ngathering = explicit\n\
-                 retry_files_enabled = False\nforks = 3\ntimeout = 10\n\
-                 [ssh_connection]\npipelining = True\ncontrol_path_dir = {cp}\n\
-                 ssh_args = -F /dev/null -o IdentitiesOnly=yes -o UserKnownHostsFile=/dev/null \
-                 -o StrictHostKeyChecking=no -o ControlMaster=auto -o ControlPersist=60s\n",
-                inv = d.join("inventory.ini").display(),
-                cp = d.join("cp").display(),
-            ),
-        )
-        .unwrap();
-    }
-
-    /// `ansible-playbook` in the control namespace on `play` (YAML), with `extra` arguments.
-    fn playbook(&self, name: &str, play: &str, extra: &[&str]) -> Play {
-        let file = self.dir.join(format!("{name}.yml"));
-        fs::write(&file, play).unwrap();
-        let venv = crate::venv();
-        let home = self.dir.join("home");
-        let mut cmd = self.control.cmd("timeout");
-        cmd.arg(PLAY_LIMIT.as_secs().to_string())
-            .arg(venv.join("bin/ansible-playbook"))
-            .arg(&file)
-            .args(extra)
-            .env_clear()
-            .env(
-                "PATH",
-                format!(
-                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
-                    venv.join("bin").display()
-                ),
-            )
-            .env("HOME", &home)
-            .env("LC_ALL", "C.UTF-8")
-            .env("ANSIBLE_CONFIG", self.dir.join("ansible.cfg"))
-            .env("ANSIBLE_COLLECTIONS_PATH", crate::collections_path())
-            .env("ANSIBLE_COLLECTIONS_SCAN_SYS_PATH", "false")
-            .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
-            .env("ANSIBLE_NOCOLOR", "1")
-            .env("ANSIBLE_FORCE_COLOR", "0")
-            .stdin(Stdio::null());
-        let started = Instant::now();
-        let out = cmd.output().expect("run ansible-playbook");
-        eprintln!(
-            "play {name} {extra:?}: {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-        Play {
-            recap: recap(&out),
-            text: String::from_utf8_lossy(&out.stdout).into_owned(),
-            out,
-        }
-    }
-
-    /// ssh as root with the support key from `from` to `addr:port`; true when it logged in and
-    /// ran `hostname` (which prints the server's name).
-    fn login(&self, from: &Netns, server: &Server, port: u16) -> bool {
-        let out = from
-            .cmd("timeout")
-            .arg("20")
-            .arg("ssh")
-            .args(["-F", "/dev/null", "-i"])
-            .arg(self.dir.join("support/id_ed25519"))
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "ConnectTimeout=3",
-                "-o",
-                "LogLevel=ERROR",
-                "-p",
-            ])
-            .arg(port.to_string())
-            .arg(format!("root@{}", server.addr))
-            .arg("hostname")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ssh");
-        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == server.name
-    }
-
-    fn keys_text(&self, s: &Server) -> String {
-        fs::read_to_string(s.root.join("root/.ssh/authorized_keys2")).unwrap_or_default()
-    }
-
-    fn support_blob(&self) -> String {
-        let line = fs::read_to_string(self.dir.join("support/id_ed25519.pub")).unwrap();
-        line.split_whitespace().nth(1).unwrap().to_string()
-    }
-
-    fn logs(&self) -> String {
-        let mut all = String::new();
-        for (name, _) in &self.daemons {
-            let text = fs::read_to_string(self.log(name)).unwrap_or_default();
-            all.push_str(&format!("--- {name} log ---\n{text}"));
-        }
-        all
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("fleet {}:\n{}", self.dir.display(), self.logs());
-        }
-        for (_, child) in &mut self.daemons {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // The namespace guards (fields) then kill what is left (ssh masters of ControlPersist)
-        // and delete the namespaces; the directory goes last.
-        for ns in [
-            &self.control,
-            &self.support,
-            &self.stranger,
-            &self.dns,
-            &self.hub,
-        ] {
-            ns.kill_all();
-        }
-        for s in &self.servers {
-            s.ns.kill_all();
-        }
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
-            eprintln!("warning: could not remove {}: {e}", self.dir.display());
-        }
-    }
-}
-
-/// One run of ansible-playbook: its output and the PLAY RECAP per host.
-struct Play {
-    out: Output,
-    text: String,
-    recap: BTreeMap<String, Counts>,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Counts {
-    ok: u32,
-    changed: u32,
-    unreachable: u32,
-    failed: u32,
-}
-
-impl Play {
-    fn counts(&self, host: &str) -> Counts {
-        *self
-            .recap
-            .get(host)
-            .unwrap_or_else(|| panic!("{host} is not in the recap:\n{}", describe(&self.out)))
-    }
-
-    /// Every server ran without failure, with `changed` tasks each.
-    fn assert_all(&self, what: &str, changed: u32) {
-        for (name, _) in SERVERS {
-            let c = self.counts(name);
-            assert!(
-                c.failed == 0 && c.unreachable == 0 && c.changed == changed,
-                "{what}: {name} should have changed={changed} failed=0, has {c:?}:\n{}",
-                describe(&self.out)
-            );
-        }
-        assert!(
-            self.out.status.success(),
-            "{what}:\n{}",
-            describe(&self.out)
-        );
-    }
-}
-
-/// `srv1 : ok=2 changed=1 unreachable=0 failed=0 ...` lines after `PLAY RECAP`.
-fn recap(out: &Output) -> BTreeMap<String, Counts> {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut map = BTreeMap::new();
-    let Some((_, tail)) = text.split_once("PLAY RECAP") else {
-        return map;
-    };
-    for line in tail.lines() {
-        let Some((host, rest)) = line.split_once(" : ") else {
-            continue;
-        };
-        let mut c = Counts::default();
-        for kv in rest.split_whitespace() {
-            let Some((k, v)) = kv.split_once('=') else {
-                continue;
-            };
-            let v = v.parse().unwrap_or(u32::MAX);
-            match k {
-                "ok" => c.ok = v,
-                "changed" => c.changed = v,
-                "unreachable" => c.unreachable = v,
-                "failed" => c.failed = v,
-                _ => {}
-            }
-        }
-        map.insert(host.trim().to_string(), c);
-    }
-    map
-}
-
-/// `<BASE>/fleet-<suffix>`, root's alone.
-fn private_dir() -> PathBuf {
-    let base = Path::new(BASE);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(base)
-        .unwrap();
-    let meta = fs::symlink_metadata(base).unwrap();
-    assert!(
-        meta.is_dir() && meta.uid() == 0 && meta.mode() & 0o022 == 0,
-        "{BASE} must be a root-owned directory writable only by root; remove it and run again"
-    );
-    let dir = base.join(format!("fleet-{}", unique_suffix()));
-    fs::DirBuilder::new().mode(0o755).create(&dir).unwrap();
-    dir
-}
-
-fn keygen(path: &Path, comment: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::set_permissions(path.parent().unwrap(), fs::Permissions::from_mode(0o700)).unwrap();
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path));
-}
+use crate::common::{bin, describe, tcp_connects};
+use crate::world::*;
 
 /// The module's options every play shares: the tool, the server's sandbox, and the support as
 /// the fleet's dnsmasq answers it (a documentation address, hence allow_private and trust_dns).
@@ -568,123 +87,118 @@ fn fleet_grant_check_diff_info_partial_failure_and_revoke() {
     crate::venv();
     let started = Instant::now();
     let f = Fleet::new();
-    let rulesets: Vec<String> = f
-        .servers
-        .iter()
-        .map(|s| s.ns.sh_status("nft list ruleset"))
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .collect();
-    // Checked in parallel: each silently dropped connection costs the whole connect timeout.
-    let everyone_out = |f: &Fleet, what: &str| {
-        let reached: Vec<String> = std::thread::scope(|scope| {
-            let mut checks = Vec::new();
-            for s in &f.servers {
-                for port in [22, SUPPORT_PORT] {
-                    for from in [&f.support, &f.stranger] {
-                        checks.push(scope.spawn(move || {
-                            tcp_connects(from, s.addr, port)
-                                .then(|| format!("{}:{port} from {}", s.name, from.name))
-                        }));
-                    }
-                }
-            }
-            checks
-                .into_iter()
-                .filter_map(|c| c.join().unwrap())
-                .collect()
-        });
-        assert!(reached.is_empty(), "{what}: reachable: {reached:?}");
-    };
-    everyone_out(&f, "before the grant");
-
-    // 1. Grant on all: changed on each; the support logs in to each, the stranger to none.
+    let rulesets = f.rulesets();
+    f.assert_nobody_reaches("before the grant");
     // No `ports`: the tool opens every port sshd listens on (22 and 2222), since `from=`
     // restricts where the key works from, not the port.
     let grant = grant_play("\"{{ omit }}\"", "");
-    let p = f.playbook("grant", &grant, &[]);
-    p.assert_all("grant", 1);
-    for s in &f.servers {
-        assert!(
-            p.text
-                .contains(&format!("SUPPORT-PORT {} 22,{SUPPORT_PORT}", s.name)),
-            "the play prints the port per host:\n{}",
-            p.text
-        );
-        assert!(
-            f.login(&f.support, s, SUPPORT_PORT),
-            "the support cannot log in to {}:\n{}\n{}",
-            s.name,
-            s.ns.ruleset(),
-            p.text
-        );
-        assert!(
-            !tcp_connects(&f.stranger, s.addr, SUPPORT_PORT),
-            "the stranger reaches {}",
-            s.name
-        );
-        assert!(
-            f.login(&f.support, s, 22),
-            "the support cannot log in to {}:22",
+    grant_in_check_mode(&f, &grant, &rulesets);
+    grant_on_all(&f, &grant);
+    f.playbook("grant", &grant, &[])
+        .assert_all("grant again", 0);
+    let granted = revoke_in_check_mode(&f);
+    f.playbook("info", &info_play(), &[]).assert_all("info", 0);
+    f.playbook("info", &info_play(), &["--check"])
+        .assert_all("info --check", 0);
+    one_host_with_bad_input(&f, &granted);
+    revoke_on_all(&f, &rulesets);
+    eprintln!("fleet test: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The lines of `text` that start with `prefix` and carry the support key.
+fn key_lines(f: &Fleet, text: &str, prefix: &str) -> usize {
+    let blob = f.support_blob();
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(&blob))
+        .count()
+}
+
+/// Would change each host, shows the key line to be added and the firewall rules, changes
+/// nothing.
+fn grant_in_check_mode(f: &Fleet, grant: &str, rulesets: &[String]) {
+    let p = f.playbook("grant", grant, &["--check", "--diff"]);
+    p.assert_all("grant --check --diff", 1);
+    let added = key_lines(f, &p.text, &format!("+from=\"{SUPPORT}"));
+    assert_eq!(added, 3, "one added key line per host:\n{}", p.text);
+    let element = format!("add element inet filter ovh_access_v4 {{ {SUPPORT} }}");
+    assert!(
+        p.text.contains(&element),
+        "the firewall change:\n{}",
+        p.text
+    );
+    for (s, before) in f.servers.iter().zip(rulesets) {
+        assert_eq!(f.keys_text(s), "", "--check wrote {}'s keys file", s.name);
+        assert_eq!(
+            &s.ns.ruleset(),
+            before,
+            "--check changed {}'s ruleset",
             s.name
         );
     }
+    f.assert_nobody_reaches("after grant --check");
+}
 
-    // 2. The same play again: nothing changes.
-    f.playbook("grant", &grant, &[])
-        .assert_all("grant again", 0);
+/// Changed on each host; the play prints the ports per host; the support logs in to each server
+/// on both ports, the stranger reaches none.
+fn grant_on_all(f: &Fleet, grant: &str) {
+    let p = f.playbook("grant", grant, &[]);
+    p.assert_all("grant", 1);
+    for s in &f.servers {
+        let line = format!("SUPPORT-PORT {} 22,{SUPPORT_PORT}", s.name);
+        assert!(p.text.contains(&line), "no `{line}`:\n{}", p.text);
+        for port in [22, SUPPORT_PORT] {
+            assert!(
+                f.login(&f.support, s, port),
+                "the support cannot log in to {}:{port}:\n{}",
+                s.name,
+                s.ns.ruleset()
+            );
+            assert!(
+                !tcp_connects(&f.stranger, s.addr, port),
+                "the stranger reaches {}:{port}",
+                s.name
+            );
+        }
+    }
+}
 
-    // 3. Revoke in check and diff mode: would change each, shows the keys-file diff and the
-    // firewall change, changes nothing.
-    let granted: Vec<String> = f.servers.iter().map(|s| f.keys_text(s)).collect();
+/// Would change each host, prints the keys-file diff (the line commented out) and the firewall
+/// change, changes nothing. Returns the keys files as granted.
+fn revoke_in_check_mode(f: &Fleet) -> Vec<String> {
+    let granted = f.keys_texts();
     let p = f.playbook("revoke", &revoke_play(), &["--check", "--diff"]);
     p.assert_all("revoke --check --diff", 1);
-    let blob = f.support_blob();
-    let removed = p
-        .text
-        .lines()
-        .filter(|l| l.starts_with(&format!("-from=\"{SUPPORT}")) && l.contains(&blob))
-        .count();
-    let commented = p
-        .text
-        .lines()
-        .filter(|l| l.starts_with("+#") && l.contains(&blob))
-        .count();
+    let removed = key_lines(f, &p.text, &format!("-from=\"{SUPPORT}"));
+    let commented = key_lines(f, &p.text, "+#");
     assert!(
         removed == 3 && commented == 3,
         "one keys-file diff per host (-line, +#line):\n{}",
         p.text
     );
     assert!(
-        p.text.contains("/root/.ssh/authorized_keys2"),
+        p.text.contains("--- before: /root/.ssh/authorized_keys2"),
         "the diff names the keys file:\n{}",
         p.text
     );
     assert!(
-        p.text.contains("# nftables") && p.text.contains("ovh_access"),
+        p.text.contains("# nftables\n") && p.text.contains("delete chain inet filter ovh_access"),
         "the firewall change:\n{}",
         p.text
     );
-    for (s, before) in f.servers.iter().zip(&granted) {
-        assert_eq!(
-            &f.keys_text(s),
-            before,
-            "--check changed the keys file of {}",
-            s.name
-        );
+    assert_eq!(f.keys_texts(), granted, "--check changed a keys file");
+    for s in &f.servers {
         assert!(
             f.login(&f.support, s, SUPPORT_PORT),
             "--check shut the support out of {}",
             s.name
         );
     }
+    granted
+}
 
-    // 4. The info module: consistent everywhere, in check mode too.
-    f.playbook("info", &info_play(), &[]).assert_all("info", 0);
-    f.playbook("info", &info_play(), &["--check"])
-        .assert_all("info --check", 0);
-
-    // 5. One host with bad input fails alone, with the tool's message and exit code; the others
-    // are granted (for 4 h now, a change), and the failed host keeps what it had.
+/// srv2 gets port 70000 and fails alone, with the tool's one-line error and exit code 2, and
+/// keeps what it had; srv1 and srv3 are granted (for 4 h now, a change).
+fn one_host_with_bad_input(f: &Fleet, granted: &[String]) {
     let bad = grant_play(
         "\"{{ [70000] if inventory_hostname == 'srv2' else omit }}\"",
         "        duration: 4h\n",
@@ -700,19 +214,31 @@ fn fleet_grant_check_diff_info_partial_failure_and_revoke() {
         assert!(c.failed == 0 && c.changed == 1, "{name}: {c:?}\n{}", p.text);
     }
     assert_eq!(p.counts("srv2").failed, 1, "{}", p.text);
-    let fatal = p
+    // The tool's own one-line error for that input (it fails while parsing, before --root is
+    // read or anything is touched).
+    let out = Command::new(bin())
+        .arg("--root")
+        .arg(&f.servers[1].root)
+        .args(["--json", "grant", "--port", "70000"])
+        .output()
+        .expect("run ovh-access");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let msg: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let msg = serde_json::to_string(&msg["error"]).unwrap();
+    let fatal: Vec<&str> = p
         .text
         .lines()
-        .find(|l| l.starts_with("fatal: [srv2]"))
-        .unwrap_or_else(|| panic!("no failure of srv2:\n{}", p.text));
+        .filter(|l| l.starts_with("fatal: "))
+        .collect();
     assert!(
-        fatal.contains("port 70000 is outside 1-65535") && fatal.contains("\"rc\": 2"),
-        "the tool's one-line error and exit code:\n{fatal}"
+        fatal.len() == 1
+            && fatal[0].starts_with("fatal: [srv2]")
+            && msg.contains("port 70000 is outside 1-65535")
+            && fatal[0].contains(&format!("\"msg\": {msg}"))
+            && fatal[0].contains("\"rc\": 2"),
+        "srv2 alone fails, with the tool's error and exit code:\n{}",
+        p.text
     );
-    assert!(!p
-        .text
-        .lines()
-        .any(|l| l.starts_with("fatal: [srv1]") || l.starts_with("fatal: [srv3]")));
     assert_eq!(
         f.keys_text(&f.servers[1]),
         granted[1],
@@ -721,24 +247,25 @@ fn fleet_grant_check_diff_info_partial_failure_and_revoke() {
     for s in &f.servers {
         assert!(
             f.login(&f.support, s, SUPPORT_PORT),
-            "the support lost {} in the bad play",
+            "the support lost {}",
             s.name
         );
     }
+}
 
-    // 6. Revoke on all closes every door; the rulesets are back to what they were.
+/// Changed on each host; nobody reaches any SSH port, the support key is commented out
+/// everywhere, every ruleset is as before the grant; the control host still manages the fleet.
+fn revoke_on_all(f: &Fleet, rulesets: &[String]) {
     f.playbook("revoke", &revoke_play(), &[])
         .assert_all("revoke", 1);
-    everyone_out(&f, "after the revoke");
-    for (s, before) in f.servers.iter().zip(&rulesets) {
-        assert!(!f.login(&f.support, s, SUPPORT_PORT));
-        let after =
-            String::from_utf8_lossy(&s.ns.sh_status("nft list ruleset").stdout).into_owned();
-        assert_eq!(
-            &after, before,
-            "revoke leaves {}'s ruleset as it was",
-            s.name
-        );
+    f.assert_nobody_reaches("after the revoke");
+    assert_eq!(
+        f.rulesets(),
+        rulesets,
+        "revoke leaves the rulesets as they were"
+    );
+    let blob = f.support_blob();
+    for s in &f.servers {
         let keys = f.keys_text(s);
         assert!(
             keys.lines()
@@ -748,8 +275,17 @@ fn fleet_grant_check_diff_info_partial_failure_and_revoke() {
             s.name
         );
     }
-    // The management door stays: the control host still manages every server.
-    f.playbook("info", &format!("- hosts: fleet\n  gather_facts: false\n  tasks:\n    - ovh.access.support_access_info:\n        {TARGET}\n      register: a\n    - ansible.builtin.assert:\n        that: [a.granted is none, a.consistent]\n"), &[])
+    let after = format!(
+        "- hosts: fleet
+  gather_facts: false
+  tasks:
+    - ovh.access.support_access_info:
+        {TARGET}
+      register: access
+    - ansible.builtin.assert:
+        that: [access.granted is none, access.consistent]
+"
+    );
+    f.playbook("info", &after, &[])
         .assert_all("info after revoke", 0);
-    eprintln!("fleet test: {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod fleet;
+mod world;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
