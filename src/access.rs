@@ -566,7 +566,7 @@ impl Ctx {
                 self.disable_and_close(ends.first().copied(), intent.remove, false, report)?;
                 if !intent.keep_sessions {
                     for g in &ends {
-                        sessions::end(&g.addresses, &g.ports, report);
+                        sessions::end(&g.addresses, report);
                     }
                 }
             }
@@ -723,7 +723,7 @@ impl Ctx {
         let mut ended = Vec::new();
         if !a.dry_run && !a.keep_sessions {
             if let Some(g) = &previous {
-                ended = sessions::end(&g.addresses, &g.ports, &mut report);
+                ended = sessions::end(&g.addresses, &mut report);
             }
         }
         if !a.dry_run {
@@ -767,9 +767,12 @@ impl Ctx {
         }
         if !ended.is_empty() {
             report.line(format!(
-                "  sessions:  ended {} live support session(s)",
+                "  sessions:  ended {} process(es) the support started",
                 ended.len()
             ));
+            for e in &ended {
+                report.line(format!("    {}", e.describe()));
+            }
         }
         if a.dry_run {
             for l in &layers {
@@ -1206,7 +1209,7 @@ impl Ctx {
             let (k, layers) = self.disable_and_close(Some(&g), false, false, &mut report)?;
             // sshd and the kernel closed the door at the expiry; a session opened before it
             // would live on.
-            sessions::end(&g.addresses, &g.ports, &mut report);
+            sessions::end(&g.addresses, &mut report);
             st.granted = None;
             st.save(&self.root)?;
             report.changed = true;
