@@ -247,6 +247,7 @@ impl Ctx {
 
         if a.dry_run {
             let applied = self.open_and_install(&desired, &opts, true, &mut report)?;
+            report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
             self.describe_grant(&desired, &applied, &target, &mut report);
             report.line("");
             report.line("Dry run: nothing was changed. The firewall change would be:");
@@ -403,6 +404,7 @@ impl Ctx {
         report.set("keys_file", &g.keys_file);
         report.set("keys_file_changed", applied.keys.changed);
         report.set("firewall", &applied.layers);
+        crate::report::set_changes(report, &applied.keys, &applied.layers);
         report.set("expires_at", g.expires_at);
         report.set("expires_at_utc", g.expires_at.map(fmt_utc));
     }
@@ -786,6 +788,7 @@ impl Ctx {
         report.set("keys_file", &keys_out.path);
         report.set("keys_file_changed", keys_out.changed);
         report.set("firewall", &layers);
+        crate::report::set_changes(&mut report, &keys_out, &layers);
         report.set("sessions_ended", &ended);
         report.set("previous", &previous);
         if !a.dry_run && report.changed {
@@ -1432,6 +1435,7 @@ fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, Strin
     if drift.is_empty() {
         report.line("Consistent: key, firewall and DNS agree.");
     }
+    report.set("expires_at", g.as_ref().and_then(|g| g.expires_at));
     report.set("granted", &g);
     report.set(
         "drift",
