@@ -13,7 +13,8 @@
 //!   id pam_loginuid gives each login (`/proc/PID/sessionid`, inherited across `setsid` and
 //!   daemonising) and systemd-logind's `session-N.scope` cgroup.
 //!
-//! A session id or cgroup is taken only when it is the support's own: never the tool's, its
+//! Only processes of the tool's network namespace are considered. A session id or cgroup is
+//! taken only when it is the support's own: never the tool's, its
 //! ancestors', pid 1's, or that of any sshd process not serving the support (without pam_loginuid,
 //! every session inherits the listening sshd's id, which may be the administrator's).
 //!
@@ -285,9 +286,14 @@ fn add_descendants(procs: &[Proc], chosen: &mut BTreeMap<u32, Why>) {
     }
 }
 
-/// One snapshot of /proc. Processes that vanish while it is read are left out.
+/// One snapshot of /proc: the processes of the tool's own network namespace (the server whose
+/// firewall it changes; a container's processes with the same client address are another
+/// server's). Processes that vanish while it is read are left out.
 fn scan() -> Vec<Proc> {
     let Ok(dir) = fs::read_dir("/proc") else {
+        return vec![];
+    };
+    let Ok(my_net) = fs::read_link("/proc/thread-self/ns/net") else {
         return vec![];
     };
     let mut out = Vec::new();
@@ -296,6 +302,9 @@ fn scan() -> Vec<Proc> {
             continue;
         };
         let base = format!("/proc/{pid}");
+        if fs::read_link(format!("{base}/ns/net")).ok().as_ref() != Some(&my_net) {
+            continue;
+        }
         let Some((ppid, start_time)) = fs::read_to_string(format!("{base}/stat"))
             .ok()
             .and_then(|t| parse_stat(&t))
