@@ -496,3 +496,64 @@ fn deb11_sshd_t_agrees_with_the_parser() {
 fn deb13_sshd_t_agrees_with_the_parser() {
     sshd_t_agrees("deb13_sshd_t_agrees_with_the_parser", "trixie");
 }
+
+// ----------------------------------------------------- status and doctor read the line as sshd
+
+/// The key line's expiry as the release's sshd reads it, against the grant: a line written in
+/// the operator's zone (what the tool did before) and a line that lost its expiry-time are drift
+/// that status and doctor name, and restore repairs.
+#[test]
+fn deb11_status_reads_the_expiry_as_sshd_does() {
+    if !can_run("deb11_status_reads_the_expiry_as_sshd_does") {
+        return;
+    }
+    let t = Topology::new(Opts {
+        chroot: Some(chroot("bullseye")),
+        zone: Some("Asia/Tokyo"),
+        ruleset: None,
+        ..Opts::default()
+    });
+    let tz = "America/New_York";
+    tool_ok(&t, tz, &t.grant_args(&["--for", "1h"]));
+    let good = line_expiry(&t).unwrap();
+    let consistent = |what: &str| {
+        let out = tool(&t, tz, &os(&["--json", "status"]));
+        let j = json_of(&out);
+        (
+            j["consistent"] == true,
+            format!("{what}:\n{}", describe(&out)),
+        )
+    };
+    let (ok, why) = consistent("after the grant");
+    assert!(ok, "{why}");
+
+    let state = fs::read_to_string(t.sandbox().join("var/lib/ovh-access/state.json")).unwrap();
+    let expires_at = serde_json::from_str::<serde_json::Value>(&state).unwrap()["granted"]
+        ["expires_at"]
+        .as_u64()
+        .unwrap();
+    let in_callers_zone = local_digits(tz, expires_at);
+    let text = t.keys_text();
+    t.write_keys(&text.replace(&good, &in_callers_zone));
+    let (ok, why) = consistent("with the expiry in the caller's zone");
+    assert!(!ok && why.contains("expiry-time"), "{why}");
+    let doctor = tool(&t, tz, &t.support_args("doctor", &[]));
+    assert!(
+        String::from_utf8_lossy(&doctor.stdout).contains(&format!("\"{in_callers_zone}\" is read")),
+        "doctor should name the line's expiry:\n{}",
+        describe(&doctor)
+    );
+
+    tool_ok(&t, tz, &os(&["restore"]));
+    assert_eq!(line_expiry(&t).as_deref(), Some(good.as_str()));
+    let (ok, why) = consistent("after restore");
+    assert!(ok, "{why}");
+
+    t.write_keys(
+        &t.keys_text()
+            .replace(&format!(",expiry-time=\"{good}\""), ""),
+    );
+    assert_eq!(line_expiry(&t), None);
+    let (ok, why) = consistent("without expiry-time");
+    assert!(!ok && why.contains("lost its expiry-time"), "{why}");
+}
