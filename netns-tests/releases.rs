@@ -557,3 +557,34 @@ fn deb11_status_reads_the_expiry_as_sshd_does() {
     let (ok, why) = consistent("without expiry-time");
     assert!(!ok && why.contains("lost its expiry-time"), "{why}");
 }
+
+/// A keyword newer than the installed sshd makes it refuse its whole file at the next restart:
+/// on Debian 11 (8.4), doctor names the line and the name that release knows.
+#[test]
+fn deb11_doctor_names_a_keyword_too_new_for_its_sshd() {
+    if !can_run("deb11_doctor_names_a_keyword_too_new_for_its_sshd") {
+        return;
+    }
+    let t = Topology::new(Opts {
+        chroot: Some(chroot("bullseye")),
+        ruleset: None,
+        ..Opts::default()
+    });
+    // Added once sshd runs: a restart would now fail.
+    let config = t.sandbox().join("etc/ssh/sshd_config");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str("PubkeyAcceptedAlgorithms +ssh-rsa\n");
+    fs::write(&config, text).unwrap();
+    let out = tool(&t, "UTC", &t.support_args("doctor", &[]));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        all.contains("PubkeyAcceptedAlgorithms is new in OpenSSH 8.5")
+            && all.contains("pubkeyacceptedkeytypes"),
+        "doctor on 8.4 should name the keyword it refuses:\n{}",
+        describe(&out)
+    );
+}
