@@ -65,6 +65,9 @@ pub struct Proc {
     pub ssh_client: Option<IpAddr>,
     /// Inodes of its sockets (sshd processes only).
     pub sockets: Vec<u64>,
+    /// It holds a listening socket: the daemon itself, which also holds a new connection for
+    /// the moment between accept() and fork(), and is never ended.
+    pub listening: bool,
 }
 
 /// Why a process was ended.
@@ -204,7 +207,7 @@ pub fn select(procs: &[Proc], support: &[Conn], addresses: &[IpAddr], me: u32) -
         cur = by_pid.get(&cur).map_or(0, |p| p.ppid);
     }
     let mut chosen: BTreeMap<u32, Why> = BTreeMap::new();
-    for p in procs.iter().filter(|p| is_sshd(p)) {
+    for p in procs.iter().filter(|p| is_sshd(p) && !p.listening) {
         if let Some(c) = p.sockets.iter().find_map(|i| by_inode.get(i)) {
             chosen.insert(
                 p.pid,
@@ -339,6 +342,7 @@ fn scan() -> Vec<Proc> {
                 .and_then(|e| ssh_client_of_environ(&e)),
             comm,
             sockets: vec![],
+            listening: false,
         };
         if is_sshd(&p) {
             p.sockets = socket_inodes(pid);
@@ -378,17 +382,36 @@ fn alive(fd: &OwnedFd) -> bool {
     poll(&mut fds, Some(&Timespec::default())).is_ok_and(|n| n == 0)
 }
 
+/// /proc/net/tcp and tcp6 of the caller's network namespace.
+fn tcp_tables() -> Vec<String> {
+    ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"]
+        .iter()
+        .filter_map(|f| fs::read_to_string(f).ok())
+        .collect()
+}
+
+fn listening_inodes() -> HashSet<u64> {
+    tcp_tables()
+        .iter()
+        .flat_map(|t| live::parse_tcp_table(t))
+        .filter(|e| e.state == live::TCP_LISTEN)
+        .map(|e| e.inode)
+        .collect()
+}
+
 /// End what the support started (see the module comment); returns what was ended. Failures
 /// are warnings: the key and firewall are already closed, which is what protects the server.
 pub fn end(addresses: &[IpAddr], report: &mut Report) -> Vec<Ended> {
-    let mut conns = Vec::new();
-    for f in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
-        if let Ok(t) = fs::read_to_string(f) {
-            conns.extend(parse_proc_net_tcp(&t));
-        }
-    }
+    let conns: Vec<Conn> = tcp_tables()
+        .iter()
+        .flat_map(|t| parse_proc_net_tcp(t))
+        .collect();
     let support = support_connections(&conns, addresses);
-    let procs = scan();
+    let mut procs = scan();
+    let listeners: HashSet<u64> = listening_inodes();
+    for p in &mut procs {
+        p.listening = p.sockets.iter().any(|i| listeners.contains(i));
+    }
     let by_pid: HashMap<u32, &Proc> = procs.iter().map(|p| (p.pid, p)).collect();
     let chosen = select(&procs, &support, addresses, std::process::id());
     let mut signalled = Vec::new();

@@ -111,6 +111,9 @@ fn world() -> (Vec<Proc>, Vec<Conn>) {
         p(951, 1, "env-cleared", 9, "/system.slice/other.scope"),
     ];
     procs[6].sockets = vec![4444];
+    // The listener, between accept() and fork(), holds the support's connection too.
+    procs[1].sockets = vec![22, 4444];
+    procs[1].listening = true;
     procs[8].ssh_client = Some(sup);
     procs[9].ssh_client = Some(sup);
     procs[10].ssh_client = Some(sup);
