@@ -292,6 +292,14 @@ fn revoke_ends_everything(name: &str, suite: Option<&str>, json: bool) {
     tool_ok(&t, "UTC", &t.grant_args(&["--port", "2222"]));
     let base = 7_000_000 + u64::from(std::process::id() % 10_000) * 100 + u64::from(json) * 10;
     let [live, nohup, setsid, other_port] = [base + 1, base + 2, base + 3, base + 4];
+    // With PAM (the chroots), pam_loginuid gives each login its own audit session: a job of
+    // the same login that cleared its environment and left the process tree is found by it.
+    let cleared = base + 5;
+    let cleared_job = if suite.is_some() {
+        format!("env -i setsid sleep {cleared} >/dev/null 2>&1 </dev/null & ")
+    } else {
+        String::new()
+    };
     let _live = ssh_spawn(&t, 2222, &format!("sleep {live}"));
     let out = t.ssh(
         &t.sup,
@@ -299,7 +307,7 @@ fn revoke_ends_everything(name: &str, suite: Option<&str>, json: bool) {
         2222,
         &format!(
             "nohup sleep {nohup} >/dev/null 2>&1 & setsid sleep {setsid} >/dev/null 2>&1 \
-             </dev/null & echo started"
+             </dev/null & {cleared_job}echo started"
         ),
     );
     assert_eq!(
@@ -309,14 +317,18 @@ fn revoke_ends_everything(name: &str, suite: Option<&str>, json: bool) {
         describe(&out)
     );
     let _other = ssh_spawn(&t, 2200, &format!("sleep {other_port}"));
-    let all = [live, nohup, setsid, other_port];
+    let mut all = vec![live, nohup, setsid, other_port];
+    if suite.is_some() {
+        all.push(cleared);
+    }
+    let each = |all: &[u64]| all.iter().map(|s| (*s, sleeps(*s))).collect::<Vec<_>>();
     let running = wait_until(Duration::from_secs(15), || {
         all.iter().all(|s| !sleeps(*s).is_empty())
     });
     assert!(
         running,
         "the support's processes did not start: {:?}",
-        all.map(sleeps)
+        each(&all)
     );
 
     let args = if json {
@@ -331,7 +343,7 @@ fn revoke_ends_everything(name: &str, suite: Option<&str>, json: bool) {
     assert!(
         gone,
         "revoke left the support's processes running: {:?}\n{}",
-        all.map(|s| (s, sleeps(s))),
+        each(&all),
         describe(&out)
     );
     // What was ended is named: each job's command line.
@@ -345,11 +357,22 @@ fn revoke_ends_everything(name: &str, suite: Option<&str>, json: bool) {
         assert!(list
             .iter()
             .all(|e| e["pid"].as_u64().is_some() && e["kind"].is_string()));
+        if suite.is_some() {
+            let by_session = list.iter().any(|e| {
+                e["kind"] == "audit_session"
+                    && e["command"].as_str() == Some(format!("sleep {cleared}").as_str())
+            });
+            assert!(
+                by_session,
+                "the cleared job was not found by its audit session:\n{}",
+                describe(&out)
+            );
+        }
         commands.join("\n")
     } else {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    for s in all {
+    for s in &all {
         assert!(
             named.contains(&format!("sleep {s}")),
             "revoke does not name `sleep {s}`:\n{}",
