@@ -165,3 +165,59 @@ fn cli_doctor_walks_prerouting_in_nft_and_iptables_raw() {
     t.assert_login_with(&t.sup, &[], SRV_SUP_V6, t.port);
     t.tool_ok(["revoke"]);
 }
+
+#[test]
+fn cli_grant_opens_a_server_whose_only_drop_is_before_routing() {
+    if !can_run("cli_grant_opens_a_server_whose_only_drop_is_before_routing") {
+        return;
+    }
+    // No input chain at all: only a raw-priority prerouting drop of SSH.
+    let t = Topology::new(Opts {
+        port: 22,
+        ruleset: Some(ruleset_path("prerouting-raw-drop.nft")),
+        ..Opts::default()
+    });
+    let before = t.srv.ruleset();
+    assert!(reachable(&t.sup, &[SRV_SUP_V4, SRV_SUP_V6], t.port).is_empty());
+    t.tool_ok(t.grant_args(&[]));
+    t.assert_login_with(&t.sup, &[], SRV_SUP_V4, t.port);
+    t.assert_login_with(&t.sup, &[], SRV_SUP_V6, t.port);
+    assert_eq!(
+        reachable(&t.stranger, &[SRV_STR_V4, SRV_STR_V6], t.port),
+        Vec::<&str>::new()
+    );
+    let out = t.tool(["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    t.tool_ok(["revoke"]);
+    assert!(reachable(&t.sup, &[SRV_SUP_V4, SRV_SUP_V6], t.port).is_empty());
+    assert_eq!(t.srv.ruleset(), before);
+}
+
+#[test]
+fn cli_native_tables_named_like_iptables_are_nftables_own() {
+    if !can_run("cli_native_tables_named_like_iptables_are_nftables_own") {
+        return;
+    }
+    // iptables-restore-translate's output: `table ip filter { chain INPUT ... }`, native rules.
+    let t = Topology::new(Opts {
+        ruleset: Some(ruleset_path("translated-ip-filter.nft")),
+        ..Opts::default()
+    });
+    // A revoke with nothing granted has nothing to do, and does it without failing.
+    let out = t.tool(["revoke"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = t.tool_ok(t.grant_args(&["--json"]));
+    let layers: Vec<String> = json_of(&out)["firewall"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", describe(&out)))
+        .iter()
+        .map(|l| l["layer"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(layers, vec!["nftables".to_string()], "{}", describe(&out));
+    t.assert_login_with(&t.sup, &[], SRV_SUP_V4, t.port);
+    t.assert_login_with(&t.sup, &[], SRV_SUP_V6, t.port);
+    t.tool_ok(["revoke"]);
+    assert!(reachable(&t.sup, &[SRV_SUP_V4, SRV_SUP_V6], t.port).is_empty());
+    let after = t.srv.ruleset();
+    assert!(!after.contains("ovh"), "{after}");
+}

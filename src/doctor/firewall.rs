@@ -64,7 +64,10 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                     family: t.family.name().into(),
                     name: t.name.clone(),
                     made_by_iptables_nft: t.made_by_iptables_nft(),
-                    has_input_base_chain: t.chains.iter().any(|c| c.is_filter_on(Hook::Input)),
+                    has_input_base_chain: t
+                        .chains
+                        .iter()
+                        .any(|c| c.tool_target(t.family).is_some()),
                 })
                 .collect();
             for blocked in nft::refusals(&facts) {

@@ -24,6 +24,8 @@ pub struct NftTable {
     /// Written by iptables-nft: only iptables-nft may change it (a native rule there is printed
     /// wrongly by iptables-nft-save, and a save/restore turns it into something else).
     pub made_by_iptables_nft: bool,
+    /// A base chain the tool hooks: a filter chain on input, or one on prerouting, netdev
+    /// ingress or output that can drop the support's packets.
     pub has_input_base_chain: bool,
 }
 
@@ -58,7 +60,7 @@ pub fn layers(choice: FirewallChoice, facts: &FirewallFacts) -> Result<Vec<Layer
     let native_input = facts.nft_tables.iter().any(|t| {
         !t.made_by_iptables_nft
             && t.has_input_base_chain
-            && matches!(t.family.as_str(), "ip" | "ip6" | "inet")
+            && matches!(t.family.as_str(), "ip" | "ip6" | "inet" | "netdev")
     });
     match choice {
         FirewallChoice::Nft => Ok(vec![LayerKind::Nft]),

@@ -199,7 +199,7 @@ pub fn select(
                     family: t.family,
                     name: t.name,
                     made_by_iptables_nft: t.made_by_iptables_nft,
-                    has_input_base_chain: !t.input_base_chains.is_empty(),
+                    has_input_base_chain: !t.hooked_chains.is_empty(),
                 })
                 .collect();
             None

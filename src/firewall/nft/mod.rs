@@ -186,6 +186,9 @@ pub struct NftTableInfo {
     pub made_by_iptables_nft: bool,
     /// Names of the filter base chains on the input hook.
     pub input_base_chains: Vec<String>,
+    /// Names of the base chains the tool hooks: those on input, and those on prerouting,
+    /// netdev ingress and output that can drop the support's packets.
+    pub hooked_chains: Vec<String>,
     pub has_tool_objects: bool,
     /// NFT_TABLE_F_OWNER: only the process that made it (firewalld, ...) may change it.
     pub owned_by_process: bool,
@@ -206,6 +209,12 @@ pub fn list_tables() -> Result<Vec<NftTableInfo>> {
                 .chains
                 .iter()
                 .filter(|c| c.is_filter_on(Hook::Input))
+                .map(|c| c.name.clone())
+                .collect(),
+            hooked_chains: t
+                .chains
+                .iter()
+                .filter(|c| c.tool_target(t.family).is_some())
                 .map(|c| c.name.clone())
                 .collect(),
             has_tool_objects: t.has_tool_objects(),
