@@ -12,6 +12,7 @@
 //! `plan` is pure; `apply` builds and sends the batch.
 mod apply;
 mod drift;
+mod family;
 mod inspect;
 mod netlink;
 mod plan;
