@@ -896,6 +896,54 @@ mod tests {
     }
 
     #[test]
+    fn raw_and_mangle_hooks_that_drop_are_opened_and_foreign_chains_refused() {
+        let tables = parse(
+            "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A PREROUTING -p tcp -m tcp --dport 22 -j DROP\nCOMMIT\n\
+             *mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n\
+             *filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j DROP\nCOMMIT\n",
+        )
+        .unwrap();
+        let p = open_layer(
+            &tables,
+            Family::V4,
+            &req(&["192.0.2.2"], &[22], None),
+            at(0),
+        )
+        .unwrap();
+        // raw PREROUTING (it drops), filter INPUT (always) and OUTPUT (it ends in a drop);
+        // nothing in mangle, where nothing drops.
+        assert_eq!(
+            p.chains,
+            vec!["raw PREROUTING", "filter INPUT", "filter OUTPUT"],
+            "{p:?}"
+        );
+        assert!(p.script.starts_with("*raw\n") && !p.script.contains("*mangle"));
+        assert!(p.script.contains(
+            "-A OVH-ACCESS-PRE -s 192.0.2.2/32 -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL -m comment --comment ovh-access -j ACCEPT"
+        ));
+
+        let foreign = parse(
+            "*filter\n:INPUT DROP [0:0]\n:OVH-ACCESS - [0:0]\n-A INPUT -j OVH-ACCESS\n\
+             -A OVH-ACCESS -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n",
+        )
+        .unwrap();
+        let err = open_layer(
+            &foreign,
+            Family::V4,
+            &req(&["192.0.2.2"], &[22], None),
+            at(0),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("iptables -t filter -E OVH-ACCESS NEWNAME"),
+            "{err}"
+        );
+        assert!(!close_layer(&foreign).unwrap().changed);
+    }
+
+    #[test]
     fn state_reads_back_what_open_wrote() {
         use crate::firewall::iptables::state::tool_state;
         let t = filter(OUTPUT_DROP);
