@@ -20,6 +20,9 @@ use crate::state::{self, Grant, Intent, Lock, State, StoredKey};
 use crate::support::{self, SupportKey};
 use crate::{bad_input, dns, keys, sessions, sshd};
 
+mod close;
+use close::{Closing, Scope};
+
 /// How long a second run waits for the lock before it gives up.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
 /// The hard limit on one whole DNS lookup (A and AAAA): dns.rs's own default.
@@ -471,60 +474,6 @@ impl Ctx {
         })
     }
 
-    /// Key first (disabled), then the firewall (closed).
-    fn disable_and_close(
-        &self,
-        previous: Option<&Grant>,
-        remove: bool,
-        dry_run: bool,
-        report: &mut Report,
-    ) -> Result<(keys::WriteOutcome, Vec<LayerChange>)> {
-        let (keys_file, granted) = match previous {
-            Some(g) => (g.keys_file.clone(), g.keys.clone()),
-            None => {
-                let facts = sshd::probe(&self.root, &[], "")?;
-                (self.keys_file(&facts, report)?, Vec::new())
-            }
-        };
-        let outcome = self.disable_keys(&keys_file, &granted, remove, dry_run)?;
-        // The other files sshd reads: a support line there would outlive the revoke.
-        for f in self.other_keys_files(&keys_file) {
-            match keys::read(&self.root, &f) {
-                Ok(Some(_)) => {
-                    let other = self.disable_keys(&f, &granted, remove, dry_run)?;
-                    if other.changed {
-                        report.warn(format!(
-                            "{} the support lines of {} too, which sshd also reads",
-                            if dry_run {
-                                "would comment out"
-                            } else {
-                                "commented out"
-                            },
-                            f.display()
-                        ));
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => report.warn(format!(
-                    "cannot check {} for support lines: {e:#}; check it by hand",
-                    f.display()
-                )),
-            }
-        }
-        if !dry_run {
-            crate::failpoint!("after-key");
-        }
-        // Close every layer that has the tool's objects, whatever --firewall said at grant time.
-        let mut layers = Vec::new();
-        for mut b in firewall::select(FirewallChoice::Auto, false, report)? {
-            layers.push(b.close(dry_run)?);
-        }
-        if !dry_run {
-            crate::failpoint!("after-firewall");
-        }
-        Ok((outcome, layers))
-    }
-
     /// Settle the journal's intent: a revoke is finished (it only ever takes access away, so
     /// finishing it is always safe), anything else is rolled back to the state it started from.
     /// Converging again is a correct recovery because both steps are idempotent. On success the
@@ -555,11 +504,8 @@ impl Ctx {
                     .into_iter()
                     .flatten()
                     .collect();
-                // The first end's keys file is disabled by `disable_and_close` itself.
-                for g in ends.iter().skip(1) {
-                    self.disable_keys(&g.keys_file, &g.keys, intent.remove, false)?;
-                }
-                self.disable_and_close(ends.first().copied(), intent.remove, false, report)?;
+                self.close_everything(&Scope::of(&ends), intent.remove, false, report)
+                    .into_result()?;
                 if !intent.keep_sessions {
                     for g in &ends {
                         sessions::end(&g.addresses, &g.ports, report);
@@ -577,49 +523,40 @@ impl Ctx {
     /// re-grant with another key, or sshd now reading another file). `new`'s own lines are
     /// enabled again by its install, which follows.
     fn retire(&self, old: &Grant, new: &Grant) -> Result<()> {
-        let dropped = old.keys_file != new.keys_file
-            || old
-                .keys
-                .iter()
-                .any(|k| !new.keys.iter().any(|n| n.blob == k.blob));
-        if dropped {
-            // Only the tool's own lines (no blob given): a re-grant leaves the administrator's
-            // lines alone, unlike revoke.
+        let dropped: Vec<&str> = old
+            .keys
+            .iter()
+            .filter(|k| {
+                old.keys_file != new.keys_file || !new.keys.iter().any(|n| n.blob == k.blob)
+            })
+            .map(|k| k.blob.as_str())
+            .collect();
+        if !dropped.is_empty() {
+            // Only the tool's own lines: a re-grant leaves the administrator's lines alone,
+            // unlike revoke.
             keys::update(
                 &self.root,
                 &old.keys_file,
                 false,
-                &mut |content: &[u8]| Ok(keys::disable(content, &[])),
+                &mut |content: &[u8]| Ok(keys::retire(content, &dropped)),
             )?;
         }
         Ok(())
     }
 
-    /// Disable (or remove) the support lines of `keys_file`: those of the grant's keys, of every
-    /// built-in profile's key, and every line the tool marked as its own.
+    /// Disable (or remove) the lines of `keys_file` carrying one of the keys.
     fn disable_keys(
         &self,
         keys_file: &Path,
-        granted: &[StoredKey],
+        blobs: &[&str],
         remove: bool,
         dry_run: bool,
     ) -> Result<keys::WriteOutcome> {
-        let mut blobs: Vec<String> = support::profiles()
-            .iter()
-            .map(|p| p.key.blob.clone())
-            .collect();
-        blobs.extend(granted.iter().map(|k| k.blob.clone()));
-        if let Some(content) = keys::read(&self.root, keys_file)? {
-            blobs.extend(keys::tool_lines(&content).into_iter().map(|l| l.blob));
-        }
-        blobs.sort();
-        blobs.dedup();
-        let refs: Vec<&str> = blobs.iter().map(String::as_str).collect();
         keys::update(&self.root, keys_file, dry_run, &mut |content: &[u8]| {
             Ok(if remove {
-                keys::remove(content, &refs)
+                keys::remove(content, blobs)
             } else {
-                keys::disable(content, &refs)
+                keys::disable(content, blobs)
             })
         })
     }
@@ -700,87 +637,56 @@ impl Ctx {
         let mut report = Report::new("revoke");
         report.dry_run = a.dry_run;
         let _lock = if a.dry_run { None } else { Some(self.lock()?) };
-        let mut st = State::load(&self.root)?;
-        if !a.dry_run {
-            self.recover(&mut st, &mut report)?;
-        }
+        let (mut st, salvaged) = self.state_for_revoke(a.dry_run, &mut report)?;
         let previous = st.granted.clone();
-        if !a.dry_run {
+        // Everything that may be open: the grant, and both ends of an interrupted transaction,
+        // which this revoke finishes rather than settling it first (a rollback would reopen what
+        // is about to be closed, and could fail where closing does not).
+        let interrupted = st.intent.clone();
+        let ends: Vec<Grant> = [
+            previous.clone(),
+            interrupted.as_ref().and_then(|i| i.target.clone()),
+            interrupted.as_ref().and_then(|i| i.previous.clone()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let remove = a.remove || interrupted.as_ref().is_some_and(|i| i.remove);
+        if let Some(i) = &interrupted {
+            report.warn(format!(
+                "an interrupted {} (pid {}, started {}) is finished by this revoke",
+                i.op,
+                i.pid,
+                fmt_utc(i.started_at)
+            ));
+        }
+        // A revoke with nothing recorded writes no journal: run again, it does the same.
+        if !a.dry_run && !ends.is_empty() {
+            let (main, other) = (ends.first().cloned(), ends.get(1).cloned());
             st.intent = Some(Intent {
                 keep_sessions: a.keep_sessions,
-                remove: a.remove,
-                ..Intent::begin("revoke", None, previous.clone())
+                remove,
+                ..Intent::begin("revoke", other, main)
             });
             st.save(&self.root)?;
             crate::failpoint!("after-intent");
         }
-        let (keys_out, layers) =
-            self.disable_and_close(previous.as_ref(), a.remove, a.dry_run, &mut report)?;
+        let scope = Scope::of(&ends.iter().collect::<Vec<_>>()).with_salvaged(salvaged.as_ref());
+        let closing = self.close_everything(&scope, remove, a.dry_run, &mut report);
         let mut ended = Vec::new();
         if !a.dry_run && !a.keep_sessions {
-            if let Some(g) = &previous {
-                ended = sessions::end(&g.addresses, &g.ports, &mut report);
+            for g in &ends {
+                ended.extend(sessions::end(&g.addresses, &g.ports, &mut report));
             }
         }
-        if !a.dry_run {
+        if !a.dry_run && closing.failures.is_empty() && (!ends.is_empty() || st.intent.is_some()) {
             crate::failpoint!("before-commit");
             st.granted = None;
             st.intent = None;
             st.save(&self.root)?;
         }
-        report.changed = keys_out.changed || layers.iter().any(|l| l.changed) || !ended.is_empty();
-        let verb = if a.dry_run { "Would revoke" } else { "Revoked" };
-        match &previous {
-            Some(g) => report.line(format!("{verb} the support access granted to {}.", g.host)),
-            None if report.changed => {
-                report.line(format!("{verb}: no grant was recorded, but support lines or firewall objects were found and removed."))
-            }
-            None => report.line("Nothing was granted; nothing to revoke."),
-        }
-        let action = if a.remove { "removed" } else { "commented out" };
-        report.line(format!(
-            "  keys file: {} ({})",
-            keys_out.path.display(),
-            if keys_out.changed {
-                format!("support lines {action}")
-            } else {
-                "unchanged".into()
-            }
-        ));
-        for l in &layers {
-            report.line(format!(
-                "  firewall:  {}: {}",
-                l.layer,
-                if l.changed {
-                    "closed"
-                } else {
-                    "nothing of ours found"
-                }
-            ));
-            for n in &l.notes {
-                report.line(format!("             {n}"));
-            }
-        }
-        if !ended.is_empty() {
-            report.line(format!(
-                "  sessions:  ended {} live support session(s)",
-                ended.len()
-            ));
-        }
-        if a.dry_run {
-            for l in &layers {
-                if l.changed {
-                    report.line(format!("# {}", l.layer));
-                    report.line(l.script.trim_end().to_string());
-                }
-            }
-            report.line(keys::diff(&keys_out.before, &keys_out.after));
-        }
-        report.set("keys_file", &keys_out.path);
-        report.set("keys_file_changed", keys_out.changed);
-        report.set("firewall", &layers);
-        report.set("sessions_ended", &ended);
-        report.set("previous", &previous);
+        report.changed = closing.changed() || !ended.is_empty() || salvaged.is_some();
+        close::describe_revoke(&closing, previous.as_ref(), a, &ended, &mut report);
         if !a.dry_run && report.changed {
             self.audit(
                 "revoke",
@@ -799,6 +705,38 @@ impl Ctx {
             );
         }
         Ok(report)
+    }
+
+    /// The state for a revoke. A corrupt state file does not stop it: the file is kept under
+    /// another name (a dry run only says it would be), and what it still names is salvaged so
+    /// that the revoke finds the tool's key lines by their key and marker.
+    fn state_for_revoke(
+        &self,
+        dry_run: bool,
+        report: &mut Report,
+    ) -> Result<(State, Option<state::Salvaged>)> {
+        let (bytes, reason) = match State::read(&self.root)? {
+            state::Loaded::Valid(st) => return Ok((*st, None)),
+            state::Loaded::Corrupt { bytes, reason } => (bytes, reason),
+        };
+        let shown = self.root.path(state::STATE_FILE);
+        if dry_run {
+            report.warn(format!(
+                "the state file {} is corrupt ({reason}); the revoke would keep it under another \
+                 name and close what it finds of the tool's",
+                shown.display()
+            ));
+        } else {
+            let aside = state::set_aside(&self.root)?;
+            report.warn(format!(
+                "the state file {} is corrupt ({reason}); it is kept as {}, and this revoke closes \
+                 what it finds of the tool's",
+                shown.display(),
+                self.root.path(&aside).display()
+            ));
+            report.set("state_set_aside", &aside);
+        }
+        Ok((State::default(), Some(state::salvage(&bytes))))
     }
 
     // ---------------------------------------------------------------- status
@@ -827,14 +765,15 @@ impl Ctx {
             report.line("Nothing is granted.");
             // Leftovers of a grant the state file does not know about are drift too.
             let mut probe = Report::default();
-            if let Ok((k, layers)) = self.disable_and_close(None, false, true, &mut probe) {
-                if k.changed {
+            let found = self.close_everything(&Scope::default(), false, true, &mut probe);
+            {
+                for k in found.keys.iter().filter(|k| k.changed) {
                     drift.push((
                         format!("an active support key line is in {}", k.path.display()),
                         "ovh-access revoke".into(),
                     ));
                 }
-                for l in layers.iter().filter(|l| l.changed) {
+                for l in found.layers.iter().filter(|l| l.changed) {
                     drift.push((
                         format!("{} still has the tool's objects", l.layer),
                         "ovh-access revoke".into(),
@@ -891,7 +830,8 @@ impl Ctx {
         let blobs: Vec<String> = g.keys.iter().map(|k| k.blob.clone()).collect();
         match keys::read(&self.root, &g.keys_file) {
             Ok(Some(content)) => {
-                let lines = keys::tool_lines(&content);
+                let refs: Vec<&str> = blobs.iter().map(String::as_str).collect();
+                let lines = keys::tool_lines(&content, &refs);
                 for k in &g.keys {
                     match lines.iter().find(|l| l.blob == k.blob) {
                         Some(l) if l.active => {
@@ -944,7 +884,7 @@ impl Ctx {
                     &blobs.iter().map(String::as_str).collect::<Vec<_>>(),
                 )
                 .into_iter()
-                .filter(|l| l.active && !l.tool && !l.has_from)
+                .filter(|l| l.active && !l.tool && l.unrestricted)
                 .collect();
                 for l in foreign {
                     drift.push((format!("line {} of {} carries the support key without from=: sshd accepts it from anywhere", l.line, g.keys_file.display()), "ovh-access grant --replace-foreign ...".into()));
@@ -1192,7 +1132,12 @@ impl Ctx {
             return Ok(report);
         };
         if g.expired(state::now()) {
-            let (k, layers) = self.disable_and_close(Some(&g), false, false, &mut report)?;
+            let Closing {
+                keys: k, layers, ..
+            } = self
+                .close_everything(&Scope::of(&[&g]), false, false, &mut report)
+                .into_result()?;
+            let k_changed = k.iter().any(|k| k.changed);
             // sshd and the kernel closed the door at the expiry; a session opened before it
             // would live on.
             sessions::end(&g.addresses, &g.ports, &mut report);
@@ -1203,7 +1148,7 @@ impl Ctx {
                 "The grant to {} expired at {}: its key line was disabled ({}) and the firewall closed ({}).",
                 g.host,
                 fmt_utc(g.expires_at.unwrap_or(0)),
-                if k.changed { "changed" } else { "already" },
+                if k_changed { "changed" } else { "already" },
                 layers.iter().filter(|l| l.changed).map(|l| l.layer.clone()).collect::<Vec<_>>().join(", ")
             ));
             self.audit(

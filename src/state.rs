@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::root::Root;
 use crate::support::SupportKey;
 
+mod damage;
+pub use damage::{pid_running, salvage, set_aside, Salvaged};
+
 pub const STATE_FILE: &str = "/var/lib/ovh-access/state.json";
 pub const LOCK_FILE: &str = "/run/ovh-access.lock";
 const STATE_VERSION: u32 = 1;
@@ -136,25 +139,49 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The state file as read: its state, or its bytes when they are not a state (truncated by a
+/// full disk, edited by hand). Reading it fails only when it cannot be read at all.
+pub enum Loaded {
+    Valid(Box<State>),
+    Corrupt { bytes: Vec<u8>, reason: String },
+}
+
 impl State {
     /// Read the state file; a missing file is "nothing granted".
     pub fn load(root: &Root) -> Result<State> {
         let path = root.path(STATE_FILE);
-        let text = match fs::read(&path) {
+        match Self::read(root)? {
+            Loaded::Valid(st) => Ok(*st),
+            Loaded::Corrupt { reason, .. } => bail!(
+                "the state file {} is corrupt ({reason}); run `ovh-access revoke`, which keeps it \
+                 under another name and closes everything the tool opened",
+                path.display()
+            ),
+        }
+    }
+
+    /// Read the state file without judging it: a corrupt one is returned as bytes.
+    pub fn read(root: &Root) -> Result<Loaded> {
+        let path = root.path(STATE_FILE);
+        let text = match crate::bounded::read(&path, crate::bounded::CONFIG) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Loaded::Valid(Box::default()))
+            }
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("cannot read the state file {}", path.display()))
             }
         };
-        let st: State = serde_json::from_slice(&text).with_context(|| {
-            format!(
-                "the state file {} is corrupt; check it by hand (it records what is granted), \
-                 or move it away and run `ovh-access revoke` to close everything",
-                path.display()
-            )
-        })?;
+        let st: State = match serde_json::from_slice(&text) {
+            Ok(st) => st,
+            Err(e) => {
+                return Ok(Loaded::Corrupt {
+                    bytes: text,
+                    reason: e.to_string(),
+                })
+            }
+        };
         if st.version > STATE_VERSION {
             bail!(
                 "the state file {} was written by a newer ovh-access (format {}); use that version",
@@ -162,7 +189,7 @@ impl State {
                 st.version
             );
         }
-        Ok(st)
+        Ok(Loaded::Valid(Box::new(st)))
     }
 
     /// Write the state file atomically: temp file, fsync, rename, fsync the directory.
@@ -246,6 +273,11 @@ impl Lock {
                         .with_context(|| format!("cannot lock {}", path.display()))
                 }
             }
+        }
+        // What a run killed mid-write left behind is ours to remove, now that no other run can
+        // be writing.
+        if let Some(dir) = root.path(STATE_FILE).parent() {
+            damage::sweep_stale(dir);
         }
         // Record our pid for the message a waiting run prints.
         let _ = file.set_len(0);

@@ -308,7 +308,7 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
         }
     }
     let now = std::time::SystemTime::now();
-    for tl in keys::tool_lines(&content)
+    for tl in keys::tool_lines(&content, &blobs)
         .iter()
         .filter(|l| l.active && blobs.contains(&l.blob.as_str()))
     {
