@@ -4,25 +4,27 @@
 //! closed — a key behind a closed door lets no one in, the safe side of the invariant — and a
 //! firewall layer that refuses does not keep the others open. Every failure is kept with the
 //! command that finishes the job once its cause is fixed.
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 
-use super::Ctx;
-use crate::cli::FirewallChoice;
-use crate::firewall::{self, LayerChange};
+use super::{Ctx, KeyLines};
+use crate::firewall::{self, FirewallChoice, LayerChange, Mode, Purpose};
 use crate::report::Report;
 use crate::state::{Grant, Salvaged};
 use crate::{keys, support};
 
-/// Where to look for the support's key lines.
+/// Where to look for the support's key lines and the tool's firewall objects.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Scope {
     /// The keys files grants recorded; none: the one sshd reads for root, found now.
     pub files: Vec<PathBuf>,
     /// The keys grants recorded (the built-in ones are always looked for).
     pub blobs: Vec<String>,
+    /// What each firewall layer recorded of the tool's, by layer name.
+    pub recorded: BTreeMap<String, Vec<String>>,
 }
 
 impl Scope {
@@ -33,6 +35,14 @@ impl Scope {
                 std::slice::from_ref(&g.keys_file),
                 g.keys.iter().map(|k| k.blob.as_str()),
             );
+            for (layer, objects) in &g.recorded {
+                let mine = s.recorded.entry(layer.clone()).or_default();
+                for o in objects {
+                    if !mine.contains(o) {
+                        mine.push(o.clone());
+                    }
+                }
+            }
         }
         s
     }
@@ -107,11 +117,31 @@ impl Ctx {
     pub(super) fn close_everything(
         &self,
         scope: &Scope,
-        remove: bool,
-        dry_run: bool,
+        lines: KeyLines,
+        mode: Mode,
         report: &mut Report,
     ) -> Closing {
         let mut c = Closing::default();
+        self.close_keys(scope, lines, mode, report, &mut c);
+        if mode == Mode::Apply {
+            crate::failpoint!("after-key");
+        }
+        self.close_firewall(scope, mode, report, &mut c);
+        if mode == Mode::Apply {
+            crate::failpoint!("after-firewall");
+        }
+        c
+    }
+
+    /// The keys half: every file, whatever happened to the one before.
+    pub(super) fn close_keys(
+        &self,
+        scope: &Scope,
+        lines: KeyLines,
+        mode: Mode,
+        report: &mut Report,
+        c: &mut Closing,
+    ) {
         let mut blobs: Vec<String> = support::profiles()
             .into_iter()
             .map(|p| p.key.blob)
@@ -138,12 +168,12 @@ impl Ctx {
             }
         }
         for (i, f) in files.iter().enumerate() {
-            match self.disable_keys(f, &refs, remove, dry_run) {
+            match self.disable_keys(f, &refs, lines, mode) {
                 Ok(o) => {
                     if i > 0 && o.changed {
                         report.warn(format!(
                             "{} the support lines of {} too, which sshd also reads",
-                            if dry_run {
+                            if mode.is_dry_run() {
                                 "would comment out"
                             } else {
                                 "commented out"
@@ -159,15 +189,22 @@ impl Ctx {
                 }),
             }
         }
-        if !dry_run {
-            crate::failpoint!("after-key");
+    }
+
+    /// The firewall half: every layer that holds the tool's objects, whatever `--firewall` said
+    /// at grant time, whatever happened to the layer before.
+    fn close_firewall(&self, scope: &Scope, mode: Mode, report: &mut Report, c: &mut Closing) {
+        let mut warnings = Vec::new();
+        let selected = firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut warnings);
+        for w in warnings {
+            report.warn(w);
         }
-        // Every layer that holds the tool's objects, whatever --firewall said at grant time.
-        match firewall::select(FirewallChoice::Auto, false, report) {
+        match selected {
             Ok(backends) => {
                 for mut b in backends {
                     let name = b.name();
-                    match b.close(dry_run) {
+                    let recorded = scope.recorded.get(&name).map_or(&[][..], Vec::as_slice);
+                    match b.close(recorded, mode) {
                         Ok(l) => c.layers.push(l),
                         Err(e) => c.failures.push(Failure {
                             what: format!("the firewall layer {name} stays open: {e:#}"),
@@ -181,10 +218,6 @@ impl Ctx {
                 finish: AGAIN.into(),
             }),
         }
-        if !dry_run {
-            crate::failpoint!("after-firewall");
-        }
-        c
     }
 
     /// With no grant recorded: the keys file sshd reads for root. When sshd_config cannot be
@@ -211,11 +244,12 @@ impl Ctx {
 pub(super) fn describe_revoke(
     c: &Closing,
     previous: Option<&Grant>,
-    a: &crate::cli::RevokeArgs,
+    lines: KeyLines,
     ended: &[crate::sessions::Ended],
     report: &mut Report,
 ) {
-    let verb = if a.dry_run { "Would revoke" } else { "Revoked" };
+    let dry_run = report.dry_run;
+    let verb = if dry_run { "Would revoke" } else { "Revoked" };
     let head = match previous {
         _ if !c.failures.is_empty() => {
             "Revoke incomplete: what is listed as left open below still is.".to_string()
@@ -228,7 +262,10 @@ pub(super) fn describe_revoke(
         None => "Nothing was granted; nothing to revoke.".to_string(),
     };
     report.line(head);
-    let action = if a.remove { "removed" } else { "commented out" };
+    let action = match lines {
+        KeyLines::Remove => "removed",
+        KeyLines::Disable => "commented out",
+    };
     for k in &c.keys {
         report.line(format!(
             "  keys file: {} ({})",
@@ -265,7 +302,7 @@ pub(super) fn describe_revoke(
     if !c.failures.is_empty() {
         report.exit = crate::error::EXIT_FAILURE;
     }
-    if a.dry_run {
+    if dry_run {
         for l in c.layers.iter().filter(|l| l.changed) {
             report.line(format!("# {}", l.layer));
             report.line(l.script.trim_end().to_string());
