@@ -314,6 +314,10 @@ pub(super) fn describe_revoke(
     report.set("keys_file", c.keys.first().map(|k| &k.path));
     report.set("keys_file_changed", c.keys.iter().any(|k| k.changed));
     report.set("firewall", &c.layers);
+    match c.keys.first() {
+        Some(k) => crate::report::set_changes(report, k, &c.layers),
+        None => report.set("firewall_script", crate::report::firewall_text(&c.layers)),
+    }
     report.set("left_open", &c.failures);
     report.set("sessions_ended", ended);
     report.set("previous", previous);
