@@ -1,8 +1,8 @@
 //! Revoke never gives up half-way, and every input is bounded and judged as sshd judges it, on
 //! sandbox roots through the binary: a corrupt state file is kept aside and the revoke closes by
-//! key and marker; a revoke with nothing recorded writes no journal; an unwritable keys file is
-//! reported with the command that finishes the job; the temp files of a killed run are removed;
-//! `--key-file /dev/zero`, `--resolver IP:0`, an MD5 fingerprint and an sshd_config that `sshd -t`
+//! key and marker; a revoke with nothing recorded writes no journal; an unwritable keys file
+//! (immutable, read-only) is reported with the command that finishes the job; the temp files of
+//! a killed run are removed; `--key-file /dev/zero`, `--resolver IP:0`, an MD5 fingerprint and an sshd_config that `sshd -t`
 //! refuses are clear errors. Root only: each run gets an empty firewall of its own (`unshare
 //! --net`).
 use std::fs;
@@ -210,6 +210,41 @@ fn an_immutable_keys_file_is_reported_with_the_command_that_finishes() {
         describe(&st)
     );
     drop(unlock);
+    ok(&s, &["revoke"]);
+    assert!(active_lines(&s).is_empty());
+    ok(&s, &["status"]);
+}
+
+#[test]
+fn a_read_only_keys_directory_is_reported_with_the_command_that_finishes() {
+    if !can_run("a_read_only_keys_directory_is_reported_with_the_command_that_finishes") {
+        return;
+    }
+    let s = sandbox();
+    ok(&s, GRANT);
+    // root/.ssh read-only in a mount namespace of the run's own (unshare's default propagation
+    // is private: nothing reaches the host's mounts).
+    let ssh = s.p("root/.ssh");
+    let script = format!(
+        "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec \"$@\"",
+        d = ssh.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--net", "sh", "-c", &script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_ovh-access"))
+        .arg("--root")
+        .arg(s.dir.path())
+        .arg("revoke")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let all = describe(&out);
+    assert!(
+        all.contains("read-only") && all.contains("`ovh-access revoke` again"),
+        "{all}"
+    );
+    assert_eq!(active_lines(&s).len(), 1, "the line could not change");
     ok(&s, &["revoke"]);
     assert!(active_lines(&s).is_empty());
     ok(&s, &["status"]);
