@@ -7,7 +7,7 @@
 //! (`<root>/run/ovh-access.lock`, flock) keeps two runs from interleaving.
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
@@ -288,8 +288,7 @@ impl Lock {
                 Ok(()) => break,
                 Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {
                     if start.elapsed() >= timeout {
-                        let mut holder = String::new();
-                        let _ = file.read_to_string(&mut holder);
+                        let holder = lock_holder(&mut file);
                         let holder = holder.trim();
                         bail!(
                             "another ovh-access is running (pid {}); wait for it to finish, \
@@ -329,13 +328,18 @@ impl Lock {
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
             Ok(()) => None,
             Err(_) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
+                let pid = lock_holder(&mut file);
                 let pid = pid.trim();
                 Some(if pid.is_empty() { "unknown" } else { pid }.to_string())
             }
         }
     }
+}
+
+/// The pid the lock file names: a few bytes, whatever else was written there.
+fn lock_holder(file: &mut File) -> String {
+    let bytes = crate::bounded::read_from(&mut *file, 64).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[cfg(test)]

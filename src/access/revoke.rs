@@ -104,6 +104,7 @@ pub fn revoke(root: &Root, req: &RevokeRequest) -> Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn the_journal_remembers_how_to_finish_the_revoke() {
@@ -117,8 +118,44 @@ mod tests {
         assert!(i.remove && i.keep_sessions && i.target.is_none());
     }
 
+    fn grant(file: &str, blob: &str) -> Grant {
+        let mut g: Grant = serde_json::from_value(serde_json::json!({
+            "host": "support.example", "profile": null, "addresses": ["192.0.2.1"],
+            "address_source": "operator", "ports": [22], "keys": [{"algorithm": "ssh-ed25519",
+            "blob": blob, "comment": "", "fingerprint": "SHA256:x"}], "keys_file": file,
+            "layers": [], "firewall": "auto", "granted_at": 1, "expires_at": null,
+        }))
+        .unwrap();
+        g.recorded
+            .insert("firewalld".into(), vec![format!("rule for {blob}")]);
+        g
+    }
+
     #[test]
-    fn nothing_recorded_has_no_ends() {
+    fn a_revoke_closes_both_ends_of_an_interrupted_grant_once_each() {
         assert!(ends(None, None).is_empty());
+        let (old, new) = (grant("/a", "AAAA1111"), grant("/b", "BBBB2222"));
+        let interrupted = Intent::begin(Op::Grant, Some(new.clone()), Some(old.clone()));
+        let e = ends(Some(&old), Some(&interrupted));
+        assert_eq!(e, [old.clone(), new.clone()]);
+        let scope = Scope::of(&e.iter().collect::<Vec<_>>());
+        assert_eq!(scope.files, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(scope.blobs, ["AAAA1111", "BBBB2222"]);
+        assert_eq!(scope.recorded["firewalld"].len(), 2);
+        let salvaged = crate::state::Salvaged {
+            blobs: vec!["CCCC3333".into(), "AAAA1111".into()],
+            keys_files: vec!["/a".into()],
+        };
+        let scope = scope.with_salvaged(Some(&salvaged));
+        assert_eq!(scope.blobs, ["AAAA1111", "BBBB2222", "CCCC3333"]);
+        assert_eq!(scope.files.len(), 2);
+        // The journal names both ends, so that a crash of this revoke is finished on both.
+        let req = RevokeRequest {
+            lines: KeyLines::Disable,
+            sessions: Sessions::End,
+            mode: Mode::Apply,
+        };
+        let i = intent(&e, &req);
+        assert_eq!((i.previous, i.target), (Some(old), Some(new)));
     }
 }
