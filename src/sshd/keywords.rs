@@ -78,6 +78,9 @@ pub const MATCH_KEYWORDS: &[&str] = &[
     "requiredrsasize",
     "rhostsrsaauthentication",
     "rsaauthentication",
+    // OpenSSH 10.0, and Red Hat's Kerberos patch.
+    "refuseconnection",
+    "kerberosusekuserok",
 ];
 
 /// Known keywords sshd allows only outside `Match` (SSHCFG_GLOBAL), including deprecated and
@@ -114,6 +117,11 @@ pub const GLOBAL_KEYWORDS: &[&str] = &[
     "persourcepenalties",
     "persourcepenaltyexemptlist",
     "persourcenetblocksize",
+    // OpenSSH 9.8 and 10.0.
+    "persourcepenalties",
+    "persourcepenaltyexemptlist",
+    "sshdauthpath",
+    "sshdsessionpath",
     "permituserenvironment",
     "pidfile",
     "port",
