@@ -146,7 +146,7 @@ pub fn refusals(facts: &Facts) -> Vec<String> {
             if t.owned && c.tool_target(t.family).is_some() && c.can_drop() {
                 let owner = t.owner.as_deref().unwrap_or("another process");
                 out.push(format!(
-                    "table {} belongs to {owner} (flags owner: the kernel lets no other program change it) and its chain {} on the {hook} hook can drop the support's packets; let the support's addresses reach the SSH ports through that program (firewalld: `firewall-cmd --add-rich-rule`, or --firewall firewalld), or pass --firewall none if it already lets them through",
+                    "table {} belongs to {owner} (flags owner: the kernel lets no other program change it) and its chain {} on the {hook} hook can drop the support's packets; let the support's addresses reach the SSH ports through that program (firewalld: `firewall-cmd --add-rich-rule`), or pass --firewall none if it already lets them through",
                     t.label(),
                     c.name
                 ));
