@@ -9,6 +9,7 @@ mod common;
 mod doctor;
 mod e2e;
 mod exact;
+mod firewalld;
 mod iptables;
 mod nft;
 mod topology;

@@ -48,6 +48,7 @@ pub trait Backend {
 }
 
 pub mod detect;
+pub mod firewalld;
 pub mod iptables;
 pub mod nft;
 

@@ -1,0 +1,387 @@
+//! firewalld end to end: a real firewalld per test, inside the server's network namespace.
+//!
+//! firewalld is never installed on this machine (its package's postinst enables the unit):
+//! `scripts/firewalld-deps` unpacks it into [`FW_TREE`] and installs only its libraries. Each test
+//! runs a private dbus-daemon on an abstract socket — abstract sockets belong to a network
+//! namespace, so each test's bus is its own — and `firewalld --nofork --nopid --system-config
+//! <copy>` with its own /run, in a private mount namespace. The host's firewall, /etc/firewalld and
+//! system bus are never touched.
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ovh_access::firewall::firewalld::{plan, FirewalldBackend};
+use ovh_access::firewall::OpenRequest;
+
+use crate::common::*;
+use crate::topology::*;
+
+/// Where `scripts/firewalld-deps` unpacks Debian 12's firewalld 1.3 (with python3-firewall).
+pub const FW_TREE: &str = "/var/tmp/ovh-access-firewalld/bookworm/root";
+/// firewalld answers in about a second; a loaded CI machine gets more.
+const READY_LIMIT: Duration = Duration::from_secs(60);
+
+/// firewalld's FirewallBackend setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FwBackend {
+    Nftables,
+    Iptables,
+}
+
+/// True when firewalld can run here; otherwise says why the test skips.
+pub fn firewalld_available(test: &str) -> bool {
+    if !can_run(test) {
+        return false;
+    }
+    let daemon = Path::new(FW_TREE).join("usr/sbin/firewalld");
+    if !daemon.exists() || !Path::new("/usr/bin/dbus-daemon").exists() {
+        eprintln!(
+            "SKIP {test}: firewalld is not unpacked in {FW_TREE} or dbus-daemon is missing; run `sudo scripts/firewalld-deps`"
+        );
+        return false;
+    }
+    true
+}
+
+/// A firewalld and its private bus in one network namespace; killed on drop.
+pub struct Firewalld {
+    ns_name: String,
+    pub address: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Firewalld {
+    pub fn start(ns: &Netns, backend: FwBackend) -> Firewalld {
+        let dir = tempfile::Builder::new()
+            .prefix("oa-firewalld")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let d = dir.path();
+        let bus_name = format!("oa-fwd-{}", unique_suffix());
+        let address = format!("unix:abstract={bus_name}");
+        fs::write(d.join("bus.conf"), bus_config(&address)).unwrap();
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(Path::new(FW_TREE).join("etc/firewalld"))
+            .arg(d.join("etc")));
+        let conf = d.join("etc/firewalld.conf");
+        let text = fs::read_to_string(&conf).unwrap();
+        let name = match backend {
+            FwBackend::Nftables => "nftables",
+            FwBackend::Iptables => "iptables",
+        };
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("FirewallBackend=") {
+                    format!("FirewallBackend={name}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        fs::write(&conf, text).unwrap();
+        let script = format!(
+            "set -e\n\
+             mount -t tmpfs -o mode=0755,size=4m oa-fwd-run /run\n\
+             dbus-daemon --config-file={d}/bus.conf --nofork --nopidfile --print-address=3 3>{d}/bus.addr &\n\
+             echo $! > {d}/dbus.pid\n\
+             i=0; while [ ! -s {d}/bus.addr ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n\
+             export DBUS_SYSTEM_BUS_ADDRESS={address}\n\
+             export PYTHONPATH={tree}/usr/lib/python3/dist-packages\n\
+             exec /usr/bin/python3 {tree}/usr/sbin/firewalld --nofork --nopid --log-target console \
+               --system-config {d}/etc --default-config {tree}/usr/lib/firewalld\n",
+            d = d.display(),
+            tree = FW_TREE,
+        );
+        let log = fs::File::create(d.join("firewalld.log")).unwrap();
+        let child = ns
+            .cmd("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start firewalld");
+        let mut fw = Firewalld {
+            ns_name: ns.name.clone(),
+            address,
+            dir,
+            child: Some(child),
+        };
+        fw.wait_ready();
+        fw
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        let address = self.address.clone();
+        let ready = wait_until(READY_LIMIT, || {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("firewalld exited ({status}):\n{}", self.log());
+            }
+            in_named_netns(&self.ns_name, || {
+                ovh_access::firewall::firewalld::bus::Client::connect_at(&address).is_ok()
+            })
+        });
+        assert!(
+            ready,
+            "firewalld not ready within {READY_LIMIT:?}:\n{}",
+            self.log()
+        );
+        eprintln!("firewalld ready in {:?}", start.elapsed());
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("firewalld.log")).unwrap_or_default()
+    }
+
+    /// The permanent configuration directory firewalld was given.
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("etc")
+    }
+
+    /// Every file of the permanent configuration, by path, with its bytes.
+    pub fn permanent_files(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![self.config_dir()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.insert(p.clone(), fs::read(&p).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    /// `firewall-cmd ARGS` against this firewalld (inside its namespace, on its bus).
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns_name, "env"])
+            .arg(format!("DBUS_SYSTEM_BUS_ADDRESS={}", self.address))
+            .arg(format!(
+                "PYTHONPATH={FW_TREE}/usr/lib/python3/dist-packages"
+            ))
+            .arg("/usr/bin/python3")
+            .arg(format!("{FW_TREE}/usr/bin/firewall-cmd"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run firewall-cmd")
+    }
+
+    /// `firewall-cmd ARGS`, panicking unless it succeeds; its stdout.
+    pub fn cmd_ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args);
+        assert!(
+            out.status.success(),
+            "firewall-cmd {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The backend of the library, connected to this firewalld from inside its namespace.
+    pub fn with_backend<T: Send>(&self, f: impl FnOnce(&FirewalldBackend) -> T + Send) -> T {
+        let address = self.address.clone();
+        in_named_netns(&self.ns_name, move || {
+            let b = FirewalldBackend::at(&address).expect("connect to firewalld");
+            f(&b)
+        })
+    }
+}
+
+impl Drop for Firewalld {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- firewalld log ---\n{}", self.log());
+        }
+        stop(&mut self.child);
+        if let Ok(pid) = fs::read_to_string(self.dir.path().join("dbus.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: the pid is the dbus-daemon this guard started; kill(2) has no memory effects.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// A system bus of its own: anyone may own names and call anything (it is reachable only from
+/// this network namespace).
+fn bus_config(address: &str) -> String {
+    format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>{address}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#
+    )
+}
+
+/// A server with sshd on 2222 and no nft ruleset of its own: firewalld's is the firewall.
+pub fn firewalld_world(backend: FwBackend) -> (Topology, Firewalld) {
+    let topo = Topology::new(Opts {
+        ruleset: None,
+        ..Opts::default()
+    });
+    let fw = Firewalld::start(&topo.srv, backend);
+    (topo, fw)
+}
+
+fn request(ports: &[u16], timeout: Option<Duration>) -> OpenRequest {
+    OpenRequest {
+        addresses: vec![SUP_V4.parse().unwrap(), SUP_V6.parse().unwrap()],
+        ports: ports.to_vec(),
+        timeout,
+    }
+}
+
+/// `nft -s list ruleset`: without counters, which change with every packet.
+fn stateless_ruleset(ns: &Netns) -> String {
+    String::from_utf8(ns.sh("nft -s list ruleset").stdout).unwrap()
+}
+
+const ALL: [&str; 4] = [SRV_SUP_V4, SRV_SUP_V6, SRV_STR_V4, SRV_STR_V6];
+
+fn backend_opens_only_for_the_support(backend: FwBackend) {
+    let (topo, fw) = firewalld_world(backend);
+    let port = topo.port;
+    assert!(
+        reachable(&topo.sup, &ALL[..2], port).is_empty(),
+        "firewalld closes 2222 before the grant"
+    );
+    let before = fw.cmd_ok(&["--list-all-zones"]);
+    let nft_before = stateless_ruleset(&topo.srv);
+    let permanent = fw.permanent_files();
+
+    let (change, recorded) =
+        fw.with_backend(|b| b.open_rules(&request(&[port], None), &[], false).unwrap());
+    assert!(change.changed);
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    // The recorded strings are exactly what firewalld lists (its timers are keyed by them).
+    let listed = fw.cmd_ok(&["--zone=public", "--list-rich-rules"]);
+    for r in &recorded {
+        let rule = r.strip_prefix("public: ").expect("default zone public");
+        assert!(listed.lines().any(|l| l == rule), "{rule} not in {listed}");
+    }
+    assert_eq!(reachable(&topo.sup, &ALL[..2], port), ALL[..2].to_vec());
+    assert!(reachable(&topo.stranger, &ALL[2..], port).is_empty());
+
+    // Again: nothing to change.
+    let (again, kept) = fw.with_backend(|b| {
+        b.open_rules(&request(&[port], None), &recorded, false)
+            .unwrap()
+    });
+    assert!(!again.changed, "{again:?}");
+    assert_eq!(kept, recorded);
+
+    let closed = fw.with_backend(|b| b.close_rules(&recorded, false).unwrap());
+    assert!(closed.changed);
+    assert!(reachable(&topo.sup, &ALL[..2], port).is_empty());
+    assert_eq!(fw.cmd_ok(&["--list-all-zones"]), before);
+    assert!(
+        stateless_ruleset(&topo.srv) == nft_before,
+        "nft ruleset differs after close"
+    );
+    assert_eq!(
+        fw.permanent_files(),
+        permanent,
+        "the permanent configuration is untouched"
+    );
+}
+
+#[test]
+fn firewalld_nftables_backend_opens_only_for_the_support() {
+    if !firewalld_available("firewalld_nftables_backend_opens_only_for_the_support") {
+        return;
+    }
+    backend_opens_only_for_the_support(FwBackend::Nftables);
+}
+
+#[test]
+fn firewalld_iptables_backend_opens_only_for_the_support() {
+    if !firewalld_available("firewalld_iptables_backend_opens_only_for_the_support") {
+        return;
+    }
+    backend_opens_only_for_the_support(FwBackend::Iptables);
+}
+
+#[test]
+fn firewalld_operator_rule_and_source_binding() {
+    if !firewalld_available("firewalld_operator_rule_and_source_binding") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let port = topo.port;
+    // The support's network bound to the drop zone: packets land there, not in public.
+    fw.cmd_ok(&["--zone=drop", "--add-source=198.51.100.0/24"]);
+    // The operator's own rule, identical to the tool's, for the IPv6 address.
+    let v6_rule = plan::rule_for(SUP_V6.parse().unwrap(), port);
+    fw.cmd_ok(&["--zone=public", &format!("--add-rich-rule={v6_rule}")]);
+    let (change, recorded) =
+        fw.with_backend(|b| b.open_rules(&request(&[port], None), &[], false).unwrap());
+    assert_eq!(
+        recorded,
+        [format!(
+            "drop: {}",
+            plan::rule_for(SUP_V4.parse().unwrap(), port)
+        )]
+    );
+    assert!(
+        change
+            .notes
+            .iter()
+            .any(|n| n.contains("not added by this tool")),
+        "{change:?}"
+    );
+    assert_eq!(reachable(&topo.sup, &ALL[..2], port), ALL[..2].to_vec());
+    fw.with_backend(|b| b.close_rules(&recorded, false).unwrap());
+    // The operator's rule stays; the tool's is gone from drop.
+    assert_eq!(
+        fw.cmd_ok(&["--zone=public", "--list-rich-rules"]).trim(),
+        v6_rule
+    );
+    assert_eq!(fw.cmd_ok(&["--zone=drop", "--list-rich-rules"]).trim(), "");
+    assert_eq!(reachable(&topo.sup, &ALL[..2], port), [SRV_SUP_V6]);
+}
+
+#[test]
+fn firewalld_refusal_is_one_line() {
+    if !firewalld_available("firewalld_refusal_is_one_line") {
+        return;
+    }
+    let (_topo, fw) = firewalld_world(FwBackend::Nftables);
+    let err = fw.with_backend(|b| {
+        b.client()
+            .add_rich_rule(
+                "public",
+                r#"rule family="ipv4" source address="198.51.100.x" accept"#,
+                0,
+            )
+            .unwrap_err()
+    });
+    assert_eq!(err.code(), Some("INVALID_ADDR"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("firewalld refused addRichRule(public, "),
+        "{err}"
+    );
+    assert!(!err.to_string().contains('\n'));
+}
