@@ -247,6 +247,7 @@ impl Ctx {
 
         if a.dry_run {
             let applied = self.open_and_install(&desired, &opts, true, &mut report)?;
+            report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
             self.describe_grant(&desired, &applied, &target, &mut report);
             report.line("");
             report.line("Dry run: nothing was changed. The firewall change would be:");
@@ -403,6 +404,7 @@ impl Ctx {
         report.set("keys_file", &g.keys_file);
         report.set("keys_file_changed", applied.keys.changed);
         report.set("firewall", &applied.layers);
+        crate::report::set_changes(report, &applied.keys, &applied.layers);
         report.set("expires_at", g.expires_at);
         report.set("expires_at_utc", g.expires_at.map(fmt_utc));
     }
@@ -433,19 +435,23 @@ impl Ctx {
             crate::failpoint!("after-firewall");
         }
         let keys: Vec<SupportKey> = g.keys.iter().map(SupportKey::from).collect();
-        let expiry = match (g.expires_at, keys::expiry_style_for(opts.sshd_version)) {
-            (Some(t), Some(style)) => Some(keys::Expiry {
-                at: std::time::UNIX_EPOCH + Duration::from_secs(t),
-                style,
-            }),
-            (Some(_), None) => {
-                report.warn(
-                    "this sshd is older than OpenSSH 7.7 and has no expiry-time: only the \
-                     firewall's timeout ends the grant on time",
-                );
-                None
+        let expiry = match g.expires_at {
+            Some(t) => {
+                let at = std::time::UNIX_EPOCH + Duration::from_secs(t);
+                let (zone, warning) = keys::ServerZone::load(&self.root);
+                if let Some(w) = warning {
+                    report.warn(w);
+                }
+                let e = keys::expiry_for(at, opts.sshd_version, &zone);
+                if e.is_none() {
+                    report.warn(
+                        "this sshd is older than OpenSSH 7.7 and has no expiry-time: only the \
+                         firewall's timeout ends the grant on time",
+                    );
+                }
+                e
             }
-            _ => None,
+            None => None,
         };
         let replace_foreign = opts.replace_foreign;
         let outcome = keys::update(
@@ -779,6 +785,7 @@ impl Ctx {
         report.set("keys_file", &keys_out.path);
         report.set("keys_file_changed", keys_out.changed);
         report.set("firewall", &layers);
+        crate::report::set_changes(&mut report, &keys_out, &layers);
         report.set("sessions_ended", &ended);
         report.set("previous", &previous);
         if !a.dry_run && report.changed {
@@ -919,6 +926,13 @@ impl Ctx {
                                     ),
                                     "ovh-access restore".into(),
                                 ));
+                            }
+                            if let Some(d) = keys::expiry::drift_on_system(
+                                &self.root,
+                                l.expiry_time.as_deref(),
+                                g.expires_at,
+                            ) {
+                                drift.push((d, "ovh-access restore".into()));
                             }
                         }
                         Some(l) => drift.push((
@@ -1418,6 +1432,7 @@ fn finish_status(mut report: Report, g: Option<Grant>, drift: Vec<(String, Strin
     if drift.is_empty() {
         report.line("Consistent: key, firewall and DNS agree.");
     }
+    report.set("expires_at", g.as_ref().and_then(|g| g.expires_at));
     report.set("granted", &g);
     report.set(
         "drift",
