@@ -385,3 +385,96 @@ fn firewalld_refusal_is_one_line() {
     );
     assert!(!err.to_string().contains('\n'));
 }
+
+impl Firewalld {
+    /// The tool inside the server namespace (`--root` sandbox), talking to this firewalld.
+    pub fn tool<I, S>(&self, topo: &Topology, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        topo.tool_cmd(args)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .output()
+            .expect("run ovh-access")
+    }
+
+    pub fn tool_ok<I, S>(&self, topo: &Topology, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let out = self.tool(topo, args);
+        assert!(
+            out.status.success(),
+            "ovh-access failed:\n{}",
+            describe(&out)
+        );
+        out
+    }
+}
+
+#[test]
+fn firewalld_cli_grant_dry_run_and_json() {
+    if !firewalld_available("firewalld_cli_grant_dry_run_and_json") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let port = topo.port;
+    let before = fw.cmd_ok(&["--list-all-zones"]);
+    // --dry-run: the equivalent firewall-cmd commands, and nothing changed.
+    let out = fw.tool_ok(&topo, topo.grant_args(&["--dry-run", "--for", "1h"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v4 = plan::rule_for(SUP_V4.parse().unwrap(), port);
+    assert!(
+        text.contains(&format!(
+            "firewall-cmd --zone=public --add-rich-rule='{v4}' --timeout="
+        )),
+        "{text}"
+    );
+    assert_eq!(fw.cmd_ok(&["--list-all-zones"]), before);
+
+    // --firewall auto picks firewalld: its table is here and it answers on the bus.
+    let out = fw.tool_ok(&topo, topo.grant_args(&["--json"]));
+    let json = json_of(&out);
+    assert_eq!(json["changed"], true, "{json}");
+    let dump = json.to_string();
+    assert!(
+        dump.contains("firewalld") && dump.contains("rule priority"),
+        "{dump}"
+    );
+    topo.assert_login_with(&topo.sup, &[], SRV_SUP_V4, port);
+    topo.assert_login_with(&topo.sup, &[], &format!("{SRV_SUP_V6}"), port);
+    assert!(reachable(&topo.stranger, &ALL[2..], port).is_empty());
+}
+
+/// A firewalld in another network namespace: its bus is not reachable from here (abstract
+/// sockets belong to their namespace) and its table is not in this ruleset, so the grant in the
+/// first namespace is what the nft backend does, unaffected.
+#[test]
+fn firewalld_in_another_namespace_changes_nothing_here() {
+    if !firewalld_available("firewalld_in_another_namespace_changes_nothing_here") {
+        return;
+    }
+    let topo = Topology::new(Opts::default());
+    let other = Netns::new("oa-fwo");
+    let fw = Firewalld::start(&other, FwBackend::Nftables);
+    let port = topo.port;
+    let out = fw.tool_ok(&topo, topo.grant_args(&[]));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("firewall-cmd"),
+        "{}",
+        describe(&out)
+    );
+    topo.assert_login_with(&topo.sup, &[], SRV_SUP_V4, port);
+    assert!(!topo.srv.ruleset().contains("firewalld"));
+    // Asked for by name, firewalld is not there to program.
+    let out = fw.tool(&topo, topo.grant_args(&["--firewall", "firewalld"]));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("firewalld does not answer on the system bus"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -73,6 +73,8 @@ pub enum FirewallChoice {
     Nft,
     /// Only iptables (legacy and/or nft variant, whichever has tables).
     Iptables,
+    /// Only firewalld, through its D-Bus API (runtime rich rules).
+    Firewalld,
     /// Leave the firewall alone (you manage it yourself).
     None,
 }

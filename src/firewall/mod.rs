@@ -93,6 +93,13 @@ pub fn select(
             "nftables is not usable ({e:#}); only iptables-legacy is programmed"
         ));
     }
+    detect::ask_firewalld(&mut facts, for_open && choice == FirewallChoice::Firewalld);
+    if !for_open && !facts.firewalld.tables.is_empty() && !facts.firewalld.on_bus {
+        report.warn(format!(
+            "firewalld's ruleset is loaded ({}) but firewalld does not answer on the system bus: its rich rules were not looked at",
+            facts.firewalld.tables.join(", ")
+        ));
+    }
     let kinds = if for_open {
         for n in detect::notes(&facts) {
             report.warn(n);
@@ -106,6 +113,7 @@ pub fn select(
         match k {
             LayerKind::Nft => out.push(Box::new(nft::NftBackend::new()?)),
             LayerKind::Iptables(v, f) => out.push(Box::new(iptables::IptablesBackend::new(v, f))),
+            LayerKind::Firewalld => out.push(Box::new(firewalld::FirewalldBackend::new()?)),
         }
     }
     Ok(out)
