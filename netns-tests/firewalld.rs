@@ -444,7 +444,7 @@ fn firewalld_cli_grant_dry_run_and_json() {
         "{dump}"
     );
     topo.assert_login_with(&topo.sup, &[], SRV_SUP_V4, port);
-    topo.assert_login_with(&topo.sup, &[], &format!("{SRV_SUP_V6}"), port);
+    topo.assert_login_with(&topo.sup, &[], SRV_SUP_V6, port);
     assert!(reachable(&topo.stranger, &ALL[2..], port).is_empty());
 }
 
