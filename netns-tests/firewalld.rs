@@ -48,6 +48,7 @@ pub fn firewalld_available(test: &str) -> bool {
 /// A firewalld and its private bus in one network namespace; killed on drop.
 pub struct Firewalld {
     ns_name: String,
+    pub backend: FwBackend,
     pub address: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -108,6 +109,7 @@ impl Firewalld {
             .expect("start firewalld");
         let mut fw = Firewalld {
             ns_name: ns.name.clone(),
+            backend,
             address,
             dir,
             child: Some(child),
@@ -477,4 +479,154 @@ fn firewalld_in_another_namespace_changes_nothing_here() {
         "{}",
         describe(&out)
     );
+}
+
+/// What must be exactly as before the grant once it is revoked: firewalld's runtime zones, its
+/// permanent configuration files, and the kernel ruleset (counters aside).
+struct Snapshot {
+    backend: FwBackend,
+    zones: String,
+    permanent: BTreeMap<PathBuf, Vec<u8>>,
+    nft: String,
+}
+
+impl Snapshot {
+    fn take(topo: &Topology, fw: &Firewalld) -> Snapshot {
+        Snapshot {
+            backend: fw.backend,
+            zones: fw.cmd_ok(&["--list-all-zones"]),
+            permanent: fw.permanent_files(),
+            nft: stateless_ruleset(&topo.srv),
+        }
+    }
+
+    fn assert_same(&self, topo: &Topology, fw: &Firewalld) {
+        assert_eq!(fw.cmd_ok(&["--list-all-zones"]), self.zones);
+        assert!(
+            fw.permanent_files() == self.permanent,
+            "permanent configuration changed"
+        );
+        let now = stateless_ruleset(&topo.srv);
+        let gone: Vec<&str> = self
+            .nft
+            .lines()
+            .filter(|l| !now.lines().any(|n| n == *l))
+            .collect();
+        let new: Vec<&str> = now
+            .lines()
+            .filter(|l| !self.nft.lines().any(|n| n == *l))
+            .collect();
+        // firewalld's iptables backend recreates iptables-nft's tables on each reload, which
+        // may list them in another order: the same lines are the same ruleset there.
+        let sorted = |t: &str| {
+            let mut v: Vec<String> = t.lines().map(str::to_string).collect();
+            v.sort();
+            v
+        };
+        let same = match self.backend {
+            FwBackend::Nftables => now == self.nft,
+            FwBackend::Iptables => sorted(&now) == sorted(&self.nft),
+        };
+        assert!(same, "nft ruleset changed: gone {gone:?}, new {new:?}");
+    }
+}
+
+fn lifecycle(backend: FwBackend) {
+    let (topo, fw) = firewalld_world(backend);
+    let port = topo.port;
+    let before = Snapshot::take(&topo, &fw);
+    fw.tool_ok(&topo, topo.grant_args(&[]));
+    topo.assert_login_with(&topo.sup, &[], SRV_SUP_V4, port);
+    topo.assert_login_with(&topo.sup, &[], SRV_SUP_V6, port);
+    assert!(reachable(&topo.stranger, &ALL[2..], port).is_empty());
+    let out = fw.tool(&topo, ["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    // A reload forgets runtime rules: status reports it with the repair, restore repairs it.
+    fw.cmd_ok(&["--reload"]);
+    assert!(reachable(&topo.sup, &ALL[..2], port).is_empty());
+    let out = fw.tool(&topo, ["status", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let json = json_of(&out).to_string();
+    assert!(
+        json.contains("firewalld") && json.contains("ovh-access restore"),
+        "{json}"
+    );
+    fw.tool_ok(&topo, ["restore"]);
+    topo.assert_login_with(&topo.sup, &[], SRV_SUP_V4, port);
+    let out = fw.tool(&topo, ["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    // Reload again: the refresh timer's run converges on its own.
+    fw.cmd_ok(&["--reload"]);
+    fw.tool_ok(&topo, ["refresh"]);
+    assert_eq!(reachable(&topo.sup, &ALL[..2], port), ALL[..2].to_vec());
+
+    fw.tool_ok(&topo, ["revoke"]);
+    assert!(reachable(&topo.sup, &ALL[..2], port).is_empty());
+    before.assert_same(&topo, &fw);
+}
+
+#[test]
+fn firewalld_lifecycle_nftables() {
+    if !firewalld_available("firewalld_lifecycle_nftables") {
+        return;
+    }
+    lifecycle(FwBackend::Nftables);
+}
+
+#[test]
+fn firewalld_lifecycle_iptables() {
+    if !firewalld_available("firewalld_lifecycle_iptables") {
+        return;
+    }
+    lifecycle(FwBackend::Iptables);
+}
+
+/// `--for 5s`: firewalld's own timer closes the door with no process of the tool's running.
+#[test]
+fn firewalld_for_closes_on_time() {
+    if !firewalld_available("firewalld_for_closes_on_time") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let port = topo.port;
+    let start = Instant::now();
+    fw.tool_ok(&topo, topo.grant_args(&["--for", "5s"]));
+    assert!(tcp_connects(&topo.sup, SRV_SUP_V4, port));
+    let closed = wait_until(Duration::from_secs(20), || {
+        !tcp_connects(&topo.sup, SRV_SUP_V4, port)
+    });
+    let took = start.elapsed();
+    assert!(closed, "still open after {took:?}");
+    assert!(took >= Duration::from_secs(4), "closed too early: {took:?}");
+    assert_eq!(
+        fw.cmd_ok(&["--zone=public", "--list-rich-rules"]).trim(),
+        ""
+    );
+}
+
+/// The support's network bound to the drop zone: the rule goes there, and the support gets in.
+#[test]
+fn firewalld_source_bound_to_drop_zone() {
+    if !firewalld_available("firewalld_source_bound_to_drop_zone") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let port = topo.port;
+    fw.cmd_ok(&["--zone=drop", "--add-source=198.51.100.0/24"]);
+    fw.cmd_ok(&["--zone=drop", "--add-source=2001:db8:1::/64"]);
+    let before = Snapshot::take(&topo, &fw);
+    fw.tool_ok(&topo, topo.grant_args(&[]));
+    topo.assert_login_with(&topo.sup, &[], SRV_SUP_V4, port);
+    topo.assert_login_with(&topo.sup, &[], SRV_SUP_V6, port);
+    assert!(fw
+        .cmd_ok(&["--zone=drop", "--list-rich-rules"])
+        .contains(SUP_V4));
+    assert_eq!(
+        fw.cmd_ok(&["--zone=public", "--list-rich-rules"]).trim(),
+        ""
+    );
+    fw.tool_ok(&topo, ["revoke"]);
+    before.assert_same(&topo, &fw);
 }

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use self::bus::{BusError, Client};
 use self::plan::{Inspection, Plan, Present, ZoneRule};
 use self::zones::ZoneFacts;
-use super::{LayerChange, OpenRequest};
+use super::{Drift, LayerChange, LayerState, Mode, OpenRequest};
 
 /// The layer's name in reports and the state file.
 pub const LAYER: &str = "firewalld";
@@ -135,6 +135,7 @@ impl FirewalldBackend {
             script: plan::script(plan),
             chains: zones.iter().map(|z| format!("zone {z}")).collect(),
             notes: plan.notes.clone(),
+            recorded: Vec::new(),
         };
         if !dry_run && !plan.is_empty() {
             apply(&self.client, plan)?;
@@ -222,16 +223,129 @@ fn mid_change_fault(_calls_done: usize) -> Result<(), BusError> {
     Ok(())
 }
 
+/// The layer's state from an inspection: the request's rules all there (the tool's or the
+/// operator's identical ones) is exact; none of the tool's left where some are needed is missing
+/// (a reload); anything in between, or leftovers, is drift.
+pub fn layer_state(want: Option<&OpenRequest>, i: &Inspection) -> LayerState {
+    let mut drift: Vec<Drift> = i
+        .missing
+        .iter()
+        .map(|r| {
+            Drift::new(
+                format!(
+                    "firewalld zone {} lacks the rule `{}` (removed by `firewall-cmd --reload` or a restart?)",
+                    r.zone, r.rule
+                ),
+                REPAIR,
+            )
+        })
+        .collect();
+    let repair_extra = if want.is_some() {
+        REPAIR
+    } else {
+        "ovh-access revoke"
+    };
+    drift.extend(i.extra.iter().map(|r| {
+        Drift::new(
+            format!(
+                "firewalld zone {} still has the tool's rule `{}`, which the grant does not need",
+                r.zone, r.rule
+            ),
+            repair_extra,
+        )
+    }));
+    if drift.is_empty() {
+        return if i.ours_present > 0 || (want.is_some() && i.wanted > 0) {
+            LayerState::Exact
+        } else {
+            LayerState::Absent
+        };
+    }
+    if i.ours_present == 0 && i.extra.is_empty() && i.missing.len() == i.wanted {
+        return LayerState::Missing;
+    }
+    LayerState::Drift(drift)
+}
+
 impl super::Backend for FirewalldBackend {
     fn name(&self) -> String {
         LAYER.to_string()
     }
 
-    fn open(&mut self, req: &OpenRequest, dry_run: bool) -> Result<LayerChange> {
-        Ok(self.open_rules(req, &[], dry_run)?.0)
+    fn inspect(&mut self, want: Option<&OpenRequest>, recorded: &[String]) -> Result<LayerState> {
+        let i = self.inspect_rules(want, recorded)?;
+        Ok(layer_state(want, &i))
     }
 
-    fn close(&mut self, dry_run: bool) -> Result<LayerChange> {
-        self.close_rules(&[], dry_run)
+    fn open(&mut self, req: &OpenRequest, recorded: &[String], mode: Mode) -> Result<LayerChange> {
+        let (mut change, kept) = self.open_rules(req, recorded, mode.is_dry_run())?;
+        change.recorded = kept;
+        Ok(change)
+    }
+
+    fn close(&mut self, recorded: &[String], mode: Mode) -> Result<LayerChange> {
+        self.close_rules(recorded, mode.is_dry_run())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zr(n: u8) -> ZoneRule {
+        ZoneRule {
+            zone: "public".into(),
+            rule: plan::rule_for(std::net::IpAddr::from([198, 51, 100, n]), 22),
+        }
+    }
+
+    #[test]
+    fn states() {
+        let req = OpenRequest {
+            addresses: vec![],
+            ports: vec![22],
+            timeout: None,
+        };
+        let exact = Inspection {
+            wanted: 2,
+            ours_present: 2,
+            ..Default::default()
+        };
+        assert_eq!(layer_state(Some(&req), &exact), LayerState::Exact);
+        // A reload: every rule gone.
+        let reloaded = Inspection {
+            wanted: 2,
+            missing: vec![zr(1), zr(2)],
+            ..Default::default()
+        };
+        assert_eq!(layer_state(Some(&req), &reloaded), LayerState::Missing);
+        // One of two gone (removed by hand): drift naming it, repaired by restore.
+        let half = Inspection {
+            wanted: 2,
+            ours_present: 1,
+            missing: vec![zr(2)],
+            ..Default::default()
+        };
+        match layer_state(Some(&req), &half) {
+            LayerState::Drift(d) => {
+                assert_eq!(d.len(), 1);
+                assert!(d[0].what.contains("lacks the rule") && d[0].repair == REPAIR);
+            }
+            other => panic!("{other:?}"),
+        }
+        // No grant: the tool's rules left over are drift for revoke; nothing is absent.
+        let left = Inspection {
+            ours_present: 1,
+            extra: vec![zr(1)],
+            ..Default::default()
+        };
+        match layer_state(None, &left) {
+            LayerState::Drift(d) => assert_eq!(d[0].repair, "ovh-access revoke"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            layer_state(None, &Inspection::default()),
+            LayerState::Absent
+        );
     }
 }

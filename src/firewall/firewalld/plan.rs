@@ -169,6 +169,8 @@ pub fn plan_close(recorded: &[ZoneRule], present: &Present) -> Plan {
 /// Each entry is one sentence.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inspection {
+    /// How many rules the request needs.
+    pub wanted: usize,
     /// Recorded rules present (the tool's objects are in the layer).
     pub ours_present: usize,
     pub missing: Vec<ZoneRule>,
@@ -180,6 +182,7 @@ pub fn inspect(want: Option<&[ZoneRule]>, recorded: &[ZoneRule], present: &Prese
     let want = want.unwrap_or(&[]);
     let ours_present = recorded.iter().filter(|r| is_present(present, r)).count();
     Inspection {
+        wanted: want.len(),
         ours_present,
         missing: want
             .iter()
