@@ -630,3 +630,79 @@ fn firewalld_source_bound_to_drop_zone() {
     fw.tool_ok(&topo, ["revoke"]);
     before.assert_same(&topo, &fw);
 }
+
+/// doctor judges the zone the support lands in: before the grant port 2222 is rejected in the
+/// default zone (only the ssh service is open), with the grant as fix; after it, accepted by the
+/// tool's rich rule.
+#[test]
+fn firewalld_doctor_judges_the_zone() {
+    if !firewalld_available("firewalld_doctor_judges_the_zone") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let doctor = |fw: &Firewalld| {
+        let mut args: Vec<std::ffi::OsString> = vec!["--json".into()];
+        args.extend(topo.support_args("doctor", &[]));
+        let out = fw.tool(&topo, args);
+        let v = json_of(&out);
+        let checks: Vec<serde_json::Value> = v["checks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c["check"] == "firewall")
+            .collect();
+        (out.status.code(), checks)
+    };
+    let (code, checks) = doctor(&fw);
+    assert_eq!(code, Some(1));
+    let fail: Vec<_> = checks.iter().filter(|c| c["status"] == "FAIL").collect();
+    assert_eq!(fail.len(), 2, "{checks:?}");
+    for c in &fail {
+        let detail = c["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("firewalld zone public (the default zone), ")
+                && detail.contains("to tcp/2222: rejected")
+                && detail.contains("services [ssh dhcpv6-client]"),
+            "{detail}"
+        );
+        assert!(
+            c["fix"].as_str().unwrap().contains("ovh-access grant"),
+            "{c}"
+        );
+    }
+    fw.tool_ok(&topo, topo.grant_args(&[]));
+    let (_, checks) = doctor(&fw);
+    assert!(checks.iter().all(|c| c["status"] == "PASS"), "{checks:?}");
+    assert!(checks[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("accepted by the rich rule"));
+}
+
+/// The connection failing after the first call (`firewalld-mid-change`, standing for a bus that
+/// goes away): the grant fails with one line, what was added is removed again, and nothing of
+/// the grant stays — no rule, no key.
+#[cfg(feature = "failpoints")]
+#[test]
+fn firewalld_failure_mid_change_rolls_back() {
+    if !firewalld_available("firewalld_failure_mid_change_rolls_back") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let before = Snapshot::take(&topo, &fw);
+    let out = topo
+        .tool_cmd(topo.grant_args(&[]))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &fw.address)
+        .env("FAILPOINTS", "firewalld-mid-change=1*off->return")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the calls already made were undone") && err.lines().count() == 1,
+        "{err}"
+    );
+    before.assert_same(&topo, &fw);
+    assert!(!topo.keys_text().contains(&topo.support_blob()));
+}

@@ -113,6 +113,9 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
             },
         ),
     }
+    if super::firewalld::check(&mut base, addresses, ports, remedy, f) {
+        return;
+    }
     // Every iptables layer that exists, as the detector finds them for removal.
     let ipt = detect::layers_for_removal(&base)
         .into_iter()
