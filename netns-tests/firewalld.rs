@@ -706,3 +706,64 @@ fn firewalld_failure_mid_change_rolls_back() {
     before.assert_same(&topo, &fw);
     assert!(!topo.keys_text().contains(&topo.support_blob()));
 }
+
+/// The cost of a grant's firewall change through the tool (one whole `ovh-access grant`
+/// process: DNS, sshd probe, D-Bus, keys file, state) against the same rich rules added with
+/// `firewall-cmd` (one process per rule, as an operator or a script would), in the same run.
+/// Prints figures; asserts nothing about time.
+/// `sudo cargo test --features failpoints --test netns firewalld_bench -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement: run it with --ignored --nocapture"]
+fn firewalld_bench() {
+    if !firewalld_available("firewalld_bench") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let port = topo.port;
+    let rules = [
+        plan::rule_for(SUP_V4.parse().unwrap(), port),
+        plan::rule_for(SUP_V6.parse().unwrap(), port),
+    ];
+    let rounds = 5;
+    let (mut tool, mut cmd, mut dbus) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        fw.tool_ok(&topo, topo.grant_args(&[]));
+        tool += t.elapsed();
+        fw.tool_ok(&topo, ["revoke"]);
+
+        let t = Instant::now();
+        for r in &rules {
+            fw.cmd_ok(&["--zone=public", &format!("--add-rich-rule={r}")]);
+        }
+        cmd += t.elapsed();
+        for r in &rules {
+            fw.cmd_ok(&["--zone=public", &format!("--remove-rich-rule={r}")]);
+        }
+
+        let (added, _) = fw.with_backend(|b| {
+            let t = Instant::now();
+            for r in &rules {
+                b.client().add_rich_rule("public", r, 0).unwrap();
+            }
+            let took = t.elapsed();
+            for r in &rules {
+                b.client().remove_rich_rule("public", r).unwrap();
+            }
+            (took, ())
+        });
+        dbus += added;
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / rounds as f64;
+    println!(
+        "firewalld 1.3, 2 rich rules (IPv4 + IPv6, tcp/{port}), mean of {rounds}:\n  \
+         ovh-access grant (whole process)  {:8.1} ms\n  \
+         firewall-cmd, one call per rule  {:8.1} ms\n  \
+         D-Bus addRichRule x2 (library)    {:8.1} ms\n  \
+         ratio grant / firewall-cmd        {:8.2}",
+        per(tool),
+        per(cmd),
+        per(dbus),
+        tool.as_secs_f64() / cmd.as_secs_f64()
+    );
+}
