@@ -20,6 +20,8 @@ use crate::topology::*;
 
 /// Where `scripts/firewalld-deps` unpacks Debian 12's firewalld 1.3 (with python3-firewall).
 pub const FW_TREE: &str = "/var/tmp/ovh-access-firewalld/bookworm/root";
+/// A trixie chroot with firewalld 2.3.1 installed (`scripts/firewalld-deps` links it here).
+pub const FW2_CHROOT: &str = "/var/tmp/ovh-access-firewalld/trixie-root";
 /// firewalld answers in about a second; a loaded CI machine gets more.
 const READY_LIMIT: Duration = Duration::from_secs(60);
 
@@ -28,6 +30,25 @@ const READY_LIMIT: Duration = Duration::from_secs(60);
 pub enum FwBackend {
     Nftables,
     Iptables,
+}
+
+/// Which firewalld runs: Debian 12's 1.3 (unpacked) or Debian 13's 2.3 (chrooted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FwVersion {
+    V1,
+    V2,
+}
+
+/// True when firewalld 2.x can run here; otherwise says why the test skips.
+pub fn firewalld2_available(test: &str) -> bool {
+    if !firewalld_available(test) {
+        return false;
+    }
+    if !Path::new(FW2_CHROOT).join("usr/sbin/firewalld").exists() {
+        eprintln!("SKIP {test}: no trixie chroot with firewalld 2.x at {FW2_CHROOT}; run `sudo scripts/firewalld-deps`");
+        return false;
+    }
+    true
 }
 
 /// True when firewalld can run here; otherwise says why the test skips.
@@ -49,6 +70,7 @@ pub fn firewalld_available(test: &str) -> bool {
 pub struct Firewalld {
     ns_name: String,
     pub backend: FwBackend,
+    pub version: FwVersion,
     pub address: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -56,6 +78,10 @@ pub struct Firewalld {
 
 impl Firewalld {
     pub fn start(ns: &Netns, backend: FwBackend) -> Firewalld {
+        Firewalld::start_version(ns, backend, FwVersion::V1)
+    }
+
+    pub fn start_version(ns: &Netns, backend: FwBackend, version: FwVersion) -> Firewalld {
         let dir = tempfile::Builder::new()
             .prefix("oa-firewalld")
             .tempdir_in("/var/tmp")
@@ -64,10 +90,11 @@ impl Firewalld {
         let bus_name = format!("oa-fwd-{}", unique_suffix());
         let address = format!("unix:abstract={bus_name}");
         fs::write(d.join("bus.conf"), bus_config(&address)).unwrap();
-        run(Command::new("cp")
-            .arg("-a")
-            .arg(Path::new(FW_TREE).join("etc/firewalld"))
-            .arg(d.join("etc")));
+        let stock = match version {
+            FwVersion::V1 => Path::new(FW_TREE).join("etc/firewalld"),
+            FwVersion::V2 => Path::new(FW2_CHROOT).join("etc/firewalld"),
+        };
+        run(Command::new("cp").arg("-a").arg(stock).arg(d.join("etc")));
         let conf = d.join("etc/firewalld.conf");
         let text = fs::read_to_string(&conf).unwrap();
         let name = match backend {
@@ -85,19 +112,7 @@ impl Firewalld {
             })
             .collect();
         fs::write(&conf, text).unwrap();
-        let script = format!(
-            "set -e\n\
-             mount -t tmpfs -o mode=0755,size=4m oa-fwd-run /run\n\
-             dbus-daemon --config-file={d}/bus.conf --nofork --nopidfile --print-address=3 3>{d}/bus.addr &\n\
-             echo $! > {d}/dbus.pid\n\
-             i=0; while [ ! -s {d}/bus.addr ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n\
-             export DBUS_SYSTEM_BUS_ADDRESS={address}\n\
-             export PYTHONPATH={tree}/usr/lib/python3/dist-packages\n\
-             exec /usr/bin/python3 {tree}/usr/sbin/firewalld --nofork --nopid --log-target console \
-               --system-config {d}/etc --default-config {tree}/usr/lib/firewalld\n",
-            d = d.display(),
-            tree = FW_TREE,
-        );
+        let script = start_script(d, &address, version);
         let log = fs::File::create(d.join("firewalld.log")).unwrap();
         let child = ns
             .cmd("unshare")
@@ -110,6 +125,7 @@ impl Firewalld {
         let mut fw = Firewalld {
             ns_name: ns.name.clone(),
             backend,
+            version,
             address,
             dir,
             child: Some(child),
@@ -165,15 +181,26 @@ impl Firewalld {
 
     /// `firewall-cmd ARGS` against this firewalld (inside its namespace, on its bus).
     pub fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns_name, "env"])
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns_name, "env"])
             .arg(format!("DBUS_SYSTEM_BUS_ADDRESS={}", self.address))
-            .arg(format!(
-                "PYTHONPATH={FW_TREE}/usr/lib/python3/dist-packages"
-            ))
-            .arg("/usr/bin/python3")
-            .arg(format!("{FW_TREE}/usr/bin/firewall-cmd"))
-            .args(args)
+            .arg("PYTHONDONTWRITEBYTECODE=1");
+        // Each version's own client: 1.3's cannot read 2.x's zone settings.
+        match self.version {
+            FwVersion::V1 => c
+                .arg(format!(
+                    "PYTHONPATH={FW_TREE}/usr/lib/python3/dist-packages"
+                ))
+                .arg("/usr/bin/python3")
+                .arg(format!("{FW_TREE}/usr/bin/firewall-cmd")),
+            FwVersion::V2 => c.args([
+                "chroot",
+                FW2_CHROOT,
+                "/usr/bin/python3",
+                "/usr/bin/firewall-cmd",
+            ]),
+        };
+        c.args(args)
             .stdin(Stdio::null())
             .output()
             .expect("run firewall-cmd")
@@ -216,6 +243,41 @@ impl Drop for Firewalld {
     }
 }
 
+/// The shell that starts the bus, waits (bounded) for it, then execs firewalld. 1.x runs from
+/// the unpacked tree on this machine's Python; 2.x runs chrooted in the trixie chroot, mounted
+/// read-only over a directory of the test's own inside the private mount namespace, with its
+/// own /proc, /run and /tmp, and the test's config directory at /mnt.
+fn start_script(d: &Path, address: &str, version: FwVersion) -> String {
+    let d = d.display();
+    let bus = format!(
+        "set -e\n\
+         mount -t tmpfs -o mode=0755,size=4m oa-fwd-run /run\n\
+         dbus-daemon --config-file={d}/bus.conf --nofork --nopidfile --print-address=3 3>{d}/bus.addr &\n\
+         echo $! > {d}/dbus.pid\n\
+         i=0; while [ ! -s {d}/bus.addr ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n\
+         export DBUS_SYSTEM_BUS_ADDRESS={address} PYTHONDONTWRITEBYTECODE=1\n"
+    );
+    match version {
+        FwVersion::V1 => format!(
+            "{bus}export PYTHONPATH={FW_TREE}/usr/lib/python3/dist-packages\n\
+             exec /usr/bin/python3 {FW_TREE}/usr/sbin/firewalld --nofork --nopid --log-target console \
+               --system-config {d}/etc --default-config {FW_TREE}/usr/lib/firewalld\n"
+        ),
+        FwVersion::V2 => format!(
+            "{bus}mkdir {d}/root\n\
+             mount --bind {FW2_CHROOT}/ {d}/root\n\
+             mount -o remount,bind,ro {d}/root\n\
+             mount -t proc proc {d}/root/proc\n\
+             mount -t tmpfs -o mode=0755,size=4m oa-fwd-run {d}/root/run\n\
+             mount -t tmpfs -o mode=1777,size=4m oa-fwd-tmp {d}/root/tmp\n\
+             mount --bind /dev {d}/root/dev\n\
+             mount --bind {d} {d}/root/mnt\n\
+             exec chroot {d}/root /usr/bin/python3 /usr/sbin/firewalld --nofork --nopid \
+               --log-target console --system-config /mnt/etc\n"
+        ),
+    }
+}
+
 /// A system bus of its own: anyone may own names and call anything (it is reachable only from
 /// this network namespace).
 fn bus_config(address: &str) -> String {
@@ -239,11 +301,15 @@ fn bus_config(address: &str) -> String {
 
 /// A server with sshd on 2222 and no nft ruleset of its own: firewalld's is the firewall.
 pub fn firewalld_world(backend: FwBackend) -> (Topology, Firewalld) {
+    firewalld_world_version(backend, FwVersion::V1)
+}
+
+pub fn firewalld_world_version(backend: FwBackend, version: FwVersion) -> (Topology, Firewalld) {
     let topo = Topology::new(Opts {
         ruleset: None,
         ..Opts::default()
     });
-    let fw = Firewalld::start(&topo.srv, backend);
+    let fw = Firewalld::start_version(&topo.srv, backend, version);
     (topo, fw)
 }
 
@@ -531,8 +597,8 @@ impl Snapshot {
     }
 }
 
-fn lifecycle(backend: FwBackend) {
-    let (topo, fw) = firewalld_world(backend);
+fn lifecycle(backend: FwBackend, version: FwVersion) {
+    let (topo, fw) = firewalld_world_version(backend, version);
     let port = topo.port;
     let before = Snapshot::take(&topo, &fw);
     fw.tool_ok(&topo, topo.grant_args(&[]));
@@ -572,7 +638,7 @@ fn firewalld_lifecycle_nftables() {
     if !firewalld_available("firewalld_lifecycle_nftables") {
         return;
     }
-    lifecycle(FwBackend::Nftables);
+    lifecycle(FwBackend::Nftables, FwVersion::V1);
 }
 
 #[test]
@@ -580,7 +646,17 @@ fn firewalld_lifecycle_iptables() {
     if !firewalld_available("firewalld_lifecycle_iptables") {
         return;
     }
-    lifecycle(FwBackend::Iptables);
+    lifecycle(FwBackend::Iptables, FwVersion::V1);
+}
+
+/// firewalld 2.x flags its table `owner`: nothing but firewalld may add to it, so the whole
+/// cycle goes through D-Bus.
+#[test]
+fn firewalld2_lifecycle_nftables() {
+    if !firewalld2_available("firewalld2_lifecycle_nftables") {
+        return;
+    }
+    lifecycle(FwBackend::Nftables, FwVersion::V2);
 }
 
 /// `--for 5s`: firewalld's own timer closes the door with no process of the tool's running.
