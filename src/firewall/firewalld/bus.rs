@@ -87,7 +87,7 @@ impl Client {
         };
         let builder = match unix_socket(&address) {
             Some(socket) => socket
-                .map(connection::Builder::async_io_unix_stream)
+                .map(connection::Builder::unix_stream)
                 .map_err(|e| zbus::Error::Address(format!("cannot connect: {e}"))),
             None => connection::Builder::address(address.as_str()),
         };
