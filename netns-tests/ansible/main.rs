@@ -82,6 +82,9 @@ fn ansible_cmd(program: &str, home: &Path) -> Command {
         .env("ANSIBLE_COLLECTIONS_SCAN_SYS_PATH", "false")
         .env("ANSIBLE_NOCOLOR", "1")
         .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
+        // A module run on localhost would otherwise put its files under the user's home as
+        // the password database has it (/root/.ansible), whatever HOME says.
+        .env("ANSIBLE_REMOTE_TEMP", home.join("remote-tmp"))
         .stdin(Stdio::null());
     c
 }
