@@ -36,7 +36,7 @@ pub fn revoke(root: &Root, req: &RevokeRequest) -> Result<Report> {
     let mut ended = Vec::new();
     if req.mode == Mode::Apply && req.sessions == Sessions::End {
         if let Some(g) = &previous {
-            ended = sessions::end(&g.addresses, &g.ports, &mut report);
+            ended = sessions::end(&g.addresses, &mut report);
         }
     }
     if req.mode == Mode::Apply {
@@ -48,7 +48,7 @@ pub fn revoke(root: &Root, req: &RevokeRequest) -> Result<Report> {
         req,
         &keys_out,
         &layers,
-        ended.len(),
+        &ended,
         &mut report,
     );
     report.set("sessions_ended", &ended);
@@ -75,7 +75,7 @@ fn describe(
     req: &RevokeRequest,
     keys_out: &keys::WriteOutcome,
     layers: &[LayerChange],
-    ended: usize,
+    ended: &[sessions::Ended],
     report: &mut Report,
 ) {
     let verb = if report.dry_run {
@@ -120,10 +120,14 @@ fn describe(
             report.line(format!("             {n}"));
         }
     }
-    if ended > 0 {
+    if !ended.is_empty() {
         report.line(format!(
-            "  sessions:  ended {ended} live support session(s)"
+            "  sessions:  ended {} process(es) the support started",
+            ended.len()
         ));
+        for e in ended {
+            report.line(format!("    {}", e.describe()));
+        }
     }
     if report.dry_run {
         for l in layers.iter().filter(|l| l.changed) {

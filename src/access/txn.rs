@@ -151,7 +151,7 @@ impl<'a> Txn<'a> {
                 ctx.disable_and_close(ends.first().copied(), lines, Mode::Apply, report)?;
                 if !intent.keep_sessions {
                     for g in &ends {
-                        sessions::end(&g.addresses, &g.ports, report);
+                        sessions::end(&g.addresses, report);
                     }
                 }
             }
