@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ovh_access::firewall::nft::NftBackend;
-use ovh_access::firewall::{Backend, OpenRequest};
+use ovh_access::firewall::{Backend, Mode, OpenRequest};
 
 // The namespace guard of the root-only tests, one copy for both.
 #[path = "../netns-tests/common/mod.rs"]
@@ -175,28 +175,32 @@ fn bench_one(n: usize, layout: Layout, req: &OpenRequest) {
         let mut be = NftBackend::new().expect("nftables backend");
         // The same change in nft syntax, as --dry-run prints it.
         let grant_script = dir.path().join("grant.nft");
-        std::fs::write(&grant_script, be.open(req, true).unwrap().script).unwrap();
+        std::fs::write(
+            &grant_script,
+            be.open(req, &[], Mode::DryRun).unwrap().script,
+        )
+        .unwrap();
 
         reset_hwm();
         let (mut g, mut r, mut dry, mut re) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
             settle();
             let t = Instant::now();
-            be.open(req, true).expect("dry run");
+            be.open(req, &[], Mode::DryRun).expect("dry run");
             dry.push(t.elapsed());
             settle();
             let t = Instant::now();
-            let c = be.open(req, false).expect("grant");
+            let c = be.open(req, &[], Mode::Apply).expect("grant");
             g.push(t.elapsed());
             assert!(c.changed);
             // A second grant on a granted server (what `refresh` does): no jump is inserted.
             settle();
             let t = Instant::now();
-            be.open(req, false).expect("regrant");
+            be.open(req, &[], Mode::Apply).expect("regrant");
             re.push(t.elapsed());
             settle();
             let t = Instant::now();
-            be.close(false).expect("revoke");
+            be.close(&[], Mode::Apply).expect("revoke");
             r.push(t.elapsed());
         }
         let tool_rss = vm_hwm_kib();
@@ -210,7 +214,7 @@ fn bench_one(n: usize, layout: Layout, req: &OpenRequest) {
             // Its revoke: the tool's revoke plan for this state (delete by the handles just
             // made), applied by nft.
             let revoke_script = dir.path().join("revoke.nft");
-            std::fs::write(&revoke_script, be.close(true).unwrap().script).unwrap();
+            std::fs::write(&revoke_script, be.close(&[], Mode::DryRun).unwrap().script).unwrap();
             settle();
             let (t, rss) = nft_f(&revoke_script);
             nr.push(t);

@@ -7,11 +7,11 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ovh_access::cli::FirewallChoice;
 use ovh_access::firewall::detect::{self, FirewallFacts, LayerKind};
 use ovh_access::firewall::iptables::save::strip_volatile;
 use ovh_access::firewall::iptables::{legacy_tables, Family, IptablesBackend, Variant};
-use ovh_access::firewall::{Backend, OpenRequest};
+use ovh_access::firewall::FirewallChoice;
+use ovh_access::firewall::{Backend, Mode, OpenRequest};
 use ovh_access::root::Root;
 
 use crate::common::*;
@@ -199,7 +199,7 @@ fn run_scenario(test: &str, sc: &Scenario) {
     // A dry run shows the restore input and changes nothing.
     for b in &mut bes {
         let mut b2 = *b;
-        let dry = in_netns(&lab.srv, move || b2.open(&request(None), true)).unwrap();
+        let dry = in_netns(&lab.srv, move || b2.open(&request(None), &[], Mode::DryRun)).unwrap();
         assert!(
             dry.changed && dry.script.starts_with("*filter\n") && dry.script.ends_with("COMMIT\n"),
             "{test}: {dry:?}"
@@ -221,7 +221,7 @@ fn run_scenario(test: &str, sc: &Scenario) {
     for b in &bes {
         let mut b2 = *b;
         changes.push(
-            in_netns(&lab.srv, move || b2.open(&request(None), false))
+            in_netns(&lab.srv, move || b2.open(&request(None), &[], Mode::Apply))
                 .unwrap_or_else(|e| panic!("{test}: open: {e:#}")),
         );
     }
@@ -252,7 +252,7 @@ fn run_scenario(test: &str, sc: &Scenario) {
     // Open again with the same request: found as it should be, nothing to do.
     for b in &bes {
         let mut b2 = *b;
-        let again = in_netns(&lab.srv, move || b2.open(&request(None), false)).unwrap();
+        let again = in_netns(&lab.srv, move || b2.open(&request(None), &[], Mode::Apply)).unwrap();
         assert!(
             !again.changed && again.script.is_empty(),
             "{test}: second open: {again:?}"
@@ -271,10 +271,10 @@ fn run_scenario(test: &str, sc: &Scenario) {
     }
     for b in &bes {
         let mut b2 = *b;
-        let c = in_netns(&lab.srv, move || b2.close(false))
+        let c = in_netns(&lab.srv, move || b2.close(&[], Mode::Apply))
             .unwrap_or_else(|e| panic!("{test}: close: {e:#}"));
         assert!(c.changed, "{test}: {c:?}");
-        let again = in_netns(&lab.srv, move || b2.close(false)).unwrap();
+        let again = in_netns(&lab.srv, move || b2.close(&[], Mode::Apply)).unwrap();
         assert!(
             !again.changed,
             "{test}: a second close found something: {again:?}"
@@ -449,7 +449,7 @@ fn expiry(test: &str, variant: Variant, v4_file: &str, v6_file: &str) {
     for b in [v4, v6] {
         let mut b = b;
         let c = in_netns(&lab.srv, move || {
-            b.open(&request(Some(Duration::from_secs(5))), false)
+            b.open(&request(Some(Duration::from_secs(5))), &[], Mode::Apply)
         })
         .unwrap();
         assert!(
@@ -484,7 +484,7 @@ fn expiry(test: &str, variant: Variant, v4_file: &str, v6_file: &str) {
     );
     for b in [v4, v6] {
         let mut b = b;
-        in_netns(&lab.srv, move || b.close(false)).unwrap();
+        in_netns(&lab.srv, move || b.close(&[], Mode::Apply)).unwrap();
     }
     assert_eq!(
         (lab.save(v4), lab.save(v6)),
@@ -530,7 +530,7 @@ fn iptables_legacy_tables_are_read_in_the_threads_namespace() {
     // Nothing loaded yet: no legacy table in the namespace, and open creates none.
     let (tables, change) = in_netns(&srv, || {
         let mut b = IptablesBackend::new(Variant::Legacy, Family::V4);
-        let change = b.open(&request(None), false).unwrap();
+        let change = b.open(&request(None), &[], Mode::Apply).unwrap();
         (legacy_tables(Family::V4), change)
     });
     assert!(tables.is_empty(), "{tables:?}");
@@ -574,7 +574,7 @@ fn iptables_nft_refuses_a_native_table_named_filter() {
     );
     let before = lab.srv.ruleset();
     let err = in_netns(&lab.srv, || {
-        IptablesBackend::new(Variant::Nft, Family::V4).open(&request(None), false)
+        IptablesBackend::new(Variant::Nft, Family::V4).open(&request(None), &[], Mode::Apply)
     })
     .unwrap_err();
     assert!(
@@ -647,10 +647,10 @@ fn iptables_bench() {
                 let (mut open, mut close, mut floor) = (Vec::new(), Vec::new(), Vec::new());
                 for _ in 0..RUNS {
                     let t = Instant::now();
-                    let c = b.open(&request(None), false).unwrap();
+                    let c = b.open(&request(None), &[], Mode::Apply).unwrap();
                     open.push(t.elapsed());
                     let t = Instant::now();
-                    b.close(false).unwrap();
+                    b.close(&[], Mode::Apply).unwrap();
                     close.push(t.elapsed());
                     let t = Instant::now();
                     ovh_access::firewall::iptables::exec::restore(
@@ -660,7 +660,7 @@ fn iptables_bench() {
                     )
                     .unwrap();
                     floor.push(t.elapsed());
-                    b.close(false).unwrap();
+                    b.close(&[], Mode::Apply).unwrap();
                 }
                 (median(open), median(close), median(floor))
             });

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ovh_access::firewall::nft::{self, NftBackend};
-use ovh_access::firewall::{Backend, LayerChange, OpenRequest};
+use ovh_access::firewall::{Backend, LayerChange, Mode, OpenRequest};
 
 use crate::common::*;
 
@@ -40,13 +40,16 @@ impl ListenerLab {
             timeout,
         };
         in_netns(&self.srv, move || {
-            NftBackend::new().unwrap().open(&req, false).unwrap()
+            NftBackend::new()
+                .unwrap()
+                .open(&req, &[], Mode::Apply)
+                .unwrap()
         })
     }
 
     fn revoke(&self) -> LayerChange {
         in_netns(&self.srv, || {
-            NftBackend::new().unwrap().close(false).unwrap()
+            NftBackend::new().unwrap().close(&[], Mode::Apply).unwrap()
         })
     }
 
@@ -413,7 +416,10 @@ fn nft_dry_run_changes_nothing_and_prints_nft_syntax() {
         timeout: None,
     };
     let change = in_netns(&lab.srv, move || {
-        NftBackend::new().unwrap().open(&req, true).unwrap()
+        NftBackend::new()
+            .unwrap()
+            .open(&req, &[], Mode::DryRun)
+            .unwrap()
     });
     assert_eq!(lab.srv.ruleset(), before);
     // The printed script is valid `nft -f` input and does what the batch does.
@@ -524,7 +530,7 @@ fn nft_batch_planned_on_an_old_generation_is_refused_whole() {
             rx_go.recv().unwrap();
             let stale = be.apply(&facts, &plan).map_err(|e| format!("{e:#}"));
             // `open` reads again and succeeds.
-            let change = be.open(&req, false).unwrap();
+            let change = be.open(&req, &[], Mode::Apply).unwrap();
             (stale, change)
         })
     });

@@ -11,11 +11,19 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use anyhow::Result;
+use clap::builder::PossibleValue;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::access::{self, GrantRequest, KeyLines, RefreshRequest, RevokeRequest, Sessions};
+use crate::bad_input;
+use crate::dns::DnsOptions;
 use crate::error::{render, EXIT_OK, EXIT_USAGE};
-use crate::report::error_json;
+use crate::firewall::{FirewallChoice, Mode};
+use crate::report::{error_json, join, Report};
+use crate::root::Root;
+use crate::support::{self, Region, TargetRequest};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,24 +65,40 @@ pub enum Command {
     Profiles,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Region {
-    /// cache-ng.ovh.net
-    Eu,
-    /// cache-ng.ovh.ca
-    Ca,
+/// `--region`: the domain's regions, with the help clap prints for each.
+impl ValueEnum for Region {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Region::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            Region::Eu => "cache-ng.ovh.net",
+            Region::Ca => "cache-ng.ovh.ca",
+        };
+        Some(PossibleValue::new(self.name()).help(help))
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FirewallChoice {
-    /// Program every firewall layer found (nftables tables, iptables-legacy, iptables-nft).
-    Auto,
-    /// Only native nftables.
-    Nft,
-    /// Only iptables (legacy and/or nft variant, whichever has tables).
-    Iptables,
-    /// Leave the firewall alone (you manage it yourself).
-    None,
+/// `--firewall`: the domain's choices, with the help clap prints for each.
+impl ValueEnum for FirewallChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &FirewallChoice::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            FirewallChoice::Auto => {
+                "Program every firewall layer found (nftables tables, iptables-legacy, iptables-nft)"
+            }
+            FirewallChoice::Nft => "Only native nftables",
+            FirewallChoice::Iptables => {
+                "Only iptables (legacy and/or nft variant, whichever has tables)"
+            }
+            FirewallChoice::None => "Leave the firewall alone (you manage it yourself)",
+        };
+        Some(PossibleValue::new(self.name()).help(help))
+    }
 }
 
 /// Who the support is and where they connect from; shared by grant and doctor.
@@ -193,7 +217,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     };
     let json = cli.json;
     let name = cli.command.name();
-    match crate::access::run(cli) {
+    match run(cli) {
         Ok(report) => {
             report.print(json);
             report.exit
@@ -202,6 +226,142 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
             let msg = render(&e);
             fail(name, &msg, json);
             crate::error::exit_code(&e)
+        }
+    }
+}
+
+/// The command boundary: arguments become domain requests here, and nothing below this module
+/// knows the command line.
+pub fn run(cli: Cli) -> Result<Report> {
+    let root = match &cli.root {
+        Some(dir) => Root::new(dir).map_err(|e| bad_input!("{e:#}"))?,
+        None => Root::system(),
+    };
+    match cli.command {
+        Command::Grant(a) => {
+            let req = a.request();
+            require_privileges(&root, "grant", req.mode)?;
+            access::grant(&root, &req)
+        }
+        Command::Revoke(a) => {
+            let req = a.request();
+            require_privileges(&root, "revoke", req.mode)?;
+            access::revoke(&root, &req)
+        }
+        Command::Status => access::status(&root),
+        Command::Doctor(a) => crate::doctor::run(&root, &a.target.request()),
+        Command::Refresh(a) => {
+            let req = a.request();
+            require_privileges(&root, "refresh", req.mode)?;
+            access::refresh(&root, &req)
+        }
+        Command::Restore => {
+            require_privileges(&root, "restore", Mode::Apply)?;
+            access::restore(&root)
+        }
+        Command::Profiles => Ok(profiles_report()),
+    }
+}
+
+/// A changing command needs root: it edits root's keys file and the firewall. Refused up front
+/// (rather than failing half-way) unless it only prints (`--dry-run`) or works on a sandbox
+/// (`--root`, where the files are the operator's own).
+fn require_privileges(root: &Root, cmd: &str, mode: Mode) -> Result<()> {
+    if mode == Mode::DryRun || !root.is_system() || rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    // No --dry-run suggestion: even a dry run reads root's keys file and the firewall (netlink
+    // dumps need CAP_NET_ADMIN), so without root it fails further on.
+    Err(bad_input!(
+        "`ovh-access {cmd}` changes root's keys file and the firewall and must run as root; \
+         run it with sudo"
+    ))
+}
+
+/// `ovh-access profiles`: the built-in regions, so an operator can compare with OVH's guide.
+fn profiles_report() -> Report {
+    let mut report = Report::new("profiles");
+    let profiles = support::profiles();
+    for p in &profiles {
+        report.line(format!("{}  {}", p.region, p.host));
+        report.line(format!(
+            "    key:       {} {} {}",
+            p.key.fingerprint, p.key.algorithm, p.key.comment
+        ));
+        report.line(format!("    addresses: {}", join(&p.published_addresses())));
+    }
+    report.set("profiles", &profiles);
+    report
+}
+
+fn mode(dry_run: bool) -> Mode {
+    if dry_run {
+        Mode::DryRun
+    } else {
+        Mode::Apply
+    }
+}
+
+impl TargetArgs {
+    pub fn request(&self) -> TargetRequest {
+        TargetRequest {
+            region: self.region,
+            host: self.host.clone(),
+            addresses: self.addresses.clone(),
+            dns: self.dns.options(),
+            no_dns: self.no_dns,
+            key_file: self.key_file.clone(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+}
+
+impl DnsArgs {
+    pub fn options(&self) -> DnsOptions {
+        DnsOptions {
+            resolver: self.resolver,
+            allow_private: self.allow_private,
+            trust_dns: self.trust_dns,
+        }
+    }
+}
+
+impl GrantArgs {
+    pub fn request(&self) -> GrantRequest {
+        GrantRequest {
+            target: self.target.request(),
+            ports: self.ports.clone(),
+            duration: self.duration,
+            firewall: self.firewall,
+            replace_foreign: self.replace_foreign,
+            mode: mode(self.dry_run),
+        }
+    }
+}
+
+impl RevokeArgs {
+    pub fn request(&self) -> RevokeRequest {
+        RevokeRequest {
+            lines: if self.remove {
+                KeyLines::Remove
+            } else {
+                KeyLines::Disable
+            },
+            sessions: if self.keep_sessions {
+                Sessions::Keep
+            } else {
+                Sessions::End
+            },
+            mode: mode(self.dry_run),
+        }
+    }
+}
+
+impl RefreshArgs {
+    pub fn request(&self) -> RefreshRequest {
+        RefreshRequest {
+            dns: self.dns.options(),
+            mode: mode(self.dry_run),
         }
     }
 }

@@ -28,6 +28,21 @@ use crate::root::Root;
 /// otherwise: long enough for a slow recursive resolver, short enough for a timer-driven refresh.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The hard limit on one whole lookup (A and AAAA) for every command.
+pub const DNS_TIMEOUT: Duration = DEFAULT_TIMEOUT;
+
+/// How DNS is asked and which answers are taken (`--resolver`, `--allow-private`,
+/// `--trust-dns`); a grant records them so that refresh and status ask the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DnsOptions {
+    /// The server to ask instead of resolv.conf's.
+    pub resolver: Option<std::net::SocketAddr>,
+    /// Private and documentation addresses are accepted in the answer.
+    pub allow_private: bool,
+    /// Answers outside a region's published addresses are used (with a warning).
+    pub trust_dns: bool,
+}
+
 /// More addresses than this is not a support host: it is a wildcard, a CDN or a hijacked answer,
 /// and each address becomes a firewall element and a `from=` entry.
 pub const MAX_ADDRESSES: usize = 32;

@@ -5,6 +5,7 @@
 //! transaction is "converge to a desired state" (both steps are idempotent), so a later run that
 //! finds an intent can finish or undo it by converging again. The lock
 //! (`<root>/run/ovh-access.lock`, flock) keeps two runs from interleaving.
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -15,8 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::firewall::FirewallChoice;
 use crate::root::Root;
-use crate::support::SupportKey;
+use crate::support::{AddressSource, SupportKey};
 
 pub const STATE_FILE: &str = "/var/lib/ovh-access/state.json";
 pub const LOCK_FILE: &str = "/run/ovh-access.lock";
@@ -61,7 +63,7 @@ pub struct Grant {
     pub profile: Option<String>,
     pub addresses: Vec<IpAddr>,
     /// Where the addresses came from (dns, published, operator...).
-    pub address_source: String,
+    pub address_source: AddressSource,
     pub ports: Vec<u16>,
     pub keys: Vec<StoredKey>,
     /// The keys file, as an absolute path on the real system (resolved through `--root`).
@@ -69,7 +71,7 @@ pub struct Grant {
     /// The firewall layers programmed (`nftables`, `iptables-legacy`, ...).
     pub layers: Vec<String>,
     /// The `--firewall` choice, so that restore programs the same layers.
-    pub firewall: String,
+    pub firewall: FirewallChoice,
     pub granted_at: u64,
     pub expires_at: Option<u64>,
     /// How DNS was asked at grant time (`--resolver`, `--allow-private`, `--trust-dns`), so that
@@ -80,18 +82,47 @@ pub struct Grant {
     pub allow_private: bool,
     #[serde(default)]
     pub trust_dns: bool,
+    /// What each layer holds of the tool's, for a backend that cannot tag its objects
+    /// ([`crate::firewall::LayerChange::recorded`]), by layer name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recorded: BTreeMap<String, Vec<String>>,
 }
 
 impl Grant {
     pub fn expired(&self, now: u64) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
     }
+
+    /// What the layer `layer` recorded at the grant (empty for a layer that tags its objects).
+    pub fn recorded_for(&self, layer: &str) -> &[String] {
+        self.recorded.get(layer).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The transaction an intent belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Grant,
+    Revoke,
+    Refresh,
+    Restore,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Op::Grant => "grant",
+            Op::Revoke => "revoke",
+            Op::Refresh => "refresh",
+            Op::Restore => "restore",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Intent {
-    /// grant, revoke, refresh, restore.
-    pub op: String,
+    pub op: Op,
     /// The state the transaction wants to reach (None: nothing granted).
     pub target: Option<Grant>,
     /// The state it started from.
@@ -109,9 +140,9 @@ pub struct Intent {
 
 impl Intent {
     /// A transaction of this process, starting now (a revoke sets its own options after).
-    pub fn begin(op: &str, target: Option<Grant>, previous: Option<Grant>) -> Intent {
+    pub fn begin(op: Op, target: Option<Grant>, previous: Option<Grant>) -> Intent {
         Intent {
-            op: op.into(),
+            op,
             target,
             previous,
             started_at: now(),
@@ -284,17 +315,18 @@ mod tests {
             host: "cache-ng.ovh.net".into(),
             profile: Some("eu".into()),
             addresses: vec!["198.51.100.10".parse().unwrap()],
-            address_source: "dns".into(),
+            address_source: AddressSource::Dns,
             ports: vec![22, 2222],
             keys: vec![],
             keys_file: "/root/.ssh/authorized_keys2".into(),
             layers: vec!["nftables".into()],
-            firewall: "auto".into(),
+            firewall: FirewallChoice::Auto,
             granted_at: 1,
             expires_at: Some(100),
             resolver: None,
             allow_private: false,
             trust_dns: false,
+            recorded: BTreeMap::new(),
         }
     }
 
@@ -364,7 +396,7 @@ mod tests {
             version: 1,
             granted: Some(grant()),
             intent: Some(Intent {
-                op: "revoke".into(),
+                op: Op::Revoke,
                 target: None,
                 previous: Some(grant()),
                 started_at: 1,
@@ -389,5 +421,41 @@ mod tests {
         let st = State::load(&root).unwrap();
         assert_eq!(st.granted, Some(grant()));
         assert!(!st.intent.unwrap().keep_sessions);
+    }
+
+    #[test]
+    fn a_state_file_of_the_previous_release_loads_typed() {
+        // Written with plain strings for the source, the firewall choice and the intent's op.
+        let text = r#"{"version":1,"granted":{"host":"h","profile":null,
+            "addresses":["192.0.2.1"],"address_source":"dns_within_published","ports":[22],
+            "keys":[],"keys_file":"/root/.ssh/authorized_keys2","layers":["nftables"],
+            "firewall":"iptables","granted_at":1,"expires_at":null},
+            "intent":{"op":"refresh","target":null,"previous":null,"started_at":1,"pid":2}}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        fs::create_dir_all(root.path("/var/lib/ovh-access")).unwrap();
+        fs::write(root.path(STATE_FILE), text).unwrap();
+        let st = State::load(&root).unwrap();
+        let g = st.granted.unwrap();
+        assert_eq!(g.address_source, AddressSource::DnsWithinPublished);
+        assert_eq!(g.firewall, FirewallChoice::Iptables);
+        assert!(g.recorded.is_empty());
+        assert_eq!(st.intent.unwrap().op, Op::Refresh);
+        // A hand-edited firewall choice programs every layer there is.
+        let edited = text.replace("\"iptables\"", "\"bogus\"");
+        fs::write(root.path(STATE_FILE), edited).unwrap();
+        let g = State::load(&root).unwrap().granted.unwrap();
+        assert_eq!(g.firewall, FirewallChoice::Auto);
+        // What a layer recorded survives a round trip; nothing recorded writes nothing.
+        let mut g = grant();
+        let plain = serde_json::to_string(&g).unwrap();
+        assert!(!plain.contains("recorded"), "{plain}");
+        g.recorded
+            .insert("firewalld".into(), vec!["rule family=ipv4".into()]);
+        let back: Grant = serde_json::from_str(&serde_json::to_string(&g).unwrap()).unwrap();
+        assert_eq!(
+            back.recorded_for("firewalld"),
+            ["rule family=ipv4".to_string()]
+        );
     }
 }

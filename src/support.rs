@@ -7,9 +7,10 @@ use anyhow::{Context, Result};
 mod profiles;
 mod target;
 
-pub use profiles::{expand, profile, profile_by_host, profile_by_name, profiles, Profile};
+pub use profiles::{expand, profile, profile_by_host, profile_by_name, profiles, Profile, Region};
 pub use target::{
     choose_addresses, resolve_target, AddressSource, DnsLookup, KeyFileParser, Target,
+    TargetRequest,
 };
 
 /// One support public key, as it will be written into the keys file.

@@ -302,7 +302,7 @@ fn region_decision_against_a_real_resolver() {
     let run = |extra: &[&str], resolver: &str| {
         let mut argv = vec!["--region", "eu", "--key-file", &kf, "--resolver", resolver];
         argv.extend_from_slice(extra);
-        let args = target_args(&argv);
+        let args = target_args(&argv).request();
         in_netns(&lab.ns, move || {
             let root = Root::system();
             let dns = dns::lookup_with(&root, args.dns.resolver, Duration::from_millis(1500));

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use ipnet::IpNet;
-use ovh_access::cli::{Cli, Command as Cmd, Region, TargetArgs};
+use ovh_access::cli::{Cli, Command as Cmd};
 use ovh_access::dns::DnsError;
 use ovh_access::error::{exit_code, EXIT_USAGE};
 use ovh_access::root::Root;
 use ovh_access::support::{
     choose_addresses, profile, profiles, resolve_target, AddressSource, SupportKey,
 };
+use ovh_access::support::{Region, TargetRequest};
 
 /// A test key (not OVH's): `ssh-keygen -lf` gives SHA256:OaChtsHD8J9245JvxQUWUJmckCcbkkROE8ybQ/116Ak.
 const TEST_KEY: &str =
@@ -43,14 +44,15 @@ fn parse(bytes: &[u8], label: &str) -> anyhow::Result<Vec<SupportKey>> {
         .collect()
 }
 
-fn args(argv: &[&str]) -> TargetArgs {
+/// The target request the command line `grant ARGV` turns into.
+fn args(argv: &[&str]) -> TargetRequest {
     let mut full = vec!["ovh-access", "grant"];
     full.extend_from_slice(argv);
     match Cli::try_parse_from(full)
         .expect("valid command line")
         .command
     {
-        Cmd::Grant(g) => g.target,
+        Cmd::Grant(g) => g.target.request(),
         other => panic!("not grant: {other:?}"),
     }
 }

@@ -14,12 +14,12 @@ use std::net::IpAddr;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cli::TargetArgs;
 use crate::error::{EXIT_FAILURE, EXIT_OK};
 use crate::report::join;
 use crate::report::Report;
 use crate::root::Root;
 use crate::state::State;
+use crate::support::TargetRequest;
 use crate::{dns, keys, sshd, support};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,7 +68,7 @@ impl Findings {
     }
 }
 
-pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
+pub fn run(root: &Root, t: &TargetRequest) -> Result<Report> {
     let mut f = Findings::default();
     let state = State::load(root).unwrap_or_default();
 
@@ -76,7 +76,7 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
     let lookup = {
         let root = root.clone();
         let resolver = t.dns.resolver;
-        move |host: &str| dns::resolve(&root, host, resolver, crate::access::DNS_TIMEOUT)
+        move |host: &str| dns::resolve(&root, host, resolver, dns::DNS_TIMEOUT)
     };
     let target = match support::resolve_target(root, t, &keys::parse_key_file, &lookup) {
         Ok(target) => {
@@ -188,7 +188,7 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
     if let (Some(facts), Some(home)) = (&facts, &home) {
         let eff = match facts.per_address.first() {
             Some((_, e)) => Some(e.clone()),
-            None => match crate::access::global_effective(root) {
+            None => match sshd::global_effective(root) {
                 Ok(e) => Some(e),
                 Err(e) => {
                     f.fail(
@@ -224,6 +224,8 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
                 addresses: &addresses,
                 grant: &grant,
                 svc: &svc,
+                sshd_version: facts.version,
+                expires_at: state.granted.as_ref().map(|g| g.expires_at),
             };
             keyfile::check_authorized_keys_file(&ctx, &path, &mut f);
             keyfile::check(&ctx, &path, &mut f);
@@ -248,7 +250,7 @@ pub fn run(root: &Root, t: &TargetArgs) -> Result<Report> {
 }
 
 /// The grant command matching the doctor's own target arguments, for fixes.
-fn grant_command(t: &TargetArgs) -> String {
+fn grant_command(t: &TargetRequest) -> String {
     let mut s = String::from("ovh-access grant");
     if let Some(r) = &t.region {
         s.push_str(&format!(" --region {}", format!("{r:?}").to_lowercase()));
@@ -305,9 +307,9 @@ fn finish(f: Findings) -> Report {
 
 /// Both families are asked (dns::resolve returns A and AAAA); the answer must not move between
 /// two lookups.
-fn check_dns(root: &Root, t: &TargetArgs, host: &str, f: &mut Findings) {
-    let first = dns::resolve(root, host, t.dns.resolver, crate::access::DNS_TIMEOUT);
-    let second = dns::resolve(root, host, t.dns.resolver, crate::access::DNS_TIMEOUT);
+fn check_dns(root: &Root, t: &TargetRequest, host: &str, f: &mut Findings) {
+    let first = dns::resolve(root, host, t.dns.resolver, dns::DNS_TIMEOUT);
+    let second = dns::resolve(root, host, t.dns.resolver, dns::DNS_TIMEOUT);
     match (first, second) {
         (Ok(mut a), Ok(mut b)) => {
             a.sort();

@@ -11,8 +11,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::iptables::{legacy_tables, Family, IptablesBackend, Variant};
+use super::FirewallChoice;
 use crate::bad_input;
-use crate::cli::FirewallChoice;
 use crate::root::Root;
 
 /// One nftables table as the detector needs it.

@@ -1,15 +1,84 @@
-//! One interface over the firewall backends. A backend inspects its layer, plans the change as a
-//! pure function of what it found, and applies it atomically; `access` drives them in the safe
-//! order (open before the key is enabled, close after it is disabled).
+//! One interface over the firewall backends, with a read side and a change side. A backend
+//! inspects its layer, plans the change as a pure function of what it found, and applies it
+//! atomically; `access` drives them in the safe order (open before the key is enabled, close after
+//! it is disabled) and asks [`Backend::inspect`] whether a layer still holds what a grant wrote.
+//! Each backend owns its own drift rules: nothing above this module branches on a backend's name.
 use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The tag carried by everything the tool creates in a firewall: nft rule userdata/comments,
 /// iptables `-m comment`, so that removal finds its own objects by tag, never by position.
 pub const TAG: &str = "ovh-access";
+
+/// Which firewall to program (`--firewall`), as the state file records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FirewallChoice {
+    /// Every firewall layer found (nftables tables, iptables-legacy, iptables-nft).
+    #[default]
+    Auto,
+    /// Only native nftables.
+    Nft,
+    /// Only iptables (legacy and/or nft variant, whichever has tables).
+    Iptables,
+    /// Leave the firewall alone (the operator manages it).
+    None,
+}
+
+impl FirewallChoice {
+    pub const ALL: [FirewallChoice; 4] = [
+        FirewallChoice::Auto,
+        FirewallChoice::Nft,
+        FirewallChoice::Iptables,
+        FirewallChoice::None,
+    ];
+
+    /// The name `--firewall` takes and the state file records.
+    pub fn name(self) -> &'static str {
+        match self {
+            FirewallChoice::Auto => "auto",
+            FirewallChoice::Nft => "nft",
+            FirewallChoice::Iptables => "iptables",
+            FirewallChoice::None => "none",
+        }
+    }
+
+    /// A recorded choice; an unknown name (a state file edited by hand) is `auto`, which
+    /// programs every layer there is.
+    pub fn from_name(s: &str) -> FirewallChoice {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .unwrap_or(FirewallChoice::Auto)
+    }
+}
+
+impl Serialize for FirewallChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for FirewallChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(FirewallChoice::from_name(&String::deserialize(d)?))
+    }
+}
+
+/// Whether a change is made or only described (`--dry-run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Apply,
+    DryRun,
+}
+
+impl Mode {
+    pub fn is_dry_run(self) -> bool {
+        self == Mode::DryRun
+    }
+}
 
 /// What to open: exactly these source addresses, to these TCP ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,32 +104,89 @@ pub struct LayerChange {
     pub chains: Vec<String>,
     /// Things worth telling the operator (nothing to open, objects found missing, ...).
     pub notes: Vec<String>,
+    /// What the layer now holds of the tool's, for a backend that cannot find its objects by a
+    /// tag (firewalld's rich rules): recorded per layer in the grant and handed back to the next
+    /// `open`, `close` and `inspect`. Backends that tag their objects leave it empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recorded: Vec<String>,
+}
+
+/// One way a layer differs from what the grant wrote, with the command that repairs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub what: String,
+    pub repair: String,
+}
+
+impl Drift {
+    pub fn new(what: impl Into<String>, repair: impl Into<String>) -> Drift {
+        Drift {
+            what: what.into(),
+            repair: repair.into(),
+        }
+    }
+}
+
+/// What of the tool's is in a layer, compared with what a grant needs there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerState {
+    /// Nothing of the tool's, and nothing needed: no grant asked, or the layer filters nothing
+    /// the grant must open (a `flush ruleset` left no input chain).
+    Absent,
+    /// Nothing of the tool's, though the grant needs it here (a `flush ruleset` or a firewall
+    /// reload removed it while the layer still filters input).
+    Missing,
+    /// Exactly what the grant needs.
+    Exact,
+    /// The tool's objects are here but differ from what the grant needs (or, with no grant
+    /// asked, they are here at all).
+    Drift(Vec<Drift>),
+}
+
+impl LayerState {
+    /// The layer holds objects of the tool's.
+    pub fn present(&self) -> bool {
+        matches!(self, LayerState::Exact | LayerState::Drift(_))
+    }
 }
 
 /// A firewall layer the tool can program.
 pub trait Backend {
     /// Short name of the layer, as in [`LayerChange::layer`].
     fn name(&self) -> String;
+    /// Read only: what of the tool's is in this layer, and whether it is exactly what `want`
+    /// needs (`None`: no grant, so anything of the tool's is a leftover). `recorded` is what the
+    /// grant recorded for this layer ([`LayerChange::recorded`]).
+    fn inspect(&mut self, want: Option<&OpenRequest>, recorded: &[String]) -> Result<LayerState>;
     /// Open the ports for the addresses (idempotent: a second call updates in place).
-    fn open(&mut self, req: &OpenRequest, dry_run: bool) -> Result<LayerChange>;
+    fn open(&mut self, req: &OpenRequest, recorded: &[String], mode: Mode) -> Result<LayerChange>;
     /// Remove everything the tool added to this layer (idempotent: nothing found, nothing changed).
-    fn close(&mut self, dry_run: bool) -> Result<LayerChange>;
+    fn close(&mut self, recorded: &[String], mode: Mode) -> Result<LayerChange>;
 }
 
 pub mod detect;
 pub mod iptables;
 pub mod nft;
 
-/// The backends for the layers this system really has. For a grant (`for_open`), `choice`
-/// decides and firewalld refuses `auto`; for revoke, status and restore every layer that exists
-/// is returned, since removing the tool's objects is always safe.
+/// What the backends are selected for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A grant: `choice` decides, and firewalld refuses `auto`.
+    Open,
+    /// Revoke, status, restore: every layer that exists, whatever `--firewall` the grant used,
+    /// since removing the tool's objects is always safe.
+    Remove,
+}
+
+/// The backends for the layers this system really has, and what the operator should be told
+/// about them.
 pub fn select(
-    choice: crate::cli::FirewallChoice,
-    for_open: bool,
-    report: &mut crate::report::Report,
+    choice: FirewallChoice,
+    purpose: Purpose,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<Box<dyn Backend>>> {
-    use crate::cli::FirewallChoice;
     use detect::LayerKind;
+    let for_open = purpose == Purpose::Open;
     if for_open && choice == FirewallChoice::None {
         return Ok(Vec::new());
     }
@@ -88,14 +214,12 @@ pub fn select(
         if forced_nft || !legacy {
             return Err(e);
         }
-        report.warn(format!(
+        warnings.push(format!(
             "nftables is not usable ({e:#}); only iptables-legacy is programmed"
         ));
     }
     let kinds = if for_open {
-        for n in detect::notes(&facts) {
-            report.warn(n);
-        }
+        warnings.extend(detect::notes(&facts));
         detect::layers(choice, &facts)?
     } else {
         detect::layers_for_removal(&facts)
@@ -108,4 +232,26 @@ pub fn select(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firewall_choice_round_trips_through_the_state_file_name() {
+        for (c, name) in [
+            (FirewallChoice::Auto, "auto"),
+            (FirewallChoice::Nft, "nft"),
+            (FirewallChoice::Iptables, "iptables"),
+            (FirewallChoice::None, "none"),
+        ] {
+            assert_eq!(c.name(), name);
+            assert_eq!(FirewallChoice::from_name(name), c);
+            let json = serde_json::to_string(&c).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<FirewallChoice>(&json).unwrap(), c);
+        }
+        assert_eq!(FirewallChoice::from_name("bogus"), FirewallChoice::Auto);
+    }
 }

@@ -552,6 +552,13 @@ pub fn keys_file(
     }
 }
 
+/// sshd's settings outside any Match block, for when no support address is known (a revoke with
+/// nothing recorded).
+pub fn global_effective(root: &Root) -> Result<Effective> {
+    let cfg = Config::load(root)?;
+    Ok(eval::effective(&eval::global(&cfg)?))
+}
+
 /// `sshd -V` of the installed /usr/sbin/sshd: (major, minor), None when absent.
 pub fn version() -> Option<(u32, u32)> {
     let out = std::process::Command::new(test_mode::SSHD)

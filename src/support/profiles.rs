@@ -9,7 +9,27 @@ use ipnet::{IpNet, Ipv4AddrRange, Ipv4Net};
 use serde::ser::SerializeStruct;
 
 use super::SupportKey;
-use crate::cli::Region;
+
+/// A built-in support region (`--region`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Region {
+    /// cache-ng.ovh.net
+    Eu,
+    /// cache-ng.ovh.ca
+    Ca,
+}
+
+impl Region {
+    pub const ALL: [Region; 2] = [Region::Eu, Region::Ca];
+
+    /// The name `--region` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Region::Eu => "eu",
+            Region::Ca => "ca",
+        }
+    }
+}
 
 const EU_KEY: &str = include_str!("../../data/ovh-eu.pub");
 const CA_KEY: &str = include_str!("../../data/ovh-ca.pub");

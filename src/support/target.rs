@@ -6,13 +6,12 @@ use std::net::IpAddr;
 
 use anyhow::Result;
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::profiles::{expand, profile, profile_by_host, Profile};
+use super::profiles::{expand, profile, profile_by_host, Profile, Region};
 use super::SupportKey;
 use crate::bad_input;
-use crate::cli::{Region, TargetArgs};
-use crate::dns::{self, DnsError};
+use crate::dns::{self, DnsError, DnsOptions};
 use crate::report::join;
 
 /// Parses a `--key-file`'s bytes (src/keys owns the parser); the `&str` names the file in
@@ -23,7 +22,7 @@ pub type KeyFileParser<'a> = dyn Fn(&[u8], &str) -> Result<Vec<SupportKey>> + 'a
 pub type DnsLookup<'a> = dyn Fn(&str) -> Result<Vec<IpAddr>, DnsError> + 'a;
 
 /// Where the addresses of a [`Target`] came from (shown in the output and the JSON).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AddressSource {
     /// DNS alone: a host without a profile, or a profile's host with `--trust-dns` and an
@@ -37,6 +36,23 @@ pub enum AddressSource {
     Operator,
 }
 
+impl AddressSource {
+    /// The name the JSON output and the state file use (`dns_within_published`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AddressSource::Dns => "dns",
+            AddressSource::Published => "published",
+            AddressSource::DnsWithinPublished => "dns_within_published",
+            AddressSource::Operator => "operator",
+        }
+    }
+
+    /// Addresses from a DNS answer, which `refresh` asks again and `status` checks.
+    pub fn from_dns(self) -> bool {
+        matches!(self, AddressSource::Dns | AddressSource::DnsWithinPublished)
+    }
+}
+
 impl std::fmt::Display for AddressSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -46,6 +62,23 @@ impl std::fmt::Display for AddressSource {
             AddressSource::Operator => "--address",
         })
     }
+}
+
+/// Who the support is and where they connect from, as the operator asked (grant, doctor).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetRequest {
+    pub region: Option<Region>,
+    /// A host name to resolve instead of the region's.
+    pub host: Option<String>,
+    /// Addresses given by the operator: DNS is not asked.
+    pub addresses: Vec<IpAddr>,
+    pub dns: DnsOptions,
+    /// The region's published addresses, without asking DNS.
+    pub no_dns: bool,
+    /// The operator's key file (`-`: standard input), not under `--root`.
+    pub key_file: Option<String>,
+    /// Every key must have this SHA256 fingerprint.
+    pub fingerprint: Option<String>,
 }
 
 /// The resolved "who and from where".
@@ -169,7 +202,7 @@ fn choose(
 /// the commands share.
 pub fn resolve_target(
     _root: &crate::root::Root,
-    args: &TargetArgs,
+    args: &TargetRequest,
     parse_key_file: &KeyFileParser<'_>,
     dns: &DnsLookup<'_>,
 ) -> Result<Target> {
@@ -260,7 +293,7 @@ pub fn resolve_target(
 }
 
 fn host_and_profile(
-    args: &TargetArgs,
+    args: &TargetRequest,
     warnings: &mut Vec<String>,
 ) -> Result<(String, Option<Profile>)> {
     let Some(host) = &args.host else {

@@ -10,8 +10,9 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{Backend, LayerChange, OpenRequest};
+use super::{Backend, LayerChange, LayerState, Mode, OpenRequest};
 
+pub mod drift;
 pub mod exec;
 pub mod plan;
 pub mod save;
@@ -158,7 +159,7 @@ impl IptablesBackend {
     /// between (a `-D` naming a rule that is gone) is planned again, a bounded number of times.
     fn change(
         &self,
-        dry_run: bool,
+        mode: Mode,
         planner: impl Fn(Option<&SavedTable>) -> Result<plan::Plan>,
     ) -> Result<LayerChange> {
         const ATTEMPTS: usize = 3;
@@ -166,7 +167,7 @@ impl IptablesBackend {
         for _ in 0..ATTEMPTS {
             let filter = self.filter_table()?;
             let plan = planner(filter.as_ref())?;
-            if dry_run || !plan.changed {
+            if mode.is_dry_run() || !plan.changed {
                 return Ok(self.layer_change(plan));
             }
             match exec::restore(&self.program("restore"), self.family, &plan.script) {
@@ -194,6 +195,7 @@ impl IptablesBackend {
             script: plan.script,
             chains: plan.chains,
             notes: plan.notes,
+            recorded: Vec::new(),
         }
     }
 }
@@ -203,14 +205,26 @@ impl Backend for IptablesBackend {
         self.program("").trim_end_matches('-').to_string()
     }
 
-    fn open(&mut self, req: &OpenRequest, dry_run: bool) -> Result<LayerChange> {
+    /// One `*-save`, compared by [`drift::layer_state`].
+    fn inspect(&mut self, want: Option<&OpenRequest>, _recorded: &[String]) -> Result<LayerState> {
+        let filter = self.filter_table()?;
+        drift::layer_state(
+            filter.as_ref(),
+            self.family,
+            &self.name(),
+            want,
+            SystemTime::now(),
+        )
+    }
+
+    fn open(&mut self, req: &OpenRequest, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
         let family = self.family;
-        self.change(dry_run, |filter| {
+        self.change(mode, |filter| {
             plan::open(filter, family, req, SystemTime::now())
         })
     }
 
-    fn close(&mut self, dry_run: bool) -> Result<LayerChange> {
-        self.change(dry_run, plan::close)
+    fn close(&mut self, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
+        self.change(mode, plan::close)
     }
 }

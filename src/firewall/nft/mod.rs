@@ -11,6 +11,7 @@
 //! `sys` holds the only unsafe code; `netlink` the socket conversation; `inspect` reads the facts;
 //! `plan` is pure; `apply` builds and sends the batch.
 mod apply;
+mod drift;
 mod inspect;
 mod netlink;
 mod plan;
@@ -24,7 +25,7 @@ pub use inspect::{
 };
 pub use plan::{render as render_ops, Op, Plan};
 
-use crate::firewall::{Backend, LayerChange, OpenRequest};
+use crate::firewall::{Backend, LayerChange, LayerState, Mode, OpenRequest};
 use inspect::RuleDepth;
 use netlink::{Conn, NlError};
 
@@ -95,12 +96,18 @@ impl NftBackend {
 
     fn change(
         &mut self,
-        dry_run: bool,
+        mode: Mode,
         with_elements: bool,
         plan_fn: impl FnMut(&Facts) -> Result<Plan>,
         depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
     ) -> Result<LayerChange> {
-        let outcome = apply::run(&mut self.conn, depth, with_elements, plan_fn, dry_run)?;
+        let outcome = apply::run(
+            &mut self.conn,
+            depth,
+            with_elements,
+            plan_fn,
+            mode.is_dry_run(),
+        )?;
         let (_, plan) = outcome.map_err(explain_failure)?;
         Ok(LayerChange {
             layer: "nftables".into(),
@@ -108,6 +115,7 @@ impl NftBackend {
             script: plan::render(&plan.ops),
             chains: plan.chains,
             notes: plan.notes,
+            recorded: Vec::new(),
         })
     }
 }
@@ -117,16 +125,24 @@ impl Backend for NftBackend {
         "nftables".into()
     }
 
-    fn open(&mut self, req: &OpenRequest, dry_run: bool) -> Result<LayerChange> {
+    /// One dump (elements included, each hooked chain read to its jumps): presence is what a
+    /// close would remove, need is what an open would add, and the drift rules are
+    /// [`drift::compare`]'s.
+    fn inspect(&mut self, want: Option<&OpenRequest>, _recorded: &[String]) -> Result<LayerState> {
+        let facts = read_consistent(&mut self.conn, grant_depth, true)?;
+        drift::layer_state(&facts, want)
+    }
+
+    fn open(&mut self, req: &OpenRequest, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
         // The sets' elements are read so that a set already holding exactly the grant's
         // addresses is left alone: a repeated grant then sends no batch at all.
-        self.change(dry_run, true, |f| plan::plan_open(f, req), grant_depth)
+        self.change(mode, true, |f| plan::plan_open(f, req), grant_depth)
     }
 
     /// Removal reads each hooked chain until it has seen as many tagged jumps as the kernel
     /// counts references to the tool's chains: usually the head only.
-    fn close(&mut self, dry_run: bool) -> Result<LayerChange> {
-        self.change(dry_run, false, plan::plan_close, grant_depth)
+    fn close(&mut self, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
+        self.change(mode, false, plan::plan_close, grant_depth)
     }
 }
 
