@@ -140,7 +140,9 @@ pub fn gather_facts_except_nft() -> FirewallFacts {
 pub fn gather_facts_except_nft_in(root: &Root) -> FirewallFacts {
     let legacy_v4_tables = legacy_tables(Family::V4);
     let legacy_v6_tables = legacy_tables(Family::V6);
-    let ufw_conf = std::fs::read_to_string(root.path("/etc/ufw/ufw.conf")).unwrap_or_default();
+    let ufw_conf =
+        crate::bounded::read_to_string(root.path("/etc/ufw/ufw.conf"), crate::bounded::CONFIG)
+            .unwrap_or_default();
     let ufw_present = ufw_enabled(&ufw_conf) || ufw_chains_loaded(&legacy_v4_tables);
     FirewallFacts {
         legacy_v4_tables,

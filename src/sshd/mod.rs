@@ -242,7 +242,8 @@ pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
     let (uid, gid, home) = passwd_entry(root, |f| f[0] == user)
         .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(&f[5]))))
         .unwrap_or((0, 0, PathBuf::from("/root")));
-    let group = std::fs::read_to_string(root.path("/etc/group")).unwrap_or_default();
+    let group = crate::bounded::read_to_string(root.path("/etc/group"), crate::bounded::CONFIG)
+        .unwrap_or_default();
     let mut groups = Vec::new();
     let mut primary = None;
     for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
@@ -269,7 +270,8 @@ pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
 /// The first entry of `<root>/etc/passwd` (7 fields or more) that `pick` accepts; `None` when
 /// there is none or the file cannot be read.
 pub(crate) fn passwd_entry(root: &Root, pick: impl Fn(&[&str]) -> bool) -> Option<Vec<String>> {
-    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).ok()?;
+    let passwd =
+        crate::bounded::read_to_string(root.path("/etc/passwd"), crate::bounded::CONFIG).ok()?;
     passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
@@ -324,6 +326,10 @@ pub fn local_address_for(listen: &[Listen], addr: IpAddr) -> IpAddr {
 pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFacts> {
     let cfg = Config::load(root)?;
     let mut warnings = cfg.warnings.clone();
+    let release = version();
+    if let Some(r) = release {
+        warnings.extend(refused_keywords(&cfg, r));
+    }
     let global = eval::global(&cfg)?;
     let (listen, configured, w) = eval::listen(&global);
     warnings.extend(w);
@@ -383,7 +389,7 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
             let conn = conn_for(*addr, first_port);
             Ok((
                 *addr,
-                eval::effective(&eval::for_connection(&cfg, &global, &conn)?),
+                eval::effective_for(&eval::for_connection(&cfg, &global, &conn)?, release),
             ))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -419,7 +425,7 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
         for (addr, eff) in &per_address {
             for p in ports.iter().filter(|p| Some(**p) != first_port) {
                 let c = conn_for(*addr, Some(*p));
-                let other = eval::effective(&eval::for_connection(&cfg, &global, &c)?);
+                let other = eval::effective_for(&eval::for_connection(&cfg, &global, &c)?, release);
                 let diff = differences(eff, &other);
                 if !diff.is_empty() {
                     warnings.push(format!(
@@ -436,9 +442,35 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
         ports,
         listen,
         per_address,
-        version: version(),
+        version: release,
         warnings,
     })
+}
+
+/// Keywords of sshd_config that the installed release does not know: it refuses the whole file
+/// ("Bad configuration option"), so a restart would leave the server without sshd.
+fn refused_keywords(cfg: &Config, release: (u32, u32)) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(main) = &cfg.main {
+        main.walk(&mut |file, item| {
+            let kw = item.keyword.to_ascii_lowercase();
+            if let Some((since, old)) = keywords::refused_by(&kw, release) {
+                let instead = old.map_or(String::new(), |o| format!("; this release calls it {o}"));
+                out.push(format!(
+                    "{} line {}: {} is new in OpenSSH {}.{} and this sshd ({}.{}) refuses the \
+                     file{instead}",
+                    file.path.display(),
+                    item.line,
+                    item.keyword,
+                    since.0,
+                    since.1,
+                    release.0,
+                    release.1
+                ));
+            }
+        });
+    }
+    out
 }
 
 /// Settings whose values differ between two evaluations, described for a warning.
