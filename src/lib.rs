@@ -19,6 +19,15 @@ pub mod sshd;
 pub mod state;
 pub mod support;
 
+/// What `--version` prints after the name: the release and the git commit it was built from
+/// (build.rs; "unknown" when built from a tree that has neither git nor `git archive`'s stamp).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("OVH_ACCESS_COMMIT"),
+    ")"
+);
+
 /// Parse the command line, run the command, print the result; returns the exit code.
 pub fn cli_main() -> i32 {
     #[cfg(feature = "failpoints")]
