@@ -70,7 +70,7 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                         .any(|c| c.tool_target(t.family).is_some()),
                 })
                 .collect();
-            for blocked in nft::refusals(&facts) {
+            for blocked in nft::refusals_not_left_to_firewalld(&facts) {
                 f.fail(
                     "firewall",
                     format!("nftables: {blocked}"),
@@ -78,7 +78,8 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                 );
             }
             for t in facts.tables.iter().filter(|t| t.family.carries_ip()) {
-                if t.made_by_iptables_nft() || t.owned {
+                // firewalld's table is judged by its rules; another owner's was refused above.
+                if t.made_by_iptables_nft() || (t.owned && !t.left_to_firewalld()) {
                     continue;
                 }
                 let hooked = t.chains.iter().filter_map(|c| {

@@ -36,7 +36,7 @@ pub(super) fn layer_state(facts: &Facts, want: Option<&OpenRequest>) -> Result<L
     };
     // A chain that drops the support and that the tool cannot open (an owned table, an inet
     // ingress chain): the grant's key stands behind a closed door whatever the tool's objects.
-    let blocked: Vec<Drift> = plan::refusals(facts)
+    let blocked: Vec<Drift> = plan::refusals_not_left_to_firewalld(facts)
         .into_iter()
         .map(|b| Drift::new(format!("nftables: {b}"), "ovh-access doctor"))
         .collect();
@@ -52,7 +52,10 @@ pub(super) fn layer_state(facts: &Facts, want: Option<&OpenRequest>) -> Result<L
             timeout: None,
             ..req.clone()
         };
-        let needed = !plan::plan_open(facts, &untimed)?.ops.is_empty();
+        // firewalld's own table is the firewalld layer's to judge, not a refusal here.
+        let mut ours = facts.clone();
+        ours.tables.retain(|t| !t.left_to_firewalld());
+        let needed = !plan::plan_open(&ours, &untimed)?.ops.is_empty();
         return Ok(if needed {
             LayerState::Missing
         } else {

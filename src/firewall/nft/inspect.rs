@@ -250,6 +250,12 @@ impl TableFacts {
         out
     }
 
+    /// firewalld's own table (flagged owner since firewalld 2.0): only firewalld changes it, and
+    /// the firewalld layer, not this one, answers for what it lets through.
+    pub fn left_to_firewalld(&self) -> bool {
+        self.owned && self.name.starts_with("firewalld")
+    }
+
     pub fn chain(&self, name: &str) -> Option<&ChainFacts> {
         self.chains.iter().find(|c| c.name == name)
     }

@@ -24,7 +24,7 @@ use serde::Serialize;
 pub use inspect::{
     BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts,
 };
-pub use plan::{refusals, render as render_ops, Op, Plan};
+pub use plan::{refusals, refusals_not_left_to_firewalld, render as render_ops, Op, Plan};
 
 use crate::firewall::{Backend, LayerChange, LayerState, Mode, OpenRequest};
 use inspect::RuleDepth;

@@ -139,8 +139,22 @@ fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a Ta
 /// Base chains that can drop the support's packets and that the tool cannot open: those of a
 /// table another process owns (the kernel refuses everyone else), and inet ingress chains.
 pub fn refusals(facts: &Facts) -> Vec<String> {
+    refusals_where(facts, |_| true)
+}
+
+/// [`refusals`] but for firewalld's own table: the firewalld layer opens that one with rules
+/// firewalld holds, and judges it itself (`status`, `doctor` read those rules).
+pub fn refusals_not_left_to_firewalld(facts: &Facts) -> Vec<String> {
+    refusals_where(facts, |t| !t.left_to_firewalld())
+}
+
+fn refusals_where(facts: &Facts, keep: impl Fn(&TableFacts) -> bool) -> Vec<String> {
     let mut out = Vec::new();
-    for t in facts.tables.iter().filter(|t| t.family.carries_ip()) {
+    for t in facts
+        .tables
+        .iter()
+        .filter(|t| t.family.carries_ip() && keep(t))
+    {
         for c in &t.chains {
             let hook = c.base.as_ref().map_or("", |b| b.hook.name());
             if t.owned && c.tool_target(t.family).is_some() && c.can_drop() {
