@@ -607,6 +607,10 @@ fn lifecycle(backend: FwBackend, version: FwVersion) {
     assert!(reachable(&topo.stranger, &ALL[2..], port).is_empty());
     let out = fw.tool(&topo, ["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // A second grant, now timed: the rules are re-armed (removed, added) and stay the tool's.
+    fw.tool_ok(&topo, topo.grant_args(&["--for", "1h"]));
+    let out = fw.tool(&topo, ["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 
     // A reload forgets runtime rules: status reports it with the repair, restore repairs it.
     fw.cmd_ok(&["--reload"]);
@@ -842,4 +846,29 @@ fn firewalld_bench() {
         per(dbus),
         tool.as_secs_f64() / cmd.as_secs_f64()
     );
+}
+
+/// Killed right after the firewall step (`after-firewall`): the next run rolls the grant back
+/// and removes exactly the rules it had added — journaled with the intent before the first call.
+#[cfg(feature = "failpoints")]
+#[test]
+fn firewalld_crash_after_firewall_rolls_back() {
+    if !firewalld_available("firewalld_crash_after_firewall_rolls_back") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let before = Snapshot::take(&topo, &fw);
+    let out = topo
+        .tool_cmd(topo.grant_args(&[]))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &fw.address)
+        .env("FAILPOINTS", "after-firewall=return")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", describe(&out));
+    assert!(fw
+        .cmd_ok(&["--zone=public", "--list-rich-rules"])
+        .contains(SUP_V4));
+    fw.tool_ok(&topo, ["restore"]);
+    before.assert_same(&topo, &fw);
+    assert!(!topo.keys_text().contains(&topo.support_blob()));
 }
