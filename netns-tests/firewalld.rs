@@ -872,3 +872,32 @@ fn firewalld_crash_after_firewall_rolls_back() {
     before.assert_same(&topo, &fw);
     assert!(!topo.keys_text().contains(&topo.support_blob()));
 }
+
+/// A second grant (one more port) killed after the firewall step: the next run puts the first
+/// grant back, and the rules only the second one added are removed.
+#[cfg(feature = "failpoints")]
+#[test]
+fn firewalld_crash_in_regrant_restores_the_first() {
+    if !firewalld_available("firewalld_crash_in_regrant_restores_the_first") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let port = topo.port;
+    fw.tool_ok(&topo, topo.grant_args(&[]));
+    let first = fw.cmd_ok(&["--zone=public", "--list-rich-rules"]);
+    let out = topo
+        .tool_cmd(topo.grant_args(&["--port", "2222", "--port", "2200"]))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &fw.address)
+        .env("FAILPOINTS", "after-firewall=return")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", describe(&out));
+    assert!(fw
+        .cmd_ok(&["--zone=public", "--list-rich-rules"])
+        .contains("port=\"2200\""));
+    fw.tool_ok(&topo, ["restore"]);
+    assert_eq!(fw.cmd_ok(&["--zone=public", "--list-rich-rules"]), first);
+    let out = fw.tool(&topo, ["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    topo.assert_login_with(&topo.sup, &[], SRV_SUP_V4, port);
+}

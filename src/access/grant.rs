@@ -173,7 +173,7 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
 }
 
 /// The previous grant's records, with what each layer would record once `desired` is applied.
-fn planned_records(
+pub(super) fn planned_records(
     ctx: &Ctx,
     desired: &Grant,
     previous: Option<&Grant>,
