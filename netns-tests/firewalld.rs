@@ -73,7 +73,7 @@ pub struct Firewalld {
     pub version: FwVersion,
     pub address: String,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    pub child: Option<Child>,
 }
 
 impl Firewalld {
@@ -900,4 +900,26 @@ fn firewalld_crash_in_regrant_restores_the_first() {
     let out = fw.tool(&topo, ["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     topo.assert_login_with(&topo.sup, &[], SRV_SUP_V4, port);
+}
+
+/// firewalld killed (SIGKILL leaves its table behind): its chains still reject, and nothing can
+/// be added to them, so a grant refuses with one line naming both facts.
+#[test]
+fn firewalld_tables_without_daemon_refuse_the_grant() {
+    if !firewalld_available("firewalld_tables_without_daemon_refuse_the_grant") {
+        return;
+    }
+    let (topo, mut fw) = firewalld_world(FwBackend::Nftables);
+    stop(&mut fw.child);
+    assert!(topo.srv.ruleset().contains("table inet firewalld"));
+    let out = fw.tool(&topo, topo.grant_args(&[]));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("firewalld's ruleset is loaded here (table inet firewalld)")
+            && err.contains("does not answer on the system bus")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!topo.keys_text().contains(&topo.support_blob()));
 }
