@@ -5,6 +5,7 @@
 //! transaction) → `report`. See DESIGN.md for the invariant every command keeps.
 pub mod access;
 pub mod audit;
+pub mod bounded;
 pub mod civil;
 pub mod cli;
 pub mod dns;

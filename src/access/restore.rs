@@ -3,6 +3,7 @@
 //! backends' read side ([`crate::firewall::Backend::inspect`]) tells.
 use anyhow::Result;
 
+use super::close::{Closing, Scope};
 use super::converge::ApplyOpts;
 use super::txn::Txn;
 use super::{grant_request, Ctx, KeyLines};
@@ -65,8 +66,16 @@ pub fn restore(root: &Root) -> Result<Report> {
 }
 
 fn clean_up(ctx: &Ctx, txn: Txn<'_>, g: &Grant, mut report: Report) -> Result<Report> {
-    let (k, layers) =
-        ctx.disable_and_close(Some(g), KeyLines::Disable, Mode::Apply, &mut report)?;
+    let Closing {
+        keys: k, layers, ..
+    } = ctx
+        .close_everything(
+            &Scope::of(&[g]),
+            KeyLines::Disable,
+            Mode::Apply,
+            &mut report,
+        )
+        .into_result()?;
     // sshd and the kernel closed the door at the expiry; a session opened before it would live
     // on.
     sessions::end(&g.addresses, &mut report);
@@ -81,7 +90,11 @@ fn clean_up(ctx: &Ctx, txn: Txn<'_>, g: &Grant, mut report: Report) -> Result<Re
         "The grant to {} expired at {}: its key line was disabled ({}) and the firewall closed ({}).",
         g.host,
         fmt_utc(g.expires_at.unwrap_or(0)),
-        if k.changed { "changed" } else { "already" },
+        if k.iter().any(|k| k.changed) {
+            "changed"
+        } else {
+            "already"
+        },
         closed.join(", ")
     ));
     ctx.audit(

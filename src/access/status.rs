@@ -10,9 +10,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{grant_request, is_mapped, sorted, Ctx, KeyLines};
+use super::{grant_request, is_mapped, sorted, Ctx};
 use crate::error::{EXIT_FAILURE, EXIT_OK};
-use crate::firewall::{self, Drift, FirewallChoice, LayerState, Mode, Purpose};
+use crate::firewall::{self, Drift, FirewallChoice, LayerState, Purpose};
 use crate::report::{fmt_left, fmt_utc, join, Report};
 use crate::root::Root;
 use crate::state::{self, Grant, Lock, State};
@@ -138,7 +138,7 @@ fn describe(g: &Grant, now: u64, report: &mut Report) {
 fn leftovers(ctx: &Ctx) -> Vec<Drift> {
     let mut drift = Vec::new();
     let mut probe = Report::default();
-    if let Ok(k) = ctx.disable_key_lines(None, KeyLines::Disable, Mode::DryRun, &mut probe) {
+    for k in ctx.support_lines_left(&mut probe) {
         if k.changed {
             drift.push(Drift::new(
                 format!("an active support key line is in {}", k.path.display()),
@@ -179,7 +179,8 @@ pub(super) fn key_drift(
     let mut lines = Vec::new();
     let mut drift = Vec::new();
     let file = g.keys_file.display();
-    let tool = keys::tool_lines(content);
+    let blobs: Vec<&str> = g.keys.iter().map(|k| k.blob.as_str()).collect();
+    let tool = keys::tool_lines(content, &blobs);
     for k in &g.keys {
         match tool.iter().find(|l| l.blob == k.blob) {
             Some(l) if l.active => {
@@ -227,7 +228,7 @@ pub(super) fn key_drift(
     let blobs: Vec<&str> = g.keys.iter().map(|k| k.blob.as_str()).collect();
     for l in keys::support_lines(content, &blobs)
         .into_iter()
-        .filter(|l| l.active && !l.tool && !l.has_from)
+        .filter(|l| l.active && !l.tool && l.unrestricted)
     {
         drift.push(Drift::new(
             format!(

@@ -217,7 +217,9 @@ pub fn ask_firewalld(facts: &mut FirewallFacts, asked: bool) {
 pub fn gather_facts_except_nft_in(root: &Root) -> FirewallFacts {
     let legacy_v4_tables = legacy_tables(Family::V4);
     let legacy_v6_tables = legacy_tables(Family::V6);
-    let ufw_conf = std::fs::read_to_string(root.path("/etc/ufw/ufw.conf")).unwrap_or_default();
+    let ufw_conf =
+        crate::bounded::read_to_string(root.path("/etc/ufw/ufw.conf"), crate::bounded::CONFIG)
+            .unwrap_or_default();
     let saves = iptables_v4_saves(&legacy_v4_tables);
     let ufw_present = ufw_enabled(&ufw_conf) || saves.iter().any(|t| save_has_ufw_chains(t));
     let firewalld = FirewalldFacts {
