@@ -73,7 +73,7 @@ pub struct Firewalld {
     pub version: FwVersion,
     pub address: String,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    pub child: Option<Child>,
 }
 
 impl Firewalld {
@@ -607,6 +607,10 @@ fn lifecycle(backend: FwBackend, version: FwVersion) {
     assert!(reachable(&topo.stranger, &ALL[2..], port).is_empty());
     let out = fw.tool(&topo, ["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // A second grant, now timed: the rules are re-armed (removed, added) and stay the tool's.
+    fw.tool_ok(&topo, topo.grant_args(&["--for", "1h"]));
+    let out = fw.tool(&topo, ["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 
     // A reload forgets runtime rules: status reports it with the repair, restore repairs it.
     fw.cmd_ok(&["--reload"]);
@@ -842,4 +846,80 @@ fn firewalld_bench() {
         per(dbus),
         tool.as_secs_f64() / cmd.as_secs_f64()
     );
+}
+
+/// Killed right after the firewall step (`after-firewall`): the next run rolls the grant back
+/// and removes exactly the rules it had added — journaled with the intent before the first call.
+#[cfg(feature = "failpoints")]
+#[test]
+fn firewalld_crash_after_firewall_rolls_back() {
+    if !firewalld_available("firewalld_crash_after_firewall_rolls_back") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let before = Snapshot::take(&topo, &fw);
+    let out = topo
+        .tool_cmd(topo.grant_args(&[]))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &fw.address)
+        .env("FAILPOINTS", "after-firewall=return")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", describe(&out));
+    assert!(fw
+        .cmd_ok(&["--zone=public", "--list-rich-rules"])
+        .contains(SUP_V4));
+    fw.tool_ok(&topo, ["restore"]);
+    before.assert_same(&topo, &fw);
+    assert!(!topo.keys_text().contains(&topo.support_blob()));
+}
+
+/// A second grant (one more port) killed after the firewall step: the next run puts the first
+/// grant back, and the rules only the second one added are removed.
+#[cfg(feature = "failpoints")]
+#[test]
+fn firewalld_crash_in_regrant_restores_the_first() {
+    if !firewalld_available("firewalld_crash_in_regrant_restores_the_first") {
+        return;
+    }
+    let (topo, fw) = firewalld_world(FwBackend::Nftables);
+    let port = topo.port;
+    fw.tool_ok(&topo, topo.grant_args(&[]));
+    let first = fw.cmd_ok(&["--zone=public", "--list-rich-rules"]);
+    let out = topo
+        .tool_cmd(topo.grant_args(&["--port", "2222", "--port", "2200"]))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &fw.address)
+        .env("FAILPOINTS", "after-firewall=return")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", describe(&out));
+    assert!(fw
+        .cmd_ok(&["--zone=public", "--list-rich-rules"])
+        .contains("port=\"2200\""));
+    fw.tool_ok(&topo, ["restore"]);
+    assert_eq!(fw.cmd_ok(&["--zone=public", "--list-rich-rules"]), first);
+    let out = fw.tool(&topo, ["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    topo.assert_login_with(&topo.sup, &[], SRV_SUP_V4, port);
+}
+
+/// firewalld killed (SIGKILL leaves its table behind): its chains still reject, and nothing can
+/// be added to them, so a grant refuses with one line naming both facts.
+#[test]
+fn firewalld_tables_without_daemon_refuse_the_grant() {
+    if !firewalld_available("firewalld_tables_without_daemon_refuse_the_grant") {
+        return;
+    }
+    let (topo, mut fw) = firewalld_world(FwBackend::Nftables);
+    stop(&mut fw.child);
+    assert!(topo.srv.ruleset().contains("table inet firewalld"));
+    let out = fw.tool(&topo, topo.grant_args(&[]));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("firewalld's ruleset is loaded here (table inet firewalld)")
+            && err.contains("does not answer on the system bus")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!topo.keys_text().contains(&topo.support_blob()));
 }

@@ -126,6 +126,10 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
         return Ok(report);
     }
     let previous = txn.granted().cloned();
+    // A layer that cannot tag its objects (firewalld) knows its own only from the strings
+    // recorded: the previous grant's are handed to it, and what it is about to add is journaled
+    // with the intent, so that a crash half-way is rolled back by removing exactly those.
+    desired.recorded = planned_records(&ctx, &desired, previous.as_ref(), &opts)?;
     txn.journal(Intent::begin(
         Op::Grant,
         Some(desired.clone()),
@@ -166,6 +170,27 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
         ),
     );
     Ok(report)
+}
+
+/// The previous grant's records, with what each layer would record once `desired` is applied.
+pub(super) fn planned_records(
+    ctx: &Ctx,
+    desired: &Grant,
+    previous: Option<&Grant>,
+    opts: &ApplyOpts,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut with_previous = desired.clone();
+    with_previous.recorded = previous.map(|p| p.recorded.clone()).unwrap_or_default();
+    let planned =
+        ctx.open_and_install(&with_previous, opts, Mode::DryRun, &mut Report::default())?;
+    let mut all = with_previous.recorded;
+    for l in planned.layers.iter().filter(|l| !l.recorded.is_empty()) {
+        let v = all.entry(l.layer.clone()).or_default();
+        v.extend(l.recorded.iter().cloned());
+        v.sort();
+        v.dedup();
+    }
+    Ok(all)
 }
 
 /// Known before anything opens: would sshd accept the key at all? A warning rather than a

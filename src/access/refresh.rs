@@ -135,12 +135,14 @@ pub fn refresh(root: &Root, req: &RefreshRequest) -> Result<Report> {
     if req.mode == Mode::DryRun {
         return Ok(report);
     }
+    let opts = ApplyOpts::recorded(&g);
+    let mut desired = desired;
+    desired.recorded = super::grant::planned_records(&ctx, &desired, Some(&g), &opts)?;
     txn.journal(Intent::begin(
         Op::Refresh,
         Some(desired.clone()),
         Some(g.clone()),
     ))?;
-    let opts = ApplyOpts::recorded(&g);
     if let Err(e) = ctx.open_and_install(&desired, &opts, Mode::Apply, &mut report) {
         return Err(txn.abort(e, "the previous addresses are kept", &mut report));
     }

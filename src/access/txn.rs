@@ -186,7 +186,16 @@ impl<'a> Txn<'a> {
                 if let Some(t) = &intent.target {
                     ctx.retire(t, g)?;
                 }
-                ctx.open_and_install(g, &ApplyOpts::recorded(g), Mode::Apply, report)?;
+                // The interrupted grant's journaled records too: what it may have added beyond
+                // `g` in a layer that knows its objects only by them (firewalld) is removed.
+                let mut back = g.clone();
+                for (layer, rules) in intent.target.iter().flat_map(|t| &t.recorded) {
+                    let v = back.recorded.entry(layer.clone()).or_default();
+                    v.extend(rules.iter().cloned());
+                    v.sort();
+                    v.dedup();
+                }
+                ctx.open_and_install(&back, &ApplyOpts::recorded(g), Mode::Apply, report)?;
             }
             None => {
                 // Both ends of the interrupted transaction: their keys, keys files and sessions.

@@ -133,7 +133,15 @@ pub fn layers(choice: FirewallChoice, facts: &FirewallFacts) -> Result<Vec<Layer
 /// safe, and refusing it would leave the support's door open.
 pub fn layers_for_removal(facts: &FirewallFacts) -> Vec<LayerKind> {
     let mut all = iptables_layers(facts);
-    if facts.nft_tables.iter().any(|t| !t.made_by_iptables_nft) {
+    // firewalld's own table is its layer's business (only its D-Bus API may change it).
+    let firewalld_table = |t: &NftTable| {
+        facts.firewalld.on_bus && firewalld_nft_tables(std::slice::from_ref(t)).len() == 1
+    };
+    if facts
+        .nft_tables
+        .iter()
+        .any(|t| !t.made_by_iptables_nft && !firewalld_table(t))
+    {
         all.push(LayerKind::Nft);
     }
     if facts.firewalld.on_bus {
@@ -520,7 +528,7 @@ mod tests {
         };
         assert_eq!(
             layers_for_removal(&facts),
-            vec![LEGACY_V6, XT_V4, LayerKind::Nft, LayerKind::Firewalld]
+            vec![LEGACY_V6, XT_V4, LayerKind::Firewalld]
         );
         assert!(layers_for_removal(&FirewallFacts::default()).is_empty());
     }
