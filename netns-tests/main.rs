@@ -11,6 +11,7 @@ mod common;
 mod doctor;
 mod e2e;
 mod exact;
+mod firewalld;
 mod hostile_iptables;
 mod hostile_nft;
 mod iptables;

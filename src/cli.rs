@@ -95,6 +95,7 @@ impl ValueEnum for FirewallChoice {
             FirewallChoice::Iptables => {
                 "Only iptables (legacy and/or nft variant, whichever has tables)"
             }
+            FirewallChoice::Firewalld => "Only firewalld, through its D-Bus API (runtime rich rules)",
             FirewallChoice::None => "Leave the firewall alone (you manage it yourself)",
         };
         Some(PossibleValue::new(self.name()).help(help))

@@ -31,7 +31,7 @@ pub(super) fn step(granted: Option<&Grant>, now: u64) -> Step {
 }
 
 /// Every layer of the grant holds exactly what the grant wrote (read only).
-fn layers_intact(g: &Grant) -> bool {
+pub(super) fn layers_intact(g: &Grant) -> bool {
     let req = grant_request(g);
     let Ok(backends) = firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new())
     else {

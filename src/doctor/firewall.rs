@@ -121,12 +121,15 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
             },
         ),
     }
+    if super::firewalld::check(&mut base, addresses, ports, remedy, f) {
+        return;
+    }
     // Every iptables layer that exists, as the detector finds them for removal.
     let ipt = detect::layers_for_removal(&base)
         .into_iter()
         .filter_map(|k| match k {
             detect::LayerKind::Iptables(v, fam) => Some(IptablesBackend::new(v, fam)),
-            detect::LayerKind::Nft => None,
+            detect::LayerKind::Nft | detect::LayerKind::Firewalld => None,
         });
     for b in ipt {
         match b.tables() {
@@ -145,13 +148,6 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                 format!("run `{}` by hand to see why", b.program("save")),
             ),
         }
-    }
-    if base.firewalld_running {
-        f.warn(
-            "firewall",
-            "firewalld is running: each `firewall-cmd --reload` rewrites the ruleset and removes the tool's rules",
-            "after each firewalld reload run `ovh-access restore`",
-        );
     }
     if base.ufw_present {
         f.warn(
