@@ -2,6 +2,7 @@
 //! ssh client, in throwaway network namespaces. Without root they skip and say how to run them.
 mod cli_errors;
 mod cli_iptables;
+mod cli_json_changes;
 mod cli_keys;
 mod cli_ports;
 mod cli_profiles;

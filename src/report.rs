@@ -43,6 +43,9 @@ impl Report {
         let mut m = self.fields.clone();
         m.insert("changed".into(), Value::Bool(self.changed && !self.dry_run));
         m.insert("dry_run".into(), Value::Bool(self.dry_run));
+        // What check mode wants: a dry run's `changed` is false (nothing changed), this says
+        // whether the same command for real would change something.
+        m.insert("would_change".into(), Value::Bool(self.changed));
         m.insert(
             "warnings".into(),
             Value::Array(self.warnings.iter().cloned().map(Value::String).collect()),
@@ -62,6 +65,30 @@ impl Report {
             }
         }
     }
+}
+
+/// What diff-minded callers (Ansible's `--diff`, a reviewer) need beside `changed`: the keys
+/// file's whole content before and after (also in a dry run, where "after" is what would be
+/// written), and the firewall change as the text each layer takes (`nft -f`, `iptables-restore`
+/// input), for the layers that change. Bytes that are not UTF-8 show as U+FFFD: this is for
+/// reading, the file itself is never rewritten from it.
+pub fn set_changes(
+    report: &mut Report,
+    keys: &crate::keys::WriteOutcome,
+    layers: &[crate::firewall::LayerChange],
+) {
+    report.set("keys_file_before", String::from_utf8_lossy(&keys.before));
+    report.set("keys_file_after", String::from_utf8_lossy(&keys.after));
+    report.set("firewall_script", firewall_text(layers));
+}
+
+/// `# layer` then its script, for each layer that changes; empty when none does.
+pub fn firewall_text(layers: &[crate::firewall::LayerChange]) -> String {
+    let mut text = String::new();
+    for l in layers.iter().filter(|l| l.changed) {
+        text.push_str(&format!("# {}\n{}\n", l.layer, l.script.trim_end()));
+    }
+    text
 }
 
 /// The JSON printed for a failed command, so that scripts always get one object.
@@ -86,6 +113,7 @@ mod tests {
         let j = r.to_json();
         assert_eq!(j["changed"], Value::Bool(false));
         assert_eq!(j["dry_run"], Value::Bool(true));
+        assert_eq!(j["would_change"], Value::Bool(true));
         assert_eq!(j["command"], "grant");
     }
 }

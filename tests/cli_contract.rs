@@ -410,5 +410,21 @@ fn grant_dry_run_on_a_sandbox_prints_the_diff_and_changes_nothing() {
     let v = one_json_object(&out);
     assert_eq!(v["changed"], Value::Bool(false), "{v}");
     assert_eq!(v["dry_run"], Value::Bool(true), "{v}");
+    // What `--diff` callers show: the file as it is and as it would be, whole; no firewall text
+    // with `--firewall none`.
+    let file = fs::read_to_string(sb.root().join("root/.ssh/authorized_keys2")).unwrap();
+    assert_eq!(v["keys_file_before"], Value::String(file.clone()), "{v}");
+    let after = v["keys_file_after"].as_str().unwrap_or_default();
+    assert!(
+        after.starts_with(&file),
+        "the admin's lines stay first:\n{after}"
+    );
+    let added = &after[file.len()..];
+    assert!(
+        added.starts_with(&format!("from=\"{ADDR}"))
+            && added.contains(KEY.split(' ').nth(1).unwrap()),
+        "{added}"
+    );
+    assert_eq!(v["firewall_script"], Value::String(String::new()), "{v}");
     assert_eq!(sb.snapshot(), before, "a dry run changed the sandbox");
 }

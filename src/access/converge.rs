@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{grant_request, sorted, Ctx, KeyLines};
-use crate::firewall::{self, FirewallChoice, LayerChange, Mode, Purpose};
+use crate::firewall::{self, Backend, FirewallChoice, LayerChange, Mode, Purpose};
 use crate::report::Report;
 use crate::state::{Grant, StoredKey};
 use crate::support::{self, SupportKey};
@@ -18,18 +18,15 @@ use crate::{keys, sshd};
 pub(super) struct ApplyOpts {
     pub firewall: FirewallChoice,
     pub replace_foreign: bool,
-    pub sshd_version: Option<(u32, u32)>,
 }
 
 impl ApplyOpts {
     /// How a recorded grant is applied again (rollback, refresh, restore): its own firewall
-    /// choice, never --replace-foreign (that is the operator's decision at grant time), and the
-    /// sshd installed now.
+    /// choice, and never --replace-foreign (that is the operator's decision at grant time).
     pub fn recorded(g: &Grant) -> ApplyOpts {
         ApplyOpts {
             firewall: g.firewall,
             replace_foreign: false,
-            sshd_version: sshd::version(),
         }
     }
 }
@@ -41,12 +38,40 @@ pub(super) struct Applied {
 }
 
 impl Ctx {
-    /// Firewall first, then the key. When the key step fails, the firewall change is undone by
-    /// the caller (it knows what was granted before).
+    /// The backends a grant with `choice` programs; what the operator should know about the
+    /// layers goes to the report.
+    pub(super) fn select_open(
+        &self,
+        choice: FirewallChoice,
+        report: &mut Report,
+    ) -> Result<Vec<Box<dyn Backend>>> {
+        let mut warnings = Vec::new();
+        let selected = firewall::select(choice, Purpose::Open, &mut warnings);
+        for w in warnings {
+            report.warn(w);
+        }
+        selected
+    }
+
+    /// [`Ctx::open_and_install_with`] the layers of the grant's own firewall choice.
     pub(super) fn open_and_install(
         &self,
         g: &Grant,
         opts: &ApplyOpts,
+        mode: Mode,
+        report: &mut Report,
+    ) -> Result<Applied> {
+        let mut backends = self.select_open(opts.firewall, report)?;
+        self.open_and_install_with(g, opts, &mut backends, mode, report)
+    }
+
+    /// Firewall first, then the key. When the key step fails, the firewall change is undone by
+    /// the caller (it knows what was granted before).
+    pub(super) fn open_and_install_with(
+        &self,
+        g: &Grant,
+        opts: &ApplyOpts,
+        backends: &mut [Box<dyn Backend>],
         mode: Mode,
         report: &mut Report,
     ) -> Result<Applied> {
@@ -58,13 +83,8 @@ impl Ctx {
         if let Some(t) = req.timeout.as_mut() {
             *t = (*t).max(Duration::from_secs(1));
         }
-        let mut warnings = Vec::new();
-        let selected = firewall::select(opts.firewall, Purpose::Open, &mut warnings);
-        for w in warnings {
-            report.warn(w);
-        }
         let mut layers = Vec::new();
-        for mut b in selected? {
+        for b in backends.iter_mut() {
             let recorded = g.recorded_for(&b.name());
             layers.push(b.open(&req, recorded, mode)?);
         }
@@ -72,19 +92,24 @@ impl Ctx {
             crate::failpoint!("after-firewall");
         }
         let keys: Vec<SupportKey> = g.keys.iter().map(SupportKey::from).collect();
-        let expiry = match (g.expires_at, keys::expiry_style_for(opts.sshd_version)) {
-            (Some(t), Some(style)) => Some(keys::Expiry {
-                at: std::time::UNIX_EPOCH + Duration::from_secs(t),
-                style,
-            }),
-            (Some(_), None) => {
-                report.warn(
-                    "this sshd is older than OpenSSH 7.7 and has no expiry-time: only the \
-                     firewall's timeout ends the grant on time",
-                );
-                None
+        let expiry = match g.expires_at {
+            Some(t) => {
+                let at = std::time::UNIX_EPOCH + Duration::from_secs(t);
+                let (zone, warning) = keys::ServerZone::load(&self.root);
+                if let Some(w) = warning {
+                    report.warn(w);
+                }
+                // Only a grant with an expiry needs sshd's version (the format of expiry-time).
+                let e = keys::expiry_for(at, sshd::version(), &zone);
+                if e.is_none() {
+                    report.warn(
+                        "this sshd is older than OpenSSH 7.7 and has no expiry-time: only the \
+                         firewall's timeout ends the grant on time",
+                    );
+                }
+                e
             }
-            _ => None,
+            None => None,
         };
         let replace_foreign = opts.replace_foreign;
         let outcome = keys::update(

@@ -93,7 +93,6 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
     let opts = ApplyOpts {
         firewall: req.firewall,
         replace_foreign: req.replace_foreign,
-        sshd_version: facts.version,
     };
     let elsewhere = ctx.foreign_elsewhere(&desired.keys_file, &desired.keys, &mut report);
     if let (Some((file, lines)), false) = (elsewhere.first(), req.replace_foreign) {
@@ -105,12 +104,16 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
             file.display()
         ));
     }
+    // The layers are selected once: the rehearsal, a dry run and the grant itself program the
+    // same backends (each reads its layer again when it opens).
+    let mut backends = ctx.select_open(req.firewall, &mut report)?;
     if req.mode == Mode::Apply {
         // A read-only rehearsal before the lock and the journal: what the firewall or the keys
         // file refuses (nf_tables unusable without CAP_NET_ADMIN, a set name taken by the user,
         // a foreign line carrying the support key) fails here, with nothing written and no
         // intent left to recover.
-        ctx.open_and_install(&desired, &opts, Mode::DryRun, &mut Report::default())?;
+        // Its warnings are the grant's own (the report keeps each once).
+        ctx.open_and_install_with(&desired, &opts, &mut backends, Mode::DryRun, &mut report)?;
     }
     let mut txn = Txn::begin(&ctx, req.mode, &mut report)?;
     // The same grant again (a configuration-management run repeated) keeps its start time; the
@@ -119,7 +122,9 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
         desired.granted_at = p.granted_at;
     }
     if req.mode == Mode::DryRun {
-        let applied = ctx.open_and_install(&desired, &opts, Mode::DryRun, &mut report)?;
+        let applied =
+            ctx.open_and_install_with(&desired, &opts, &mut backends, Mode::DryRun, &mut report)?;
+        report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
         describe(&desired, &applied, &target, &mut report);
         describe_dry_run(&desired, &applied, &mut report);
         return Ok(report);
@@ -140,7 +145,9 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
                 .as_ref()
                 .map_or(Ok(()), |p| ctx.retire(p, &desired))
         })
-        .and_then(|()| ctx.open_and_install(&desired, &opts, Mode::Apply, &mut report));
+        .and_then(|()| {
+            ctx.open_and_install_with(&desired, &opts, &mut backends, Mode::Apply, &mut report)
+        });
     let applied = match converged {
         Ok(a) => a,
         Err(e) => {
@@ -280,6 +287,7 @@ fn describe(g: &Grant, applied: &Applied, target: &support::Target, report: &mut
     report.set("keys_file", &g.keys_file);
     report.set("keys_file_changed", applied.keys.changed);
     report.set("firewall", &applied.layers);
+    crate::report::set_changes(report, &applied.keys, &applied.layers);
     report.set("expires_at", g.expires_at);
     report.set("expires_at_utc", g.expires_at.map(fmt_utc));
 }

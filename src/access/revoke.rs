@@ -135,6 +135,7 @@ fn describe(
     report.set("keys_file", &keys_out.path);
     report.set("keys_file_changed", keys_out.changed);
     report.set("firewall", layers);
+    crate::report::set_changes(report, keys_out, layers);
     report.set("previous", previous);
 }
 

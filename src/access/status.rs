@@ -60,6 +60,7 @@ pub fn status(root: &Root) -> Result<Report> {
                 report.line(l);
             }
             drift.extend(d);
+            drift.extend(expiry_drift(&ctx, &g, &content));
         }
         Ok(None) => drift.push(Drift::new(
             format!("the keys file {} is missing", g.keys_file.display()),
@@ -70,12 +71,8 @@ pub fn status(root: &Root) -> Result<Report> {
             "fix the keys file as the message says",
         )),
     }
-    let mut warnings = Report::default();
-    for (file, lines) in ctx.foreign_elsewhere(&g.keys_file, &g.keys, &mut warnings) {
+    for (file, lines) in ctx.foreign_elsewhere(&g.keys_file, &g.keys, &mut report) {
         drift.push(foreign_drift(&file, &lines));
-    }
-    for w in warnings.warnings {
-        report.warn(w);
     }
     if g.firewall != FirewallChoice::None {
         drift.extend(firewall_drift(&g, now, &mut report)?);
@@ -217,6 +214,20 @@ pub(super) fn key_drift(g: &Grant, content: &[u8]) -> (Vec<String>, Vec<Drift>) 
     (lines, drift)
 }
 
+/// The active key lines' `expiry-time` as the installed sshd reads it (in its own zone),
+/// against the grant's expiry.
+fn expiry_drift(ctx: &Ctx, g: &Grant, content: &[u8]) -> Vec<Drift> {
+    let tool = keys::tool_lines(content);
+    g.keys
+        .iter()
+        .filter_map(|k| tool.iter().find(|l| l.blob == k.blob && l.active))
+        .filter_map(|l| {
+            keys::expiry::drift_on_system(&ctx.root, l.expiry_time.as_deref(), g.expires_at)
+        })
+        .map(|d| Drift::new(d, RESTORE))
+        .collect()
+}
+
 fn foreign_drift(file: &Path, lines: &[usize]) -> Drift {
     Drift::new(
         format!(
@@ -331,6 +342,7 @@ fn finish(mut report: Report, g: Option<Grant>, drift: Vec<Drift>) -> Report {
     } else {
         report.line("Consistent: key, firewall and DNS agree.");
     }
+    report.set("expires_at", g.as_ref().and_then(|g| g.expires_at));
     report.set("granted", &g);
     report.set("drift", &drift);
     report.set("consistent", drift.is_empty());

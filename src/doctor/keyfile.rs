@@ -20,6 +20,10 @@ pub struct Ctx<'a> {
     pub addresses: &'a [IpAddr],
     pub grant: &'a str,
     pub svc: &'a str,
+    /// The installed sshd's release, which decides how it reads `expiry-time`.
+    pub sshd_version: Option<(u32, u32)>,
+    /// The recorded grant's `expires_at`, when a grant is recorded.
+    pub expires_at: Option<Option<u64>>,
 }
 
 /// sshd expands `%h` and relative AuthorizedKeysFile entries from the passwd file's home; the
@@ -308,6 +312,14 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
         }
     }
     let now = std::time::SystemTime::now();
+    let (zone, zone_warning) = keys::ServerZone::load(c.root);
+    if let Some(w) = zone_warning {
+        f.warn(
+            "time zone",
+            w,
+            "ln -sf /usr/share/zoneinfo/UTC /etc/localtime",
+        );
+    }
     for tl in keys::tool_lines(&content)
         .iter()
         .filter(|l| l.active && blobs.contains(&l.blob.as_str()))
@@ -351,16 +363,30 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
             );
         }
         if let Some(exp) = &tl.expiry_time {
-            if keys::parse_expiry_time(exp).is_none_or(|t| t <= now) {
-                f.fail(
+            match keys::sshd_reads(exp, c.sshd_version, &zone) {
+                Err(why) => f.fail(
+                    "expiry-time",
+                    format!("line {} of {d}: {why}", tl.line),
+                    format!("ovh-access revoke, then {} --for 4h", c.grant),
+                ),
+                Ok(t) if t <= now => f.fail(
                     "expiry-time",
                     format!("line {} of {d}: expiry-time {exp} has passed", tl.line),
                     format!("ovh-access revoke, then {} --for 4h", c.grant),
-                );
-            } else {
-                f.pass(
+                ),
+                Ok(_) => f.pass(
                     "expiry-time",
                     format!("line {}: expiry-time {exp} is in the future", tl.line),
+                ),
+            }
+        }
+        if let Some(expires_at) = c.expires_at {
+            let line = tl.expiry_time.as_deref();
+            if let Some(why) = keys::expiry::drift(line, expires_at, c.sshd_version, &zone) {
+                f.fail(
+                    "expiry-time",
+                    format!("line {} of {d}: {why}", tl.line),
+                    "ovh-access restore",
                 );
             }
         }

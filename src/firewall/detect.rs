@@ -168,14 +168,49 @@ pub fn ufw_enabled(conf: &str) -> bool {
 /// ufw's chains in the save output of the IPv4 layers that exist (legacy only when it has
 /// tables, so that nothing is created by looking).
 fn ufw_chains_loaded(legacy_v4: &[String]) -> bool {
-    let mut layers = vec![IptablesBackend::new(Variant::Nft, Family::V4)];
-    if !legacy_v4.is_empty() {
-        layers.push(IptablesBackend::new(Variant::Legacy, Family::V4));
-    }
+    ufw_chains_in(&[
+        (Variant::Nft, true),
+        (Variant::Legacy, !legacy_v4.is_empty()),
+    ])
+}
+
+/// ufw's chains in the save output of each IPv4 layer marked as having tables: no save runs for
+/// a layer without any (nothing to find there, and the cost of a program run).
+fn ufw_chains_in(layers: &[(Variant, bool)]) -> bool {
     layers
         .iter()
-        .filter_map(|b| b.save_text().ok().flatten())
+        .filter(|(_, has_tables)| *has_tables)
+        .filter_map(|(v, _)| {
+            IptablesBackend::new(*v, Family::V4)
+                .save_text()
+                .ok()
+                .flatten()
+        })
         .any(|text| save_has_ufw_chains(&text))
+}
+
+/// Every fact of the detector, with the nft tables already read (the nftables backend's dump):
+/// iptables-nft's layer is looked at only when the dump shows one of its `ip` tables, legacy's
+/// only when ip_tables_names lists a table, so a host with only nftables runs no program.
+pub fn gather_facts(root: &Root, nft_tables: Vec<NftTable>) -> FirewallFacts {
+    let legacy_v4_tables = legacy_tables(Family::V4);
+    let legacy_v6_tables = legacy_tables(Family::V6);
+    let xt_v4 = nft_tables
+        .iter()
+        .any(|t| t.made_by_iptables_nft && t.family == "ip");
+    let ufw_conf = std::fs::read_to_string(root.path("/etc/ufw/ufw.conf")).unwrap_or_default();
+    let ufw_present = ufw_enabled(&ufw_conf)
+        || ufw_chains_in(&[
+            (Variant::Nft, xt_v4),
+            (Variant::Legacy, !legacy_v4_tables.is_empty()),
+        ]);
+    FirewallFacts {
+        legacy_v4_tables,
+        legacy_v6_tables,
+        nft_tables,
+        firewalld_running: process_running(Path::new("/proc"), "firewalld"),
+        ufw_present,
+    }
 }
 
 pub fn save_has_ufw_chains(save_text: &str) -> bool {

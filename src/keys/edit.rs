@@ -36,7 +36,7 @@ pub struct ToolLine {
     pub from: Vec<String>,
     /// The addresses among them, IPv4-mapped IPv6 folded to IPv4, without duplicates.
     pub addresses: Vec<IpAddr>,
-    /// The `expiry-time` value as written (see [`super::parse_expiry_time`]).
+    /// The `expiry-time` value as written (see [`super::sshd_reads`]).
     pub expiry_time: Option<String>,
 }
 

@@ -28,6 +28,8 @@ pub use edit::{
     disable, install, remove, render_line, support_lines, tool_lines, EditOutcome, KeyLineInfo,
     ToolLine,
 };
-pub use expiry::{expiry_style_for, format_expiry, parse_expiry_time, Expiry, ExpiryStyle};
+pub use expiry::{
+    expiry_for, format_expiry, sshd_has_expiry, sshd_reads, Expiry, ExpiryStyle, ServerZone,
+};
 pub use keyfile::{parse_key_file, root_home};
 pub use writer::{read, update, WriteOutcome};
