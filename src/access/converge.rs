@@ -9,7 +9,6 @@ use anyhow::Result;
 
 use super::{grant_request, sorted, Ctx, KeyLines};
 use crate::firewall::{self, Backend, FirewallChoice, LayerChange, Mode, Purpose};
-use crate::report::Report;
 use crate::state::{Grant, StoredKey};
 use crate::support::{self, SupportKey};
 use crate::{keys, sshd};
@@ -39,18 +38,13 @@ pub(super) struct Applied {
 
 impl Ctx {
     /// The backends a grant with `choice` programs; what the operator should know about the
-    /// layers goes to the report.
+    /// layers goes to `warnings`.
     pub(super) fn select_open(
         &self,
         choice: FirewallChoice,
-        report: &mut Report,
+        warnings: &mut Vec<String>,
     ) -> Result<Vec<Box<dyn Backend>>> {
-        let mut warnings = Vec::new();
-        let selected = firewall::select(choice, Purpose::Open, &mut warnings);
-        for w in warnings {
-            report.warn(w);
-        }
-        selected
+        firewall::select(choice, Purpose::Open, warnings)
     }
 
     /// [`Ctx::open_and_install_with`] the layers of the grant's own firewall choice.
@@ -59,10 +53,10 @@ impl Ctx {
         g: &Grant,
         opts: &ApplyOpts,
         mode: Mode,
-        report: &mut Report,
+        warnings: &mut Vec<String>,
     ) -> Result<Applied> {
-        let mut backends = self.select_open(opts.firewall, report)?;
-        self.open_and_install_with(g, opts, &mut backends, mode, report)
+        let mut backends = self.select_open(opts.firewall, warnings)?;
+        self.open_and_install_with(g, opts, &mut backends, mode, warnings)
     }
 
     /// Firewall first, then the key. When the key step fails, the firewall change is undone by
@@ -73,7 +67,7 @@ impl Ctx {
         opts: &ApplyOpts,
         backends: &mut [Box<dyn Backend>],
         mode: Mode,
-        report: &mut Report,
+        warnings: &mut Vec<String>,
     ) -> Result<Applied> {
         // The time left to the grant's instant, to the sub-second: iptables dates --datestop
         // from its own clock read, which then lands on `expires_at` itself (whole seconds
@@ -97,14 +91,15 @@ impl Ctx {
                 let at = std::time::UNIX_EPOCH + Duration::from_secs(t);
                 let (zone, warning) = keys::ServerZone::load(&self.root);
                 if let Some(w) = warning {
-                    report.warn(w);
+                    warnings.push(w);
                 }
                 // Only a grant with an expiry needs sshd's version (the format of expiry-time).
                 let e = keys::expiry_for(at, sshd::version(), &zone);
                 if e.is_none() {
-                    report.warn(
+                    warnings.push(
                         "this sshd is older than OpenSSH 7.7 and has no expiry-time: only the \
-                         firewall's timeout ends the grant on time",
+                         firewall's timeout ends the grant on time"
+                            .into(),
                     );
                 }
                 e
@@ -141,18 +136,14 @@ impl Ctx {
         previous: Option<&Grant>,
         lines: KeyLines,
         mode: Mode,
-        report: &mut Report,
+        warnings: &mut Vec<String>,
     ) -> Result<(keys::WriteOutcome, Vec<LayerChange>)> {
-        let outcome = self.disable_key_lines(previous, lines, mode, report)?;
+        let outcome = self.disable_key_lines(previous, lines, mode, warnings)?;
         if mode == Mode::Apply {
             crate::failpoint!("after-key");
         }
         // Close every layer that has the tool's objects, whatever --firewall said at grant time.
-        let mut warnings = Vec::new();
-        let selected = firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut warnings);
-        for w in warnings {
-            report.warn(w);
-        }
+        let selected = firewall::select(FirewallChoice::Auto, Purpose::Remove, warnings);
         let mut layers = Vec::new();
         for mut b in selected? {
             let recorded = previous.map_or(&[][..], |g| g.recorded_for(&b.name()));
@@ -171,13 +162,13 @@ impl Ctx {
         previous: Option<&Grant>,
         lines: KeyLines,
         mode: Mode,
-        report: &mut Report,
+        warnings: &mut Vec<String>,
     ) -> Result<keys::WriteOutcome> {
         let (keys_file, granted) = match previous {
             Some(g) => (g.keys_file.clone(), g.keys.clone()),
             None => {
                 let facts = sshd::probe(&self.root, &[], "")?;
-                (self.keys_file(&facts, report)?, Vec::new())
+                (self.keys_file(&facts, warnings)?, Vec::new())
             }
         };
         let outcome = self.disable_keys(&keys_file, &granted, lines, mode)?;
@@ -187,7 +178,7 @@ impl Ctx {
                 Ok(Some(_)) => {
                     let other = self.disable_keys(&f, &granted, lines, mode)?;
                     if other.changed {
-                        report.warn(format!(
+                        warnings.push(format!(
                             "{} the support lines of {} too, which sshd also reads",
                             if mode.is_dry_run() {
                                 "would comment out"
@@ -199,7 +190,7 @@ impl Ctx {
                     }
                 }
                 Ok(None) => {}
-                Err(e) => report.warn(format!(
+                Err(e) => warnings.push(format!(
                     "cannot check {} for support lines: {e:#}; check it by hand",
                     f.display()
                 )),

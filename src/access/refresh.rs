@@ -126,7 +126,7 @@ pub fn refresh(root: &Root, req: &RefreshRequest) -> Result<Report> {
         Some(g.clone()),
     ))?;
     let opts = ApplyOpts::recorded(&g);
-    if let Err(e) = ctx.open_and_install(&desired, &opts, Mode::Apply, &mut report) {
+    if let Err(e) = ctx.open_and_install(&desired, &opts, Mode::Apply, &mut report.warnings) {
         return Err(txn.abort(e, "the previous addresses are kept", &mut report));
     }
     txn.commit(Some(desired))?;

@@ -30,10 +30,9 @@ pub(super) fn step(granted: Option<&Grant>, now: u64) -> Step {
 }
 
 /// Every layer of the grant holds exactly what the grant wrote (read only).
-fn layers_intact(g: &Grant) -> bool {
+fn layers_intact(g: &Grant, warnings: &mut Vec<String>) -> bool {
     let req = grant_request(g);
-    let Ok(backends) = firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new())
-    else {
+    let Ok(backends) = firewall::select(FirewallChoice::Auto, Purpose::Remove, warnings) else {
         return false;
     };
     let mut whole = Vec::new();
@@ -65,8 +64,12 @@ pub fn restore(root: &Root) -> Result<Report> {
 }
 
 fn clean_up(ctx: &Ctx, txn: Txn<'_>, g: &Grant, mut report: Report) -> Result<Report> {
-    let (k, layers) =
-        ctx.disable_and_close(Some(g), KeyLines::Disable, Mode::Apply, &mut report)?;
+    let (k, layers) = ctx.disable_and_close(
+        Some(g),
+        KeyLines::Disable,
+        Mode::Apply,
+        &mut report.warnings,
+    )?;
     // sshd and the kernel closed the door at the expiry; a session opened before it would live
     // on.
     sessions::end(&g.addresses, &g.ports, &mut report);
@@ -93,8 +96,13 @@ fn clean_up(ctx: &Ctx, txn: Txn<'_>, g: &Grant, mut report: Report) -> Result<Re
 
 fn reapply(ctx: &Ctx, g: &Grant, mut report: Report) -> Result<Report> {
     // An intact grant is rewritten in place by the nft backend: that is no change.
-    let intact = layers_intact(g);
-    let applied = ctx.open_and_install(g, &ApplyOpts::recorded(g), Mode::Apply, &mut report)?;
+    let intact = layers_intact(g, &mut report.warnings);
+    let applied = ctx.open_and_install(
+        g,
+        &ApplyOpts::recorded(g),
+        Mode::Apply,
+        &mut report.warnings,
+    )?;
     let changed: Vec<String> = applied
         .layers
         .iter()

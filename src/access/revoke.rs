@@ -6,9 +6,8 @@ use anyhow::Result;
 
 use super::txn::Txn;
 use super::{Ctx, KeyLines, RevokeRequest, Sessions};
-use crate::firewall::{LayerChange, Mode};
-use crate::keys;
-use crate::report::{join, Report};
+use crate::firewall::Mode;
+use crate::report::{self, join, Report};
 use crate::root::Root;
 use crate::sessions;
 use crate::state::{Grant, Intent, Op};
@@ -32,7 +31,7 @@ pub fn revoke(root: &Root, req: &RevokeRequest) -> Result<Report> {
         txn.journal(intent(previous.clone(), req))?;
     }
     let (keys_out, layers) =
-        ctx.disable_and_close(previous.as_ref(), req.lines, req.mode, &mut report)?;
+        ctx.disable_and_close(previous.as_ref(), req.lines, req.mode, &mut report.warnings)?;
     let mut ended = Vec::new();
     if req.mode == Mode::Apply && req.sessions == Sessions::End {
         if let Some(g) = &previous {
@@ -43,9 +42,9 @@ pub fn revoke(root: &Root, req: &RevokeRequest) -> Result<Report> {
         txn.commit(None)?;
     }
     report.changed = keys_out.changed || layers.iter().any(|l| l.changed) || !ended.is_empty();
-    describe(
+    report::revoke_lines(
         previous.as_ref(),
-        req,
+        req.lines,
         &keys_out,
         &layers,
         ended.len(),
@@ -68,75 +67,6 @@ pub fn revoke(root: &Root, req: &RevokeRequest) -> Result<Report> {
         ctx.audit("revoke", &details);
     }
     Ok(report)
-}
-
-fn describe(
-    previous: Option<&Grant>,
-    req: &RevokeRequest,
-    keys_out: &keys::WriteOutcome,
-    layers: &[LayerChange],
-    ended: usize,
-    report: &mut Report,
-) {
-    let verb = if report.dry_run {
-        "Would revoke"
-    } else {
-        "Revoked"
-    };
-    match previous {
-        Some(g) => report.line(format!(
-            "{verb} the support access granted to {}.",
-            g.host
-        )),
-        None if report.changed => report.line(format!(
-            "{verb}: no grant was recorded, but support lines or firewall objects were found and removed."
-        )),
-        None => report.line("Nothing was granted; nothing to revoke."),
-    }
-    let action = match req.lines {
-        KeyLines::Remove => "removed",
-        KeyLines::Disable => "commented out",
-    };
-    report.line(format!(
-        "  keys file: {} ({})",
-        keys_out.path.display(),
-        if keys_out.changed {
-            format!("support lines {action}")
-        } else {
-            "unchanged".into()
-        }
-    ));
-    for l in layers {
-        report.line(format!(
-            "  firewall:  {}: {}",
-            l.layer,
-            if l.changed {
-                "closed"
-            } else {
-                "nothing of ours found"
-            }
-        ));
-        for n in &l.notes {
-            report.line(format!("             {n}"));
-        }
-    }
-    if ended > 0 {
-        report.line(format!(
-            "  sessions:  ended {ended} live support session(s)"
-        ));
-    }
-    if report.dry_run {
-        for l in layers.iter().filter(|l| l.changed) {
-            report.line(format!("# {}", l.layer));
-            report.line(l.script.trim_end().to_string());
-        }
-        report.line(keys::diff(&keys_out.before, &keys_out.after));
-    }
-    report.set("keys_file", &keys_out.path);
-    report.set("keys_file_changed", keys_out.changed);
-    report.set("firewall", layers);
-    crate::report::set_changes(report, keys_out, layers);
-    report.set("previous", previous);
 }
 
 #[cfg(test)]

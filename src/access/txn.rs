@@ -131,7 +131,12 @@ impl<'a> Txn<'a> {
                 if let Some(t) = &intent.target {
                     ctx.retire(t, g)?;
                 }
-                ctx.open_and_install(g, &ApplyOpts::recorded(g), Mode::Apply, report)?;
+                ctx.open_and_install(
+                    g,
+                    &ApplyOpts::recorded(g),
+                    Mode::Apply,
+                    &mut report.warnings,
+                )?;
             }
             None => {
                 // Both ends of the interrupted transaction: their keys, keys files and sessions.
@@ -148,7 +153,12 @@ impl<'a> Txn<'a> {
                 for g in ends.iter().skip(1) {
                     ctx.disable_keys(&g.keys_file, &g.keys, lines, Mode::Apply)?;
                 }
-                ctx.disable_and_close(ends.first().copied(), lines, Mode::Apply, report)?;
+                ctx.disable_and_close(
+                    ends.first().copied(),
+                    lines,
+                    Mode::Apply,
+                    &mut report.warnings,
+                )?;
                 if !intent.keep_sessions {
                     for g in &ends {
                         sessions::end(&g.addresses, &g.ports, report);
