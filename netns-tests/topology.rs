@@ -65,6 +65,12 @@ pub struct Opts {
     pub ruleset: Option<PathBuf>,
     /// Lines appended to the sandbox sshd_config (`Match` blocks, `ListenAddress`, ...).
     pub extra_sshd_config: String,
+    /// Another release's userland (a `scripts/debian-chroot` directory) whose sshd runs instead
+    /// of the host's, with PAM (and so pam_loginuid's audit sessions) as its package sets it up.
+    pub chroot: Option<PathBuf>,
+    /// The server's zone (`/usr/share/zoneinfo/NAME`), as `<sandbox>/etc/localtime` and, for a
+    /// chroot's sshd, its /etc/localtime; `None` leaves UTC.
+    pub zone: Option<&'static str>,
 }
 
 impl Default for Opts {
@@ -73,6 +79,8 @@ impl Default for Opts {
             port: 2222,
             ruleset: Some(ruleset_path("default-deny.nft")),
             extra_sshd_config: String::new(),
+            chroot: None,
+            zone: None,
         }
     }
 }
@@ -83,6 +91,8 @@ pub struct Topology {
     pub stranger: Netns,
     pub dns: Netns,
     pub port: u16,
+    /// The release chroot sshd runs from, if not the host's.
+    pub chroot: Option<PathBuf>,
     /// sshd and dnsmasq (each is the `ip netns exec` child, which execs into the daemon).
     daemons: Vec<(&'static str, Child)>,
     /// Declared last: fields drop in order, so the sandbox goes once nothing runs in it.
@@ -126,6 +136,7 @@ impl Topology {
             stranger,
             dns,
             port: opts.port,
+            chroot: opts.chroot.clone(),
             daemons: Vec::new(),
             sandbox,
         };
@@ -318,24 +329,10 @@ impl Topology {
 
     fn start_sshd(&mut self) {
         let sb = self.sandbox.dir.display().to_string();
-        // A private mount (and UTS) namespace inside the server's network namespace, so that sshd
-        // - reads /root/.ssh/authorized_keys2 from the sandbox;
-        // - gets the privilege-separation directory /run/sshd it insists on (sshd.c: "Missing
-        //   privilege separation directory"), 0755 as the package makes it since the pre-auth
-        //   child is chrooted there, on a tmpfs that hides the host's /run from sshd alone;
-        // - judges root by the sandbox's shadow entry: with UsePAM no, allowed_user() (auth.c)
-        //   refuses a locked account ("!" password), which root is on many hosts;
-        // - records logins (loginrec.c: wtmp, lastlog) on a tmpfs, never in the host's /var/log.
-        let script = format!(
-            "set -e\n\
-             hostname {SERVER_HOSTNAME}\n\
-             mount --bind '{sb}/root' /root\n\
-             mount --bind '{sb}/etc/shadow' /etc/shadow\n\
-             mount -t tmpfs -o mode=0755,size=1m oa-run /run\n\
-             mount -t tmpfs -o mode=0755,size=1m oa-log /var/log\n\
-             mkdir -m 0755 /run/sshd\n\
-             exec /usr/sbin/sshd -D -e -f '{sb}/etc/ssh/sshd_config'\n"
-        );
+        let script = match &self.chroot {
+            Some(ch) => chroot_sshd_script(&sb, &ch.display().to_string()),
+            None => host_sshd_script(&sb),
+        };
         let mut cmd = self.srv.cmd("unshare");
         cmd.args([
             "--mount",
@@ -382,6 +379,54 @@ impl Topology {
             panic!("{what}\n{}", self.logs());
         }
     }
+}
+
+/// The host's sshd. A private mount (and UTS) namespace inside the server's network namespace,
+/// so that sshd
+/// - reads /root/.ssh/authorized_keys2 from the sandbox;
+/// - gets the privilege-separation directory /run/sshd it insists on (sshd.c: "Missing
+///   privilege separation directory"), 0755 as the package makes it since the pre-auth
+///   child is chrooted there, on a tmpfs that hides the host's /run from sshd alone;
+/// - judges root by the sandbox's shadow entry: with UsePAM no, allowed_user() (auth.c)
+///   refuses a locked account ("!" password), which root is on many hosts;
+/// - records logins (loginrec.c: wtmp, lastlog) on a tmpfs, never in the host's /var/log.
+fn host_sshd_script(sb: &str) -> String {
+    format!(
+        "set -e\n\
+         hostname {SERVER_HOSTNAME}\n\
+         mount --bind '{sb}/root' /root\n\
+         mount --bind '{sb}/etc/shadow' /etc/shadow\n\
+         mount -t tmpfs -o mode=0755,size=1m oa-run /run\n\
+         mount -t tmpfs -o mode=0755,size=1m oa-log /var/log\n\
+         mkdir -m 0755 /run/sshd\n\
+         exec /usr/sbin/sshd -D -e -f '{sb}/etc/ssh/sshd_config'\n"
+    )
+}
+
+/// A release chroot's sshd, in its own private mount namespace where the sandbox's /etc/ssh,
+/// /root and shadow entry are bound over the chroot's (the cached chroot itself is never
+/// written), /run and /var/log are fresh tmpfs, /dev and /proc are the host's, and the zone
+/// file the chroot's /etc/localtime points to is the sandbox's.
+fn chroot_sshd_script(sb: &str, ch: &str) -> String {
+    let zone = if Path::new(sb).join("etc/localtime").exists() {
+        format!("mount --bind '{sb}/etc/localtime' '{ch}/usr/share/zoneinfo/Etc/UTC'\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "set -e\n\
+         hostname {SERVER_HOSTNAME}\n\
+         mount --bind '{sb}/root' '{ch}/root'\n\
+         mount --bind '{sb}/etc/ssh' '{ch}/etc/ssh'\n\
+         mount --bind '{sb}/etc/shadow' '{ch}/etc/shadow'\n\
+         mount -t tmpfs -o mode=0755,size=1m oa-run '{ch}/run'\n\
+         mount -t tmpfs -o mode=0755,size=4m oa-log '{ch}/var/log'\n\
+         mount --bind /dev '{ch}/dev'\n\
+         mount -t proc proc '{ch}/proc'\n\
+         {zone}\
+         mkdir -m 0755 '{ch}/run/sshd'\n\
+         exec chroot '{ch}' /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config\n"
+    )
 }
 
 impl Drop for Topology {
@@ -462,6 +507,27 @@ impl Sandbox {
         let host_key = d.join("etc/ssh/ssh_host_ed25519_key");
         keygen(&host_key, "oa-test-host");
         keygen(&self.support_key(), "support@oa-test");
+        if let Some(zone) = opts.zone {
+            fs::copy(
+                format!("/usr/share/zoneinfo/{zone}"),
+                d.join("etc/localtime"),
+            )
+            .unwrap_or_else(|e| panic!("zone {zone}: {e} (install tzdata)"));
+        }
+        // Inside a chroot sshd sees the sandbox's /etc/ssh as its own, and runs PAM as Debian's
+        // package configures it.
+        let (host_key_path, pid_path, use_pam) = match opts.chroot {
+            Some(_) => (
+                "/etc/ssh/ssh_host_ed25519_key".to_string(),
+                "/run/sshd.pid".to_string(),
+                "yes",
+            ),
+            None => (
+                host_key.display().to_string(),
+                d.join("run/sshd.pid").display().to_string(),
+                "no",
+            ),
+        };
         let config = format!(
             "# Sandbox sshd for the ovh-access end-to-end tests.\n\
              Port {port}\n\
@@ -471,14 +537,14 @@ impl Sandbox {
              PubkeyAuthentication yes\n\
              PasswordAuthentication no\n\
              KbdInteractiveAuthentication no\n\
-             UsePAM no\n\
+             UsePAM {use_pam}\n\
              StrictModes yes\n\
              UseDNS no\n\
              LogLevel VERBOSE\n\
              {extra}\n",
             port = opts.port,
-            host_key = host_key.display(),
-            pid = d.join("run/sshd.pid").display(),
+            host_key = host_key_path,
+            pid = pid_path,
             extra = opts.extra_sshd_config,
         );
         fs::write(d.join("etc/ssh/sshd_config"), config).unwrap();

@@ -28,7 +28,7 @@ use crate::support::{self, Region, TargetRequest};
 #[derive(Debug, Parser)]
 #[command(
     name = "ovh-access",
-    version,
+    version = crate::VERSION,
     about = "Let OVH support (or another provider's) into this server safely, and shut them out again",
     long_about = "Opens the SSH port(s) for exactly the support host's addresses and installs the \
 support key with a from= restriction, as one paired, reversible operation; revoke undoes both."

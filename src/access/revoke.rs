@@ -35,7 +35,7 @@ pub fn revoke(root: &Root, req: &RevokeRequest) -> Result<Report> {
     let mut ended = Vec::new();
     if req.mode == Mode::Apply && req.sessions == Sessions::End {
         if let Some(g) = &previous {
-            ended = sessions::end(&g.addresses, &g.ports, &mut report);
+            ended = sessions::end(&g.addresses, &mut report);
         }
     }
     if req.mode == Mode::Apply {
@@ -47,7 +47,7 @@ pub fn revoke(root: &Root, req: &RevokeRequest) -> Result<Report> {
         req.lines,
         &keys_out,
         &layers,
-        ended.len(),
+        &ended,
         &mut report,
     );
     report.set("sessions_ended", &ended);

@@ -54,12 +54,15 @@ pub fn status(root: &Root) -> Result<Report> {
     }
     match keys::read(&ctx.root, &g.keys_file) {
         Ok(Some(content)) => {
-            let (lines, d) = key_drift(&g, &content);
+            let reader = ExpiryReader {
+                sshd: crate::sshd::version(),
+                zone: keys::ServerZone::load(&ctx.root).0,
+            };
+            let (lines, d) = key_drift(&g, &content, &reader);
             for l in lines {
                 report.line(l);
             }
             drift.extend(d);
-            drift.extend(expiry_drift(&ctx, &g, &content));
         }
         Ok(None) => drift.push(Drift::new(
             format!("the keys file {} is missing", g.keys_file.display()),
@@ -111,8 +114,19 @@ fn leftovers(ctx: &Ctx, warnings: &mut Vec<String>) -> Vec<Drift> {
     drift
 }
 
+/// How the sshd in place reads a line's `expiry-time`: its release decides UTC or local time,
+/// and local time is the server's zone.
+pub(super) struct ExpiryReader {
+    pub sshd: Option<(u32, u32)>,
+    pub zone: keys::ServerZone,
+}
+
 /// The keys file's content against the grant (pure): the lines to show, and the drifts.
-pub(super) fn key_drift(g: &Grant, content: &[u8]) -> (Vec<String>, Vec<Drift>) {
+pub(super) fn key_drift(
+    g: &Grant,
+    content: &[u8],
+    reader: &ExpiryReader,
+) -> (Vec<String>, Vec<Drift>) {
     let mut lines = Vec::new();
     let mut drift = Vec::new();
     let file = g.keys_file.display();
@@ -142,6 +156,14 @@ pub(super) fn key_drift(g: &Grant, content: &[u8]) -> (Vec<String>, Vec<Drift>) 
                         RESTORE,
                     ));
                 }
+                if let Some(d) = keys::expiry::drift(
+                    l.expiry_time.as_deref(),
+                    g.expires_at,
+                    reader.sshd,
+                    &reader.zone,
+                ) {
+                    drift.push(Drift::new(d, RESTORE));
+                }
             }
             Some(l) => drift.push(Drift::new(
                 format!("the key line {} in {file} is commented out", l.line),
@@ -167,20 +189,6 @@ pub(super) fn key_drift(g: &Grant, content: &[u8]) -> (Vec<String>, Vec<Drift>) 
         ));
     }
     (lines, drift)
-}
-
-/// The active key lines' `expiry-time` as the installed sshd reads it (in its own zone),
-/// against the grant's expiry.
-fn expiry_drift(ctx: &Ctx, g: &Grant, content: &[u8]) -> Vec<Drift> {
-    let tool = keys::tool_lines(content);
-    g.keys
-        .iter()
-        .filter_map(|k| tool.iter().find(|l| l.blob == k.blob && l.active))
-        .filter_map(|l| {
-            keys::expiry::drift_on_system(&ctx.root, l.expiry_time.as_deref(), g.expires_at)
-        })
-        .map(|d| Drift::new(d, RESTORE))
-        .collect()
 }
 
 fn foreign_drift(file: &Path, lines: &[usize]) -> Drift {
@@ -287,6 +295,13 @@ mod tests {
 
     const BLOB: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIGrOcjbsyWP8zw3uMdf3vWxxCgyKw/yDuvUlp8FT2tpA";
 
+    fn utc() -> ExpiryReader {
+        ExpiryReader {
+            sshd: Some((9, 2)),
+            zone: keys::ServerZone::utc(),
+        }
+    }
+
     fn grant() -> Grant {
         Grant {
             host: "support.example".into(),
@@ -319,7 +334,7 @@ mod tests {
     #[test]
     fn the_key_line_as_granted_has_no_drift() {
         let g = grant();
-        let (lines, drift) = key_drift(&g, tool_line("192.0.2.1").as_bytes());
+        let (lines, drift) = key_drift(&g, tool_line("192.0.2.1").as_bytes(), &utc());
         assert!(drift.is_empty(), "{drift:?}");
         assert_eq!(lines.len(), 1, "{lines:?}");
     }
@@ -327,12 +342,12 @@ mod tests {
     #[test]
     fn a_missing_a_disabled_or_a_widened_key_line_is_drift() {
         let g = grant();
-        let (_, d) = key_drift(&g, b"");
+        let (_, d) = key_drift(&g, b"", &utc());
         assert!(d[0].what.contains("is missing from"), "{d:?}");
-        let (_, d) = key_drift(&g, tool_line("192.0.2.7").as_bytes());
+        let (_, d) = key_drift(&g, tool_line("192.0.2.7").as_bytes(), &utc());
         assert!(d[0].what.contains("differs from the grant"), "{d:?}");
         let foreign = format!("ssh-ed25519 {BLOB} admin\n");
-        let (_, d) = key_drift(&g, foreign.as_bytes());
+        let (_, d) = key_drift(&g, foreign.as_bytes(), &utc());
         assert!(d.iter().any(|x| x.what.contains("without from=")), "{d:?}");
     }
 

@@ -161,7 +161,7 @@ impl<'a> Txn<'a> {
                 )?;
                 if !intent.keep_sessions {
                     for g in &ends {
-                        sessions::end(&g.addresses, &g.ports, report);
+                        sessions::end(&g.addresses, report);
                     }
                 }
             }

@@ -204,11 +204,20 @@ pub fn gather_facts(root: &Root, nft_tables: Vec<NftTable>) -> FirewallFacts {
             (Variant::Nft, xt_v4),
             (Variant::Legacy, !legacy_v4_tables.is_empty()),
         ]);
+    // firewalld keeps its rules in its own nftables table (`inet firewalld`) or, with its
+    // iptables backend, in iptables tables: with neither there, it is not programming this
+    // namespace, and the walk over every process is skipped.
+    let firewalld_possible = xt_v4
+        || !legacy_v4_tables.is_empty()
+        || !legacy_v6_tables.is_empty()
+        || nft_tables
+            .iter()
+            .any(|t| t.name == "firewalld" || t.made_by_iptables_nft);
     FirewallFacts {
         legacy_v4_tables,
         legacy_v6_tables,
+        firewalld_running: firewalld_possible && process_running(Path::new("/proc"), "firewalld"),
         nft_tables,
-        firewalld_running: process_running(Path::new("/proc"), "firewalld"),
         ufw_present,
     }
 }

@@ -296,12 +296,6 @@ pub fn drift(
     }
 }
 
-/// [`drift`] for the sshd and the zone of `root` (status and doctor).
-pub fn drift_on_system(root: &Root, line: Option<&str>, expires_at: Option<u64>) -> Option<String> {
-    let (zone, _) = ServerZone::load(root);
-    drift(line, expires_at, crate::sshd::version(), &zone)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use crate::access::KeyLines;
 use crate::error::{EXIT_FAILURE, EXIT_OK};
 use crate::firewall::{Drift, LayerChange};
 use crate::keys::{self, WriteOutcome};
+use crate::sessions;
 use crate::state::Grant;
 use crate::support::{self, Target};
 
@@ -105,7 +106,7 @@ pub fn revoke(
     lines: KeyLines,
     keys_out: &WriteOutcome,
     layers: &[LayerChange],
-    ended: usize,
+    ended: &[sessions::Ended],
     report: &mut Report,
 ) {
     let verb = if report.dry_run {
@@ -150,10 +151,14 @@ pub fn revoke(
             report.line(format!("             {n}"));
         }
     }
-    if ended > 0 {
+    if !ended.is_empty() {
         report.line(format!(
-            "  sessions:  ended {ended} live support session(s)"
+            "  sessions:  ended {} process(es) the support started",
+            ended.len()
         ));
+        for e in ended {
+            report.line(format!("    {}", e.describe()));
+        }
     }
     if report.dry_run {
         for l in layers.iter().filter(|l| l.changed) {

@@ -224,16 +224,22 @@ fn setting<T: Clone>(v: &Val<T>, default: T) -> Setting<T> {
     }
 }
 
-/// fill_default_server_options(): OpenSSH's defaults for what nothing set.
+/// fill_default_server_options(): OpenSSH's defaults for what nothing set, of the newest release.
 pub fn effective(o: &Options) -> Effective {
+    effective_for(o, None)
+}
+
+/// [`effective`] with the defaults of the installed sshd's release (`sshd -V`).
+pub fn effective_for(o: &Options, release: Option<(u32, u32)>) -> Effective {
     Effective {
         permit_root_login: setting(&o.permit_root_login, PermitRootLogin::ProhibitPassword),
         pubkey_authentication: setting(&o.pubkey_authentication, true),
         pubkey_accepted_algorithms: Setting {
-            value: super::algorithms::assemble(
+            value: super::algorithms::assemble_for(
                 o.pubkey_accepted_algorithms
                     .as_ref()
                     .map(|(v, _)| v.as_str()),
+                release,
             ),
             source: o
                 .pubkey_accepted_algorithms

@@ -1,6 +1,11 @@
 //! The keywords of sshd_config this tool does not interpret, with the scope servconf.c's
 //! keyword table gives each: allowed inside `Match` (SSHCFG_ALL) or only globally
 //! (SSHCFG_GLOBAL). A global keyword inside an inactive Match block makes sshd refuse the file.
+//!
+//! Keywords also differ by release (OpenSSH's release notes, checked against `sshd -T` of 8.4,
+//! 9.2 and 10.0): a keyword newer than the installed sshd makes it refuse the whole file ("Bad
+//! configuration option"), and renamed ones keep their old name as an alias in servconf.c but
+//! `sshd -T` prints the name of its own release.
 
 /// Known keywords sshd allows inside `Match` (SSHCFG_ALL in servconf.c's keyword table).
 pub const MATCH_KEYWORDS: &[&str] = &[
@@ -52,6 +57,8 @@ pub const MATCH_KEYWORDS: &[&str] = &[
     "permittty",
     "permittunnel",
     "permituserrc",
+    "pamservicename",
+    "refuseconnection",
     "pubkeyacceptedalgorithms",
     "pubkeyacceptedkeytypes",
     "pubkeyauthentication",
@@ -104,6 +111,8 @@ pub const GLOBAL_KEYWORDS: &[&str] = &[
     "maxstartups",
     "modulifile",
     "persourcemaxstartups",
+    "persourcepenalties",
+    "persourcepenaltyexemptlist",
     "persourcenetblocksize",
     "permituserenvironment",
     "pidfile",
@@ -113,6 +122,8 @@ pub const GLOBAL_KEYWORDS: &[&str] = &[
     "protocol",
     "securitykeyprovider",
     "serverkeybits",
+    "sshdauthpath",
+    "sshdsessionpath",
     "strictmodes",
     "subsystem",
     "syslogfacility",
@@ -133,5 +144,110 @@ pub fn scope(kw: &str) -> Option<bool> {
         Some(false)
     } else {
         None
+    }
+}
+
+/// An OpenSSH release, (major, minor).
+pub type Release = (u32, u32);
+
+/// Keywords by the release that introduced them; an older sshd refuses them. Only those whose
+/// release is certain are listed.
+const SINCE: &[(&str, Release)] = &[
+    ("casignaturealgorithms", (7, 8)),
+    ("permitlisten", (7, 8)),
+    ("include", (8, 2)),
+    ("pubkeyauthoptions", (8, 2)),
+    ("securitykeyprovider", (8, 2)),
+    ("pubkeyacceptedalgorithms", (8, 5)),
+    ("hostbasedacceptedalgorithms", (8, 5)),
+    ("persourcemaxstartups", (8, 5)),
+    ("persourcenetblocksize", (8, 5)),
+    ("requiredrsasize", (9, 1)),
+    ("channeltimeout", (9, 2)),
+    ("unusedconnectiontimeout", (9, 2)),
+    ("persourcepenalties", (9, 8)),
+    ("persourcepenaltyexemptlist", (9, 8)),
+    ("sshdsessionpath", (9, 8)),
+    ("refuseconnection", (10, 0)),
+    ("sshdauthpath", (10, 0)),
+];
+
+/// Renamed keywords: (old, new, release of the rename). The old name stays an alias.
+pub const RENAMED: &[(&str, &str, Release)] = &[
+    ("pubkeyacceptedkeytypes", "pubkeyacceptedalgorithms", (8, 5)),
+    (
+        "hostbasedacceptedkeytypes",
+        "hostbasedacceptedalgorithms",
+        (8, 5),
+    ),
+    // 8.7 made ChallengeResponseAuthentication an alias; before, both existed.
+    (
+        "challengeresponseauthentication",
+        "kbdinteractiveauthentication",
+        (8, 7),
+    ),
+];
+
+/// When `release` refuses `kw` (lowercase): the release that introduced it, and the older name
+/// that release knows, if any.
+pub fn refused_by(kw: &str, release: Release) -> Option<(Release, Option<&'static str>)> {
+    let (_, since) = SINCE.iter().find(|(k, _)| *k == kw)?;
+    if release >= *since {
+        return None;
+    }
+    let old = RENAMED
+        .iter()
+        .find(|(_, new, _)| *new == kw)
+        .map(|(old, ..)| *old);
+    Some((*since, old))
+}
+
+/// The name `sshd -T` of `release` prints for a keyword known by any of its names.
+pub fn dump_name(kw: &str, release: Option<Release>) -> &str {
+    for (old, new, at) in RENAMED {
+        let newer = release.is_none_or(|r| r >= *at);
+        if kw == *old || kw == *new {
+            return if newer { new } else { old };
+        }
+    }
+    kw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_by_release() {
+        assert_eq!(
+            dump_name("pubkeyacceptedalgorithms", Some((8, 4))),
+            "pubkeyacceptedkeytypes"
+        );
+        assert_eq!(
+            dump_name("pubkeyacceptedkeytypes", Some((8, 5))),
+            "pubkeyacceptedalgorithms"
+        );
+        assert_eq!(
+            dump_name("pubkeyacceptedkeytypes", None),
+            "pubkeyacceptedalgorithms"
+        );
+        assert_eq!(
+            dump_name("permitrootlogin", Some((7, 7))),
+            "permitrootlogin"
+        );
+        assert_eq!(
+            refused_by("pubkeyacceptedalgorithms", (8, 4)),
+            Some(((8, 5), Some("pubkeyacceptedkeytypes")))
+        );
+        assert_eq!(refused_by("pubkeyacceptedalgorithms", (8, 5)), None);
+        assert_eq!(refused_by("include", (8, 0)), Some(((8, 2), None)));
+        assert_eq!(refused_by("permitrootlogin", (7, 7)), None);
+        // Every listed keyword is one the parser knows.
+        for (k, _) in SINCE {
+            assert!(
+                scope(k).is_some() || ["include", "permitlisten"].contains(k),
+                "{k}"
+            );
+        }
     }
 }

@@ -123,6 +123,8 @@ pub struct SshdFacts {
     pub listen: Vec<Listen>,
     /// One per support address (Match evaluated for it).
     pub per_address: Vec<(IpAddr, Effective)>,
+    /// The installed sshd's release ([`version`]), None when absent.
+    pub version: Option<(u32, u32)>,
     /// Mismatches (config vs live vs socket unit), no port → 22, unknown keywords, ...
     pub warnings: Vec<String>,
 }
@@ -322,6 +324,10 @@ pub fn local_address_for(listen: &[Listen], addr: IpAddr) -> IpAddr {
 pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFacts> {
     let cfg = Config::load(root)?;
     let mut warnings = cfg.warnings.clone();
+    let release = version();
+    if let Some(r) = release {
+        warnings.extend(refused_keywords(&cfg, r));
+    }
     let global = eval::global(&cfg)?;
     let (listen, configured, w) = eval::listen(&global);
     warnings.extend(w);
@@ -381,7 +387,7 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
             let conn = conn_for(*addr, first_port);
             Ok((
                 *addr,
-                eval::effective(&eval::for_connection(&cfg, &global, &conn)?),
+                eval::effective_for(&eval::for_connection(&cfg, &global, &conn)?, release),
             ))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -417,7 +423,7 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
         for (addr, eff) in &per_address {
             for p in ports.iter().filter(|p| Some(**p) != first_port) {
                 let c = conn_for(*addr, Some(*p));
-                let other = eval::effective(&eval::for_connection(&cfg, &global, &c)?);
+                let other = eval::effective_for(&eval::for_connection(&cfg, &global, &c)?, release);
                 let diff = differences(eff, &other);
                 if !diff.is_empty() {
                     warnings.push(format!(
@@ -434,8 +440,35 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
         ports,
         listen,
         per_address,
+        version: release,
         warnings,
     })
+}
+
+/// Keywords of sshd_config that the installed release does not know: it refuses the whole file
+/// ("Bad configuration option"), so a restart would leave the server without sshd.
+fn refused_keywords(cfg: &Config, release: (u32, u32)) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(main) = &cfg.main {
+        main.walk(&mut |file, item| {
+            let kw = item.keyword.to_ascii_lowercase();
+            if let Some((since, old)) = keywords::refused_by(&kw, release) {
+                let instead = old.map_or(String::new(), |o| format!("; this release calls it {o}"));
+                out.push(format!(
+                    "{} line {}: {} is new in OpenSSH {}.{} and this sshd ({}.{}) refuses the \
+                     file{instead}",
+                    file.path.display(),
+                    item.line,
+                    item.keyword,
+                    since.0,
+                    since.1,
+                    release.0,
+                    release.1
+                ));
+            }
+        });
+    }
+    out
 }
 
 /// Settings whose values differ between two evaluations, described for a warning.

@@ -54,7 +54,8 @@ pub fn parse_dump(text: &str) -> Dump {
             }
             "permitrootlogin" => d.permit_root_login = PermitRootLogin::parse(v),
             "pubkeyauthentication" => d.pubkey_authentication = flag(),
-            "pubkeyacceptedalgorithms" => {
+            // Its name before 8.5.
+            "pubkeyacceptedalgorithms" | "pubkeyacceptedkeytypes" => {
                 d.pubkey_accepted_algorithms = v.split(',').map(String::from).collect()
             }
             "authorizedkeysfile" => d.authorized_keys_files = words(),
@@ -209,5 +210,15 @@ mod tests {
         assert_eq!(d.authorized_keys_command, None);
         assert!(d.authentication_methods.is_empty());
         assert_eq!(d.authorized_keys_files.len(), 2);
+    }
+
+    #[test]
+    fn dump_names_of_older_releases() {
+        // OpenSSH 8.4's `sshd -T` (Debian 11).
+        let d = parse_dump("pubkeyacceptedkeytypes ssh-ed25519,rsa-sha2-512,ssh-rsa\n");
+        assert_eq!(
+            d.pubkey_accepted_algorithms,
+            ["ssh-ed25519", "rsa-sha2-512", "ssh-rsa"]
+        );
     }
 }
