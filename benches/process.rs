@@ -5,6 +5,7 @@
 //!
 //!     sudo cargo bench --bench process            # all sizes
 //!     sudo cargo bench --bench process -- 10 1000 # some sizes
+//!     sudo OA_BENCH_TMPFS=1 cargo bench --bench process # the sandbox on tmpfs (fsync is free)
 //!
 //! For each size: the median and the best of RUNS grant/revoke pairs of the release binary (`--root SANDBOX
 //! grant --region eu --address … --port 22 --for 1h`, then `revoke`), and of `nft -f` applying
@@ -163,7 +164,14 @@ fn main() {
 
 fn bench_one(n: usize) -> String {
     let ns = Netns::new("oa-bench-proc");
-    let dir = tempfile::tempdir().unwrap();
+    // The sandbox on a disk (as /var/lib and /root are), or with OA_BENCH_TMPFS=1 on tmpfs, where
+    // fsync costs nothing: the difference is what durability costs.
+    let parent = if std::env::var_os("OA_BENCH_TMPFS").is_some() {
+        "/dev/shm"
+    } else {
+        "/var/tmp"
+    };
+    let dir = tempfile::tempdir_in(parent).unwrap();
     let base = dir.path().join("base.nft");
     std::fs::write(&base, ruleset(n)).unwrap();
     ns.load_nft(&base);
