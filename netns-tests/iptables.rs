@@ -114,7 +114,7 @@ fn backends(layers: &[LayerKind]) -> Vec<IptablesBackend> {
         .iter()
         .filter_map(|l| match l {
             LayerKind::Iptables(v, f) => Some(IptablesBackend::new(*v, *f)),
-            LayerKind::Nft => None,
+            LayerKind::Nft | LayerKind::Firewalld => None,
         })
         .collect()
 }

@@ -354,7 +354,23 @@ fn check_units_enabled_not_started(root: &RootCopy, deb: &Path, suite: &str) {
         let link = root.path(&format!("/etc/systemd/system/{wants}/{unit}"));
         let target = std::fs::read_link(&link)
             .unwrap_or_else(|e| panic!("{unit} not enabled on {suite} ({}): {e}", link.display()));
-        assert_eq!(target, Path::new("/usr/lib/systemd/system").join(unit));
+        // Debian 12's deb-systemd-helper links through /lib (the same directory on a merged /usr).
+        assert!(
+            [
+                Path::new("/usr/lib/systemd/system"),
+                Path::new("/lib/systemd/system")
+            ]
+            .iter()
+            .any(|d| target == d.join(unit)),
+            "{} points to {} on {suite}",
+            link.display(),
+            target.display()
+        );
+        assert!(
+            root.path(&target.to_string_lossy()).exists(),
+            "{} is dangling on {suite}",
+            link.display()
+        );
     }
     let postinst = control_script(deb, "postinst");
     assert!(
@@ -422,7 +438,8 @@ fn deb_installs_runs_and_purges_on_debian_13() {
 }
 
 /// The static binary on Debian 11's userland (glibc 2.31, older than the 2.34 the dynamic build
-/// needs), copied onto a tmpfs over the chroot's /tmp in a private mount namespace.
+/// needs), copied onto a tmpfs over the chroot's /tmp in a private mount namespace: it runs,
+/// and it grants and revokes through the kernel's nftables.
 #[test]
 fn static_binary_runs_on_debian_11() {
     let test = "static_binary_runs_on_debian_11";
@@ -438,8 +455,21 @@ fn static_binary_runs_on_debian_11() {
         !text.contains("NEEDED") && !text.contains("INTERP"),
         "target/dist/ovh-access-x86_64-linux is not static:\n{text}"
     );
-    let script = r#"mount -t tmpfs tmpfs "$0/tmp" && cp "$1" "$0/tmp/ovh-access" && mount -t proc proc "$0/proc" &&
-        chroot "$0" /tmp/ovh-access --version && chroot "$0" /tmp/ovh-access profiles"#;
+    // In a fresh network namespace with a default-deny nftables chain (the machine's nft, outside
+    // the chroot): a grant and a revoke for real, through the static libnftnl and libmnl, on a
+    // sandbox root inside the tmpfs; the host's nft shows what the kernel got.
+    let script = r#"set -e
+        mount -t tmpfs tmpfs "$0/tmp"; cp "$1" "$0/tmp/ovh-access"; mount -t proc proc "$0/proc"
+        nft add table inet filter
+        nft add chain inet filter input '{ type filter hook input priority 0; policy drop; }'
+        mkdir -p "$0/tmp/sb/etc" "$0/tmp/sb/root/.ssh"; chmod 700 "$0/tmp/sb/root/.ssh"
+        echo 'root:x:0:0:root:/root:/bin/sh' >"$0/tmp/sb/etc/passwd"
+        tool() { chroot "$0" /tmp/ovh-access "$@"; }
+        tool --version; tool profiles
+        tool --root /tmp/sb grant --region eu --no-dns --port 22 --for 1h >/dev/null 2>&1
+        echo "== granted"; nft list chain inet filter ovh_access; cat "$0/tmp/sb/root/.ssh/authorized_keys2"
+        tool --root /tmp/sb revoke >/dev/null 2>&1
+        echo "== revoked"; nft list ruleset"#;
     let out = run(Command::new("unshare")
         .args([
             "--mount",
@@ -453,11 +483,21 @@ fn static_binary_runs_on_debian_11() {
         .arg(&root)
         .arg(&art.dist));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut lines = stdout.lines();
-    assert_eq!(lines.next(), Some(expected_version().as_str()));
+    assert_eq!(stdout.lines().next(), Some(expected_version().as_str()));
+    let (before, rest) = stdout.split_once("== granted").expect("the grant ran");
+    let (granted, revoked) = rest.split_once("== revoked").expect("the revoke ran");
     assert!(
-        stdout.contains("cache-ng.ovh.net"),
-        "profiles on Debian 11:\n{stdout}"
+        before.contains("cache-ng.ovh.net"),
+        "profiles on Debian 11:\n{before}"
+    );
+    assert!(
+        granted.contains("ip saddr @ovh_access_v4 tcp dport { 22 } accept")
+            && granted.contains("from=\"178.33.222.162,"),
+        "the grant on Debian 11:\n{granted}"
+    );
+    assert!(
+        !revoked.contains("ovh_access") && revoked.contains("policy drop"),
+        "the revoke on Debian 11 left:\n{revoked}"
     );
 }
 

@@ -95,6 +95,7 @@ impl ValueEnum for FirewallChoice {
             FirewallChoice::Iptables => {
                 "Only iptables (legacy and/or nft variant, whichever has tables)"
             }
+            FirewallChoice::Firewalld => "Only firewalld, through its D-Bus API (runtime rich rules)",
             FirewallChoice::None => "Leave the firewall alone (you manage it yourself)",
         };
         Some(PossibleValue::new(self.name()).help(help))
@@ -508,6 +509,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `IP` or `IP:PORT` or `[IPv6]:PORT`; port 53 by default.
 pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
     if let Ok(sa) = SocketAddr::from_str(s) {
+        // Port 0 reaches no server: every query would time out with a misleading message.
+        if sa.port() == 0 {
+            return Err(format!(
+                "'{s}' has port 0; a resolver's port is 1-65535 (53 when left out)"
+            ));
+        }
         return Ok(sa);
     }
     if let Ok(ip) = IpAddr::from_str(s) {
@@ -551,6 +558,9 @@ mod tests {
         assert_eq!(parse_resolver("[2001:db8::53]:53").unwrap().port(), 53);
         assert!(parse_resolver("2001:db8::53").is_ok());
         assert!(parse_resolver("dns.example").is_err());
+        assert!(parse_resolver("192.0.2.53:0").is_err());
+        assert!(parse_resolver("[2001:db8::53]:0").is_err());
+        assert!(parse_resolver("192.0.2.53:65536").is_err());
     }
 
     #[test]

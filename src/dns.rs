@@ -252,7 +252,8 @@ fn name_servers(
         resolver: path.display().to_string(),
         reason,
     };
-    let data = std::fs::read(&path).map_err(|e| other(format!("cannot read it ({e})")))?;
+    let data = crate::bounded::read(&path, crate::bounded::CONFIG)
+        .map_err(|e| other(format!("cannot read it ({e})")))?;
     let ips = resolv_conf_nameservers(&String::from_utf8_lossy(&data));
     if ips.is_empty() {
         return Err(other("it has no nameserver line".to_string()));

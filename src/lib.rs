@@ -8,6 +8,7 @@
 //! command keeps.
 pub mod access;
 pub mod audit;
+pub mod bounded;
 pub mod civil;
 pub mod cli;
 pub mod dns;

@@ -4,9 +4,7 @@
 use serde_json::{Map, Value};
 
 mod commands;
-pub use commands::{
-    grant as grant_lines, grant_dry_run, revoke as revoke_lines, status_finish, status_grant,
-};
+pub use commands::{grant as grant_lines, grant_dry_run};
 
 #[derive(Debug, Default)]
 pub struct Report {

@@ -7,7 +7,7 @@
 //! (`<root>/run/ovh-access.lock`, flock) keeps two runs from interleaving.
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::firewall::FirewallChoice;
 use crate::root::Root;
 use crate::support::{AddressSource, SupportKey};
+
+mod damage;
+pub use damage::{pid_running, salvage, set_aside, Salvaged};
 
 pub const STATE_FILE: &str = "/var/lib/ovh-access/state.json";
 pub const LOCK_FILE: &str = "/run/ovh-access.lock";
@@ -167,25 +170,49 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The state file as read: its state, or its bytes when they are not a state (truncated by a
+/// full disk, edited by hand). Reading it fails only when it cannot be read at all.
+pub enum Loaded {
+    Valid(Box<State>),
+    Corrupt { bytes: Vec<u8>, reason: String },
+}
+
 impl State {
     /// Read the state file; a missing file is "nothing granted".
     pub fn load(root: &Root) -> Result<State> {
         let path = root.path(STATE_FILE);
-        let text = match fs::read(&path) {
+        match Self::read(root)? {
+            Loaded::Valid(st) => Ok(*st),
+            Loaded::Corrupt { reason, .. } => bail!(
+                "the state file {} is corrupt ({reason}); run `ovh-access revoke`, which keeps it \
+                 under another name and closes everything the tool opened",
+                path.display()
+            ),
+        }
+    }
+
+    /// Read the state file without judging it: a corrupt one is returned as bytes.
+    pub fn read(root: &Root) -> Result<Loaded> {
+        let path = root.path(STATE_FILE);
+        let text = match crate::bounded::read(&path, crate::bounded::CONFIG) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Loaded::Valid(Box::default()))
+            }
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("cannot read the state file {}", path.display()))
             }
         };
-        let st: State = serde_json::from_slice(&text).with_context(|| {
-            format!(
-                "the state file {} is corrupt; check it by hand (it records what is granted), \
-                 or move it away and run `ovh-access revoke` to close everything",
-                path.display()
-            )
-        })?;
+        let st: State = match serde_json::from_slice(&text) {
+            Ok(st) => st,
+            Err(e) => {
+                return Ok(Loaded::Corrupt {
+                    bytes: text,
+                    reason: e.to_string(),
+                })
+            }
+        };
         if st.version > STATE_VERSION {
             bail!(
                 "the state file {} was written by a newer ovh-access (format {}); use that version",
@@ -193,7 +220,7 @@ impl State {
                 st.version
             );
         }
-        Ok(st)
+        Ok(Loaded::Valid(Box::new(st)))
     }
 
     /// Write the state file atomically: temp file, fsync, rename, fsync the directory.
@@ -261,8 +288,7 @@ impl Lock {
                 Ok(()) => break,
                 Err(rustix::io::Errno::WOULDBLOCK) | Err(rustix::io::Errno::INTR) => {
                     if start.elapsed() >= timeout {
-                        let mut holder = String::new();
-                        let _ = file.read_to_string(&mut holder);
+                        let holder = lock_holder(&mut file);
                         let holder = holder.trim();
                         bail!(
                             "another ovh-access is running (pid {}); wait for it to finish, \
@@ -277,6 +303,11 @@ impl Lock {
                         .with_context(|| format!("cannot lock {}", path.display()))
                 }
             }
+        }
+        // What a run killed mid-write left behind is ours to remove, now that no other run can
+        // be writing.
+        if let Some(dir) = root.path(STATE_FILE).parent() {
+            damage::sweep_stale(dir);
         }
         // Record our pid for the message a waiting run prints.
         let _ = file.set_len(0);
@@ -298,13 +329,18 @@ impl Lock {
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
             Ok(()) => None,
             Err(_) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
+                let pid = lock_holder(&mut file);
                 let pid = pid.trim();
                 Some(if pid.is_empty() { "unknown" } else { pid }.to_string())
             }
         }
     }
+}
+
+/// The pid the lock file names: a few bytes, whatever else was written there.
+fn lock_holder(file: &mut File) -> String {
+    let bytes = crate::bounded::read_from(&mut *file, 64).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[cfg(test)]

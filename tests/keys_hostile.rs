@@ -345,10 +345,10 @@ fn crlf_file_keeps_its_bytes_and_convention() {
     let added = &out.after[original.len()..];
     assert!(added.starts_with(b"from=\"192.0.2.10,") && added.ends_with(b" ovh-access\r\n"));
     // sshd's parser sees the CR as whitespace: the line is still the tool's line for this key.
-    let t = keys::tool_lines(&out.after);
+    let t = keys::tool_lines(&out.after, &[]);
     assert_eq!((t.len(), t[0].blob.as_str()), (1, eu().blob.as_str()));
     let back = keys::update(&s.root, Path::new(KEYS), false, &mut |c: &[u8]| {
-        Ok(keys::remove(c, &[]))
+        Ok(keys::remove(c, &[eu().blob.as_str()]))
     })
     .unwrap();
     assert_eq!(back.after, original);
@@ -364,7 +364,7 @@ fn missing_final_newline_gets_one_before_the_new_line() {
     let out = s.grant().unwrap();
     assert_eq!(&out.after[..original.len()], original);
     assert_eq!(out.after[original.len()], b'\n');
-    assert_eq!(keys::tool_lines(&out.after)[0].line, 2);
+    assert_eq!(keys::tool_lines(&out.after, &[])[0].line, 2);
     assert!(out.after.ends_with(b"\n"));
 }
 
@@ -451,7 +451,7 @@ fn concurrent_edit_between_read_and_rename_is_not_lost() {
     let mut expect = fixture();
     expect.extend_from_slice(b"# added concurrently\n");
     assert!(now.starts_with(&expect));
-    assert_eq!(keys::tool_lines(&now).len(), 1);
+    assert_eq!(keys::tool_lines(&now, &[]).len(), 1);
     assert_eq!(s.names("/root/.ssh"), vec!["authorized_keys2"]);
 }
 

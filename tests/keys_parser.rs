@@ -97,7 +97,7 @@ proptest! {
             let _ = options::parse_options(l.text);
             let _ = line::advance_past_options(l.text);
         }
-        let _ = keys::tool_lines(&c);
+        let _ = keys::tool_lines(&c, &blobs);
         let _ = keys::support_lines(&c, &blobs);
         let _ = keys::parse_key_file(&c, "fuzz");
         let addr = ["192.0.2.1".parse().unwrap()];

@@ -274,15 +274,15 @@ fn missing_include_is_a_warning() {
 }
 
 #[test]
-fn garbage_lines_are_warnings_with_line_numbers() {
-    let f = facts("garbage");
-    assert_eq!(f.ports, [2200]);
-    assert!(f
-        .warnings
-        .iter()
-        .any(|w| w.contains("line 2") && w.contains("'this'")));
-    assert!(f.warnings.iter().any(|w| w.contains("line 3")));
-    assert!(eff(&f, "192.0.2.10").use_pam.value);
+fn garbage_lines_are_refused_with_their_line_as_sshd_does() {
+    // sshd -t: "Bad configuration option: this" (the agreement test checks sshd refuses it).
+    let err = probe(&root("garbage"), &addrs(), "x").unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("/etc/ssh/sshd_config line 2") && msg.contains("'this'"),
+        "{msg}"
+    );
+    assert_eq!(ovh_access::error::exit_code(&err), 2);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The Ansible collection `ovh.access` (ansible/ansible_collections/ovh/access): `ansible-doc`
 //! renders its modules, `ansible-galaxy collection build` packs it, `ansible-test sanity` passes,
 //! and a fleet of three servers in network namespaces is granted, checked and revoked by
-//! `ansible-playbook` (fleet.rs). A test target of its own: the virtualenv (ansible-core from
+//! `ansible-playbook` (fleet.rs); mapping.rs checks the modules against a stand-in for the
+//! command. A test target of its own: the virtualenv (ansible-core from
 //! PyPI, kept under /var/tmp by scripts/ansible-venv) and the plays take minutes, not seconds.
 //!
 //! Root only: the virtualenv and ansible-test's caches are root's directories under /var/tmp,
@@ -9,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod fleet;
+mod mapping;
 mod world;
 
 use std::path::{Path, PathBuf};
@@ -80,6 +82,9 @@ fn ansible_cmd(program: &str, home: &Path) -> Command {
         .env("ANSIBLE_COLLECTIONS_SCAN_SYS_PATH", "false")
         .env("ANSIBLE_NOCOLOR", "1")
         .env("ANSIBLE_LOCAL_TEMP", home.join("tmp"))
+        // A module run on localhost would otherwise put its files under the user's home as
+        // the password database has it (/root/.ansible), whatever HOME says.
+        .env("ANSIBLE_REMOTE_TEMP", home.join("remote-tmp"))
         .stdin(Stdio::null());
     c
 }

@@ -1,16 +1,17 @@
 //! The two effects every transaction is made of, each converging to a desired state in the safe
-//! order: [`Ctx::open_and_install`] (firewall first, then the key) and
-//! [`Ctx::disable_and_close`] (key first, then the firewall). Both are idempotent, so running
-//! one again after a crash is a correct recovery.
+//! order: [`Ctx::open_and_install`] (firewall first, then the key) and `close.rs`'s
+//! `close_everything` (key first, then the firewall). Both are idempotent, so running one again
+//! after a crash is a correct recovery.
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{grant_request, sorted, Ctx, KeyLines};
+use super::{grant_request, Ctx, KeyLines};
 use crate::firewall::{self, Backend, FirewallChoice, LayerChange, Mode, Purpose};
-use crate::state::{Grant, StoredKey};
-use crate::support::{self, SupportKey};
+use crate::report::Report;
+use crate::state::Grant;
+use crate::support::SupportKey;
 use crate::{keys, sshd};
 
 /// How a grant is applied.
@@ -38,13 +39,13 @@ pub(super) struct Applied {
 
 impl Ctx {
     /// The backends a grant with `choice` programs; what the operator should know about the
-    /// layers goes to `warnings`.
+    /// layers goes to the report's warnings.
     pub(super) fn select_open(
         &self,
         choice: FirewallChoice,
-        warnings: &mut Vec<String>,
+        report: &mut Report,
     ) -> Result<Vec<Box<dyn Backend>>> {
-        firewall::select(choice, Purpose::Open, warnings)
+        firewall::select(choice, Purpose::Open, &mut report.warnings)
     }
 
     /// [`Ctx::open_and_install_with`] the layers of the grant's own firewall choice.
@@ -53,10 +54,10 @@ impl Ctx {
         g: &Grant,
         opts: &ApplyOpts,
         mode: Mode,
-        warnings: &mut Vec<String>,
+        report: &mut Report,
     ) -> Result<Applied> {
-        let mut backends = self.select_open(opts.firewall, warnings)?;
-        self.open_and_install_with(g, opts, &mut backends, mode, warnings)
+        let mut backends = self.select_open(opts.firewall, report)?;
+        self.open_and_install_with(g, opts, &mut backends, mode, report)
     }
 
     /// Firewall first, then the key. When the key step fails, the firewall change is undone by
@@ -67,7 +68,7 @@ impl Ctx {
         opts: &ApplyOpts,
         backends: &mut [Box<dyn Backend>],
         mode: Mode,
-        warnings: &mut Vec<String>,
+        report: &mut Report,
     ) -> Result<Applied> {
         // The time left to the grant's instant, to the sub-second: iptables dates --datestop
         // from its own clock read, which then lands on `expires_at` itself (whole seconds
@@ -91,15 +92,14 @@ impl Ctx {
                 let at = std::time::UNIX_EPOCH + Duration::from_secs(t);
                 let (zone, warning) = keys::ServerZone::load(&self.root);
                 if let Some(w) = warning {
-                    warnings.push(w);
+                    report.warn(w);
                 }
-                // Only a grant with an expiry needs sshd's version (the format of expiry-time).
+                // Only a grant with an expiry needs sshd's release (the form of expiry-time).
                 let e = keys::expiry_for(at, sshd::version(), &zone);
                 if e.is_none() {
-                    warnings.push(
+                    report.warn(
                         "this sshd is older than OpenSSH 7.7 and has no expiry-time: only the \
-                         firewall's timeout ends the grant on time"
-                            .into(),
+                         firewall's timeout ends the grant on time",
                     );
                 }
                 e
@@ -130,124 +130,56 @@ impl Ctx {
         })
     }
 
-    /// Key first (disabled), then the firewall (closed).
-    pub(super) fn disable_and_close(
-        &self,
-        previous: Option<&Grant>,
-        lines: KeyLines,
-        mode: Mode,
-        warnings: &mut Vec<String>,
-    ) -> Result<(keys::WriteOutcome, Vec<LayerChange>)> {
-        let outcome = self.disable_key_lines(previous, lines, mode, warnings)?;
-        if mode == Mode::Apply {
-            crate::failpoint!("after-key");
-        }
-        // Close every layer that has the tool's objects, whatever --firewall said at grant time.
-        let selected = firewall::select(FirewallChoice::Auto, Purpose::Remove, warnings);
-        let mut layers = Vec::new();
-        for mut b in selected? {
-            let recorded = previous.map_or(&[][..], |g| g.recorded_for(&b.name()));
-            layers.push(b.close(recorded, mode)?);
-        }
-        if mode == Mode::Apply {
-            crate::failpoint!("after-firewall");
-        }
-        Ok((outcome, layers))
+    /// The support lines of the keys file sshd reads now and of every other file sshd reads,
+    /// as a dry run sees them (status: leftovers of a grant the state does not know).
+    pub(super) fn support_lines_left(&self, report: &mut Report) -> Vec<keys::WriteOutcome> {
+        let mut c = super::close::Closing::default();
+        let scope = super::close::Scope::default();
+        self.close_keys(&scope, KeyLines::Disable, Mode::DryRun, report, &mut c);
+        c.keys
     }
 
-    /// The support lines of the keys file of `previous` (none: the file sshd reads now) and of
-    /// every other file sshd reads, disabled; the outcome is the main file's.
-    pub(super) fn disable_key_lines(
-        &self,
-        previous: Option<&Grant>,
-        lines: KeyLines,
-        mode: Mode,
-        warnings: &mut Vec<String>,
-    ) -> Result<keys::WriteOutcome> {
-        let (keys_file, granted) = match previous {
-            Some(g) => (g.keys_file.clone(), g.keys.clone()),
-            None => {
-                let facts = sshd::probe(&self.root, &[], "")?;
-                (self.keys_file(&facts, warnings)?, Vec::new())
-            }
-        };
-        let outcome = self.disable_keys(&keys_file, &granted, lines, mode)?;
-        // The other files sshd reads: a support line there would outlive the revoke.
-        for f in self.other_keys_files(&keys_file) {
-            match keys::read(&self.root, &f) {
-                Ok(Some(_)) => {
-                    let other = self.disable_keys(&f, &granted, lines, mode)?;
-                    if other.changed {
-                        warnings.push(format!(
-                            "{} the support lines of {} too, which sshd also reads",
-                            if mode.is_dry_run() {
-                                "would comment out"
-                            } else {
-                                "commented out"
-                            },
-                            f.display()
-                        ));
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => warnings.push(format!(
-                    "cannot check {} for support lines: {e:#}; check it by hand",
-                    f.display()
-                )),
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// Disable `old`'s key lines when `new` does not carry them all in the same keys file (a
-    /// re-grant with another key, or sshd now reading another file). `new`'s own lines are
-    /// enabled again by its install, which follows.
+    /// Disable `old`'s key lines that `new` does not carry in the same keys file (a re-grant
+    /// with another key, or sshd now reading another file). `new`'s own lines are enabled again
+    /// by its install, which follows.
     pub(super) fn retire(&self, old: &Grant, new: &Grant) -> Result<()> {
-        let dropped = old.keys_file != new.keys_file
-            || old
-                .keys
-                .iter()
-                .any(|k| !new.keys.iter().any(|n| n.blob == k.blob));
-        if dropped {
-            // Only the tool's own lines (no blob given): a re-grant leaves the administrator's
-            // lines alone, unlike revoke.
+        let dropped: Vec<&str> = old
+            .keys
+            .iter()
+            .filter(|k| {
+                old.keys_file != new.keys_file || !new.keys.iter().any(|n| n.blob == k.blob)
+            })
+            .map(|k| k.blob.as_str())
+            .collect();
+        if !dropped.is_empty() {
+            // Only the tool's own lines: a re-grant leaves the administrator's lines alone,
+            // unlike revoke.
             keys::update(
                 &self.root,
                 &old.keys_file,
                 false,
-                &mut |content: &[u8]| Ok(keys::disable(content, &[])),
+                &mut |content: &[u8]| Ok(keys::retire(content, &dropped)),
             )?;
         }
         Ok(())
     }
 
-    /// Disable (or remove) the support lines of `keys_file`: those of the grant's keys, of every
-    /// built-in profile's key, and every line the tool marked as its own.
+    /// Disable (or remove) the lines of `keys_file` carrying one of the keys.
     pub(super) fn disable_keys(
         &self,
         keys_file: &Path,
-        granted: &[StoredKey],
+        blobs: &[&str],
         lines: KeyLines,
         mode: Mode,
     ) -> Result<keys::WriteOutcome> {
-        let mut blobs: Vec<String> = support::profiles()
-            .iter()
-            .map(|p| p.key.blob.clone())
-            .collect();
-        blobs.extend(granted.iter().map(|k| k.blob.clone()));
-        if let Some(content) = keys::read(&self.root, keys_file)? {
-            blobs.extend(keys::tool_lines(&content).into_iter().map(|l| l.blob));
-        }
-        let blobs = sorted(blobs);
-        let refs: Vec<&str> = blobs.iter().map(String::as_str).collect();
         keys::update(
             &self.root,
             keys_file,
             mode.is_dry_run(),
             &mut |content: &[u8]| {
                 Ok(match lines {
-                    KeyLines::Remove => keys::remove(content, &refs),
-                    KeyLines::Disable => keys::disable(content, &refs),
+                    KeyLines::Remove => keys::remove(content, blobs),
+                    KeyLines::Disable => keys::disable(content, blobs),
                 })
             },
         )

@@ -104,22 +104,16 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
             file.display()
         ));
     }
-    // The layers are selected once: the rehearsal, a dry run and the grant itself program the
-    // same backends (each reads its layer again when it opens).
-    let mut backends = ctx.select_open(req.firewall, &mut report.warnings)?;
+    // The layers of the rehearsal (or the dry run); the grant selects them again under the lock,
+    // since another run may have changed them while this one waited.
+    let mut backends = ctx.select_open(req.firewall, &mut report)?;
     if req.mode == Mode::Apply {
         // A read-only rehearsal before the lock and the journal: what the firewall or the keys
         // file refuses (nf_tables unusable without CAP_NET_ADMIN, a set name taken by the user,
         // a foreign line carrying the support key) fails here, with nothing written and no
         // intent left to recover.
         // Its warnings are the grant's own (the report keeps each once).
-        ctx.open_and_install_with(
-            &desired,
-            &opts,
-            &mut backends,
-            Mode::DryRun,
-            &mut report.warnings,
-        )?;
+        ctx.open_and_install_with(&desired, &opts, &mut backends, Mode::DryRun, &mut report)?;
     }
     let mut txn = Txn::begin(&ctx, req.mode, &mut report)?;
     // The same grant again (a configuration-management run repeated) keeps its start time; the
@@ -128,13 +122,8 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
         desired.granted_at = p.granted_at;
     }
     if req.mode == Mode::DryRun {
-        let applied = ctx.open_and_install_with(
-            &desired,
-            &opts,
-            &mut backends,
-            Mode::DryRun,
-            &mut report.warnings,
-        )?;
+        let applied =
+            ctx.open_and_install_with(&desired, &opts, &mut backends, Mode::DryRun, &mut report)?;
         report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
         report::grant_lines(
             &desired,
@@ -162,15 +151,7 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
                 .as_ref()
                 .map_or(Ok(()), |p| ctx.retire(p, &desired))
         })
-        .and_then(|()| {
-            ctx.open_and_install_with(
-                &desired,
-                &opts,
-                &mut backends,
-                Mode::Apply,
-                &mut report.warnings,
-            )
-        });
+        .and_then(|()| ctx.open_and_install(&desired, &opts, Mode::Apply, &mut report));
     let applied = match converged {
         Ok(a) => a,
         Err(e) => {

@@ -23,6 +23,7 @@ use crate::state::{Grant, Lock, StoredKey};
 use crate::support::{self, TargetRequest};
 use crate::{dns, keys, sshd};
 
+mod close;
 mod converge;
 mod grant;
 mod refresh;

@@ -103,20 +103,35 @@ pub fn refresh(root: &Root, req: &RefreshRequest) -> Result<Report> {
     report.set("host", &g.host);
     report.set("addresses", &fresh);
     report.set("previous_addresses", &old);
-    let Some(desired) = moved(&g, &fresh, source) else {
-        report.line(format!(
-            "{} still resolves to {}; nothing to change.",
-            g.host,
-            join(&fresh)
-        ));
-        return Ok(report);
+    // Refresh converges, it does not only re-resolve: a firewall reload (firewalld's
+    // `--reload`, a `flush ruleset`) between two runs is repaired by the next one.
+    let desired = match moved(&g, &fresh, source) {
+        Some(d) => {
+            report.line(format!(
+                "{} moved: {} → {}",
+                g.host,
+                join(&old),
+                join(&fresh)
+            ));
+            d
+        }
+        None if super::restore::layers_intact(&g) => {
+            report.line(format!(
+                "{} still resolves to {}; nothing to change.",
+                g.host,
+                join(&fresh)
+            ));
+            return Ok(report);
+        }
+        None => {
+            report.line(format!(
+                "{} still resolves to {}, but the firewall lost the grant's rules: putting them back.",
+                g.host,
+                join(&fresh)
+            ));
+            g.clone()
+        }
     };
-    report.line(format!(
-        "{} moved: {} → {}",
-        g.host,
-        join(&old),
-        join(&fresh)
-    ));
     if req.mode == Mode::DryRun {
         return Ok(report);
     }
@@ -126,7 +141,7 @@ pub fn refresh(root: &Root, req: &RefreshRequest) -> Result<Report> {
         Some(g.clone()),
     ))?;
     let opts = ApplyOpts::recorded(&g);
-    if let Err(e) = ctx.open_and_install(&desired, &opts, Mode::Apply, &mut report.warnings) {
+    if let Err(e) = ctx.open_and_install(&desired, &opts, Mode::Apply, &mut report) {
         return Err(txn.abort(e, "the previous addresses are kept", &mut report));
     }
     txn.commit(Some(desired))?;

@@ -3,6 +3,7 @@
 //! backends' read side ([`crate::firewall::Backend::inspect`]) tells.
 use anyhow::Result;
 
+use super::close::{Closing, Scope};
 use super::converge::ApplyOpts;
 use super::txn::Txn;
 use super::{grant_request, Ctx, KeyLines};
@@ -30,9 +31,10 @@ pub(super) fn step(granted: Option<&Grant>, now: u64) -> Step {
 }
 
 /// Every layer of the grant holds exactly what the grant wrote (read only).
-fn layers_intact(g: &Grant, warnings: &mut Vec<String>) -> bool {
+pub(super) fn layers_intact(g: &Grant) -> bool {
     let req = grant_request(g);
-    let Ok(backends) = firewall::select(FirewallChoice::Auto, Purpose::Remove, warnings) else {
+    let Ok(backends) = firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new())
+    else {
         return false;
     };
     let mut whole = Vec::new();
@@ -64,12 +66,16 @@ pub fn restore(root: &Root) -> Result<Report> {
 }
 
 fn clean_up(ctx: &Ctx, txn: Txn<'_>, g: &Grant, mut report: Report) -> Result<Report> {
-    let (k, layers) = ctx.disable_and_close(
-        Some(g),
-        KeyLines::Disable,
-        Mode::Apply,
-        &mut report.warnings,
-    )?;
+    let Closing {
+        keys: k, layers, ..
+    } = ctx
+        .close_everything(
+            &Scope::of(&[g]),
+            KeyLines::Disable,
+            Mode::Apply,
+            &mut report,
+        )
+        .into_result()?;
     // sshd and the kernel closed the door at the expiry; a session opened before it would live
     // on.
     sessions::end(&g.addresses, &mut report);
@@ -84,7 +90,11 @@ fn clean_up(ctx: &Ctx, txn: Txn<'_>, g: &Grant, mut report: Report) -> Result<Re
         "The grant to {} expired at {}: its key line was disabled ({}) and the firewall closed ({}).",
         g.host,
         fmt_utc(g.expires_at.unwrap_or(0)),
-        if k.changed { "changed" } else { "already" },
+        if k.iter().any(|k| k.changed) {
+            "changed"
+        } else {
+            "already"
+        },
         closed.join(", ")
     ));
     ctx.audit(
@@ -96,13 +106,8 @@ fn clean_up(ctx: &Ctx, txn: Txn<'_>, g: &Grant, mut report: Report) -> Result<Re
 
 fn reapply(ctx: &Ctx, g: &Grant, mut report: Report) -> Result<Report> {
     // An intact grant is rewritten in place by the nft backend: that is no change.
-    let intact = layers_intact(g, &mut report.warnings);
-    let applied = ctx.open_and_install(
-        g,
-        &ApplyOpts::recorded(g),
-        Mode::Apply,
-        &mut report.warnings,
-    )?;
+    let intact = layers_intact(g);
+    let applied = ctx.open_and_install(g, &ApplyOpts::recorded(g), Mode::Apply, &mut report)?;
     let changed: Vec<String> = applied
         .layers
         .iter()

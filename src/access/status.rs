@@ -10,12 +10,13 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{grant_request, is_mapped, sorted, Ctx, KeyLines};
-use crate::firewall::{self, Drift, FirewallChoice, LayerState, Mode, Purpose};
-use crate::report::{self, join, Report};
+use super::{grant_request, is_mapped, sorted, Ctx};
+use crate::error::{EXIT_FAILURE, EXIT_OK};
+use crate::firewall::{self, Drift, FirewallChoice, LayerState, Purpose};
+use crate::report::{fmt_left, fmt_utc, join, Report};
 use crate::root::Root;
 use crate::state::{self, Grant, Lock, State};
-use crate::{dns, keys, sshd};
+use crate::{dns, keys, sshd, support};
 
 const RESTORE: &str = "ovh-access restore";
 
@@ -41,11 +42,11 @@ pub fn status(root: &Root) -> Result<Report> {
     }
     let Some(g) = st.granted.clone() else {
         report.line("Nothing is granted.");
-        drift.extend(leftovers(&ctx, &mut report.warnings));
-        return Ok(report::status_finish(report, None, drift));
+        drift.extend(leftovers(&ctx));
+        return Ok(finish(report, None, drift));
     };
     let now = state::now();
-    report::status_grant(&g, now, &mut report);
+    describe(&g, now, &mut report);
     if g.expired(now) {
         drift.push(Drift::new(
             "the grant has expired but is still recorded",
@@ -73,8 +74,12 @@ pub fn status(root: &Root) -> Result<Report> {
             "fix the keys file as the message says",
         )),
     }
-    for (file, lines) in ctx.foreign_elsewhere(&g.keys_file, &g.keys, &mut report.warnings) {
+    let mut warnings = Report::default();
+    for (file, lines) in ctx.foreign_elsewhere(&g.keys_file, &g.keys, &mut warnings.warnings) {
         drift.push(foreign_drift(&file, &lines));
+    }
+    for w in warnings.warnings {
+        report.warn(w);
     }
     if g.firewall != FirewallChoice::None {
         drift.extend(firewall_drift(&g, now, &mut report)?);
@@ -83,14 +88,57 @@ pub fn status(root: &Root) -> Result<Report> {
     if let Ok(facts) = sshd::probe(&ctx.root, &g.addresses, &g.host) {
         drift.extend(port_drift(&g, &facts.ports));
     }
-    Ok(report::status_finish(report, Some(g), drift))
+    Ok(finish(report, Some(g), drift))
+}
+
+/// The grant's own lines: since when, until when, to whom.
+fn describe(g: &Grant, now: u64, report: &mut Report) {
+    report.line(format!(
+        "Granted to {} since {}.",
+        g.host,
+        fmt_utc(g.granted_at)
+    ));
+    match g.expires_at {
+        Some(t) if t <= now => report.line(format!(
+            "  expired:   {} (key and firewall closed by sshd and the kernel)",
+            fmt_utc(t)
+        )),
+        Some(t) => report.line(format!(
+            "  expires:   {} ({} left)",
+            fmt_utc(t),
+            fmt_left(t - now)
+        )),
+        None => report.line("  expires:   never (revoke by hand)"),
+    }
+    report.line(format!(
+        "  addresses: {} ({})",
+        join(&g.addresses),
+        g.address_source.name()
+    ));
+    report.line(format!("  ports:     {}", join(&g.ports)));
+    // Which profile, and whether the key is still the one OVH publishes for it.
+    if let Some(p) = g.profile.as_deref().and_then(support::profile_by_name) {
+        let builtin = g.keys.iter().all(|k| p.is_builtin_key(&k.blob));
+        report.line(format!(
+            "  profile:   {} ({}; {})",
+            p.region,
+            p.host,
+            if builtin {
+                "the built-in key"
+            } else {
+                "a key given with --key-file, not the built-in one"
+            }
+        ));
+        report.set("key_is_builtin", builtin);
+    }
 }
 
 /// With nothing granted, the leftovers of a grant the state file does not know about are drift
 /// too: an active support line, or the tool's objects in a firewall layer.
-fn leftovers(ctx: &Ctx, warnings: &mut Vec<String>) -> Vec<Drift> {
+fn leftovers(ctx: &Ctx) -> Vec<Drift> {
     let mut drift = Vec::new();
-    if let Ok(k) = ctx.disable_key_lines(None, KeyLines::Disable, Mode::DryRun, warnings) {
+    let mut probe = Report::default();
+    for k in ctx.support_lines_left(&mut probe) {
         if k.changed {
             drift.push(Drift::new(
                 format!("an active support key line is in {}", k.path.display()),
@@ -98,7 +146,8 @@ fn leftovers(ctx: &Ctx, warnings: &mut Vec<String>) -> Vec<Drift> {
             ));
         }
     }
-    let Ok(backends) = firewall::select(FirewallChoice::Auto, Purpose::Remove, warnings) else {
+    let Ok(backends) = firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new())
+    else {
         return drift;
     };
     for mut b in backends {
@@ -130,7 +179,8 @@ pub(super) fn key_drift(
     let mut lines = Vec::new();
     let mut drift = Vec::new();
     let file = g.keys_file.display();
-    let tool = keys::tool_lines(content);
+    let blobs: Vec<&str> = g.keys.iter().map(|k| k.blob.as_str()).collect();
+    let tool = keys::tool_lines(content, &blobs);
     for k in &g.keys {
         match tool.iter().find(|l| l.blob == k.blob) {
             Some(l) if l.active => {
@@ -178,7 +228,7 @@ pub(super) fn key_drift(
     let blobs: Vec<&str> = g.keys.iter().map(|k| k.blob.as_str()).collect();
     for l in keys::support_lines(content, &blobs)
         .into_iter()
-        .filter(|l| l.active && !l.tool && !l.has_from)
+        .filter(|l| l.active && !l.tool && l.unrestricted)
     {
         drift.push(Drift::new(
             format!(
@@ -210,7 +260,7 @@ fn firewall_drift(g: &Grant, now: u64, report: &mut Report) -> Result<Vec<Drift>
     let mut drift = Vec::new();
     let mut present = Vec::new();
     let req = grant_request(g);
-    for mut b in firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut report.warnings)? {
+    for mut b in firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new())? {
         let name = b.name();
         let in_grant = g.layers.contains(&name);
         match b.inspect(Some(&req), g.recorded_for(&name)) {
@@ -286,6 +336,35 @@ pub(super) fn port_drift(g: &Grant, listening: &[u16]) -> Vec<Drift> {
         ),
         "ovh-access grant ... (again)",
     )]
+}
+
+fn finish(mut report: Report, g: Option<Grant>, drift: Vec<Drift>) -> Report {
+    if !drift.is_empty() {
+        // A table: each drift beside the command that repairs it.
+        let width = drift
+            .iter()
+            .map(|d| d.what.chars().count())
+            .chain(["DRIFT".len()])
+            .max()
+            .unwrap_or(0);
+        report.line("");
+        report.line(format!("{:<width$}  REPAIR", "DRIFT"));
+        for d in &drift {
+            report.line(format!("{:<width$}  {}", d.what, d.repair));
+        }
+    } else {
+        report.line("Consistent: key, firewall and DNS agree.");
+    }
+    report.set("expires_at", g.as_ref().and_then(|g| g.expires_at));
+    report.set("granted", &g);
+    report.set("drift", &drift);
+    report.set("consistent", drift.is_empty());
+    report.exit = if drift.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILURE
+    };
+    report
 }
 
 #[cfg(test)]

@@ -8,12 +8,15 @@
 //! journal, for the next run to settle.
 use anyhow::Result;
 
+use super::close::Scope;
 use super::converge::ApplyOpts;
 use super::{Ctx, KeyLines, Sessions};
 use crate::firewall::Mode;
 use crate::report::{fmt_utc, Report};
 use crate::sessions;
-use crate::state::{Grant, Intent, Lock, Op, State};
+use crate::state::{
+    salvage, set_aside, Grant, Intent, Loaded, Lock, Op, Salvaged, State, STATE_FILE,
+};
 
 pub(super) struct Txn<'a> {
     ctx: &'a Ctx,
@@ -43,6 +46,58 @@ impl<'a> Txn<'a> {
             txn.recover(report)?;
         }
         Ok(txn)
+    }
+
+    /// A revoke's start: the lock, and the state as it is. An interrupted transaction is not
+    /// settled first — the revoke finishes it, whatever it was, where a rollback would reopen
+    /// what is about to be closed — and a corrupt state file does not stop it: the file is kept
+    /// under another name (a dry run only says it would be) and what it still names is
+    /// returned, so that the revoke finds the tool's key lines by their key and marker.
+    pub fn begin_revoke(
+        ctx: &'a Ctx,
+        mode: Mode,
+        report: &mut Report,
+    ) -> Result<(Txn<'a>, Option<Salvaged>)> {
+        let lock = match mode {
+            Mode::Apply => Some(ctx.lock()?),
+            Mode::DryRun => None,
+        };
+        let (st, salvaged) = match State::read(&ctx.root)? {
+            Loaded::Valid(st) => (*st, None),
+            Loaded::Corrupt { bytes, reason } => {
+                let shown = ctx.root.path(STATE_FILE);
+                if mode.is_dry_run() {
+                    report.warn(format!(
+                        "the state file {} is corrupt ({reason}); the revoke would keep it under \
+                         another name and close what it finds of the tool's",
+                        shown.display()
+                    ));
+                } else {
+                    let aside = set_aside(&ctx.root)?;
+                    report.warn(format!(
+                        "the state file {} is corrupt ({reason}); it is kept as {}, and this \
+                         revoke closes what it finds of the tool's",
+                        shown.display(),
+                        ctx.root.path(&aside).display()
+                    ));
+                    report.set("state_set_aside", &aside);
+                }
+                (State::default(), Some(salvage(&bytes)))
+            }
+        };
+        let txn = Txn {
+            ctx,
+            _lock: lock,
+            st,
+            recovered: false,
+        };
+        Ok((txn, salvaged))
+    }
+
+    /// The intent of a transaction that was interrupted (only after `begin_revoke`, which does
+    /// not settle it).
+    pub fn interrupted(&self) -> Option<&Intent> {
+        self.st.intent.as_ref()
     }
 
     /// `begin` settled an interrupted transaction (which changed the system).
@@ -131,12 +186,7 @@ impl<'a> Txn<'a> {
                 if let Some(t) = &intent.target {
                     ctx.retire(t, g)?;
                 }
-                ctx.open_and_install(
-                    g,
-                    &ApplyOpts::recorded(g),
-                    Mode::Apply,
-                    &mut report.warnings,
-                )?;
+                ctx.open_and_install(g, &ApplyOpts::recorded(g), Mode::Apply, report)?;
             }
             None => {
                 // Both ends of the interrupted transaction: their keys, keys files and sessions.
@@ -149,16 +199,8 @@ impl<'a> Txn<'a> {
                 } else {
                     KeyLines::Disable
                 };
-                // The first end's keys file is disabled by `disable_and_close` itself.
-                for g in ends.iter().skip(1) {
-                    ctx.disable_keys(&g.keys_file, &g.keys, lines, Mode::Apply)?;
-                }
-                ctx.disable_and_close(
-                    ends.first().copied(),
-                    lines,
-                    Mode::Apply,
-                    &mut report.warnings,
-                )?;
+                ctx.close_everything(&Scope::of(&ends), lines, Mode::Apply, report)
+                    .into_result()?;
                 if !intent.keep_sessions {
                     for g in &ends {
                         sessions::end(&g.addresses, report);

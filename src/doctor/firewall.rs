@@ -1,9 +1,11 @@
-//! Check 5: for each support address and SSH port, every firewall layer that decides the packet
-//! — each nftables input base chain (netlink dump: hooks, priorities, policies, the tool's
-//! jumps), each iptables INPUT chain (legacy and nft, `*-save`) — and what it does with the
-//! first packet; and, where an output chain's policy drops, what it does with sshd's replies
-//! (the tool hooks those chains too). Only reads: netlink dumps, `nft -j list ruleset`,
-//! `*-save`, `ipset test`.
+//! Check 5: for each support address and SSH port, every firewall chain that decides the packet
+//! — the chains the tool hooks: each nftables input base chain and each prerouting, netdev
+//! ingress or output chain that can drop (netlink dump: hooks, priorities, policies, the tool's
+//! jumps); each iptables filter INPUT, and raw, mangle and filter chain on PREROUTING, INPUT or
+//! OUTPUT that can drop (legacy and nft, `*-save`) — and what it does with the first packet, or
+//! for an output chain with sshd's replies. A chain that drops and that the tool cannot open
+//! (a table another process owns, an inet ingress chain) fails. Only reads: netlink dumps,
+//! `nft -j list ruleset`, `*-save`, `ipset test`.
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
@@ -65,14 +67,20 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                     has_input_base_chain: t.chains.iter().any(|c| c.is_filter_on(Hook::Input)),
                 })
                 .collect();
-            for t in facts.tables.iter().filter(|t| t.family.is_ip()) {
-                if t.made_by_iptables_nft() {
+            for blocked in nft::refusals(&facts) {
+                f.fail(
+                    "firewall",
+                    format!("nftables: {blocked}"),
+                    "see the sentence: the tool cannot open that chain itself",
+                );
+            }
+            for t in facts.tables.iter().filter(|t| t.family.carries_ip()) {
+                if t.made_by_iptables_nft() || t.owned {
                     continue;
                 }
                 let hooked = t.chains.iter().filter_map(|c| {
-                    let out = c.is_filter_on(Hook::Output)
-                        && c.base.as_ref().is_some_and(|b| b.policy_drop);
-                    (c.is_filter_on(Hook::Input) || out).then_some((c, out))
+                    c.tool_target(t.family)
+                        .map(|_| (c, c.is_filter_on(Hook::Output)))
                 });
                 for (c, reply) in hooked {
                     let rules = c.rules.as_deref().unwrap_or_default();
@@ -113,36 +121,33 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
             },
         ),
     }
+    if super::firewalld::check(&mut base, addresses, ports, remedy, f) {
+        return;
+    }
     // Every iptables layer that exists, as the detector finds them for removal.
     let ipt = detect::layers_for_removal(&base)
         .into_iter()
         .filter_map(|k| match k {
             detect::LayerKind::Iptables(v, fam) => Some(IptablesBackend::new(v, fam)),
-            detect::LayerKind::Nft => None,
+            detect::LayerKind::Nft | detect::LayerKind::Firewalld => None,
         });
     for b in ipt {
-        match b.filter_table() {
-            Ok(Some(table)) => {
-                for (chain, reply) in [("INPUT", false), ("OUTPUT", true)] {
-                    if let Some(l) = ipt_layer(&b, &table, chain, reply) {
-                        layers.push(l);
+        match b.tables() {
+            Ok(tables) => {
+                for table in &tables {
+                    for (chain, reply) in iptables::plan::hooked_chains(table) {
+                        if let Some(l) = ipt_layer(&b, table, chain, reply) {
+                            layers.push(l);
+                        }
                     }
                 }
             }
-            Ok(None) => {}
             Err(e) => f.warn(
                 "firewall",
                 format!("{} could not be read: {e:#}", b.program("save")),
                 format!("run `{}` by hand to see why", b.program("save")),
             ),
         }
-    }
-    if base.firewalld_running {
-        f.warn(
-            "firewall",
-            "firewalld is running: each `firewall-cmd --reload` rewrites the ruleset and removes the tool's rules",
-            "after each firewalld reload run `ovh-access restore`",
-        );
     }
     if base.ufw_present {
         f.warn(
@@ -170,8 +175,7 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
     }
 }
 
-/// One built-in chain of an iptables filter table as a layer: INPUT always, OUTPUT when its
-/// policy drops.
+/// One built-in chain of an iptables table that the tool hooks, as a layer.
 fn ipt_layer(
     b: &IptablesBackend,
     table: &iptables::SavedTable,
@@ -180,15 +184,18 @@ fn ipt_layer(
 ) -> Option<Layer> {
     let c = table.chain(chain)?;
     let policy_drop = c.policy.as_deref() == Some("DROP");
-    if reply && !policy_drop {
-        return None;
-    }
     let st = iptables::state::tool_state(Some(table));
     let jumps: Vec<_> = st.jumps.iter().filter(|j| j.chain == chain).collect();
     let program = b.name();
+    // The order a packet meets them on a hook: raw (-300), mangle (-150), filter (0).
+    let priority = match table.name.as_str() {
+        "raw" => -300,
+        "mangle" => -150,
+        _ => 0,
+    };
     Some(Layer {
-        label: format!("{program} filter {chain}"),
-        priority: 0,
+        label: format!("{program} {} {chain}", table.name),
+        priority,
         policy_drop,
         v4: b.family() == iptables::Family::V4,
         v6: b.family() == iptables::Family::V6,
@@ -202,7 +209,7 @@ fn ipt_layer(
                     && r.target()
                         .is_some_and(|t| jumps.iter().any(|j| j.target == t))
             })
-            .map(|r| format!("{program} -D {chain} {}", r.spec)),
+            .map(|r| format!("{program} -t {} -D {chain} {}", table.name, r.spec)),
         reply,
         kind: Kind::Ipt {
             table: table.clone(),

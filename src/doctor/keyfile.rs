@@ -320,7 +320,7 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
             "ln -sf /usr/share/zoneinfo/UTC /etc/localtime",
         );
     }
-    for tl in keys::tool_lines(&content)
+    for tl in keys::tool_lines(&content, &blobs)
         .iter()
         .filter(|l| l.active && blobs.contains(&l.blob.as_str()))
     {
@@ -393,21 +393,10 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
     }
 }
 
-/// Whether a from= list lets `addr` in: an address or CIDR entry that holds it, and no negated
-/// entry that does (auth-options.c hands the list to match_host_and_ip()); wildcard patterns
-/// are taken as covering, since only sshd's own matcher could tell.
+/// Whether sshd lets the key in from `addr` through this `from=` (auth-options.c hands the list
+/// to match.c's match_host_and_ip()).
 fn from_covers(list: &str, addr: IpAddr) -> bool {
-    let hit = |e: &str| {
-        e.contains(['*', '?'])
-            || e.parse::<IpAddr>().is_ok_and(|a| a == addr)
-            || e.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&addr))
-    };
-    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
-    !entries.iter().filter_map(|e| e.strip_prefix('!')).any(hit)
-        && entries
-            .iter()
-            .filter(|e| !e.starts_with('!'))
-            .any(|e| hit(e))
+    keys::from::admits(list, addr)
 }
 
 #[cfg(test)]
@@ -431,6 +420,9 @@ mod tests {
         assert!(from_covers("192.0.2.1,198.51.100.0/24", a));
         assert!(!from_covers("192.0.2.1", a));
         assert!(!from_covers("198.51.100.0/24,!198.51.100.10", a));
+        // A list sshd refuses lets nobody in, wildcards or not.
+        assert!(!from_covers("*,", a));
+        assert!(!from_covers("198.51.100.0/33", a));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! The checks only read: files under `--root`, sshd's effective settings (`sshd` module), the
 //! keys file (`keys` module), DNS, and the firewall through dumps (`firewall`, `rules`).
 mod firewall;
+mod firewalld;
 mod keyfile;
 pub mod rules;
 mod sshd_checks;

@@ -322,6 +322,19 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
             "iiftype" => Tri::Maybe,
             _ => Tri::Maybe,
         }
+    } else if let Some(fib) = left.get("fib") {
+        // `fib daddr type local` (the tool's prerouting accepts): the support's packets are
+        // addressed to this host.
+        let daddr_type = fib.get("result").and_then(Value::as_str) == Some("type")
+            && fib
+                .get("flags")
+                .and_then(Value::as_array)
+                .is_some_and(|f| f.len() == 1 && f[0] == "daddr");
+        if daddr_type && !p.reply {
+            contains(t, right, &Val::Str("local"))
+        } else {
+            Tri::Maybe
+        }
     } else if let Some(ct) = left.get("ct") {
         match ct.get("key").and_then(Value::as_str).unwrap_or("") {
             // A right side that is a flag list matches when it shares a flag (`op: in`).
@@ -595,6 +608,8 @@ fn ipt_match(
                 }
                 i += 1;
             }
+            // The support's packets are addressed to this host (the tool's prerouting ACCEPTs).
+            "--dst-type" if !p.reply => r = Some(Tri::from(val == "LOCAL")),
             // xt_time compares the packet's second with the stop, both UTC (ToolRule::expired).
             "--datestop" => r = Some(Tri::from(format_utc(p.now).as_str() <= val)),
             "-s"

@@ -23,15 +23,18 @@ pub enum FirewallChoice {
     Nft,
     /// Only iptables (legacy and/or nft variant, whichever has tables).
     Iptables,
+    /// Only firewalld, through its D-Bus API (runtime rich rules).
+    Firewalld,
     /// Leave the firewall alone (the operator manages it).
     None,
 }
 
 impl FirewallChoice {
-    pub const ALL: [FirewallChoice; 4] = [
+    pub const ALL: [FirewallChoice; 5] = [
         FirewallChoice::Auto,
         FirewallChoice::Nft,
         FirewallChoice::Iptables,
+        FirewallChoice::Firewalld,
         FirewallChoice::None,
     ];
 
@@ -41,6 +44,7 @@ impl FirewallChoice {
             FirewallChoice::Auto => "auto",
             FirewallChoice::Nft => "nft",
             FirewallChoice::Iptables => "iptables",
+            FirewallChoice::Firewalld => "firewalld",
             FirewallChoice::None => "none",
         }
     }
@@ -165,6 +169,7 @@ pub trait Backend {
 }
 
 pub mod detect;
+pub mod firewalld;
 pub mod iptables;
 pub mod nft;
 
@@ -203,7 +208,7 @@ pub fn select(
             has_input_base_chain: !t.input_base_chains.is_empty(),
         })
         .collect();
-    let facts = detect::gather_facts(&crate::root::Root::system(), tables);
+    let mut facts = detect::gather_facts(&crate::root::Root::system(), tables);
     // Without nf_tables only iptables-legacy can filter; when it has no tables either, the error
     // about nf_tables is the one that explains why nothing can be programmed.
     if let Some(e) = nft_error {
@@ -214,6 +219,13 @@ pub fn select(
         }
         warnings.push(format!(
             "nftables is not usable ({e:#}); only iptables-legacy is programmed"
+        ));
+    }
+    detect::ask_firewalld(&mut facts, for_open && choice == FirewallChoice::Firewalld);
+    if !for_open && !facts.firewalld.tables.is_empty() && !facts.firewalld.on_bus {
+        warnings.push(format!(
+            "firewalld's ruleset is loaded ({}) but firewalld does not answer on the system bus: its rich rules were not looked at",
+            facts.firewalld.tables.join(", ")
         ));
     }
     let kinds = if for_open {
@@ -227,6 +239,7 @@ pub fn select(
         match k {
             LayerKind::Nft => out.push(Box::new(nft::NftBackend::new()?)),
             LayerKind::Iptables(v, f) => out.push(Box::new(iptables::IptablesBackend::new(v, f))),
+            LayerKind::Firewalld => out.push(Box::new(firewalld::FirewalldBackend::new()?)),
         }
     }
     Ok(out)
@@ -242,6 +255,7 @@ mod tests {
             (FirewallChoice::Auto, "auto"),
             (FirewallChoice::Nft, "nft"),
             (FirewallChoice::Iptables, "iptables"),
+            (FirewallChoice::Firewalld, "firewalld"),
             (FirewallChoice::None, "none"),
         ] {
             assert_eq!(c.name(), name);

@@ -4,6 +4,11 @@
 //! sshd uses the first line that passes (`auth_process_authorized_keys_file` stops at the first
 //! match), so a second line with the support key and no `from=` would let the support in from
 //! anywhere: install refuses while such a line is active, unless told to comment it out.
+//!
+//! A line is the tool's only when its own key (the parsed blob, never text elsewhere in the line)
+//! is a support key — one the caller names (what a grant recorded) or a built-in one — and the
+//! marker is a token of its comment. An administrator may call any line `ovh-access`, or quote the
+//! support key inside a `command="..."`: neither makes the line the tool's.
 use std::collections::HashSet;
 use std::net::IpAddr;
 
@@ -11,8 +16,9 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::expiry::{format_expiry, Expiry};
+use super::from;
 use super::line::{classify, split_lines, KeyLine, Kind};
-use super::options::quote;
+use super::options::{quote, KeyOption};
 use super::MARKER;
 use crate::support::SupportKey;
 
@@ -51,8 +57,9 @@ pub struct KeyLineInfo {
     /// The tool's own line (its comment carries [`MARKER`]).
     pub tool: bool,
     pub has_from: bool,
-    /// Active, and nothing limits where it may be used from: no `from=`, or a `from=` with a
-    /// pattern matching every address. sshd lets the key in from anywhere through it.
+    /// Active, admitting the plain key (valid options, no `cert-authority`), and nothing limits
+    /// where it may be used from: no `from=`, or a `from=` covering every address of a family.
+    /// sshd lets the key in from anywhere through it.
     pub unrestricted: bool,
     /// The options as written (`name` or `name=value`, values unquoted).
     pub options: Vec<String>,
@@ -126,21 +133,67 @@ fn seen(text: &[u8]) -> Option<Seen> {
     }
 }
 
-fn is_tool(k: &KeyLine) -> bool {
-    k.comment_has_token(MARKER)
+/// The keys whose marked lines are the tool's: those given and the built-in ones.
+struct Owner {
+    blobs: HashSet<String>,
 }
 
-/// True when the line is not a comment and contains one of the blobs anywhere. A belt to the
-/// parser's braces: commenting out a line sshd would not have used anyway costs nothing.
-fn active_and_contains(text: &[u8], blobs: &[&str]) -> bool {
-    !matches!(classify(text), Kind::Comment { .. } | Kind::Blank)
-        && blobs
-            .iter()
-            .any(|b| !b.is_empty() && contains(text, b.as_bytes()))
+impl Owner {
+    fn new(given: &[&str]) -> Owner {
+        let mut blobs: HashSet<String> = crate::support::profiles()
+            .into_iter()
+            .map(|p| p.key.blob)
+            .collect();
+        blobs.extend(given.iter().map(|b| b.to_string()));
+        Owner { blobs }
+    }
+
+    fn owns(&self, k: &KeyLine) -> bool {
+        k.comment_has_token(MARKER) && self.blobs.contains(&k.blob)
+    }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.len() <= hay.len() && hay.windows(needle.len()).any(|w| w == needle)
+/// Whether sshd could admit the plain key through the line (`auth_check_authkey_line`): its
+/// options parse, and it is no `cert-authority` line, which only vouches for certificates.
+fn admits_plain_key(k: &KeyLine) -> bool {
+    k.options.as_ref().is_ok_and(|o| {
+        !o.iter()
+            .any(|o| o.value.is_none() && o.name.eq_ignore_ascii_case("cert-authority"))
+    })
+}
+
+fn unrestricted(k: &KeyLine) -> bool {
+    admits_plain_key(k) && from::unrestricted(k.option("from"))
+}
+
+/// The options an administrator added to the tool's line, kept when the tool rewrites it: all
+/// but `from=` and `expiry-time=`, which are the tool's (sshd refuses a second of either).
+fn added_options(k: &KeyLine) -> Vec<KeyOption> {
+    let Ok(opts) = &k.options else {
+        return Vec::new();
+    };
+    opts.iter()
+        .filter(|o| {
+            !(o.name.eq_ignore_ascii_case("from") || o.name.eq_ignore_ascii_case("expiry-time"))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The tool's rendered line with the added options after its own.
+fn with_options(line: &str, added: &[KeyOption]) -> String {
+    if added.is_empty() {
+        return line.to_string();
+    }
+    let (opts, rest) = line.split_once(' ').expect("a rendered line has options");
+    let extra: Vec<String> = added
+        .iter()
+        .map(|o| match &o.value {
+            Some(v) => format!("{}={}", o.name, quote(v)),
+            None => o.name.clone(),
+        })
+        .collect();
+    format!("{opts},{} {rest}", extra.join(","))
 }
 
 /// `#` in front of the line's own bytes: sshd skips it, and the original stays readable.
@@ -149,19 +202,6 @@ fn commented(text: &[u8]) -> Vec<u8> {
     out.push(b'#');
     out.extend_from_slice(text);
     out
-}
-
-/// A `from=` pattern that matches any address (`match_host_and_ip` with `*`, or a /0 CIDR).
-fn matches_everything(pattern: &str) -> bool {
-    !pattern.starts_with('!')
-        && (pattern.chars().all(|c| matches!(c, '*' | '?' | '.' | ':')) || pattern.ends_with("/0"))
-}
-
-fn unrestricted(k: &KeyLine) -> bool {
-    match k.option("from") {
-        None => true,
-        Some(list) => list.split(',').any(matches_everything),
-    }
 }
 
 /// The `from=` value: each IPv4 address also in its IPv4-mapped form, for an sshd that sees
@@ -226,6 +266,7 @@ pub fn install(
 ) -> Result<EditOutcome> {
     let mut doc = Doc::parse(content);
     let blobs: HashSet<&str> = keys.iter().map(|k| k.blob.as_str()).collect();
+    let owner = Owner::new(&blobs.iter().copied().collect::<Vec<_>>());
     let fp = |blob: &str| {
         keys.iter()
             .find(|k| k.blob == blob)
@@ -237,15 +278,19 @@ pub fn install(
     let mut open_foreign = Vec::new();
     for (i, e) in doc.entries.iter().enumerate() {
         let Some(s) = seen(&e.text) else { continue };
-        if !s.active || is_tool(&s.key) || !blobs.contains(s.key.blob.as_str()) {
+        if !s.active || owner.owns(&s.key) || !blobs.contains(s.key.blob.as_str()) {
             continue;
         }
-        if s.key.options.is_err() {
-            continue; // sshd rejects its options: it grants nothing.
+        if !admits_plain_key(&s.key) {
+            continue; // sshd never lets the plain key in through it.
         }
         if unrestricted(&s.key) {
             open_foreign.push((i, s.key.blob.clone()));
-        } else {
+        } else if s
+            .key
+            .option("from")
+            .is_some_and(|f| from::refusal(f).is_none())
+        {
             notes.push(format!(
                 "line {}: another line carries the support key {} with from=\"{}\"; sshd uses \
                  whichever line comes first, and revoke comments it out too",
@@ -284,12 +329,13 @@ pub fn install(
         let mut placed = false;
         for e in doc.entries.iter_mut() {
             let Some(s) = seen(&e.text) else { continue };
-            if !is_tool(&s.key) || s.key.blob != key.blob {
+            if !owner.owns(&s.key) || s.key.blob != key.blob {
                 continue;
             }
             if !placed {
-                // Replace in place, keeping the line's own CR so a CRLF file stays CRLF.
-                let mut text = line.clone().into_bytes();
+                // Replace in place, keeping the line's own CR so a CRLF file stays CRLF, and
+                // the options an administrator added to it.
+                let mut text = with_options(&line, &added_options(&s.key)).into_bytes();
                 if e.text.last() == Some(&b'\r') {
                     text.push(b'\r');
                 }
@@ -304,12 +350,13 @@ pub fn install(
             doc.append(line.into_bytes());
         }
     }
-    // One grant at a time: an active line of the tool's for another key belongs to the grant
-    // this one replaces (another region, another --key-file). Left active, it would keep
-    // granting behind a firewall that now opens for other addresses, or for no one.
+    // One grant at a time: an active line of the tool's for another built-in key belongs to the
+    // grant this one replaces (another region). Left active, it would keep granting behind a
+    // firewall that now opens for other addresses, or for no one. (The lines of a recorded
+    // --key-file grant are retired by the caller, which knows that grant.)
     for (i, e) in doc.entries.iter_mut().enumerate() {
         let Some(s) = seen(&e.text) else { continue };
-        if s.active && is_tool(&s.key) && !blobs.contains(s.key.blob.as_str()) {
+        if s.active && owner.owns(&s.key) && !blobs.contains(s.key.blob.as_str()) {
             e.text = commented(&e.text);
             notes.push(format!(
                 "line {}: commented out the tool's line of an earlier grant for another key",
@@ -320,17 +367,14 @@ pub fn install(
     Ok(outcome(content, doc.bytes(), notes))
 }
 
-/// Comment out every active line carrying one of the blobs, the tool's or not, and every active
-/// line of the tool's whatever its key: after a revoke nothing the tool wrote may grant.
+/// Comment out every active line whose key is one of the blobs, the tool's or not: after a
+/// revoke nothing may let the support in. A line for another key stays as it is, whatever its
+/// comment or its `command=` says.
 pub fn disable(content: &[u8], blobs: &[&str]) -> EditOutcome {
     let mut doc = Doc::parse(content);
     let mut notes = Vec::new();
     for (i, e) in doc.entries.iter_mut().enumerate() {
-        let hit = match seen(&e.text) {
-            Some(s) if s.active => is_tool(&s.key) || blobs.contains(&s.key.blob.as_str()),
-            Some(_) => false,
-            None => false,
-        } || active_and_contains(&e.text, blobs);
+        let hit = seen(&e.text).is_some_and(|s| s.active && blobs.contains(&s.key.blob.as_str()));
         if hit {
             e.text = commented(&e.text);
             notes.push(format!("line {}: commented out", i + 1));
@@ -339,22 +383,41 @@ pub fn disable(content: &[u8], blobs: &[&str]) -> EditOutcome {
     outcome(content, doc.bytes(), notes)
 }
 
-/// `revoke --remove`: delete the tool's lines (active or not), comment out the other lines that
-/// carry one of the blobs.
+/// Comment out the tool's own active lines for these keys (a re-grant retiring an earlier
+/// grant's key): the administrator's lines stay, unlike at revoke.
+pub fn retire(content: &[u8], blobs: &[&str]) -> EditOutcome {
+    let mut doc = Doc::parse(content);
+    let owner = Owner::new(blobs);
+    let mut notes = Vec::new();
+    for (i, e) in doc.entries.iter_mut().enumerate() {
+        let hit = seen(&e.text).is_some_and(|s| {
+            s.active && owner.owns(&s.key) && blobs.contains(&s.key.blob.as_str())
+        });
+        if hit {
+            e.text = commented(&e.text);
+            notes.push(format!("line {}: commented out", i + 1));
+        }
+    }
+    outcome(content, doc.bytes(), notes)
+}
+
+/// `revoke --remove`: delete the tool's lines for these keys (active or not), comment out the
+/// other active lines whose key is one of them.
 pub fn remove(content: &[u8], blobs: &[&str]) -> EditOutcome {
     let mut doc = Doc::parse(content);
+    let owner = Owner::new(blobs);
     let mut notes = Vec::new();
     let mut kept = Vec::with_capacity(doc.entries.len());
     for (i, mut e) in std::mem::take(&mut doc.entries).into_iter().enumerate() {
         let s = seen(&e.text);
-        if s.as_ref().is_some_and(|s| is_tool(&s.key)) {
+        let ours = |s: &Seen| owner.owns(&s.key) && blobs.contains(&s.key.blob.as_str());
+        if s.as_ref().is_some_and(ours) {
             notes.push(format!("line {}: removed the tool's line", i + 1));
             continue;
         }
         let hit = s
             .as_ref()
-            .is_some_and(|s| s.active && blobs.contains(&s.key.blob.as_str()))
-            || active_and_contains(&e.text, blobs);
+            .is_some_and(|s| s.active && blobs.contains(&s.key.blob.as_str()));
         if hit {
             e.text = commented(&e.text);
             notes.push(format!(
@@ -368,12 +431,13 @@ pub fn remove(content: &[u8], blobs: &[&str]) -> EditOutcome {
     outcome(content, doc.bytes(), notes)
 }
 
-/// The tool's lines, for status and doctor.
-pub fn tool_lines(content: &[u8]) -> Vec<ToolLine> {
+/// The tool's lines for these keys or the built-in ones, for status and doctor.
+pub fn tool_lines(content: &[u8], blobs: &[&str]) -> Vec<ToolLine> {
+    let owner = Owner::new(blobs);
     let mut out = Vec::new();
     for (i, l) in split_lines(content).iter().enumerate() {
         let Some(s) = seen(l.text) else { continue };
-        if !is_tool(&s.key) {
+        if !owner.owns(&s.key) {
             continue;
         }
         let from: Vec<String> = s
@@ -430,9 +494,9 @@ pub fn support_lines(content: &[u8], blobs: &[&str]) -> Vec<KeyLineInfo> {
             line: i + 1,
             blob: s.key.blob.clone(),
             active: s.active,
-            tool: is_tool(&s.key),
+            tool: s.key.comment_has_token(MARKER),
             has_from: s.key.option("from").is_some(),
-            unrestricted: s.active && options_error.is_none() && unrestricted(&s.key),
+            unrestricted: s.active && unrestricted(&s.key),
             options,
             options_error,
         });
@@ -478,7 +542,7 @@ mod tests {
                  support@cache-ng ovh-access\n"
             )
         );
-        let t = tool_lines(text.as_bytes());
+        let t = tool_lines(text.as_bytes(), &[ED]);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].addresses, addrs());
         assert!(t[0].active);
@@ -511,27 +575,46 @@ mod tests {
         let first = install(b"# top\n", &[key()], &addrs(), None, false).unwrap();
         let off = disable(&first.bytes, &[ED]);
         assert!(off.changed);
-        assert!(tool_lines(&off.bytes).iter().all(|t| !t.active));
+        assert!(tool_lines(&off.bytes, &[ED]).iter().all(|t| !t.active));
         let on = install(&off.bytes, &[key()], &addrs(), None, false).unwrap();
         assert_eq!(on.bytes, first.bytes);
         let again = install(&on.bytes, &[key()], &addrs(), None, false).unwrap();
         assert!(!again.changed);
         let other = vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))];
         let moved = install(&on.bytes, &[key()], &other, None, false).unwrap();
-        assert_eq!(tool_lines(&moved.bytes).len(), 1);
-        assert_eq!(tool_lines(&moved.bytes)[0].addresses, other);
+        assert_eq!(tool_lines(&moved.bytes, &[ED]).len(), 1);
+        assert_eq!(tool_lines(&moved.bytes, &[ED])[0].addresses, other);
     }
 
     #[test]
-    fn a_grant_for_another_key_disables_the_earlier_grants_line() {
+    fn a_grant_for_another_key_leaves_the_earlier_line_to_retire() {
         const ED2: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIKa0YISaa75BrL4udhn7reoUNIHSlG1BH24c9IDwUXlM";
         let other = SupportKey::from_parts("ssh-ed25519", ED2, "support@cache-ng-ca").unwrap();
         let first = install(b"", &[key()], &addrs(), None, false).unwrap();
         let second = install(&first.bytes, &[other], &addrs(), None, false).unwrap();
-        let lines = tool_lines(&second.bytes);
+        let retired = retire(&second.bytes, &[ED]);
+        let lines = tool_lines(&retired.bytes, &[ED, ED2]);
         assert_eq!(lines.len(), 2);
         assert!(!lines.iter().find(|l| l.blob == ED).unwrap().active);
         assert!(lines.iter().find(|l| l.blob == ED2).unwrap().active);
+    }
+
+    #[test]
+    fn a_grant_for_another_region_disables_the_other_built_in_line() {
+        let eu = crate::support::profile_by_name("eu").unwrap().key;
+        let ca = crate::support::profile_by_name("ca").unwrap().key;
+        let first = install(b"", std::slice::from_ref(&eu), &addrs(), None, false).unwrap();
+        let second = install(
+            &first.bytes,
+            std::slice::from_ref(&ca),
+            &addrs(),
+            None,
+            false,
+        )
+        .unwrap();
+        let lines = tool_lines(&second.bytes, &[]);
+        assert!(!lines.iter().find(|l| l.blob == eu.blob).unwrap().active);
+        assert!(lines.iter().find(|l| l.blob == ca.blob).unwrap().active);
         assert_eq!(second.notes.len(), 1, "{:?}", second.notes);
     }
 

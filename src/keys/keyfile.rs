@@ -55,7 +55,7 @@ pub fn parse_key_file(bytes: &[u8], origin: &str) -> Result<Vec<SupportKey>> {
 /// first entry named `root`, field 6, which must be an absolute path.
 pub fn root_home(root: &Root) -> Result<PathBuf> {
     let path = root.path("/etc/passwd");
-    let bytes = std::fs::read(&path).with_context(|| {
+    let bytes = crate::bounded::read(&path, crate::bounded::CONFIG).with_context(|| {
         format!(
             "cannot read {}; root's home (and so the keys file) is found there, check that it exists",
             path.display()

@@ -11,10 +11,12 @@
 //!
 //! The tool's line reads like OVH's published one, with the marker appended to the key's own
 //! comment: `from="a,::ffff:a,b6"[,expiry-time="…"] ssh-rsa AAAA… support@cache-ng ovh-access`.
-//! A line is the tool's when a whitespace-separated token of its comment is [`MARKER`].
+//! A line is the tool's when its key is a support key (recorded by the grant, or built in) and a
+//! whitespace-separated token of its comment is [`MARKER`].
 pub mod diff;
 pub mod edit;
 pub mod expiry;
+pub mod from;
 pub mod keyfile;
 pub mod line;
 pub mod options;
@@ -25,8 +27,8 @@ pub const MARKER: &str = "ovh-access";
 
 pub use diff::diff;
 pub use edit::{
-    disable, install, remove, render_line, support_lines, tool_lines, EditOutcome, KeyLineInfo,
-    ToolLine,
+    disable, install, remove, render_line, retire, support_lines, tool_lines, EditOutcome,
+    KeyLineInfo, ToolLine,
 };
 pub use expiry::{
     expiry_for, format_expiry, sshd_has_expiry, sshd_reads, Expiry, ExpiryStyle, ServerZone,

@@ -67,8 +67,11 @@ pub fn update(
     edit: &mut dyn FnMut(&[u8]) -> Result<EditOutcome>,
 ) -> Result<WriteOutcome> {
     let target = Target::new(root, path)?;
-    for _ in 0..RETRIES {
+    for attempt in 0..RETRIES {
         let dir = target.open_parent(Walk::Read)?;
+        if let (Some(d), false, 0) = (&dir, dry_run, attempt) {
+            sweep_stale(d);
+        }
         let current = match &dir {
             Some(d) => target.read_current(d)?,
             None => None,
@@ -538,6 +541,38 @@ impl Drop for TempFile<'_> {
             let _ = rustix::fs::unlinkat(self.dir, self.name.as_os_str(), AtFlags::empty());
         }
     }
+}
+
+/// Remove the temp files a killed run left in the keys file's directory: regular files named as
+/// [`temp_name`] makes them, whose writer is no longer running. A changing run holds the lock,
+/// so no other run of the tool can be writing one.
+fn sweep_stale(dir: &OwnedFd) {
+    let Ok(mut entries) = rustix::fs::Dir::read_from(dir) else {
+        return;
+    };
+    while let Some(Ok(e)) = entries.next() {
+        let name = e.file_name().to_bytes();
+        let Some(pid) = stale_writer(name) else {
+            continue;
+        };
+        let regular = rustix::fs::statat(dir, e.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+        if regular && !crate::state::pid_running(pid) {
+            let _ = rustix::fs::unlinkat(dir, e.file_name(), AtFlags::empty());
+        }
+    }
+}
+
+/// The writer's pid in a name `.<file>.ovh-access.<pid>.<n>`.
+fn stale_writer(name: &[u8]) -> Option<u32> {
+    let name = std::str::from_utf8(name).ok()?.strip_prefix('.')?;
+    let (head, n) = name.rsplit_once('.')?;
+    let (head, pid) = head.rsplit_once('.')?;
+    let file = head.strip_suffix(&format!(".{MARKER}"))?;
+    if file.is_empty() || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// `.authorized_keys2.ovh-access.<pid>.<n>`: hidden, tagged, per process; predictable names are

@@ -78,6 +78,9 @@ pub const MATCH_KEYWORDS: &[&str] = &[
     "requiredrsasize",
     "rhostsrsaauthentication",
     "rsaauthentication",
+    // OpenSSH 10.0, and Red Hat's Kerberos patch.
+    "refuseconnection",
+    "kerberosusekuserok",
 ];
 
 /// Known keywords sshd allows only outside `Match` (SSHCFG_GLOBAL), including deprecated and
@@ -114,6 +117,11 @@ pub const GLOBAL_KEYWORDS: &[&str] = &[
     "persourcepenalties",
     "persourcepenaltyexemptlist",
     "persourcenetblocksize",
+    // OpenSSH 9.8 and 10.0.
+    "persourcepenalties",
+    "persourcepenaltyexemptlist",
+    "sshdauthpath",
+    "sshdsessionpath",
     "permituserenvironment",
     "pidfile",
     "port",
@@ -173,7 +181,7 @@ const SINCE: &[(&str, Release)] = &[
 ];
 
 /// Renamed keywords: (old, new, release of the rename). The old name stays an alias.
-pub const RENAMED: &[(&str, &str, Release)] = &[
+const RENAMED: &[(&str, &str, Release)] = &[
     ("pubkeyacceptedkeytypes", "pubkeyacceptedalgorithms", (8, 5)),
     (
         "hostbasedacceptedkeytypes",
@@ -202,39 +210,12 @@ pub fn refused_by(kw: &str, release: Release) -> Option<(Release, Option<&'stati
     Some((*since, old))
 }
 
-/// The name `sshd -T` of `release` prints for a keyword known by any of its names.
-pub fn dump_name(kw: &str, release: Option<Release>) -> &str {
-    for (old, new, at) in RENAMED {
-        let newer = release.is_none_or(|r| r >= *at);
-        if kw == *old || kw == *new {
-            return if newer { new } else { old };
-        }
-    }
-    kw
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_by_release() {
-        assert_eq!(
-            dump_name("pubkeyacceptedalgorithms", Some((8, 4))),
-            "pubkeyacceptedkeytypes"
-        );
-        assert_eq!(
-            dump_name("pubkeyacceptedkeytypes", Some((8, 5))),
-            "pubkeyacceptedalgorithms"
-        );
-        assert_eq!(
-            dump_name("pubkeyacceptedkeytypes", None),
-            "pubkeyacceptedalgorithms"
-        );
-        assert_eq!(
-            dump_name("permitrootlogin", Some((7, 7))),
-            "permitrootlogin"
-        );
+    fn keywords_by_release() {
         assert_eq!(
             refused_by("pubkeyacceptedalgorithms", (8, 4)),
             Some(((8, 5), Some("pubkeyacceptedkeytypes")))

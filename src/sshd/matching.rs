@@ -106,18 +106,28 @@ pub fn validate_addr_list(list: &str) -> Result<(), String> {
 
 /// `addr_pton_cidr()`: Ok(Some(net)) for an address or network, Ok(None) when the entry is not
 /// one (a wildcard pattern), Err when the mask is inconsistent.
-fn cidr(e: &str) -> Result<Option<IpNet>, String> {
+pub(crate) fn cidr(e: &str) -> Result<Option<IpNet>, String> {
     if let Ok(ip) = e.parse::<IpAddr>() {
         return Ok(Some(IpNet::from(ip)));
     }
     let Some((a, m)) = e.split_once('/') else {
         return Ok(None);
     };
-    let (Ok(ip), Ok(len)) = (a.parse::<IpAddr>(), m.parse::<u8>()) else {
+    // The mask must be digits only and at most 128, or the entry is a wildcard pattern.
+    if m.is_empty() || !m.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let len = m.parse::<u32>().unwrap_or(u32::MAX);
+    let Ok(ip) = a.parse::<IpAddr>() else {
         return Ok(None);
     };
-    let Ok(net) = IpNet::new(ip, len) else {
+    if len > 128 {
         return Ok(None);
+    }
+    // An address with a mask too long for its family (`masklen_valid()`) is an error, not a
+    // pattern: sshd refuses `192.0.2.0/33`.
+    let Ok(net) = IpNet::new(ip, len as u8) else {
+        return Err(format!("invalid mask length for match network '{e}'"));
     };
     if net.trunc() != net {
         return Err(format!("inconsistent mask length for match network '{e}'"));
@@ -265,6 +275,8 @@ mod tests {
         assert!(parse_criteria("Foo bar").is_err());
         assert!(parse_criteria("").is_err());
         assert!(parse_criteria("Address 192.0.2.1/24").is_err());
+        assert!(parse_criteria("Address 192.0.2.0/33").is_err());
+        assert!(parse_criteria("Address 2001:db8::/129").is_ok());
         assert!(parse_criteria("LocalPort 0").is_err());
         assert_eq!(
             parse_criteria("user=root Address 192.0.2.0/24,!192.0.2.9").unwrap(),

@@ -242,7 +242,8 @@ pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
     let (uid, gid, home) = passwd_entry(root, |f| f[0] == user)
         .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?, PathBuf::from(&f[5]))))
         .unwrap_or((0, 0, PathBuf::from("/root")));
-    let group = std::fs::read_to_string(root.path("/etc/group")).unwrap_or_default();
+    let group = crate::bounded::read_to_string(root.path("/etc/group"), crate::bounded::CONFIG)
+        .unwrap_or_default();
     let mut groups = Vec::new();
     let mut primary = None;
     for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
@@ -269,7 +270,8 @@ pub fn user_info(root: &Root, user: &str) -> (u32, u32, PathBuf, Vec<String>) {
 /// The first entry of `<root>/etc/passwd` (7 fields or more) that `pick` accepts; `None` when
 /// there is none or the file cannot be read.
 pub(crate) fn passwd_entry(root: &Root, pick: impl Fn(&[&str]) -> bool) -> Option<Vec<String>> {
-    let passwd = std::fs::read_to_string(root.path("/etc/passwd")).ok()?;
+    let passwd =
+        crate::bounded::read_to_string(root.path("/etc/passwd"), crate::bounded::CONFIG).ok()?;
     passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())

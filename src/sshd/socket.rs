@@ -130,7 +130,7 @@ pub fn read_unit(root: &Root, unit: &str) -> Option<SocketUnit> {
     files.extend(dropins.into_iter().map(|(_, p)| p));
     let mut listen = Vec::new();
     for f in &files {
-        match std::fs::read_to_string(root.path(f)) {
+        match crate::bounded::read_to_string(root.path(f), crate::bounded::CONFIG) {
             Ok(text) => apply_listen_streams(&text, f, &mut listen, &mut warnings),
             Err(e) => warnings.push(format!("{}: cannot read ({e})", f.display())),
         }

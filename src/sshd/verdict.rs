@@ -364,7 +364,8 @@ pub fn read_account(root: &crate::root::Root, user: &str) -> Option<Account> {
         use std::os::unix::fs::PermissionsExt;
         (m.is_file(), m.permissions().mode() & 0o111 != 0)
     });
-    let shadow = std::fs::read_to_string(root.path("/etc/shadow")).unwrap_or_default();
+    let shadow = crate::bounded::read_to_string(root.path("/etc/shadow"), crate::bounded::CONFIG)
+        .unwrap_or_default();
     let s: Option<Vec<String>> = shadow
         .lines()
         .map(|l| l.split(':').map(String::from).collect::<Vec<_>>())

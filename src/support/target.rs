@@ -1,7 +1,6 @@
 //! Who the support is and where they connect from, decided once for grant, doctor and refresh:
 //! the region or host, the key(s), the `--fingerprint` check, and the addresses (operator's
 //! `--address`, DNS, the region's published list) with issue 10's decision table.
-use std::io::Read;
 use std::net::IpAddr;
 
 use anyhow::Result;
@@ -325,13 +324,12 @@ fn host_and_profile(
 
 fn read_keys(path: &str, parse_key_file: &KeyFileParser) -> Result<Vec<SupportKey>> {
     let (bytes, label) = if path == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+        let buf = crate::bounded::read_from(std::io::stdin(), crate::bounded::KEY_FILE).map_err(|e| {
             bad_input!("--key-file -: cannot read the key from standard input ({e}); pipe the public key in or give a file")
         })?;
         (buf, "standard input".to_string())
     } else {
-        let bytes = std::fs::read(path).map_err(|e| {
+        let bytes = crate::bounded::read(path, crate::bounded::KEY_FILE).map_err(|e| {
             bad_input!("--key-file {path}: cannot read it ({e}); give the path of the support's public key file")
         })?;
         (bytes, path.to_string())
@@ -346,7 +344,8 @@ fn read_keys(path: &str, parse_key_file: &KeyFileParser) -> Result<Vec<SupportKe
 }
 
 /// `SHA256:` prefix optional, base64 padding ignored: `ssh-keygen -lf` prints neither variation
-/// the same way across versions and people paste both.
+/// the same way across versions and people paste both. Any other form (`MD5:aa:bb:...`, a hex
+/// digest) is refused as such, rather than compared as if it were SHA256 and found "different".
 fn check_fingerprint(want: &str, keys: &[SupportKey]) -> Result<()> {
     let norm = |s: &str| {
         let s = s.trim();
@@ -356,6 +355,14 @@ fn check_fingerprint(want: &str, keys: &[SupportKey]) -> Result<()> {
             .to_string()
     };
     let wanted = norm(want);
+    let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    if wanted.len() != 43 || !wanted.chars().all(base64) {
+        return Err(bad_input!(
+            "--fingerprint {}: not a SHA256 fingerprint; give it as `ssh-keygen -lf FILE` prints \
+             it by default (SHA256: and 43 base64 characters)",
+            want.trim()
+        ));
+    }
     let wrong: Vec<&str> = keys
         .iter()
         .filter(|k| norm(&k.fingerprint) != wanted)
@@ -365,9 +372,10 @@ fn check_fingerprint(want: &str, keys: &[SupportKey]) -> Result<()> {
         return Ok(());
     }
     Err(bad_input!(
-        "the key file's key has fingerprint {} but --fingerprint asks for SHA256:{wanted}; check \
-         that you downloaded the right key (ssh-keygen -lf FILE)",
-        wrong.join(", ")
+        "the key file's key has fingerprint {} but --fingerprint asks for {}; check that you \
+         downloaded the right key (ssh-keygen -lf FILE)",
+        wrong.join(", "),
+        want.trim()
     ))
 }
 

@@ -11,15 +11,15 @@ use super::save::SavedTable;
 use super::Family;
 use crate::firewall::{Drift, LayerState, OpenRequest};
 
-/// The layer's state against `want` (pure: `filter` is the layer's filter table as read).
+/// The layer's state against `want` (pure: `tables` are the layer's tables as read).
 pub fn layer_state(
-    filter: Option<&SavedTable>,
+    tables: &[SavedTable],
     family: Family,
     layer: &str,
     want: Option<&OpenRequest>,
     now: SystemTime,
 ) -> Result<LayerState> {
-    let present = plan::close(filter)?.changed;
+    let present = plan::close_layer(tables)?.changed;
     let Some(req) = want else {
         return Ok(if present {
             LayerState::Drift(vec![Drift::new(
@@ -36,14 +36,14 @@ pub fn layer_state(
             timeout: None,
             ..req.clone()
         };
-        let needed = plan::open(filter, family, &untimed, now)?.changed;
+        let needed = plan::open_layer(tables, family, &untimed, now)?.changed;
         return Ok(if needed {
             LayerState::Missing
         } else {
             LayerState::Absent
         });
     }
-    if exact(filter, family, req, now)? {
+    if exact(tables, family, req, now)? {
         return Ok(LayerState::Exact);
     }
     Ok(LayerState::Drift(vec![Drift::new(
@@ -59,12 +59,12 @@ pub fn layer_state(
 /// grant, and a grant that crossed a second boundary there (or was re-applied by `restore` with
 /// whole seconds) ends one second later.
 fn exact(
-    filter: Option<&SavedTable>,
+    tables: &[SavedTable],
     family: Family,
     req: &OpenRequest,
     now: SystemTime,
 ) -> Result<bool> {
-    if !plan::open(filter, family, req, now)?.changed {
+    if !plan::open_layer(tables, family, req, now)?.changed {
         return Ok(true);
     }
     let Some(t) = req.timeout else {
@@ -74,7 +74,7 @@ fn exact(
         timeout: Some(t + Duration::from_secs(1)),
         ..req.clone()
     };
-    Ok(!plan::open(filter, family, &one_late, now)?.changed)
+    Ok(!plan::open_layer(tables, family, &one_late, now)?.changed)
 }
 
 #[cfg(test)]
@@ -121,12 +121,19 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let empty = save::parse(EMPTY).unwrap().remove(0);
         let st = |f: &SavedTable, w: Option<&OpenRequest>| {
-            layer_state(Some(f), Family::V4, "iptables-legacy", w, now).unwrap()
+            layer_state(
+                std::slice::from_ref(f),
+                Family::V4,
+                "iptables-legacy",
+                w,
+                now,
+            )
+            .unwrap()
         };
         assert_eq!(st(&empty, None), LayerState::Absent);
         assert_eq!(st(&empty, Some(&req(None))), LayerState::Missing);
         assert_eq!(
-            layer_state(None, Family::V4, "iptables-legacy", Some(&req(None)), now).unwrap(),
+            layer_state(&[], Family::V4, "iptables-legacy", Some(&req(None)), now).unwrap(),
             LayerState::Absent
         );
         let hour = Some(Duration::from_secs(3600));
@@ -135,7 +142,14 @@ mod tests {
         // One second late is the grant's own; an hour off is not.
         let late = now - Duration::from_secs(1);
         assert_eq!(
-            layer_state(Some(&table), Family::V4, "x", Some(&req(hour)), late).unwrap(),
+            layer_state(
+                std::slice::from_ref(&table),
+                Family::V4,
+                "x",
+                Some(&req(hour)),
+                late
+            )
+            .unwrap(),
             LayerState::Exact
         );
         assert!(matches!(st(&table, Some(&req(None))), LayerState::Drift(_)));

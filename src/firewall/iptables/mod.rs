@@ -140,14 +140,17 @@ impl IptablesBackend {
         Ok(Some(text))
     }
 
+    /// The layer's tables as `*-save` shows them.
+    pub fn tables(&self) -> Result<Vec<SavedTable>> {
+        let Some(text) = self.save_text()? else {
+            return Ok(Vec::new());
+        };
+        save::parse(&text).with_context(|| format!("cannot read {}'s output", self.program("save")))
+    }
+
     /// The layer's filter table as `*-save` shows it; None when it has none.
     pub fn filter_table(&self) -> Result<Option<SavedTable>> {
-        let Some(text) = self.save_text()? else {
-            return Ok(None);
-        };
-        let tables = save::parse(&text)
-            .with_context(|| format!("cannot read {}'s output", self.program("save")))?;
-        Ok(tables.into_iter().find(|t| t.name == "filter"))
+        Ok(self.tables()?.into_iter().find(|t| t.name == "filter"))
     }
 
     /// What the tool has in this layer (for `status` and `restore`).
@@ -160,21 +163,21 @@ impl IptablesBackend {
     fn change(
         &self,
         mode: Mode,
-        planner: impl Fn(Option<&SavedTable>) -> Result<plan::Plan>,
+        planner: impl Fn(&[SavedTable]) -> Result<plan::Plan>,
     ) -> Result<LayerChange> {
         const ATTEMPTS: usize = 3;
         let mut last_err = None;
         for _ in 0..ATTEMPTS {
-            let filter = self.filter_table()?;
-            let plan = planner(filter.as_ref())?;
+            let tables = self.tables()?;
+            let plan = planner(&tables)?;
             if mode.is_dry_run() || !plan.changed {
                 return Ok(self.layer_change(plan));
             }
             match exec::restore(&self.program("restore"), self.family, &plan.script) {
                 Ok(()) => return Ok(self.layer_change(plan)),
                 Err(e) => {
-                    let after = self.filter_table()?;
-                    if after == filter {
+                    let after = self.tables()?;
+                    if after == tables {
                         // Nothing moved under us: the refusal is about the rules themselves.
                         return Err(e);
                     }
@@ -183,7 +186,7 @@ impl IptablesBackend {
             }
         }
         Err(last_err.expect("at least one attempt").context(format!(
-            "{}: the filter table kept changing while the tool changed it; run the command again when the other firewall tool is done",
+            "{}: its tables kept changing while the tool changed them; run the command again when the other firewall tool is done",
             self.name()
         )))
     }
@@ -207,24 +210,18 @@ impl Backend for IptablesBackend {
 
     /// One `*-save`, compared by [`drift::layer_state`].
     fn inspect(&mut self, want: Option<&OpenRequest>, _recorded: &[String]) -> Result<LayerState> {
-        let filter = self.filter_table()?;
-        drift::layer_state(
-            filter.as_ref(),
-            self.family,
-            &self.name(),
-            want,
-            SystemTime::now(),
-        )
+        let tables = self.tables()?;
+        drift::layer_state(&tables, self.family, &self.name(), want, SystemTime::now())
     }
 
     fn open(&mut self, req: &OpenRequest, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
         let family = self.family;
-        self.change(mode, |filter| {
-            plan::open(filter, family, req, SystemTime::now())
+        self.change(mode, |tables| {
+            plan::open_layer(tables, family, req, SystemTime::now())
         })
     }
 
     fn close(&mut self, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
-        self.change(mode, plan::close)
+        self.change(mode, plan::close_layer)
     }
 }

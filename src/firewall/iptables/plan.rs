@@ -1,22 +1,29 @@
-//! Planning: the `iptables-restore --noflush` input that brings one layer's filter table from what
+//! Planning: the `iptables-restore --noflush` input that brings one layer's tables from what
 //! `iptables-save` showed to what the request asks, as a pure function of the two.
 //!
-//! Shape of what the tool owns in a filter table (Tailscale's linuxfw does the same): its own
-//! chain, one tagged jump at the head of the built-in chain, and in the chain one ACCEPT per
-//! address. Everything is found again by name and tag, never by position.
+//! Shape of what the tool owns in a table (Tailscale's linuxfw does the same): its own chain,
+//! one tagged jump at the head of each built-in chain that needs it, and in the chain one ACCEPT
+//! per address. A packet crosses raw, mangle and filter, and each one's DROP is final: filter
+//! INPUT is always hooked; filter OUTPUT, mangle PREROUTING/INPUT/OUTPUT and raw
+//! PREROUTING/OUTPUT when they can drop. Everything is found again by name and tag, never by
+//! position, and a chain of the tool's names is the tool's only when every rule in it is tagged.
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
 
-use super::save::{SavedRule, SavedTable};
+use super::save::{SavedChain, SavedRule, SavedTable};
 use super::Family;
 use crate::firewall::{OpenRequest, TAG};
 
 /// The tool's chain for incoming SSH (jumped to from INPUT).
 pub const CHAIN_IN: &str = "OVH-ACCESS";
-/// The tool's chain for the SSH replies (jumped to from OUTPUT, only when OUTPUT's policy drops).
+/// The tool's chain for the SSH replies (jumped to from OUTPUT, when OUTPUT can drop).
 pub const CHAIN_OUT: &str = "OVH-ACCESS-OUT";
+/// The tool's chain for incoming SSH before routing (raw and mangle PREROUTING): its ACCEPTs
+/// match only packets for this host (`-m addrtype --dst-type LOCAL`), so nothing routed through
+/// is let by.
+pub const CHAIN_PRE: &str = "OVH-ACCESS-PRE";
 /// `-m multiport` takes at most 15 ports per rule (XT_MULTI_PORTS in xt_multiport.h).
 const MULTIPORT_MAX: usize = 15;
 
@@ -29,31 +36,166 @@ struct Hook {
     /// `--dports` on INPUT; `--sports` on OUTPUT: the server answers *from* its SSH port. The
     /// guide's `-A OUTPUT -d IP -p tcp --dport 22` has the direction wrong.
     port_flag: &'static str,
+    /// Only packets addressed to this host (before routing).
+    local_only: bool,
 }
 
+const PREROUTING: Hook = Hook {
+    builtin: "PREROUTING",
+    chain: CHAIN_PRE,
+    addr_flag: "-s",
+    port_flag: "--dports",
+    local_only: true,
+};
 const INPUT: Hook = Hook {
     builtin: "INPUT",
     chain: CHAIN_IN,
     addr_flag: "-s",
     port_flag: "--dports",
+    local_only: false,
 };
 const OUTPUT: Hook = Hook {
     builtin: "OUTPUT",
     chain: CHAIN_OUT,
     addr_flag: "-d",
     port_flag: "--sports",
+    local_only: false,
 };
+const HOOKS: [&Hook; 3] = [&PREROUTING, &INPUT, &OUTPUT];
+
+/// The tables the tool programs, in the order a packet meets them on each hook.
+pub const TABLES: [&str; 3] = ["raw", "mangle", "filter"];
+
+pub fn is_tool_chain_name(name: &str) -> bool {
+    HOOKS.iter().any(|h| h.chain == name)
+}
 
 /// What to feed `*-restore --noflush`, and what to tell the operator.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     /// True when the script must run; false when the layer already is as requested.
     pub changed: bool,
-    /// The complete restore input (`*filter` … `COMMIT`); empty when nothing changes.
+    /// The complete restore input (`*filter` … `COMMIT`, per table); empty when nothing changes.
     pub script: String,
-    /// The built-in chains that hold (or held) the tool's jump: `filter INPUT`, `filter OUTPUT`.
+    /// The built-in chains that hold (or held) the tool's jump: `filter INPUT`, `raw OUTPUT`.
     pub chains: Vec<String>,
     pub notes: Vec<String>,
+}
+
+impl Plan {
+    /// One table's plan added to the layer's.
+    fn absorb(&mut self, other: Plan) {
+        self.changed |= other.changed;
+        if other.changed {
+            self.script.push_str(&other.script);
+        }
+        self.chains.extend(other.chains);
+        self.notes.extend(other.notes);
+    }
+}
+
+/// True when `chain` of `table` can end a packet: its policy drops, or a rule drops or rejects,
+/// in it or in a chain of the user's it leads to (ufw's chains, followed). The tool's own jumps
+/// do not count. Chains are followed to a bounded depth; deeper counts as dropping.
+fn can_drop(table: &SavedTable, chain: &SavedChain) -> bool {
+    fn walk(table: &SavedTable, chain: &SavedChain, depth: usize) -> bool {
+        if depth > 16 {
+            return true;
+        }
+        chain.policy.as_deref() == Some("DROP")
+            || chain.rules.iter().any(|r| match r.target() {
+                Some(t) if t == "DROP" || t == "REJECT" => true,
+                Some(t) if is_tool_chain_name(&t) => false,
+                Some(t) => table.chain(&t).is_some_and(|c| walk(table, c, depth + 1)),
+                None => false,
+            })
+    }
+    walk(table, chain, 0)
+}
+
+/// The hooks of `table` the tool attaches to: filter INPUT always (drops can be added at any
+/// moment); every other one when it can drop, or when it already jumps to the tool (a grant stays
+/// where it was put).
+fn hooks_of(table: &SavedTable) -> Vec<&'static Hook> {
+    let candidates: &[&'static Hook] = match table.name.as_str() {
+        "filter" => &[&INPUT, &OUTPUT],
+        "mangle" => &[&PREROUTING, &INPUT, &OUTPUT],
+        "raw" => &[&PREROUTING, &OUTPUT],
+        _ => &[],
+    };
+    candidates
+        .iter()
+        .copied()
+        .filter(|h| {
+            table.chain(h.builtin).is_some_and(|c| {
+                (table.name == "filter" && h.builtin == "INPUT")
+                    || can_drop(table, c)
+                    || !tool_jumps(table, h.builtin).is_empty()
+            })
+        })
+        .collect()
+}
+
+/// The built-in chains of `table` the tool hooks (see `hooks_of`), each with whether it sees the
+/// replies (OUTPUT): what `doctor` walks.
+pub fn hooked_chains(table: &SavedTable) -> Vec<(&'static str, bool)> {
+    hooks_of(table)
+        .into_iter()
+        .map(|h| (h.builtin, h.chain == CHAIN_OUT))
+        .collect()
+}
+
+/// Chains of the tool's names holding rules the tool did not write: an administrator's, never
+/// the tool's to flush or delete.
+fn foreign_chains(table: &SavedTable) -> Vec<(&'static str, usize)> {
+    HOOKS
+        .iter()
+        .filter_map(|h| {
+            let c = table.chain(h.chain)?;
+            let n = c.rules.iter().filter(|r| !r.has_comment(TAG)).count();
+            (n > 0).then_some((h.chain, n))
+        })
+        .collect()
+}
+
+/// Plan the opening of `req` in a layer whose tables `*-save` printed as `tables`. `now` dates
+/// `--datestop`.
+pub fn open_layer(
+    tables: &[SavedTable],
+    family: Family,
+    req: &OpenRequest,
+    now: SystemTime,
+) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for name in TABLES {
+        let table = tables.iter().find(|t| t.name == name);
+        if name != "filter" && table.is_none() {
+            continue;
+        }
+        plan.absorb(open_table(table, name, family, req, now)?);
+    }
+    Ok(plan)
+}
+
+/// Plan the removal of everything the tool added to a layer.
+pub fn close_layer(tables: &[SavedTable]) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for name in TABLES {
+        let table = tables.iter().find(|t| t.name == name);
+        if name != "filter" && table.is_none() {
+            continue;
+        }
+        plan.absorb(close_table(table, name)?);
+    }
+    if !plan.changed {
+        plan.notes
+            .retain(|n| !n.starts_with("nothing of the tool's"));
+        if plan.notes.is_empty() {
+            plan.notes
+                .push("nothing of the tool's found in the layer's tables".into());
+        }
+    }
+    Ok(plan)
 }
 
 /// Plan the opening of `req` in one layer whose filter table is `filter` (None: the layer has no
@@ -64,9 +206,19 @@ pub fn open(
     req: &OpenRequest,
     now: SystemTime,
 ) -> Result<Plan> {
-    let Some(filter) = filter else {
+    open_table(filter, "filter", family, req, now)
+}
+
+fn open_table(
+    table: Option<&SavedTable>,
+    name: &str,
+    family: Family,
+    req: &OpenRequest,
+    now: SystemTime,
+) -> Result<Plan> {
+    let Some(table) = table else {
         return Ok(Plan {
-            notes: vec!["no filter table in this layer: nothing there drops the support traffic, nothing to open".into()],
+            notes: vec![format!("no {name} table in this layer: nothing there drops the support traffic, nothing to open")],
             ..Plan::default()
         });
     };
@@ -75,6 +227,12 @@ pub fn open(
     ports.dedup();
     if ports.is_empty() {
         bail!("no SSH port to open in the firewall; give --port or let the tool find sshd's ports");
+    }
+    let foreign = foreign_chains(table);
+    if let Some((chain, n)) = foreign.first() {
+        bail!(
+            "the {name} table already has a chain {chain} with {n} rule(s) ovh-access did not write (no comment \"{TAG}\"): it is not the tool's; rename it (iptables -t {name} -E {chain} NEWNAME, and the jumps to it) and grant again; nothing was changed"
+        );
     }
     let addrs: Vec<IpAddr> = {
         let mut a: Vec<IpAddr> = req
@@ -89,31 +247,26 @@ pub fn open(
     };
     if addrs.is_empty() {
         // An update that leaves no address of this family must not leave the old ones open.
-        let mut plan = close(Some(filter))?;
+        let mut plan = close_table(Some(table), name)?;
         plan.notes
             .retain(|n| !n.starts_with("nothing of the tool's"));
-        plan.notes.push(format!(
-            "no {} support address: nothing to open in this layer",
-            family.label()
-        ));
+        if name == "filter" {
+            plan.notes.push(format!(
+                "no {} support address: nothing to open in this layer",
+                family.label()
+            ));
+        }
         return Ok(plan);
     }
     let datestop = req.timeout.map(|d| datestop(now, d)).transpose()?;
 
-    let mut hooks: Vec<&Hook> = Vec::new();
+    let hooks = hooks_of(table);
     let mut notes = Vec::new();
-    match filter.chain("INPUT") {
-        Some(_) => hooks.push(&INPUT),
+    if name == "filter" && table.chain("INPUT").is_none() {
         // iptables-nft creates built-in chains only when first used.
-        None => notes.push(
+        notes.push(
             "the filter table has no INPUT chain: nothing here drops incoming SSH".to_string(),
-        ),
-    }
-    if filter
-        .chain("OUTPUT")
-        .is_some_and(|c| c.policy.as_deref() == Some("DROP"))
-    {
-        hooks.push(&OUTPUT);
+        );
     }
 
     let mut decls = Vec::new();
@@ -130,7 +283,7 @@ pub fn open(
                     .map(move |chunk| accept_spec(hook, a, chunk, stop))
             })
             .collect();
-        let current: Option<Vec<&str>> = filter
+        let current: Option<Vec<&str>> = table
             .chain(hook.chain)
             .map(|c| c.rules.iter().map(|r| r.spec.as_str()).collect());
         if current.as_deref() != Some(&wanted.iter().map(String::as_str).collect::<Vec<_>>()[..]) {
@@ -139,7 +292,7 @@ pub fn open(
         // Declaring an existing user chain in --noflush mode flushes it (iptables-restore's
         // chain handling), so the chain's new content replaces the old in the same commit.
         decls.push(format!(":{} - [0:0]", hook.chain));
-        let jumps = tool_jumps(filter, hook.builtin);
+        let jumps = tool_jumps(table, hook.builtin);
         let at_head = jumps.len() == 1 && jumps[0].0 == 0;
         if !at_head {
             changed = true;
@@ -153,21 +306,23 @@ pub fn open(
         for spec in &wanted {
             lines.push(format!("-A {} {}", hook.chain, spec));
         }
-        chains.push(format!("filter {}", hook.builtin));
+        chains.push(format!("{name} {}", hook.builtin));
     }
     // A hook no longer wanted (OUTPUT's policy went back to ACCEPT): take its objects away.
-    for hook in [&INPUT, &OUTPUT] {
+    for hook in HOOKS {
         if hooks.iter().any(|h| h.chain == hook.chain) {
             continue;
         }
-        let removal = removal_lines(filter, hook.chain)?;
+        let (removal, _) = removal_lines(table, hook.chain);
         if !removal.is_empty() {
             changed = true;
             lines.extend(removal);
         }
     }
     if !changed {
-        notes.push("already open for these addresses and ports".into());
+        if name == "filter" {
+            notes.push("already open for these addresses and ports".into());
+        }
         return Ok(Plan {
             changed,
             script: String::new(),
@@ -175,14 +330,14 @@ pub fn open(
             notes,
         });
     }
-    if let Some(stop) = &datestop {
+    if let Some(stop) = datestop.as_ref().filter(|_| name == "filter") {
         notes.push(format!(
             "the kernel stops matching at {stop} UTC (-m time --datestop)"
         ));
     }
     Ok(Plan {
         changed,
-        script: script(&decls, &lines),
+        script: script(name, &decls, &lines),
         chains,
         notes,
     })
@@ -191,68 +346,104 @@ pub fn open(
 /// Plan the removal of everything the tool added to this filter table: its tagged jumps (by
 /// structure and tag) and its chains.
 pub fn close(filter: Option<&SavedTable>) -> Result<Plan> {
-    let Some(filter) = filter else {
+    close_table(filter, "filter")
+}
+
+fn close_table(table: Option<&SavedTable>, name: &str) -> Result<Plan> {
+    let Some(table) = table else {
         return Ok(Plan {
-            notes: vec!["no filter table in this layer: nothing of the tool's to remove".into()],
+            notes: vec![format!(
+                "no {name} table in this layer: nothing of the tool's to remove"
+            )],
             ..Plan::default()
         });
     };
     let mut lines = Vec::new();
     let mut chains = Vec::new();
-    for hook in [&INPUT, &OUTPUT] {
-        if !tool_jumps(filter, hook.builtin).is_empty() {
-            chains.push(format!("filter {}", hook.builtin));
+    let mut notes = Vec::new();
+    for hook in HOOKS {
+        if !tool_jumps(table, hook.builtin).is_empty() {
+            chains.push(format!("{name} {}", hook.builtin));
         }
-        lines.extend(removal_lines(filter, hook.chain)?);
+        let (removal, kept) = removal_lines(table, hook.chain);
+        lines.extend(removal);
+        notes.extend(kept.map(|why| format!("{name} {}: {why}", hook.chain)));
     }
     if lines.is_empty() {
+        notes.push(format!("nothing of the tool's found in the {name} table"));
         return Ok(Plan {
-            notes: vec!["nothing of the tool's found in the filter table".into()],
+            notes,
             ..Plan::default()
         });
     }
     Ok(Plan {
         changed: true,
-        script: script(&[], &lines),
+        script: script(name, &[], &lines),
         chains,
-        notes: Vec::new(),
+        notes,
     })
 }
 
-/// `-D` every tagged jump to `chain` wherever it is, then flush and delete the chain. An untagged
-/// jump to it (added by hand) would make `-X` fail: refuse before touching anything.
-fn removal_lines(filter: &SavedTable, chain: &str) -> Result<Vec<String>> {
+/// `-D` every tagged jump to `chain` wherever it is, then flush and delete the chain, and the
+/// reason when the chain must stay: an untagged jump still leads to it (`-X` would fail the whole
+/// restore: the chain is emptied, so it accepts nothing, and kept), or it holds rules the tool
+/// did not write (only the tool's are deleted).
+fn removal_lines(table: &SavedTable, chain: &str) -> (Vec<String>, Option<String>) {
     let mut lines = Vec::new();
-    for c in &filter.chains {
-        if c.name == CHAIN_IN || c.name == CHAIN_OUT {
+    let mut untagged = Vec::new();
+    for c in &table.chains {
+        if is_tool_chain_name(&c.name) {
             continue;
         }
         for rule in c.rules.iter().filter(|r| r.targets(chain)) {
-            if !rule.has_comment(TAG) {
-                bail!(
-                    "the rule '-A {} {}' jumps to the tool's chain {chain} but was not added by the tool; delete it by hand (iptables -D {} {}), then run the command again",
-                    c.name, rule.spec, c.name, rule.spec
-                );
+            if rule.has_comment(TAG) {
+                lines.push(format!("-D {} {}", c.name, rule.spec));
+            } else {
+                untagged.push(format!("-A {} {}", c.name, rule.spec));
             }
-            lines.push(format!("-D {} {}", c.name, rule.spec));
         }
     }
-    if filter.chain(chain).is_some() {
-        lines.push(format!("-F {chain}"));
-        lines.push(format!("-X {chain}"));
+    let Some(ours) = table.chain(chain) else {
+        return (lines, None);
+    };
+    let foreign = ours.rules.iter().filter(|r| !r.has_comment(TAG)).count();
+    if foreign > 0 {
+        for r in ours.rules.iter().filter(|r| r.has_comment(TAG)) {
+            lines.push(format!("-D {chain} {}", r.spec));
+        }
+        return (
+            lines,
+            Some(format!(
+                "kept with the {foreign} rule(s) ovh-access did not write; only its own were deleted"
+            )),
+        );
     }
-    Ok(lines)
+    // A chain kept empty before is not flushed again: nothing would change.
+    if !ours.rules.is_empty() || untagged.is_empty() {
+        lines.push(format!("-F {chain}"));
+    }
+    if !untagged.is_empty() {
+        return (
+            lines,
+            Some(format!(
+                "emptied (it accepts nothing now) and kept, since rules without the \"{TAG}\" comment still jump to it ({}); delete them and the chain by hand",
+                untagged.join("; ")
+            )),
+        );
+    }
+    lines.push(format!("-X {chain}"));
+    (lines, None)
 }
 
 /// The tool's jumps in `builtin` with their positions (0 = head).
-fn tool_jumps<'a>(filter: &'a SavedTable, builtin: &str) -> Vec<(usize, &'a SavedRule)> {
-    let Some(c) = filter.chain(builtin) else {
+fn tool_jumps<'a>(table: &'a SavedTable, builtin: &str) -> Vec<(usize, &'a SavedRule)> {
+    let Some(c) = table.chain(builtin) else {
         return Vec::new();
     };
     c.rules
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.has_comment(TAG) && (r.targets(CHAIN_IN) || r.targets(CHAIN_OUT)))
+        .filter(|(_, r)| r.has_comment(TAG) && HOOKS.iter().any(|h| r.targets(h.chain)))
         .collect()
 }
 
@@ -271,6 +462,9 @@ fn accept_spec(hook: &Hook, addr: &IpAddr, ports: &[u16], datestop: Option<&str>
         hook.port_flag,
         ports.join(",")
     );
+    if hook.local_only {
+        s.push_str(" -m addrtype --dst-type LOCAL");
+    }
     if let Some(stop) = datestop {
         // libxt_time reads the date as UTC and xt_time compares it, in seconds since the epoch,
         // with the packet's wall-clock time (--kerneltz only shifts daytime and weekday
@@ -281,8 +475,8 @@ fn accept_spec(hook: &Hook, addr: &IpAddr, ports: &[u16], datestop: Option<&str>
     s
 }
 
-fn script(decls: &[String], lines: &[String]) -> String {
-    let mut s = String::from("*filter\n");
+fn script(table: &str, decls: &[String], lines: &[String]) -> String {
+    let mut s = format!("*{table}\n");
     for l in decls.iter().chain(lines) {
         s.push_str(l);
         s.push('\n');
@@ -661,7 +855,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hand_made_jump_to_the_tools_chain_blocks_removal() {
+    fn a_hand_made_jump_to_the_tools_chain_does_not_stop_removal() {
         let t = filter(LEGACY_V4);
         let mut opened = apply(
             &t,
@@ -681,10 +875,23 @@ mod tests {
             .unwrap()
             .rules
             .push(rule("-j OVH-ACCESS"));
-        let err = close(Some(&opened)).unwrap_err().to_string();
+        // The revoke still closes: the chain is emptied (it accepts nothing) and kept, since
+        // deleting it would fail the whole restore; the note names the jump to delete.
+        let c = close(Some(&opened)).unwrap();
+        assert!(c.changed);
+        assert!(c.script.contains("-F OVH-ACCESS") && !c.script.contains("-X OVH-ACCESS"));
         assert!(
-            err.contains("-A FORWARD -j OVH-ACCESS") && err.contains("delete it by hand"),
-            "{err}"
+            c.notes
+                .iter()
+                .any(|n| n.contains("-A FORWARD -j OVH-ACCESS") && n.contains("by hand")),
+            "{:?}",
+            c.notes
+        );
+        let after = apply(&opened, &c.script);
+        assert!(after.chain("OVH-ACCESS").unwrap().rules.is_empty());
+        assert!(
+            !close(Some(&after)).unwrap().changed,
+            "a second revoke has nothing to do"
         );
     }
 

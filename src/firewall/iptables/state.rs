@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::plan::{format_utc, CHAIN_IN, CHAIN_OUT};
+use super::plan::{format_utc, CHAIN_IN, CHAIN_OUT, CHAIN_PRE};
 use super::save::SavedTable;
 use crate::firewall::TAG;
 
@@ -79,7 +79,7 @@ pub fn tool_state(filter: Option<&SavedTable>) -> ToolState {
         ..ToolState::default()
     };
     for chain in &filter.chains {
-        if chain.name == CHAIN_IN || chain.name == CHAIN_OUT {
+        if chain.name == CHAIN_IN || chain.name == CHAIN_OUT || chain.name == CHAIN_PRE {
             for rule in chain.rules.iter().filter(|r| r.has_comment(TAG)) {
                 let addr = rule.option("-s").or_else(|| rule.option("-d"));
                 let address = addr.and_then(|a| a.split('/').next().and_then(|a| a.parse().ok()));
@@ -97,7 +97,7 @@ pub fn tool_state(filter: Option<&SavedTable>) -> ToolState {
             continue;
         }
         for (i, rule) in chain.rules.iter().enumerate() {
-            for target in [CHAIN_IN, CHAIN_OUT] {
+            for target in [CHAIN_IN, CHAIN_OUT, CHAIN_PRE] {
                 if rule.targets(target) && rule.has_comment(TAG) {
                     st.jumps.push(Jump {
                         chain: chain.name.clone(),

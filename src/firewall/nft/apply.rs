@@ -89,6 +89,24 @@ fn access_exprs(
     ports_set_id: u32,
 ) -> Vec<Expr> {
     let mut e = Vec::new();
+    if dir == Direction::Pre {
+        // Before routing, the accept is for this host's own addresses only: a packet routed
+        // through still meets every drop on its way (nft prints `fib daddr type local`).
+        e.push(Expr::FibDaddrType);
+        e.push(Expr::CmpEq {
+            data: sys::RTN_LOCAL.to_ne_bytes().to_vec(),
+        });
+    }
+    if family == Family::Netdev {
+        // A device's packets are of any protocol: the ethertype first, as nft adds it.
+        let ethertype: u16 = if v6 { 0x86dd } else { 0x0800 };
+        e.push(Expr::Meta {
+            key: sys::NFT_META_PROTOCOL,
+        });
+        e.push(Expr::CmpEq {
+            data: ethertype.to_be_bytes().to_vec(),
+        });
+    }
     if family == Family::Inet {
         // In the inet family the network header may be either; nft adds this dependency itself.
         let proto = if v6 {
@@ -102,9 +120,9 @@ fn access_exprs(
         e.push(Expr::CmpEq { data: vec![proto] });
     }
     let (offset, len) = match (v6, dir) {
-        (false, Direction::In) => (12, 4),
+        (false, Direction::In | Direction::Pre) => (12, 4),
         (false, Direction::Out) => (16, 4),
-        (true, Direction::In) => (8, 16),
+        (true, Direction::In | Direction::Pre) => (8, 16),
         (true, Direction::Out) => (24, 16),
     };
     e.push(Expr::Payload {
@@ -122,7 +140,7 @@ fn access_exprs(
     e.push(Expr::CmpEq {
         data: vec![libc::IPPROTO_TCP as u8],
     });
-    let port_offset = if dir == Direction::In { 2 } else { 0 };
+    let port_offset = if dir == Direction::Out { 0 } else { 2 };
     e.push(Expr::Payload {
         base: sys::NFT_PAYLOAD_TRANSPORT_HEADER,
         offset: port_offset,
@@ -337,7 +355,10 @@ pub fn build(ops: &[Op], genid: u32, ack_end: bool) -> Batch {
                 }
                 seq += 1;
                 let exprs = access_exprs(t.family, *v6, *dir, set, id);
+                // The tag, as on every object of the tool's: a rule `nft -f` made from the
+                // dry-run script is then the tool's too.
                 let mut ud = Vec::new();
+                inspect::udata_put_comment(&mut ud, inspect::UDATA_RULE_COMMENT, TAG);
                 inspect::udata_put_comment(
                     &mut ud,
                     inspect::UDATA_RULE_SIGNATURE,

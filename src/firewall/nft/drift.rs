@@ -34,6 +34,17 @@ pub(super) fn layer_state(facts: &Facts, want: Option<&OpenRequest>) -> Result<L
             LayerState::Absent
         });
     };
+    // A chain that drops the support and that the tool cannot open (an owned table, an inet
+    // ingress chain): the grant's key stands behind a closed door whatever the tool's objects.
+    let blocked: Vec<Drift> = plan::refusals(facts)
+        .into_iter()
+        .map(|b| Drift::new(format!("nftables: {b}"), "ovh-access doctor"))
+        .collect();
+    if !blocked.is_empty() {
+        let mut drift = blocked;
+        drift.extend(compare(&state_of(facts).tables, req));
+        return Ok(LayerState::Drift(drift));
+    }
     if !present {
         // A layer left with no chain that filters input (a bare `flush ruleset`) blocks nobody:
         // nothing is missing there.
@@ -97,6 +108,29 @@ pub(super) fn compare(tables: &[NftTableState], req: &OpenRequest) -> Vec<Drift>
                 ));
             }
         }
+        compare_sets(t, req, &mut drift);
+    }
+    // A table loaded since the grant, with nothing of the tool's, whose chain can drop.
+    for t in tables
+        .iter()
+        .filter(|t| t.chains.is_empty() && t.sets.is_empty())
+    {
+        for h in t.hooks.iter().filter(|h| h.can_drop && !h.jump_at_head) {
+            drift.push(Drift::new(
+                format!(
+                    "nftables: chain {} {} {} ({}) can drop the support's packets and does not jump to the tool's chain",
+                    t.family, t.name, h.chain, h.hook
+                ),
+                RESTORE,
+            ));
+        }
+    }
+    drift
+}
+
+/// Each of the tool's sets in `t` against the request's addresses and expiry.
+fn compare_sets(t: &NftTableState, req: &OpenRequest, drift: &mut Vec<Drift>) {
+    {
         for set in &t.sets {
             let v6 = set.name.ends_with("v6");
             let mut have: Vec<IpAddr> = set.elements.iter().map(|e| e.address).collect();
@@ -144,7 +178,6 @@ pub(super) fn compare(tables: &[NftTableState], req: &OpenRequest) -> Vec<Drift>
             }
         }
     }
-    drift
 }
 
 /// An element's time left against the grant's: both none, or both set and within the slack.
@@ -168,6 +201,7 @@ mod tests {
             hooks: vec![NftHookState {
                 chain: "input".into(),
                 hook: "input".into(),
+                can_drop: true,
                 jump_present: true,
                 jump_at_head: true,
             }],

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use super::netlink::{Conn, NlError};
 use super::sys::{self, MsgBuf};
-use super::{CHAIN_IN, CHAIN_OUT, SET_V4, SET_V6};
+use super::{CHAIN_IN, CHAIN_OUT, CHAIN_PRE, SET_V4, SET_V6};
 use crate::firewall::TAG;
 
 /// An nftables address family, as `nft` names it.
@@ -60,12 +60,18 @@ impl Family {
         matches!(self, Family::Ip | Family::Ip6 | Family::Inet)
     }
 
+    /// The families whose base chains can see the support's packets: the IP ones, and netdev,
+    /// whose ingress hook sees every packet a device receives, before any IP hook.
+    pub fn carries_ip(self) -> bool {
+        self.is_ip() || self == Family::Netdev
+    }
+
     pub fn has_v4(self) -> bool {
-        matches!(self, Family::Ip | Family::Inet)
+        matches!(self, Family::Ip | Family::Inet | Family::Netdev)
     }
 
     pub fn has_v6(self) -> bool {
-        matches!(self, Family::Ip6 | Family::Inet)
+        matches!(self, Family::Ip6 | Family::Inet | Family::Netdev)
     }
 
     /// [`Family::has_v6`] or [`Family::has_v4`], as the tool's per-address-family objects ask.
@@ -78,7 +84,8 @@ impl Family {
     }
 }
 
-/// The netfilter hooks of the ip, ip6 and inet families (`enum nf_inet_hooks`).
+/// The netfilter hooks of the ip, ip6 and inet families (`enum nf_inet_hooks`), and the
+/// netdev family's ingress (`enum nf_dev_hooks`, where it is number 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     Prerouting,
@@ -86,19 +93,43 @@ pub enum Hook {
     Forward,
     Output,
     Postrouting,
+    Ingress,
     Other(u32),
 }
 
 impl Hook {
-    fn from_num(n: u32) -> Hook {
-        match n {
-            0 => Hook::Prerouting,
-            1 => Hook::Input,
-            2 => Hook::Forward,
-            3 => Hook::Output,
-            4 => Hook::Postrouting,
-            n => Hook::Other(n),
+    fn from_num(family: Family, n: u32) -> Hook {
+        match (family, n) {
+            (Family::Netdev, 0) => Hook::Ingress,
+            (Family::Netdev, n) => Hook::Other(n),
+            (_, 0) => Hook::Prerouting,
+            (_, 1) => Hook::Input,
+            (_, 2) => Hook::Forward,
+            (_, 3) => Hook::Output,
+            (_, 4) => Hook::Postrouting,
+            (Family::Inet, 5) => Hook::Ingress,
+            (_, n) => Hook::Other(n),
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+            Hook::Ingress => "ingress",
+            Hook::Other(_) => "other",
+        }
+    }
+
+    /// The hooks the support's packets cross on their way to sshd and back.
+    pub fn on_support_path(self) -> bool {
+        matches!(
+            self,
+            Hook::Prerouting | Hook::Input | Hook::Output | Hook::Ingress
+        )
     }
 }
 
@@ -123,6 +154,10 @@ pub struct RuleFacts {
     pub comment: Option<String>,
     /// The rule uses xtables `match`/`target` expressions: it was written by iptables-nft.
     pub xt: bool,
+    /// A drop verdict or a reject.
+    pub drops: bool,
+    /// Every expression is one iptables-nft can read back (see [`IPTABLES_NFT_EXPRS`]).
+    pub iptables_readable: bool,
     /// The tool's access rules carry their own text in a private userdata TLV, so that a second
     /// grant with the same ports leaves them alone (see `UDATA_RULE_SIGNATURE`).
     pub signature: Option<String>,
@@ -155,6 +190,16 @@ impl ChainFacts {
         is_tool_chain_name(&self.name) && self.comment.as_deref() == Some(TAG)
     }
 
+    /// Rules read from this chain that the tool did not write (no signature, no tag): an
+    /// administrator's additions to a chain the tool created, which it must not delete.
+    pub fn foreign_rules(&self) -> usize {
+        self.rules
+            .iter()
+            .flatten()
+            .filter(|r| r.signature.is_none() && r.comment.as_deref() != Some(TAG))
+            .count()
+    }
+
     /// A filter base chain on `hook`.
     pub fn is_filter_on(&self, hook: Hook) -> bool {
         self.base
@@ -162,9 +207,44 @@ impl ChainFacts {
             .is_some_and(|b| b.hook == hook && b.chain_type == "filter")
     }
 
-    /// A filter base chain on output whose policy drops: the replies need their accept there too.
-    pub fn is_dropping_output(&self) -> bool {
-        self.is_filter_on(Hook::Output) && self.base.as_ref().is_some_and(|b| b.policy_drop)
+    /// The chain can end a packet: its policy drops, or a rule read drops, rejects or jumps
+    /// elsewhere (a chain it leads to may drop). The tool's own jump does not count.
+    pub fn can_drop(&self) -> bool {
+        self.base.as_ref().is_some_and(|b| b.policy_drop)
+            || self
+                .rules
+                .iter()
+                .flatten()
+                .any(|r| r.drops || (r.jump_to.is_some() && !r.is_tool_jump()))
+    }
+
+    fn has_tool_jump(&self) -> bool {
+        self.rules.iter().flatten().any(|r| r.is_tool_jump())
+    }
+
+    /// The tool's chain this base chain must jump to, at its head, for the support to pass:
+    /// every filter chain on input (drops can be added at any moment); on prerouting (any
+    /// priority, raw included) and netdev ingress, to the chain that accepts only packets for
+    /// this host; on output, to the chain of the replies — these when they can drop (or already
+    /// jump to the tool, so a grant stays where it was). An inet ingress chain gets none: see
+    /// [`ChainFacts::is_unopenable_ingress`].
+    pub fn tool_target(&self, family: Family) -> Option<&'static str> {
+        let base = self.base.as_ref().filter(|b| b.chain_type == "filter")?;
+        let dropping = self.can_drop() || self.has_tool_jump();
+        match base.hook {
+            Hook::Input if family.is_ip() => Some(CHAIN_IN),
+            Hook::Prerouting if family.is_ip() && dropping => Some(CHAIN_PRE),
+            Hook::Ingress if family == Family::Netdev && dropping => Some(CHAIN_PRE),
+            Hook::Output if family.is_ip() && dropping => Some(CHAIN_OUT),
+            _ => None,
+        }
+    }
+
+    /// An inet ingress chain that can drop: the kernel refuses `fib` there (nft_fib_validate
+    /// allows no ingress hook of the inet family), so an accept could not be limited to packets
+    /// for this host, and the tool does not open it.
+    pub fn is_unopenable_ingress(&self, family: Family) -> bool {
+        family == Family::Inet && self.is_filter_on(Hook::Ingress) && self.can_drop()
     }
 
     /// The signature of each rule read, in order (empty for a rule the tool did not write).
@@ -213,31 +293,83 @@ pub struct TableFacts {
     /// NFT_TABLE_F_OWNER: only the process that created the table may change it (firewalld and
     /// other daemons claim theirs); the kernel refuses anyone else with EPERM.
     pub owned: bool,
+    /// Who owns it, for messages: `process firewalld (pid 812)`.
+    pub owner: Option<String>,
 }
 
 /// `NFT_TABLE_F_OWNER` (linux/netfilter/nf_tables.h).
 const NFT_TABLE_F_OWNER: u32 = 0x2;
 
 impl TableFacts {
-    /// iptables-nft's tables: its rules use xtables expressions, and it names its tables after
-    /// the iptables ones with uppercase built-in chains. A native rule there would be printed as
-    /// an unconditional ACCEPT by `iptables-nft-save` (the set match is dropped), so such tables
-    /// are left to the iptables backend.
+    /// iptables-nft's tables: its rules use xtables expressions. A native rule there would be
+    /// printed as an unconditional ACCEPT by `iptables-nft-save` (the set match is dropped), so
+    /// such tables are left to the iptables backend. The names prove nothing:
+    /// `iptables-restore-translate` writes native tables called `ip filter` with chains `INPUT`,
+    /// and those are nftables' own.
+    ///
+    /// Between the two, a table of iptables' names and built-in chains whose every rule
+    /// iptables-nft can read back is iptables-nft's (it writes native expressions where it can,
+    /// `-i lo -j ACCEPT` has no xt expression): it can manage it, and its save/restore would
+    /// break a native rule of ours. Anything it cannot read (`ct state`, sets, a chain of another
+    /// name) makes it refuse the table ("incompatible, use 'nft' tool"): nftables' own.
     pub fn made_by_iptables_nft(&self) -> bool {
-        const XT_TABLES: [&str; 5] = ["filter", "nat", "mangle", "raw", "security"];
-        const XT_CHAINS: [&str; 5] = ["INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"];
-        let xt_rules = self
-            .chains
-            .iter()
-            .flat_map(|c| c.rules.iter().flatten())
-            .any(|r| r.xt);
-        let xt_names = matches!(self.family, Family::Ip | Family::Ip6)
-            && XT_TABLES.contains(&self.name.as_str())
+        let rules = || self.chains.iter().flat_map(|c| c.rules.iter().flatten());
+        if rules().any(|r| r.xt) {
+            return true;
+        }
+        self.named_like_iptables()
             && self
                 .chains
                 .iter()
-                .any(|c| c.base.is_some() && XT_CHAINS.contains(&c.name.as_str()));
-        xt_rules || xt_names
+                .all(|c| c.base.is_none() || XT_CHAINS.contains(&c.name.as_str()))
+            && self
+                .chains
+                .iter()
+                .all(|c| c.rules.is_some() && c.rules_complete)
+            && rules().all(|r| r.iptables_readable)
+    }
+
+    /// An ip or ip6 table with the name of an iptables table: all its rules are read, to tell
+    /// whose it is (see [`TableFacts::made_by_iptables_nft`]).
+    pub fn named_like_iptables(&self) -> bool {
+        const XT_TABLES: [&str; 5] = ["filter", "nat", "mangle", "raw", "security"];
+        matches!(self.family, Family::Ip | Family::Ip6) && XT_TABLES.contains(&self.name.as_str())
+    }
+
+    /// The tool's chain `name` in this table: present, tagged. See [`TableFacts::foreign_named`]
+    /// for a chain of that name the tool cannot call its own.
+    pub fn tool_chain(&self, name: &str) -> Option<&ChainFacts> {
+        self.chain(name).filter(|c| c.is_tool_chain())
+    }
+
+    /// A chain or set of one of the tool's names that is not the tool's: untagged, or a chain
+    /// holding a rule the tool did not write. Named, for a refusal.
+    pub fn foreign_named(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .chains
+            .iter()
+            .filter(|c| is_tool_chain_name(&c.name))
+            .filter(|c| !c.is_tool_chain() || c.foreign_rules() > 0)
+            .map(|c| {
+                if c.is_tool_chain() {
+                    format!(
+                        "chain {} {} (tagged, but {} rule(s) in it were not written by ovh-access)",
+                        self.label(),
+                        c.name,
+                        c.foreign_rules()
+                    )
+                } else {
+                    format!("chain {} {}", self.label(), c.name)
+                }
+            })
+            .collect();
+        out.extend(
+            self.sets
+                .iter()
+                .filter(|s| !s.is_tool_set())
+                .map(|s| format!("set {} {}", self.label(), s.name)),
+        );
+        out
     }
 
     pub fn chain(&self, name: &str) -> Option<&ChainFacts> {
@@ -261,6 +393,26 @@ impl TableFacts {
     }
 }
 
+/// iptables' built-in chains.
+const XT_CHAINS: [&str; 5] = ["INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"];
+
+/// The expressions iptables-nft (1.8) reads back into iptables rules (`nft_is_expr_compatible`
+/// in iptables/nft.c); a rule with any other makes it call the whole table incompatible.
+const IPTABLES_NFT_EXPRS: [&str; 12] = [
+    "match",
+    "target",
+    "payload",
+    "meta",
+    "cmp",
+    "bitwise",
+    "counter",
+    "immediate",
+    "lookup",
+    "range",
+    "limit",
+    "log",
+];
+
 /// Everything the planner sees.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Facts {
@@ -275,7 +427,7 @@ pub struct Facts {
 pub fn jumps_to_tool_chains(t: &TableFacts) -> u32 {
     t.chains
         .iter()
-        .filter(|c| is_tool_chain_name(&c.name))
+        .filter(|c| c.is_tool_chain())
         .map(|c| {
             c.use_count
                 .saturating_sub(c.rules.as_ref().map_or(0, |r| r.len() as u32))
@@ -284,7 +436,7 @@ pub fn jumps_to_tool_chains(t: &TableFacts) -> u32 {
 }
 
 pub fn is_tool_chain_name(name: &str) -> bool {
-    name == CHAIN_IN || name == CHAIN_OUT
+    name == CHAIN_IN || name == CHAIN_OUT || name == CHAIN_PRE
 }
 
 pub fn is_tool_set_name(name: &str) -> bool {
@@ -357,6 +509,7 @@ pub fn read_facts(
                     chains: Vec::new(),
                     sets: Vec::new(),
                     owned: t.flags & NFT_TABLE_F_OWNER != 0,
+                    owner: t.owner.map(describe_owner),
                 });
             }
         }
@@ -377,7 +530,7 @@ pub fn read_facts(
         };
         t.chains.push(ChainFacts {
             base: c.hook.map(|h| BaseChain {
-                hook: Hook::from_num(h),
+                hook: Hook::from_num(fam, h),
                 priority: c.priority,
                 chain_type: c.chain_type.clone(),
                 policy_drop: c.policy == Some(0),
@@ -390,7 +543,7 @@ pub fn read_facts(
             rules_complete: false,
         });
     }
-    for t in tables.iter_mut().filter(|t| t.family.is_ip()) {
+    for t in tables.iter_mut().filter(|t| t.family.carries_ip()) {
         for name in [SET_V4, SET_V6] {
             if let Some(mut s) = get_set(conn, t.family, &t.name, name)? {
                 if with_elements {
@@ -412,27 +565,35 @@ pub fn read_facts(
             RuleDepth::UntilJumps(n) => Some(n),
         };
         let mut found = 0u32;
-        for c in t.chains.iter_mut() {
-            let hooked = c
-                .base
-                .as_ref()
-                .is_some_and(|b| matches!(b.hook, Hook::Input | Hook::Output));
-            if !hooked {
+        let whole = t.named_like_iptables();
+        for c in t.chains.iter_mut().filter(|c| c.rules.is_none()) {
+            let hook = c.base.as_ref().map(|b| b.hook);
+            if !whole && !hook.is_some_and(Hook::on_support_path) {
                 continue;
             }
-            let (rules, complete) = read_rules(
-                conn,
-                family,
-                &table,
-                &c.name,
-                want.map(|w| w.saturating_sub(found)),
-            )?;
+            // Input chains are always hooked: their head is enough. The others are hooked only
+            // when they can drop, which takes every rule (they are short on real servers), and
+            // a table named like iptables' is read whole to tell whose it is.
+            let limit = match hook {
+                Some(Hook::Input) if !whole => want.map(|w| w.saturating_sub(found)),
+                _ => None,
+            };
+            let (rules, complete) = read_rules(conn, family, &table, &c.name, limit)?;
             found += rules.iter().filter(|r| r.is_tool_jump()).count() as u32;
             c.rules = Some(rules);
             c.rules_complete = complete;
         }
     }
     Ok(Facts { genid, tables })
+}
+
+/// A table owner's netlink port id as a process: the kernel gives a process's first netlink
+/// socket its process id as port id, which is how nft and firewalld open theirs.
+fn describe_owner(portid: u32) -> String {
+    match std::fs::read_to_string(format!("/proc/{portid}/comm")) {
+        Ok(comm) => format!("process {} (pid {portid})", comm.trim_end()),
+        Err(_) => format!("the process with netlink port id {portid}"),
+    }
 }
 
 /// NFT_MSG_GETGEN: the ruleset's generation id.
@@ -564,11 +725,17 @@ pub fn read_rules(
     let complete = conn.request(&req, seq, |m| {
         if let Some(r) = sys::parse_rule(m) {
             let xt = r.exprs.iter().any(|e| e == "match" || e == "target");
+            let iptables_readable = r
+                .exprs
+                .iter()
+                .all(|e| IPTABLES_NFT_EXPRS.contains(&e.as_str()));
             let rf = RuleFacts {
                 handle: r.handle,
                 jump_to: r.jump_to,
                 comment: udata_comment(&r.userdata, UDATA_RULE_COMMENT),
                 xt,
+                drops: r.drops,
+                iptables_readable,
                 signature: udata_comment(&r.userdata, UDATA_RULE_SIGNATURE),
             };
             jumps += u32::from(rf.is_tool_jump());

@@ -23,7 +23,7 @@ use serde::Serialize;
 pub use inspect::{
     BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts,
 };
-pub use plan::{render as render_ops, Op, Plan};
+pub use plan::{refusals, render as render_ops, Op, Plan};
 
 use crate::firewall::{Backend, LayerChange, LayerState, Mode, OpenRequest};
 use inspect::RuleDepth;
@@ -33,6 +33,9 @@ use netlink::{Conn, NlError};
 pub const CHAIN_IN: &str = "ovh_access";
 /// The chain holding the accept rules for the replies on the output hook.
 pub const CHAIN_OUT: &str = "ovh_access_out";
+/// The chain jumped to from prerouting and netdev ingress chains: its accepts are limited to
+/// packets for this host (`fib daddr type local`), so that nothing routed through is let by.
+pub const CHAIN_PRE: &str = "ovh_access_pre";
 pub const SET_V4: &str = "ovh_access_v4";
 pub const SET_V6: &str = "ovh_access_v6";
 
@@ -219,13 +222,17 @@ pub fn list_tables() -> Result<Vec<NftTableInfo>> {
 pub struct NftToolState {
     /// Tables that have the tool's objects or a base chain it would hook.
     pub tables: Vec<NftTableState>,
+    /// Base chains that can drop the support and that the tool cannot open (a table another
+    /// process owns, an inet ingress chain), one sentence each.
+    pub blocked: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NftTableState {
     pub family: String,
     pub name: String,
-    /// Each filter base chain on input (and output with policy drop), and its jump.
+    /// Each base chain the tool hooks (every filter chain on input; those on prerouting,
+    /// ingress and output that can drop), and its jump.
     pub hooks: Vec<NftHookState>,
     /// The tool's chains present (`ovh_access`, `ovh_access_out`).
     pub chains: Vec<String>,
@@ -240,8 +247,10 @@ pub struct NftTableState {
 pub struct NftHookState {
     /// `input`
     pub chain: String,
-    /// `input` or `output`
+    /// `input`, `output`, `prerouting` or `ingress`
     pub hook: String,
+    /// Its policy or a rule read can drop the support's packets.
+    pub can_drop: bool,
     /// A tagged jump to the tool's chain is present somewhere in the chain.
     pub jump_present: bool,
     /// ... and it is the first rule, where nothing the user wrote can drop before it.
@@ -261,11 +270,7 @@ impl NftTableState {
         let mut ports = ports.to_vec();
         ports.sort_unstable();
         ports.dedup();
-        let dir = if chain == CHAIN_OUT {
-            plan::Direction::Out
-        } else {
-            plan::Direction::In
-        };
+        let dir = plan::direction_of(chain);
         let (v4, v6) = match self.family.as_str() {
             "ip" => (true, false),
             "ip6" => (false, true),
@@ -304,22 +309,18 @@ fn state_of(facts: &Facts) -> NftToolState {
     for t in facts
         .tables
         .iter()
-        .filter(|t| t.family.is_ip() && !t.made_by_iptables_nft())
+        .filter(|t| t.family.carries_ip() && !t.made_by_iptables_nft() && !t.owned)
     {
         let hooks: Vec<NftHookState> = t
             .chains
             .iter()
-            .filter(|c| c.is_filter_on(Hook::Input) || c.is_dropping_output())
+            .filter(|c| c.tool_target(t.family).is_some())
             .map(|c| {
                 let rules = c.rules.as_deref().unwrap_or_default();
                 NftHookState {
                     chain: c.name.clone(),
-                    hook: if c.is_filter_on(Hook::Input) {
-                        "input"
-                    } else {
-                        "output"
-                    }
-                    .into(),
+                    hook: c.base.as_ref().map_or("", |b| b.hook.name()).into(),
+                    can_drop: c.can_drop(),
                     jump_present: rules.iter().any(|r| r.is_tool_jump()),
                     jump_at_head: rules.first().is_some_and(|r| r.is_tool_jump()),
                 }
@@ -349,7 +350,10 @@ fn state_of(facts: &Facts) -> NftToolState {
             sets,
         });
     }
-    NftToolState { tables }
+    NftToolState {
+        tables,
+        blocked: plan::refusals(facts),
+    }
 }
 
 fn open_conn() -> Result<Conn> {
@@ -440,6 +444,8 @@ mod tests {
                     jump_to: None,
                     comment: None,
                     xt: false,
+                    drops: false,
+                    iptables_readable: true,
                     signature: None,
                 },
                 RuleFacts {
@@ -447,6 +453,8 @@ mod tests {
                     jump_to: Some(CHAIN_IN.into()),
                     comment: Some(crate::firewall::TAG.into()),
                     xt: false,
+                    drops: false,
+                    iptables_readable: true,
                     signature: None,
                 },
             ]),
@@ -469,6 +477,7 @@ mod tests {
                 elements: Some(vec![el.clone()]),
             }],
             owned: false,
+            owner: None,
         };
         let st = state_of(&Facts {
             genid: 1,
@@ -480,6 +489,7 @@ mod tests {
                 chain: "input".into(),
                 hook: "input".into(),
                 jump_present: true,
+                can_drop: true,
                 jump_at_head: false
             }]
         );

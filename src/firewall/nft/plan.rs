@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::inspect::{self, Facts, Family, Hook, SetFacts, TableFacts};
-use super::{CHAIN_IN, CHAIN_OUT, SET_V4, SET_V6};
+use super::inspect::{self, Facts, Family, SetFacts, TableFacts};
+use super::{CHAIN_IN, CHAIN_OUT, CHAIN_PRE, SET_V4, SET_V6};
 use crate::firewall::{OpenRequest, TAG};
 
 /// A table, by family and name.
@@ -34,6 +34,8 @@ impl std::fmt::Display for TableRef {
 pub enum Direction {
     In,
     Out,
+    /// Incoming, before routing (prerouting, netdev ingress): only packets for this host.
+    Pre,
 }
 
 /// One change. The order of a plan's ops is the order of the batch.
@@ -112,20 +114,13 @@ fn set_name(v6: bool) -> &'static str {
 /// Tables the tool may program, and the notes about those it leaves alone.
 fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a TableFacts> {
     let mut out = Vec::new();
-    for t in facts.tables.iter().filter(|t| t.family.is_ip()) {
-        let hooked = t
-            .chains
-            .iter()
-            .any(|c| c.is_filter_on(Hook::Input) || c.is_filter_on(Hook::Output));
-        if !hooked {
+    for t in facts.tables.iter().filter(|t| t.family.carries_ip()) {
+        if !t.chains.iter().any(|c| c.tool_target(t.family).is_some()) {
             continue;
         }
+        // An owned table that can drop the support was refused by `refusals`; one that cannot
+        // is simply left to its owner.
         if t.owned {
-            notes.push(format!(
-                "table {} belongs to another process (flags owner): the kernel lets only that process change it, so \
-                 its drop still applies to the support; allow them through that program (e.g. firewall-cmd)",
-                t.label()
-            ));
             continue;
         }
         if t.made_by_iptables_nft() {
@@ -137,6 +132,32 @@ fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a Ta
             continue;
         }
         out.push(t);
+    }
+    out
+}
+
+/// Base chains that can drop the support's packets and that the tool cannot open: those of a
+/// table another process owns (the kernel refuses everyone else), and inet ingress chains.
+pub fn refusals(facts: &Facts) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in facts.tables.iter().filter(|t| t.family.carries_ip()) {
+        for c in &t.chains {
+            let hook = c.base.as_ref().map_or("", |b| b.hook.name());
+            if t.owned && c.tool_target(t.family).is_some() && c.can_drop() {
+                let owner = t.owner.as_deref().unwrap_or("another process");
+                out.push(format!(
+                    "table {} belongs to {owner} (flags owner: the kernel lets no other program change it) and its chain {} on the {hook} hook can drop the support's packets; let the support's addresses reach the SSH ports through that program (firewalld: `firewall-cmd --add-rich-rule`, or --firewall firewalld), or pass --firewall none if it already lets them through",
+                    t.label(),
+                    c.name
+                ));
+            } else if c.is_unopenable_ingress(t.family) {
+                out.push(format!(
+                    "chain {} {} on the inet ingress hook can drop the support's packets, and the kernel cannot limit an accept there to packets for this host (no fib on inet ingress); move that chain to a netdev table or accept the support's addresses in it yourself, then grant again",
+                    t.label(),
+                    c.name
+                ));
+            }
+        }
     }
     out
 }
@@ -160,8 +181,19 @@ fn set_holds_exactly(set: &SetFacts, addresses: &[IpAddr], timeout: Option<Durat
     have == want
 }
 
+/// The direction of the rules in each of the tool's chains.
+pub fn direction_of(chain: &str) -> Direction {
+    match chain {
+        CHAIN_OUT => Direction::Out,
+        CHAIN_PRE => Direction::Pre,
+        _ => Direction::In,
+    }
+}
+
 /// The plan of a grant: open `req.ports` to `req.addresses` in every table that can drop them,
-/// replacing whatever an earlier grant put there (same objects, updated in place).
+/// replacing whatever an earlier grant put there (same objects, updated in place). Refused,
+/// with nothing changed, when a chain that can drop cannot be opened or when an object bearing
+/// one of the tool's names is not the tool's.
 pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
     let mut plan = Plan::default();
     let mut ports = req.ports.clone();
@@ -170,213 +202,172 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
     if ports.is_empty() {
         bail!("no SSH port to open in nftables; give --port or let the tool detect sshd's ports");
     }
-    let mut any_input = false;
-    for t in candidate_tables(facts, &mut plan.notes) {
-        let table = TableRef {
-            family: t.family,
-            name: t.name.clone(),
-        };
-        let inputs: Vec<_> = t
-            .chains
-            .iter()
-            .filter(|c| c.is_filter_on(Hook::Input))
-            .collect();
-        let outputs: Vec<_> = t.chains.iter().filter(|c| c.is_dropping_output()).collect();
-        if inputs.is_empty() && outputs.is_empty() {
-            continue;
-        }
-        any_input |= !inputs.is_empty();
-        // Names are ours only with the tag: a user's own `ovh_access` is never touched.
-        for name in [CHAIN_IN, CHAIN_OUT] {
-            if let Some(c) = t.chain(name) {
-                if !c.is_tool_chain() {
-                    bail!(
-                        "table {table} already has a chain {name} that ovh-access did not create (no comment \"{TAG}\"); rename that chain and grant again"
-                    );
-                }
-            }
-        }
-        let families: Vec<bool> = [false, true]
-            .into_iter()
-            .filter(|&v6| t.family.has(v6))
-            .collect();
-        for &v6 in &families {
-            let set = set_name(v6);
-            let addresses: Vec<IpAddr> = req
-                .addresses
-                .iter()
-                .copied()
-                .filter(|a| a.is_ipv6() == v6)
-                .collect();
-            match t.set(set) {
-                Some(s) if !s.is_tool_set() => bail!(
-                    "table {table} already has a set {set} that ovh-access did not create (no comment \"{TAG}\"); rename that set and grant again"
-                ),
-                Some(s) if set_holds_exactly(s, &addresses, req.timeout) => continue,
-                Some(_) => plan.ops.push(Op::FlushSet { table: table.clone(), set: set.into() }),
-                None => plan.ops.push(Op::AddSet { table: table.clone(), set: set.into(), v6 }),
-            }
-            if !addresses.is_empty() {
-                plan.ops.push(Op::AddElements {
-                    table: table.clone(),
-                    set: set.into(),
-                    addresses,
-                    timeout: req.timeout,
-                });
-            }
-        }
-        for (chain, dir, bases) in [
-            (CHAIN_IN, Direction::In, &inputs),
-            (CHAIN_OUT, Direction::Out, &outputs),
-        ] {
-            if bases.is_empty() {
-                continue;
-            }
-            let wanted: Vec<String> = families
-                .iter()
-                .map(|&v6| access_rule_text(v6, dir, set_name(v6), &ports))
-                .collect();
-            let rewrite = match t.chain(chain) {
-                Some(c) => {
-                    let same = c.signatures() == wanted && c.rules_complete;
-                    if !same {
-                        plan.ops.push(Op::FlushChain {
-                            table: table.clone(),
-                            chain: chain.into(),
-                        });
-                    }
-                    !same
-                }
-                None => {
-                    plan.ops.push(Op::AddChain {
-                        table: table.clone(),
-                        chain: chain.into(),
-                    });
-                    true
-                }
-            };
-            if rewrite {
-                for &v6 in &families {
-                    plan.ops.push(Op::AddAccess {
-                        table: table.clone(),
-                        chain: chain.into(),
-                        set: set_name(v6).into(),
-                        v6,
-                        dir,
-                        ports: ports.clone(),
-                    });
-                }
-            }
-            for base in bases.iter() {
-                plan.chains.push(format!("{table} {}", base.name));
-                // The jump counts only at the head: a rule the user inserted above it since may
-                // drop the support first. A jump found lower is moved (deleted, inserted again).
-                let rules = base.rules.as_deref().unwrap_or_default();
-                let jumps: Vec<u64> = rules
-                    .iter()
-                    .filter(|r| r.is_tool_jump() && r.jump_to.as_deref() == Some(chain))
-                    .map(|r| r.handle)
-                    .collect();
-                let at_head = jumps.len() == 1 && rules.first().map(|r| r.handle) == Some(jumps[0]);
-                if !at_head {
-                    for handle in jumps {
-                        plan.ops.push(Op::DeleteRule {
-                            table: table.clone(),
-                            chain: base.name.clone(),
-                            handle,
-                        });
-                    }
-                    plan.ops.push(Op::InsertJump {
-                        table: table.clone(),
-                        chain: base.name.clone(),
-                        target: chain.into(),
-                    });
-                }
-            }
-        }
+    let refused = refusals(facts);
+    if !refused.is_empty() {
+        bail!("nftables: {}", refused.join("; "));
     }
-    // An input chain in a table left alone (iptables-nft's, an owned one) still drops: that is
-    // not "nothing to open", and its own note says where to open it.
-    let input_anywhere = facts
+    for t in candidate_tables(facts, &mut plan.notes) {
+        open_table(t, req, &ports, &mut plan)?;
+    }
+    // A chain in a table left alone (iptables-nft's, an owned one) still drops: that is not
+    // "nothing to open", and its own note says where to open it.
+    let hooked_anywhere = facts
         .tables
         .iter()
-        .any(|t| t.family.is_ip() && t.chains.iter().any(|c| c.is_filter_on(Hook::Input)));
-    if !any_input && !input_anywhere {
+        .any(|t| t.chains.iter().any(|c| c.tool_target(t.family).is_some()));
+    if !hooked_anywhere {
         plan.notes.push(
-            "no input base chain in any ip, ip6 or inet table: nftables drops nothing here, nothing to open".into(),
+            "no input base chain, and no prerouting, ingress or output chain that can drop: nftables drops nothing here, nothing to open".into(),
         );
     }
     Ok(plan)
 }
 
-/// The plan of a revoke: every tagged jump by the handle just read, then the tool's chains and
-/// sets. Notes name what a complete grant would have had and was found missing.
+/// The ops of one table: its sets, its chains and their rules, one jump at the head of each base
+/// chain that needs one.
+fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan) -> Result<()> {
+    let table = TableRef {
+        family: t.family,
+        name: t.name.clone(),
+    };
+    // Names are ours only with the tag, on the chain and on each of its rules.
+    let foreign = t.foreign_named();
+    if !foreign.is_empty() {
+        bail!(
+            "nftables: {} bear(s) a name ovh-access uses but ovh-access did not create (no comment \"{TAG}\" on it or on each of its rules); rename the chain (nft rename chain {table} NAME NEWNAME) or recreate the set under another name, then grant again; nothing was changed",
+            foreign.join(", ")
+        );
+    }
+    let families: Vec<bool> = [false, true]
+        .into_iter()
+        .filter(|&v6| t.family.has(v6))
+        .collect();
+    for &v6 in &families {
+        let set = set_name(v6);
+        let addresses: Vec<IpAddr> = req
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| a.is_ipv6() == v6)
+            .collect();
+        match t.set(set) {
+            Some(s) if set_holds_exactly(s, &addresses, req.timeout) => continue,
+            Some(_) => plan.ops.push(Op::FlushSet {
+                table: table.clone(),
+                set: set.into(),
+            }),
+            None => plan.ops.push(Op::AddSet {
+                table: table.clone(),
+                set: set.into(),
+                v6,
+            }),
+        }
+        if !addresses.is_empty() {
+            plan.ops.push(Op::AddElements {
+                table: table.clone(),
+                set: set.into(),
+                addresses,
+                timeout: req.timeout,
+            });
+        }
+    }
+    for chain in [CHAIN_PRE, CHAIN_IN, CHAIN_OUT] {
+        let bases: Vec<_> = t
+            .chains
+            .iter()
+            .filter(|c| c.tool_target(t.family) == Some(chain))
+            .collect();
+        if bases.is_empty() {
+            continue;
+        }
+        let dir = direction_of(chain);
+        let wanted: Vec<String> = families
+            .iter()
+            .map(|&v6| access_rule_text(v6, dir, set_name(v6), ports))
+            .collect();
+        let rewrite = match t.chain(chain) {
+            Some(c) => {
+                let same = c.signatures() == wanted && c.rules_complete;
+                if !same {
+                    plan.ops.push(Op::FlushChain {
+                        table: table.clone(),
+                        chain: chain.into(),
+                    });
+                }
+                !same
+            }
+            None => {
+                plan.ops.push(Op::AddChain {
+                    table: table.clone(),
+                    chain: chain.into(),
+                });
+                true
+            }
+        };
+        if rewrite {
+            for &v6 in &families {
+                plan.ops.push(Op::AddAccess {
+                    table: table.clone(),
+                    chain: chain.into(),
+                    set: set_name(v6).into(),
+                    v6,
+                    dir,
+                    ports: ports.to_vec(),
+                });
+            }
+        }
+        for base in bases {
+            plan.chains.push(format!("{table} {}", base.name));
+            plan.ops.extend(jump_to_head(&table, base, chain));
+        }
+    }
+    Ok(())
+}
+
+/// The jump counts only at the head: a rule the user inserted above it since may drop the
+/// support first. A jump found lower is moved (deleted, inserted again).
+fn jump_to_head(table: &TableRef, base: &inspect::ChainFacts, chain: &str) -> Vec<Op> {
+    let rules = base.rules.as_deref().unwrap_or_default();
+    let jumps: Vec<u64> = rules
+        .iter()
+        .filter(|r| r.is_tool_jump() && r.jump_to.as_deref() == Some(chain))
+        .map(|r| r.handle)
+        .collect();
+    let at_head = jumps.len() == 1 && rules.first().map(|r| r.handle) == Some(jumps[0]);
+    if at_head {
+        return Vec::new();
+    }
+    let mut ops: Vec<Op> = jumps
+        .into_iter()
+        .map(|handle| Op::DeleteRule {
+            table: table.clone(),
+            chain: base.name.clone(),
+            handle,
+        })
+        .collect();
+    ops.push(Op::InsertJump {
+        table: table.clone(),
+        chain: base.name.clone(),
+        target: chain.into(),
+    });
+    ops
+}
+
+/// The plan of a revoke: every tagged jump to a chain of the tool's, by the handle just read,
+/// then the tool's chains and sets. What is not the tool's is never touched: a chain of one of
+/// its names without the tag, a rule an administrator added to the tool's chain (only the
+/// tool's rules go, the chain stays), and a chain an untagged jump still leads to (emptied, so
+/// it accepts nothing, and kept: deleting it would fail the whole batch). Notes name what a
+/// complete grant would have had and was found missing, and what was kept.
 pub fn plan_close(facts: &Facts) -> Result<Plan> {
     let mut plan = Plan::default();
     let mut found_any = false;
-    for t in facts.tables.iter().filter(|t| t.family.is_ip()) {
-        let table = TableRef {
-            family: t.family,
-            name: t.name.clone(),
-        };
-        let mut jumps_found = 0u32;
-        for c in &t.chains {
-            for r in c.rules.iter().flatten().filter(|r| r.is_tool_jump()) {
-                plan.ops.push(Op::DeleteRule {
-                    table: table.clone(),
-                    chain: c.name.clone(),
-                    handle: r.handle,
-                });
-                plan.chains.push(format!("{table} {}", c.name));
-                jumps_found += 1;
-            }
-        }
-        let ours: Vec<_> = t.chains.iter().filter(|c| c.is_tool_chain()).collect();
-        let jumps_to_ours = inspect::jumps_to_tool_chains(t);
-        if jumps_to_ours > jumps_found {
-            bail!(
-                "table {table}: {} rule(s) jump to the ovh-access chains without the \"{TAG}\" comment; delete them (nft -a list table {table}) and revoke again",
-                jumps_to_ours - jumps_found
-            );
-        }
-        for c in &ours {
-            plan.ops.push(Op::FlushChain {
-                table: table.clone(),
-                chain: c.name.clone(),
-            });
-            plan.ops.push(Op::DeleteChain {
-                table: table.clone(),
-                chain: c.name.clone(),
-            });
-        }
-        let sets: Vec<_> = t.sets.iter().filter(|s| s.is_tool_set()).collect();
-        for s in &sets {
-            plan.ops.push(Op::DeleteSet {
-                table: table.clone(),
-                set: s.name.clone(),
-            });
-        }
-        let any_here = jumps_found > 0 || !ours.is_empty() || !sets.is_empty();
-        found_any |= any_here;
-        if any_here {
-            if ours.is_empty() {
-                plan.notes
-                    .push(format!("table {table}: the chain {CHAIN_IN} was missing"));
-            }
-            if jumps_found == 0 {
-                plan.notes.push(format!(
-                    "table {table}: no jump to the ovh-access chains was left in any base chain"
-                ));
-            }
-            for v6 in [false, true] {
-                if t.family.has(v6) && t.set(set_name(v6)).is_none() {
-                    plan.notes.push(format!(
-                        "table {table}: the set {} was missing",
-                        set_name(v6)
-                    ));
-                }
-            }
-        }
+    for t in facts
+        .tables
+        .iter()
+        .filter(|t| t.family.carries_ip() && !t.owned)
+    {
+        found_any |= close_table(t, &mut plan);
     }
     if !found_any {
         plan.notes.push(
@@ -384,6 +375,101 @@ pub fn plan_close(facts: &Facts) -> Result<Plan> {
         );
     }
     Ok(plan)
+}
+
+/// The ops removing the tool's objects from one table; true when any was found.
+fn close_table(t: &TableFacts, plan: &mut Plan) -> bool {
+    let table = TableRef {
+        family: t.family,
+        name: t.name.clone(),
+    };
+    let mut tagged_jumps: Vec<(&str, u32)> = Vec::new();
+    for c in &t.chains {
+        for r in c.rules.iter().flatten().filter(|r| r.is_tool_jump()) {
+            let target = r.jump_to.as_deref().unwrap_or_default();
+            if t.tool_chain(target).is_none() {
+                continue;
+            }
+            plan.ops.push(Op::DeleteRule {
+                table: table.clone(),
+                chain: c.name.clone(),
+                handle: r.handle,
+            });
+            plan.chains.push(format!("{table} {}", c.name));
+            match tagged_jumps.iter_mut().find(|(n, _)| *n == target) {
+                Some((_, k)) => *k += 1,
+                None => tagged_jumps.push((target, 1)),
+            }
+        }
+    }
+    let ours: Vec<_> = t.chains.iter().filter(|c| c.is_tool_chain()).collect();
+    for c in &ours {
+        let rules = c.rules.as_deref().unwrap_or_default();
+        let tagged = tagged_jumps
+            .iter()
+            .find(|(n, _)| *n == c.name)
+            .map_or(0, |(_, k)| *k);
+        let untagged_jumps = c.use_count.saturating_sub(rules.len() as u32 + tagged);
+        let foreign = c.foreign_rules();
+        if foreign == 0 {
+            plan.ops.push(Op::FlushChain {
+                table: table.clone(),
+                chain: c.name.clone(),
+            });
+        } else {
+            for r in rules.iter().filter(|r| r.signature.is_some()) {
+                plan.ops.push(Op::DeleteRule {
+                    table: table.clone(),
+                    chain: c.name.clone(),
+                    handle: r.handle,
+                });
+            }
+            plan.notes.push(format!(
+                "table {table}: the chain {} was kept with the {foreign} rule(s) ovh-access did not write; only its own rules were deleted",
+                c.name
+            ));
+        }
+        if untagged_jumps > 0 {
+            plan.notes.push(format!(
+                "table {table}: {untagged_jumps} rule(s) without the \"{TAG}\" comment jump to the chain {}: it was emptied (it accepts nothing now) and kept; delete those rules (nft -a list table {table}) and the chain (nft delete chain {table} {})",
+                c.name, c.name
+            ));
+        } else if foreign == 0 {
+            plan.ops.push(Op::DeleteChain {
+                table: table.clone(),
+                chain: c.name.clone(),
+            });
+        }
+    }
+    let sets: Vec<_> = t.sets.iter().filter(|s| s.is_tool_set()).collect();
+    for s in &sets {
+        plan.ops.push(Op::DeleteSet {
+            table: table.clone(),
+            set: s.name.clone(),
+        });
+    }
+    let jumps_found: u32 = tagged_jumps.iter().map(|(_, k)| k).sum();
+    let any_here = jumps_found > 0 || !ours.is_empty() || !sets.is_empty();
+    if any_here {
+        if ours.is_empty() {
+            plan.notes
+                .push(format!("table {table}: the chain {CHAIN_IN} was missing"));
+        }
+        if jumps_found == 0 {
+            plan.notes.push(format!(
+                "table {table}: no jump to the ovh-access chains was left in any base chain"
+            ));
+        }
+        for v6 in [false, true] {
+            if t.family.has(v6) && t.set(set_name(v6)).is_none() {
+                plan.notes.push(format!(
+                    "table {table}: the set {} was missing",
+                    set_name(v6)
+                ));
+            }
+        }
+    }
+    any_here
 }
 
 fn ports_expr(ports: &[u16]) -> String {
@@ -415,11 +501,16 @@ fn nft_duration(d: Duration) -> String {
 pub fn access_rule_text(v6: bool, dir: Direction, set: &str, ports: &[u16]) -> String {
     let proto = if v6 { "ip6" } else { "ip" };
     let (addr, port) = match dir {
-        Direction::In => ("saddr", "dport"),
+        Direction::In | Direction::Pre => ("saddr", "dport"),
         Direction::Out => ("daddr", "sport"),
     };
+    let local = if dir == Direction::Pre {
+        "fib daddr type local "
+    } else {
+        ""
+    };
     format!(
-        "{proto} {addr} @{set} tcp {port} {} accept",
+        "{local}{proto} {addr} @{set} tcp {port} {} accept",
         ports_expr(ports)
     )
 }
@@ -462,7 +553,7 @@ pub fn render(ops: &[Op]) -> String {
             } => {
                 writeln!(
                     s,
-                    "add rule {table} {chain} {}",
+                    "add rule {table} {chain} {} comment \"{TAG}\"",
                     access_rule_text(*v6, *dir, set, ports)
                 )
             }
@@ -491,7 +582,9 @@ pub fn render(ops: &[Op]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::nft::inspect::{BaseChain, ChainFacts, Element, RuleFacts, SetFacts};
+    use crate::firewall::nft::inspect::{
+        BaseChain, ChainFacts, Element, Hook, RuleFacts, SetFacts,
+    };
 
     fn base(name: &str, hook: Hook, prio: i32, drop: bool) -> ChainFacts {
         ChainFacts {
@@ -518,6 +611,7 @@ mod tests {
             chains,
             sets: vec![],
             owned: false,
+            owner: None,
         }
     }
 
@@ -552,8 +646,8 @@ mod tests {
              add set inet filter ovh_access_v6 { type ipv6_addr; flags interval,timeout; comment \"ovh-access\"; }\n\
              add element inet filter ovh_access_v6 { 2001:db8::10 timeout 1h30m }\n\
              add chain inet filter ovh_access { comment \"ovh-access\"; }\n\
-             add rule inet filter ovh_access ip saddr @ovh_access_v4 tcp dport { 22, 2222 } accept\n\
-             add rule inet filter ovh_access ip6 saddr @ovh_access_v6 tcp dport { 22, 2222 } accept\n\
+             add rule inet filter ovh_access ip saddr @ovh_access_v4 tcp dport { 22, 2222 } accept comment \"ovh-access\"\n\
+             add rule inet filter ovh_access ip6 saddr @ovh_access_v6 tcp dport { 22, 2222 } accept comment \"ovh-access\"\n\
              insert rule inet filter input jump ovh_access comment \"ovh-access\"\n"
         );
     }
@@ -635,7 +729,9 @@ mod tests {
                 jump_to: None,
                 comment: None,
                 xt: false,
-                signature: None
+                drops: false,
+                iptables_readable: true,
+                signature: Some("an older rule".into())
             };
             2
         ]);
@@ -645,6 +741,8 @@ mod tests {
             jump_to: Some(CHAIN_IN.into()),
             comment: Some(TAG.into()),
             xt: false,
+            drops: false,
+            iptables_readable: true,
             signature: None,
         }]);
         for s in [SET_V4, SET_V6] {
@@ -699,6 +797,8 @@ mod tests {
             jump_to: None,
             comment: None,
             xt: false,
+            drops: false,
+            iptables_readable: true,
             signature: Some(sig),
         }]);
         t.chains.push(ours);
@@ -747,6 +847,8 @@ mod tests {
                     jump_to: None,
                     comment: None,
                     xt: false,
+                    drops: false,
+                    iptables_readable: true,
                     signature: Some(access_rule_text(
                         v6,
                         Direction::In,
@@ -762,6 +864,8 @@ mod tests {
             jump_to: Some(CHAIN_IN.into()),
             comment: Some(TAG.into()),
             xt: false,
+            drops: false,
+            iptables_readable: true,
             signature: None,
         }]);
         for v6 in [false, true] {
@@ -855,6 +959,8 @@ mod tests {
             jump_to: None,
             comment: None,
             xt: false,
+            drops: false,
+            iptables_readable: true,
             signature: None,
         };
         t.chains[0].rules.as_mut().unwrap().insert(0, user_drop);
@@ -876,11 +982,52 @@ mod tests {
 
     #[test]
     fn iptables_nft_tables_and_foreign_names_are_left_alone() {
-        let xt = table(
+        // iptables' names, a rule iptables-nft cannot read (`ct state`, as
+        // iptables-restore-translate writes): nftables' own.
+        let rule = |xt: bool, iptables_readable: bool| RuleFacts {
+            handle: 2,
+            jump_to: None,
+            comment: None,
+            xt,
+            drops: false,
+            iptables_readable,
+            signature: None,
+        };
+        let mut native = table(
             Family::Ip,
             "filter",
             vec![base("INPUT", Hook::Input, 0, true)],
         );
+        native.chains[0].rules = Some(vec![rule(false, false)]);
+        native.chains[0].rules_complete = true;
+        let open = |t: &TableFacts| {
+            plan_open(
+                &Facts {
+                    genid: 1,
+                    tables: vec![t.clone()],
+                },
+                &req(None),
+            )
+            .unwrap()
+        };
+        assert_eq!(open(&native).chains, vec!["ip filter INPUT".to_string()]);
+        // Every rule one iptables-nft reads back (it writes `-i lo -j ACCEPT` natively): its own.
+        let mut readable = native.clone();
+        readable.chains[0].rules = Some(vec![rule(false, true)]);
+        assert!(open(&readable).ops.is_empty());
+        // Only partly read: whose it is cannot be told, so it is not taken for iptables-nft's.
+        readable.chains[0].rules_complete = false;
+        assert!(!open(&readable).ops.is_empty());
+        let mut xt = native;
+        xt.chains[0].rules = Some(vec![RuleFacts {
+            handle: 2,
+            jump_to: None,
+            comment: None,
+            xt: true,
+            drops: false,
+            iptables_readable: true,
+            signature: None,
+        }]);
         let plan = plan_open(
             &Facts {
                 genid: 1,
@@ -911,6 +1058,8 @@ mod tests {
             jump_to: None,
             comment: None,
             xt: true,
+            drops: false,
+            iptables_readable: true,
             signature: None,
         }]);
         assert!(plan_open(
@@ -941,29 +1090,31 @@ mod tests {
     }
 
     #[test]
-    fn an_owned_table_is_left_to_its_owner_with_a_note() {
+    fn an_owned_table_that_drops_refuses_the_grant_and_names_its_owner() {
         let mut t = table(
             Family::Inet,
             "firewalld",
             vec![base("filter_INPUT", Hook::Input, 10, false)],
         );
         t.owned = true;
-        let plan = plan_open(
-            &Facts {
-                genid: 1,
-                tables: vec![t],
-            },
-            &req(None),
-        )
-        .unwrap();
-        assert!(plan.ops.is_empty());
+        t.owner = Some("process firewalld (pid 812)".into());
+        let facts = |t: &TableFacts| Facts {
+            genid: 1,
+            tables: vec![t.clone()],
+        };
+        // Nothing there drops: left to its owner, nothing to say.
+        let plan = plan_open(&facts(&t), &req(None)).unwrap();
+        assert!(plan.ops.is_empty(), "{plan:?}");
+        t.chains[0].base.as_mut().unwrap().policy_drop = true;
+        let err = plan_open(&facts(&t), &req(None)).unwrap_err().to_string();
         assert!(
-            plan.notes
-                .iter()
-                .any(|n| n.contains("inet firewalld belongs to another process")),
-            "{:?}",
-            plan.notes
+            err.contains("inet firewalld belongs to process firewalld (pid 812)")
+                && err.contains("filter_INPUT")
+                && err.contains("--firewall"),
+            "{err}"
         );
+        // Revoke has nothing to do there and does not fail on it.
+        assert!(plan_close(&facts(&t)).unwrap().ops.is_empty());
     }
 
     #[test]

@@ -43,10 +43,14 @@ pub const TYPE_INET_SERVICE: u32 = 13;
 /// `enum nft_meta_keys` and `enum nft_payload_bases`.
 pub const NFT_META_NFPROTO: u32 = 15;
 pub const NFT_META_L4PROTO: u32 = 16;
+/// `meta protocol`: the link layer's ethertype, the dependency of an IP match in a netdev table.
+pub const NFT_META_PROTOCOL: u32 = 1;
 pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 pub const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 
-/// Verdict codes (`NF_ACCEPT`, `NFT_JUMP`, `NFT_GOTO`) as carried in an immediate expression.
+/// Verdict codes (`NF_DROP`, `NF_ACCEPT`, `NFT_JUMP`, `NFT_GOTO`) as carried in an immediate
+/// expression.
+pub const NF_DROP: i32 = 0;
 pub const NF_ACCEPT: i32 = 1;
 pub const NFT_JUMP: i32 = -3;
 pub const NFT_GOTO: i32 = -4;
@@ -76,7 +80,16 @@ pub enum Expr {
     },
     Accept,
     Jump(String),
+    /// `fib daddr type`: the route type of the destination address (RTN_LOCAL for this host).
+    FibDaddrType,
 }
+
+/// `NFTA_FIB_F_DADDR` (`enum nft_fib_flags`) and `NFT_FIB_RESULT_ADDRTYPE`
+/// (linux/netfilter/nf_tables.h).
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+/// `RTN_LOCAL` (linux/rtnetlink.h): an address of this host.
+pub const RTN_LOCAL: u32 = 2;
 
 /// A rule to add or delete.
 #[derive(Debug, Clone)]
@@ -300,6 +313,17 @@ unsafe fn build_expr(e: &Expr) -> *mut sys::nftnl_expr {
                 }
                 x
             }
+            Expr::FibDaddrType => {
+                let x = new(c"fib");
+                sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_FIB_DREG as u16, NFT_REG_1);
+                sys::nftnl_expr_set_u32(
+                    x,
+                    sys::NFTNL_EXPR_FIB_RESULT as u16,
+                    NFT_FIB_RESULT_ADDRTYPE,
+                );
+                sys::nftnl_expr_set_u32(x, sys::NFTNL_EXPR_FIB_FLAGS as u16, NFTA_FIB_F_DADDR);
+                x
+            }
         }
     }
 }
@@ -474,6 +498,8 @@ pub struct TableMsg {
     pub handle: u64,
     /// `NFT_TABLE_F_*`
     pub flags: u32,
+    /// The netlink port id of the process that owns the table (NFTA_TABLE_OWNER).
+    pub owner: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -500,6 +526,8 @@ pub struct RuleMsg {
     pub exprs: Vec<String>,
     /// The chain of a jump or goto verdict, when the rule has one.
     pub jump_to: Option<String>,
+    /// The rule can end the packet: a drop verdict or a reject.
+    pub drops: bool,
     pub userdata: Vec<u8>,
 }
 
@@ -556,10 +584,32 @@ pub fn parse_table(msg: &[u8]) -> Option<TableMsg> {
             name: opt_str(sys::nftnl_table_get_str(t, sys::NFTNL_TABLE_NAME as u16)),
             handle: sys::nftnl_table_get_u64(t, sys::NFTNL_TABLE_HANDLE as u16),
             flags: sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FLAGS as u16),
+            owner: table_owner(msg),
         });
         sys::nftnl_table_free(t);
         out
     }
+}
+
+/// NFTA_TABLE_OWNER, read from the attributes directly: libnftnl before 1.2 does not parse it.
+/// Layout: nlmsghdr (16 bytes), nfgenmsg (4), then attributes of (len u16, type u16, value)
+/// aligned to 4; the owner is a big-endian u32 (nf_tables_fill_table_info).
+fn table_owner(msg: &[u8]) -> Option<u32> {
+    const NFTA_TABLE_OWNER: u16 = 7;
+    let total = (u32::from_ne_bytes(msg.get(..4)?.try_into().ok()?) as usize).min(msg.len());
+    let mut at = 20;
+    while at + 4 <= total {
+        let len = u16::from_ne_bytes([msg[at], msg[at + 1]]) as usize;
+        let ty = u16::from_ne_bytes([msg[at + 2], msg[at + 3]]) & 0x3fff;
+        if len < 4 || at + len > total {
+            return None;
+        }
+        if ty == NFTA_TABLE_OWNER && len == 8 {
+            return Some(u32::from_be_bytes(msg[at + 4..at + 8].try_into().ok()?));
+        }
+        at += (len + 3) & !3;
+    }
+    None
 }
 
 pub fn parse_chain(msg: &[u8]) -> Option<ChainMsg> {
@@ -599,6 +649,7 @@ pub fn parse_rule(msg: &[u8]) -> Option<RuleMsg> {
         let out = (sys::nftnl_rule_nlmsg_parse(nlh, r) >= 0).then(|| {
             let mut exprs = Vec::new();
             let mut jump_to = None;
+            let mut drops = false;
             let it = sys::nftnl_expr_iter_create(r);
             if !it.is_null() {
                 loop {
@@ -607,6 +658,15 @@ pub fn parse_rule(msg: &[u8]) -> Option<RuleMsg> {
                         break;
                     }
                     let name = opt_str(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16));
+                    let verdict = name == "immediate"
+                        && sys::nftnl_expr_is_set(e, sys::NFTNL_EXPR_IMM_VERDICT as u16);
+                    if verdict
+                        && sys::nftnl_expr_get_u32(e, sys::NFTNL_EXPR_IMM_VERDICT as u16) as i32
+                            == NF_DROP
+                    {
+                        drops = true;
+                    }
+                    drops |= name == "reject";
                     if name == "immediate"
                         && sys::nftnl_expr_is_set(e, sys::NFTNL_EXPR_IMM_CHAIN as u16)
                     {
@@ -632,6 +692,7 @@ pub fn parse_rule(msg: &[u8]) -> Option<RuleMsg> {
                 handle: sys::nftnl_rule_get_u64(r, sys::NFTNL_RULE_HANDLE as u16),
                 exprs,
                 jump_to,
+                drops,
                 userdata: data(ud, len),
             }
         });
