@@ -1,8 +1,11 @@
 //! ovh-access: let a hosting provider's support team into a server, and shut them out again,
 //! with the support key and the firewall changed as one paired, reversible operation.
 //!
-//! Data flows one way: `cli` → facts (read-only probes) → plan (pure) → `access` (the paired
-//! transaction) → `report`. See DESIGN.md for the invariant every command keeps.
+//! Data flows one way: `cli` (the command boundary: arguments become requests) → facts
+//! (read-only probes: `sshd`, `keys`, `firewall`'s read side, `dns`) → plan (pure, one per
+//! command in `access`) → `access::txn` (the paired, journaled transaction) → `report` (human
+//! and JSON rendering). Nothing below `cli` imports it. See DESIGN.md for the invariant every
+//! command keeps.
 pub mod access;
 pub mod audit;
 pub mod bounded;

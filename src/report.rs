@@ -3,6 +3,9 @@
 //! otherwise the human lines go to stdout. Warnings always go to stderr as well.
 use serde_json::{Map, Value};
 
+mod commands;
+pub use commands::{grant as grant_lines, grant_dry_run};
+
 #[derive(Debug, Default)]
 pub struct Report {
     /// The command's details, merged into the JSON object.
@@ -48,13 +51,31 @@ impl Report {
         m.insert("would_change".into(), Value::Bool(self.changed));
         m.insert(
             "warnings".into(),
-            Value::Array(self.warnings.iter().cloned().map(Value::String).collect()),
+            Value::Array(
+                self.unique_warnings()
+                    .into_iter()
+                    .cloned()
+                    .map(Value::String)
+                    .collect(),
+            ),
         );
         Value::Object(m)
     }
 
-    pub fn print(&self, json: bool) {
+    /// Each warning once, in the order first given: domain code pushes its warnings as values
+    /// into [`Report::warnings`], and a rehearsal may find the same one twice.
+    pub fn unique_warnings(&self) -> Vec<&String> {
+        let mut seen = Vec::new();
         for w in &self.warnings {
+            if !seen.contains(&w) {
+                seen.push(w);
+            }
+        }
+        seen
+    }
+
+    pub fn print(&self, json: bool) {
+        for w in self.unique_warnings() {
             eprintln!("ovh-access: warning: {w}");
         }
         if json {

@@ -312,8 +312,9 @@ impl Lock {
         // Record our pid for the message a waiting run prints.
         let _ = file.set_len(0);
         let _ = file.seek(SeekFrom::Start(0));
+        // Not synced: the pid only names the holder to a waiting run, and the lock file lives in
+        // /run, which a reboot empties anyway.
         let _ = writeln!(file, "{}", std::process::id());
-        let _ = file.sync_data();
         Ok(Lock { _file: file, path })
     }
 

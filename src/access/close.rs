@@ -225,7 +225,7 @@ impl Ctx {
     /// wherever a support line may be, it does not give up.
     fn keys_files_now(&self, report: &mut Report) -> Result<Vec<PathBuf>> {
         match crate::sshd::probe(&self.root, &[], "") {
-            Ok(facts) => Ok(vec![self.keys_file(&facts, report)?]),
+            Ok(facts) => Ok(vec![self.keys_file(&facts, &mut report.warnings)?]),
             Err(e) => {
                 report.warn(format!(
                     "{e:#}; looking for support lines in sshd's default keys files instead"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{grant_request, Ctx, KeyLines};
-use crate::firewall::{self, FirewallChoice, LayerChange, Mode, Purpose};
+use crate::firewall::{self, Backend, FirewallChoice, LayerChange, Mode, Purpose};
 use crate::report::Report;
 use crate::state::Grant;
 use crate::support::SupportKey;
@@ -18,18 +18,15 @@ use crate::{keys, sshd};
 pub(super) struct ApplyOpts {
     pub firewall: FirewallChoice,
     pub replace_foreign: bool,
-    pub sshd_version: Option<(u32, u32)>,
 }
 
 impl ApplyOpts {
     /// How a recorded grant is applied again (rollback, refresh, restore): its own firewall
-    /// choice, never --replace-foreign (that is the operator's decision at grant time), and the
-    /// sshd installed now.
+    /// choice, and never --replace-foreign (that is the operator's decision at grant time).
     pub fn recorded(g: &Grant) -> ApplyOpts {
         ApplyOpts {
             firewall: g.firewall,
             replace_foreign: false,
-            sshd_version: sshd::version(),
         }
     }
 }
@@ -41,12 +38,35 @@ pub(super) struct Applied {
 }
 
 impl Ctx {
-    /// Firewall first, then the key. When the key step fails, the firewall change is undone by
-    /// the caller (it knows what was granted before).
+    /// The backends a grant with `choice` programs; what the operator should know about the
+    /// layers goes to the report's warnings.
+    pub(super) fn select_open(
+        &self,
+        choice: FirewallChoice,
+        report: &mut Report,
+    ) -> Result<Vec<Box<dyn Backend>>> {
+        firewall::select(choice, Purpose::Open, &mut report.warnings)
+    }
+
+    /// [`Ctx::open_and_install_with`] the layers of the grant's own firewall choice.
     pub(super) fn open_and_install(
         &self,
         g: &Grant,
         opts: &ApplyOpts,
+        mode: Mode,
+        report: &mut Report,
+    ) -> Result<Applied> {
+        let mut backends = self.select_open(opts.firewall, report)?;
+        self.open_and_install_with(g, opts, &mut backends, mode, report)
+    }
+
+    /// Firewall first, then the key. When the key step fails, the firewall change is undone by
+    /// the caller (it knows what was granted before).
+    pub(super) fn open_and_install_with(
+        &self,
+        g: &Grant,
+        opts: &ApplyOpts,
+        backends: &mut [Box<dyn Backend>],
         mode: Mode,
         report: &mut Report,
     ) -> Result<Applied> {
@@ -58,13 +78,8 @@ impl Ctx {
         if let Some(t) = req.timeout.as_mut() {
             *t = (*t).max(Duration::from_secs(1));
         }
-        let mut warnings = Vec::new();
-        let selected = firewall::select(opts.firewall, Purpose::Open, &mut warnings);
-        for w in warnings {
-            report.warn(w);
-        }
         let mut layers = Vec::new();
-        for mut b in selected? {
+        for b in backends.iter_mut() {
             let recorded = g.recorded_for(&b.name());
             layers.push(b.open(&req, recorded, mode)?);
         }
@@ -79,7 +94,8 @@ impl Ctx {
                 if let Some(w) = warning {
                     report.warn(w);
                 }
-                let e = keys::expiry_for(at, opts.sshd_version, &zone);
+                // Only a grant with an expiry needs sshd's release (the form of expiry-time).
+                let e = keys::expiry_for(at, sshd::version(), &zone);
                 if e.is_none() {
                     report.warn(
                         "this sshd is older than OpenSSH 7.7 and has no expiry-time: only the \

@@ -12,7 +12,7 @@ use super::txn::Txn;
 use super::{sorted, Ctx, GrantRequest, USER};
 use crate::bad_input;
 use crate::firewall::Mode;
-use crate::report::{fmt_utc, join, Report};
+use crate::report::{self, fmt_utc, join, Report};
 use crate::root::Root;
 use crate::state::{self, Grant, Intent, Op, StoredKey};
 use crate::{keys, sshd, support};
@@ -88,14 +88,13 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
         report.warn(w.clone());
     }
     warn_blockers(&ctx.root, &facts, &target, &mut report);
-    let keys_file = ctx.keys_file(&facts, &mut report)?;
+    let keys_file = ctx.keys_file(&facts, &mut report.warnings)?;
     let mut desired = plan(req, &target, &facts.ports, keys_file, state::now());
     let opts = ApplyOpts {
         firewall: req.firewall,
         replace_foreign: req.replace_foreign,
-        sshd_version: facts.version,
     };
-    let elsewhere = ctx.foreign_elsewhere(&desired.keys_file, &desired.keys, &mut report);
+    let elsewhere = ctx.foreign_elsewhere(&desired.keys_file, &desired.keys, &mut report.warnings);
     if let (Some((file, lines)), false) = (elsewhere.first(), req.replace_foreign) {
         return Err(bad_input!(
             "line {} of {} carries the support key without a from= restriction, and sshd \
@@ -105,12 +104,16 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
             file.display()
         ));
     }
+    // The layers of the rehearsal (or the dry run); the grant selects them again under the lock,
+    // since another run may have changed them while this one waited.
+    let mut backends = ctx.select_open(req.firewall, &mut report)?;
     if req.mode == Mode::Apply {
         // A read-only rehearsal before the lock and the journal: what the firewall or the keys
         // file refuses (nf_tables unusable without CAP_NET_ADMIN, a set name taken by the user,
         // a foreign line carrying the support key) fails here, with nothing written and no
         // intent left to recover.
-        ctx.open_and_install(&desired, &opts, Mode::DryRun, &mut Report::default())?;
+        // Its warnings are the grant's own (the report keeps each once).
+        ctx.open_and_install_with(&desired, &opts, &mut backends, Mode::DryRun, &mut report)?;
     }
     let mut txn = Txn::begin(&ctx, req.mode, &mut report)?;
     // The same grant again (a configuration-management run repeated) keeps its start time; the
@@ -119,10 +122,17 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
         desired.granted_at = p.granted_at;
     }
     if req.mode == Mode::DryRun {
-        let applied = ctx.open_and_install(&desired, &opts, Mode::DryRun, &mut report)?;
+        let applied =
+            ctx.open_and_install_with(&desired, &opts, &mut backends, Mode::DryRun, &mut report)?;
         report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
-        describe(&desired, &applied, &target, &mut report);
-        describe_dry_run(&desired, &applied, &mut report);
+        report::grant_lines(
+            &desired,
+            &applied.layers,
+            &applied.keys,
+            &target,
+            &mut report,
+        );
+        report::grant_dry_run(&desired, &applied.layers, &applied.keys, &mut report);
         return Ok(report);
     }
     let previous = txn.granted().cloned();
@@ -155,7 +165,13 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
     let committed = committed(&desired, &applied);
     txn.commit(Some(committed.clone()))?;
     report.changed = applied.keys.changed || applied.layers.iter().any(|l| l.changed);
-    describe(&committed, &applied, &target, &mut report);
+    report::grant_lines(
+        &committed,
+        &applied.layers,
+        &applied.keys,
+        &target,
+        &mut report,
+    );
     ctx.audit(
         "grant",
         &format!(
@@ -231,84 +247,6 @@ fn replace_foreign(
         ));
     }
     Ok(())
-}
-
-fn describe_dry_run(g: &Grant, applied: &Applied, report: &mut Report) {
-    report.line("");
-    report.line("Dry run: nothing was changed. The firewall change would be:");
-    for l in &applied.layers {
-        report.line(format!("# {}", l.layer));
-        report.line(l.script.trim_end().to_string());
-    }
-    report.line(format!(
-        "The keys file {} would change:",
-        g.keys_file.display()
-    ));
-    report.line(keys::diff(&applied.keys.before, &applied.keys.after));
-}
-
-fn describe(g: &Grant, applied: &Applied, target: &support::Target, report: &mut Report) {
-    let until = match g.expires_at {
-        Some(t) => format!(" until {}", fmt_utc(t)),
-        None => " with no expiry (run `ovh-access revoke` when the support is done)".into(),
-    };
-    let profile = g
-        .profile
-        .as_deref()
-        .map(|p| format!(" (profile {p})"))
-        .unwrap_or_default();
-    let verb = if report.dry_run {
-        "Would grant"
-    } else {
-        "Granted"
-    };
-    report.line(format!(
-        "{verb} SSH access to root for {}{profile}{until}.",
-        g.host
-    ));
-    report.line(format!(
-        "  addresses: {} ({})",
-        join(&g.addresses),
-        g.address_source.name()
-    ));
-    report.line(format!("  ports:     {}", join(&g.ports)));
-    for k in &g.keys {
-        report.line(format!(
-            "  key:       {} {} {}",
-            k.fingerprint, k.algorithm, k.comment
-        ));
-    }
-    report.line(format!("  keys file: {}", g.keys_file.display()));
-    for l in &applied.layers {
-        let chains = if l.chains.is_empty() {
-            "-".to_string()
-        } else {
-            l.chains.join(", ")
-        };
-        report.line(format!("  firewall:  {}: {chains}", l.layer));
-        for n in &l.notes {
-            report.line(format!("             {n}"));
-        }
-    }
-    if applied.layers.is_empty() {
-        report.line("  firewall:  not changed (--firewall none, or no firewall layer found)");
-    }
-    for p in g.ports.iter().filter(|p| **p != 22) {
-        report.line(format!("Tell the support team your SSH port: {p}"));
-    }
-    report.set("host", &g.host);
-    report.set("profile", &g.profile);
-    report.set("key_is_builtin", target.key_is_builtin);
-    report.set("address_source", target.source);
-    report.set("addresses", &g.addresses);
-    report.set("ports", &g.ports);
-    report.set("keys", &g.keys);
-    report.set("keys_file", &g.keys_file);
-    report.set("keys_file_changed", applied.keys.changed);
-    report.set("firewall", &applied.layers);
-    crate::report::set_changes(report, &applied.keys, &applied.layers);
-    report.set("expires_at", g.expires_at);
-    report.set("expires_at_utc", g.expires_at.map(fmt_utc));
 }
 
 #[cfg(test)]

@@ -18,7 +18,6 @@ use anyhow::Result;
 
 use crate::dns::DnsOptions;
 use crate::firewall::{FirewallChoice, Mode, OpenRequest};
-use crate::report::Report;
 use crate::root::Root;
 use crate::state::{Grant, Lock, StoredKey};
 use crate::support::{self, TargetRequest};
@@ -120,7 +119,7 @@ impl Ctx {
 
     /// The keys file sshd reads for root, from AuthorizedKeysFile (first support address's
     /// effective settings) and root's home in the passwd file.
-    fn keys_file(&self, facts: &sshd::SshdFacts, report: &mut Report) -> Result<PathBuf> {
+    fn keys_file(&self, facts: &sshd::SshdFacts, warnings: &mut Vec<String>) -> Result<PathBuf> {
         let home = keys::root_home(&self.root)?;
         let eff = match facts.per_address.first() {
             Some((_, e)) => e.clone(),
@@ -128,14 +127,14 @@ impl Ctx {
         };
         let (path, note) = sshd::keys_file(&eff, USER, 0, &home);
         if let Some(n) = note {
-            report.warn(n);
+            warnings.push(n);
         }
         // Match blocks can give another AuthorizedKeysFile to another support address: the key
         // would then work from some addresses only.
         for (addr, e) in facts.per_address.iter().skip(1) {
             let (p, _) = sshd::keys_file(e, USER, 0, &home);
             if p != path {
-                report.warn(format!(
+                warnings.push(format!(
                     "sshd reads {} for connections from {addr} but {} for the others (a Match \
                      block sets AuthorizedKeysFile); the key is installed only in the latter",
                     p.display(),
@@ -171,7 +170,7 @@ impl Ctx {
         &self,
         main: &Path,
         keys: &[StoredKey],
-        report: &mut Report,
+        warnings: &mut Vec<String>,
     ) -> Vec<(PathBuf, Vec<usize>)> {
         let blobs: Vec<&str> = keys.iter().map(|k| k.blob.as_str()).collect();
         let mut out = Vec::new();
@@ -188,7 +187,7 @@ impl Ctx {
                     }
                 }
                 Ok(None) => {}
-                Err(e) => report.warn(format!(
+                Err(e) => warnings.push(format!(
                     "cannot check {} for support lines: {e:#}",
                     f.display()
                 )),

@@ -75,7 +75,7 @@ pub fn status(root: &Root) -> Result<Report> {
         )),
     }
     let mut warnings = Report::default();
-    for (file, lines) in ctx.foreign_elsewhere(&g.keys_file, &g.keys, &mut warnings) {
+    for (file, lines) in ctx.foreign_elsewhere(&g.keys_file, &g.keys, &mut warnings.warnings) {
         drift.push(foreign_drift(&file, &lines));
     }
     for w in warnings.warnings {

@@ -225,7 +225,7 @@ pub fn run(root: &Root, t: &TargetRequest) -> Result<Report> {
                 addresses: &addresses,
                 grant: &grant,
                 svc: &svc,
-                sshd_version: facts.version,
+                sshd_version: sshd::version(),
                 expires_at: state.granted.as_ref().map(|g| g.expires_at),
             };
             keyfile::check_authorized_keys_file(&ctx, &path, &mut f);

@@ -250,6 +250,49 @@ pub fn gather_facts_except_nft_in(root: &Root) -> FirewallFacts {
     }
 }
 
+/// Every fact of the detector but firewalld's answer on the bus, with the nft tables already
+/// read (the nftables backend's dump): iptables-nft's layer is saved only when the dump shows one
+/// of its `ip` tables, legacy's only when ip_tables_names lists a table, so a host with only
+/// nftables runs no program.
+pub fn gather_facts(root: &Root, nft_tables: Vec<NftTable>) -> FirewallFacts {
+    let legacy_v4_tables = legacy_tables(Family::V4);
+    let legacy_v6_tables = legacy_tables(Family::V6);
+    let xt_v4 = nft_tables
+        .iter()
+        .any(|t| t.made_by_iptables_nft && t.family == "ip");
+    let ufw_conf =
+        crate::bounded::read_to_string(root.path("/etc/ufw/ufw.conf"), crate::bounded::CONFIG)
+            .unwrap_or_default();
+    let mut layers = Vec::new();
+    if xt_v4 {
+        layers.push(IptablesBackend::new(Variant::Nft, Family::V4));
+    }
+    if !legacy_v4_tables.is_empty() {
+        layers.push(IptablesBackend::new(Variant::Legacy, Family::V4));
+    }
+    let saves: Vec<String> = layers
+        .iter()
+        .filter_map(|b| b.save_text().ok().flatten())
+        .collect();
+    let ufw_present = ufw_enabled(&ufw_conf) || saves.iter().any(|t| save_has_ufw_chains(t));
+    let firewalld = FirewalldFacts {
+        tables: saves
+            .iter()
+            .filter(|t| save_has_firewalld_chains(t))
+            .map(|_| "iptables chain INPUT_ZONES".to_string())
+            .take(1)
+            .collect(),
+        ..Default::default()
+    };
+    FirewallFacts {
+        legacy_v4_tables,
+        legacy_v6_tables,
+        nft_tables,
+        firewalld,
+        ufw_present,
+    }
+}
+
 /// `ENABLED=yes` in ufw.conf (the file ufw's `enable` writes; quotes allowed as in a shell file).
 pub fn ufw_enabled(conf: &str) -> bool {
     conf.lines().any(|l| {

@@ -195,22 +195,20 @@ pub fn select(
     if for_open && choice == FirewallChoice::None {
         return Ok(Vec::new());
     }
-    let mut facts = detect::gather_facts_except_nft();
-    let nft_error = match nft::list_tables() {
-        Ok(tables) => {
-            facts.nft_tables = tables
-                .into_iter()
-                .map(|t| detect::NftTable {
-                    family: t.family,
-                    name: t.name,
-                    made_by_iptables_nft: t.made_by_iptables_nft,
-                    has_input_base_chain: !t.hooked_chains.is_empty(),
-                })
-                .collect();
-            None
-        }
-        Err(e) => Some(e),
+    let (tables, nft_error) = match nft::list_tables() {
+        Ok(tables) => (tables, None),
+        Err(e) => (Vec::new(), Some(e)),
     };
+    let tables = tables
+        .into_iter()
+        .map(|t| detect::NftTable {
+            family: t.family,
+            name: t.name,
+            made_by_iptables_nft: t.made_by_iptables_nft,
+            has_input_base_chain: !t.hooked_chains.is_empty(),
+        })
+        .collect();
+    let mut facts = detect::gather_facts(&crate::root::Root::system(), tables);
     // Without nf_tables only iptables-legacy can filter; when it has no tables either, the error
     // about nf_tables is the one that explains why nothing can be programmed.
     if let Some(e) = nft_error {

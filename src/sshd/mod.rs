@@ -123,7 +123,7 @@ pub struct SshdFacts {
     pub listen: Vec<Listen>,
     /// One per support address (Match evaluated for it).
     pub per_address: Vec<(IpAddr, Effective)>,
-    /// `sshd -V` of /usr/sbin/sshd, None when absent.
+    /// The installed sshd's release ([`version`]), None when absent.
     pub version: Option<(u32, u32)>,
     /// Mismatches (config vs live vs socket unit), no port → 22, unknown keywords, ...
     pub warnings: Vec<String>,
@@ -591,8 +591,22 @@ pub fn global_effective(root: &Root) -> Result<Effective> {
     Ok(eval::effective(&eval::global(&cfg)?))
 }
 
-/// `sshd -V` of the installed /usr/sbin/sshd: (major, minor), None when absent.
+/// The installed /usr/sbin/sshd's version: (major, minor), None when absent. Learned at most
+/// once per process, and only by the callers that need it (`expiry-time`'s format depends on
+/// it): from the release string compiled into the binary when it holds exactly one, otherwise
+/// from `sshd -V`.
 pub fn version() -> Option<(u32, u32)> {
+    static VERSION: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| {
+        std::fs::read(test_mode::SSHD)
+            .ok()
+            .and_then(|bin| version_in_binary(&bin))
+            .or_else(version_by_running)
+    })
+}
+
+/// `sshd -V`, which prints the release on stderr.
+fn version_by_running() -> Option<(u32, u32)> {
     let out = std::process::Command::new(test_mode::SSHD)
         .arg("-V")
         .stdin(std::process::Stdio::null())
@@ -604,6 +618,39 @@ pub fn version() -> Option<(u32, u32)> {
         String::from_utf8_lossy(&out.stdout)
     );
     parse_version(&text)
+}
+
+/// OpenSSH compiles SSH_RELEASE (version.h: `SSH_VERSION SSH_PORTABLE`, e.g. `OpenSSH_9.2p1`)
+/// into sshd as a NUL-terminated string of its own; the compat patterns (`OpenSSH_7.4*`) and
+/// format strings (`OpenSSH_9.2 %s,`) beside it are not of that exact shape. One distinct
+/// release string is the version; none or several (a patched build) is no answer.
+pub fn version_in_binary(bin: &[u8]) -> Option<(u32, u32)> {
+    const PREFIX: &[u8] = b"OpenSSH_";
+    let mut found: Option<(u32, u32)> = None;
+    for s in bin.split(|b| *b == 0) {
+        let Some(rest) = s.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some(v) = std::str::from_utf8(rest).ok().and_then(release_shape) else {
+            continue;
+        };
+        match found {
+            Some(f) if f != v => return None,
+            _ => found = Some(v),
+        }
+    }
+    found
+}
+
+/// `9.2p1` → (9, 2); anything else (a `*`, a space, a missing `p`) is not a release string.
+fn release_shape(s: &str) -> Option<(u32, u32)> {
+    let (version, portable) = s.split_once('p')?;
+    let (major, minor) = version.split_once('.')?;
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(major) && digits(minor) && digits(portable)) {
+        return None;
+    }
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// `OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL ...` → (9, 2).
@@ -751,5 +798,17 @@ mod tests {
             (home, groups),
             (PathBuf::from("/root"), vec!["root".to_string()])
         );
+    }
+
+    #[test]
+    fn the_release_string_compiled_into_sshd_is_its_version() {
+        let bin = b"\0OpenSSH_7.4*\0OpenSSH_9.2 %s,\0OpenSSH_9.2p1\0x\0OpenSSH_9.2p1\0";
+        assert_eq!(version_in_binary(bin), Some((9, 2)));
+        assert_eq!(version_in_binary(b"\0OpenSSH_2*,OpenSSH_3*\0"), None);
+        assert_eq!(version_in_binary(b"OpenSSH_8.7p1\0OpenSSH_9.0p1\0"), None);
+        // The installed one, when there is one, agrees with `sshd -V`.
+        if let Ok(bin) = std::fs::read(test_mode::SSHD) {
+            assert_eq!(version_in_binary(&bin), version_by_running());
+        }
     }
 }

@@ -161,6 +161,9 @@ fn read_consistent(
         match inspect::read_facts(conn, &depth, with_elements) {
             Ok(f) => return Ok(f),
             Err(NlError::Interrupted) => last = Some(NlError::Interrupted),
+            // A table or chain listed a moment ago was deleted before its rules were dumped:
+            // the ruleset changed under the read, as with an interrupted dump.
+            Err(e) if e.errno() == Some(libc::ENOENT) => last = Some(e),
             Err(e) => return Err(explain(e, "read the nftables ruleset")),
         }
     }
