@@ -68,6 +68,10 @@ pub struct Grant {
     /// Where the addresses came from (dns, published, operator...).
     pub address_source: AddressSource,
     pub ports: Vec<u16>,
+    /// The ports sshd listened on at grant time. `--port` may open fewer on purpose; only a port
+    /// sshd took up since then is drift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sshd_ports: Vec<u16>,
     pub keys: Vec<StoredKey>,
     /// The keys file, as an absolute path on the real system (resolved through `--root`).
     pub keys_file: PathBuf,
@@ -354,6 +358,7 @@ mod tests {
             addresses: vec!["198.51.100.10".parse().unwrap()],
             address_source: AddressSource::Dns,
             ports: vec![22, 2222],
+            sshd_ports: vec![],
             keys: vec![],
             keys_file: "/root/.ssh/authorized_keys2".into(),
             layers: vec!["nftables".into()],

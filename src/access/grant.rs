@@ -37,6 +37,7 @@ pub(super) fn plan(
         addresses: target.addresses.clone(),
         address_source: target.source,
         ports,
+        sshd_ports: sorted(sshd_ports.to_vec()),
         keys: target.keys.iter().map(StoredKey::from).collect(),
         keys_file,
         layers: vec![],

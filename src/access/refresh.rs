@@ -173,6 +173,7 @@ mod tests {
             addresses: vec!["192.0.2.1".parse().unwrap()],
             address_source: source,
             ports: vec![22],
+            sshd_ports: vec![],
             keys: vec![],
             keys_file: "/root/.ssh/authorized_keys2".into(),
             layers: vec![],

@@ -319,11 +319,12 @@ fn dns_drift(ctx: &Ctx, g: &Grant, report: &mut Report) -> Vec<Drift> {
     }
 }
 
-/// The ports sshd listens on now that the grant does not open (pure).
+/// The ports sshd took up since the grant that the grant does not open (pure). A port sshd
+/// already listened on when `--port` left it out was the operator's choice, not drift.
 pub(super) fn port_drift(g: &Grant, listening: &[u16]) -> Vec<Drift> {
     let missing: Vec<u16> = listening
         .iter()
-        .filter(|p| !g.ports.contains(p))
+        .filter(|p| !g.ports.contains(p) && !g.sshd_ports.contains(p))
         .copied()
         .collect();
     if missing.is_empty() {
@@ -388,6 +389,7 @@ mod tests {
             addresses: vec!["192.0.2.1".parse().unwrap()],
             address_source: AddressSource::Operator,
             ports: vec![22],
+            sshd_ports: vec![],
             keys: vec![crate::state::StoredKey {
                 algorithm: "ssh-ed25519".into(),
                 blob: BLOB.into(),
@@ -435,5 +437,14 @@ mod tests {
         assert!(port_drift(&grant(), &[22]).is_empty());
         let d = port_drift(&grant(), &[22, 2222]);
         assert!(d[0].what.contains("port(s) 2222"), "{d:?}");
+        // `--port 2222` while sshd listened on 22 and 2222: 22 was left out on purpose; a port
+        // sshd took up later is still drift.
+        let mut chosen = grant();
+        chosen.ports = vec![2222];
+        chosen.sshd_ports = vec![22, 2222];
+        assert!(port_drift(&chosen, &[22, 2222]).is_empty());
+        let d = port_drift(&chosen, &[22, 2200, 2222]);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].what.contains("port(s) 2200"), "{d:?}");
     }
 }
