@@ -223,31 +223,10 @@ pub fn ask_firewalld(facts: &mut FirewallFacts, asked: bool) {
 }
 
 /// As [`gather_facts_except_nft`], reading configuration files (ufw.conf) under `root`. The
-/// firewall and the processes are always the live ones.
+/// firewall and the processes are always the live ones. Without the nft dump, iptables-nft's
+/// layer is saved whatever it holds.
 pub fn gather_facts_except_nft_in(root: &Root) -> FirewallFacts {
-    let legacy_v4_tables = legacy_tables(Family::V4);
-    let legacy_v6_tables = legacy_tables(Family::V6);
-    let ufw_conf =
-        crate::bounded::read_to_string(root.path("/etc/ufw/ufw.conf"), crate::bounded::CONFIG)
-            .unwrap_or_default();
-    let saves = iptables_v4_saves(&legacy_v4_tables);
-    let ufw_present = ufw_enabled(&ufw_conf) || saves.iter().any(|t| save_has_ufw_chains(t));
-    let firewalld = FirewalldFacts {
-        tables: saves
-            .iter()
-            .filter(|t| save_has_firewalld_chains(t))
-            .map(|_| "iptables chain INPUT_ZONES".to_string())
-            .take(1)
-            .collect(),
-        ..Default::default()
-    };
-    FirewallFacts {
-        legacy_v4_tables,
-        legacy_v6_tables,
-        nft_tables: Vec::new(),
-        firewalld,
-        ufw_present,
-    }
+    facts_with(root, Vec::new(), true)
 }
 
 /// Every fact of the detector but firewalld's answer on the bus, with the nft tables already
@@ -255,16 +234,23 @@ pub fn gather_facts_except_nft_in(root: &Root) -> FirewallFacts {
 /// of its `ip` tables, legacy's only when ip_tables_names lists a table, so a host with only
 /// nftables runs no program.
 pub fn gather_facts(root: &Root, nft_tables: Vec<NftTable>) -> FirewallFacts {
-    let legacy_v4_tables = legacy_tables(Family::V4);
-    let legacy_v6_tables = legacy_tables(Family::V6);
     let xt_v4 = nft_tables
         .iter()
         .any(|t| t.made_by_iptables_nft && t.family == "ip");
+    facts_with(root, nft_tables, xt_v4)
+}
+
+/// The facts, saving iptables-nft's IPv4 layer only when `save_nft_v4` and legacy's only when it
+/// has tables, so that nothing is created by looking (ufw's and firewalld's iptables chains show
+/// in the saves).
+fn facts_with(root: &Root, nft_tables: Vec<NftTable>, save_nft_v4: bool) -> FirewallFacts {
+    let legacy_v4_tables = legacy_tables(Family::V4);
+    let legacy_v6_tables = legacy_tables(Family::V6);
     let ufw_conf =
         crate::bounded::read_to_string(root.path("/etc/ufw/ufw.conf"), crate::bounded::CONFIG)
             .unwrap_or_default();
     let mut layers = Vec::new();
-    if xt_v4 {
+    if save_nft_v4 {
         layers.push(IptablesBackend::new(Variant::Nft, Family::V4));
     }
     if !legacy_v4_tables.is_empty() {
@@ -305,19 +291,6 @@ pub fn ufw_enabled(conf: &str) -> bool {
             })
             .unwrap_or(false)
     })
-}
-
-/// The save output of the IPv4 layers that exist (legacy only when it has tables, so that
-/// nothing is created by looking), where ufw's and firewalld's iptables chains show.
-fn iptables_v4_saves(legacy_v4: &[String]) -> Vec<String> {
-    let mut layers = vec![IptablesBackend::new(Variant::Nft, Family::V4)];
-    if !legacy_v4.is_empty() {
-        layers.push(IptablesBackend::new(Variant::Legacy, Family::V4));
-    }
-    layers
-        .iter()
-        .filter_map(|b| b.save_text().ok().flatten())
-        .collect()
 }
 
 /// firewalld's iptables backend sends INPUT through its `INPUT_ZONES` chain.
