@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 pub fn can_run(test: &str) -> bool {
     if !rustix::process::geteuid().is_root() {
         eprintln!(
-            "SKIP {test}: network-namespace tests need root; run them with `sudo cargo test --test netns` \
+            "SKIP {test}: network-namespace tests need root; run them as root with `cargo test --test netns` \
              (or the README's test command)"
         );
         return false;
