@@ -130,7 +130,7 @@ fn main() {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: the measurement
     // is for `cargo bench` only (it takes minutes and prints figures, it asserts nothing).
     if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("SKIP: the nft benchmark runs with `sudo cargo bench --bench nft`");
+        eprintln!("SKIP: the nft benchmark runs as root with `cargo bench --bench nft`");
         return;
     }
     if !rustix::process::geteuid().is_root() {

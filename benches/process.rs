@@ -140,7 +140,7 @@ fn ms(d: Duration) -> String {
 fn main() {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`.
     if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("SKIP: the process benchmark runs with `sudo cargo bench --bench process`");
+        eprintln!("SKIP: the process benchmark runs as root with `cargo bench --bench process`");
         return;
     }
     if !rustix::process::geteuid().is_root() {

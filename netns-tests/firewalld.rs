@@ -45,7 +45,7 @@ pub fn firewalld2_available(test: &str) -> bool {
         return false;
     }
     if !Path::new(FW2_CHROOT).join("usr/sbin/firewalld").exists() {
-        eprintln!("SKIP {test}: no trixie chroot with firewalld 2.x at {FW2_CHROOT}; run `sudo scripts/firewalld-deps`");
+        eprintln!("SKIP {test}: no trixie chroot with firewalld 2.x at {FW2_CHROOT}; run `scripts/firewalld-deps` as root");
         return false;
     }
     true
@@ -59,7 +59,7 @@ pub fn firewalld_available(test: &str) -> bool {
     let daemon = Path::new(FW_TREE).join("usr/sbin/firewalld");
     if !daemon.exists() || !Path::new("/usr/bin/dbus-daemon").exists() {
         eprintln!(
-            "SKIP {test}: firewalld is not unpacked in {FW_TREE} or dbus-daemon is missing; run `sudo scripts/firewalld-deps`"
+            "SKIP {test}: firewalld is not unpacked in {FW_TREE} or dbus-daemon is missing; run `scripts/firewalld-deps` as root"
         );
         return false;
     }

@@ -30,7 +30,7 @@ const DEAD2: &str = "192.0.2.55";
 fn can_run(test: &str) -> bool {
     if !rustix::process::geteuid().is_root() {
         eprintln!(
-            "SKIP {test}: needs root (network namespaces); run `sudo cargo test --test dns_netns`"
+            "SKIP {test}: needs root (network namespaces); run `cargo test --test dns_netns` as root"
         );
         return false;
     }

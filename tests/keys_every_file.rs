@@ -53,7 +53,7 @@ fn support_pub() -> String {
 fn can_run(name: &str) -> bool {
     let ok = can_unshare_net();
     if !ok {
-        eprintln!("SKIP {name}: needs root (`sudo cargo test --test keys_every_file`)");
+        eprintln!("SKIP {name}: needs root (run `cargo test --test keys_every_file` as root)");
     }
     ok
 }

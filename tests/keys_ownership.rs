@@ -60,7 +60,7 @@ fn eu_blob() -> String {
 fn can_run(name: &str) -> bool {
     let ok = can_unshare_net();
     if !ok {
-        eprintln!("SKIP {name}: needs root (`sudo cargo test --test keys_ownership`)");
+        eprintln!("SKIP {name}: needs root (run `cargo test --test keys_ownership` as root)");
     }
     ok
 }

@@ -55,7 +55,7 @@ fn ok(s: &Tree, args: &[&str]) -> Output {
 fn can_run(name: &str) -> bool {
     let ok = can_unshare_net();
     if !ok {
-        eprintln!("SKIP {name}: needs root (`sudo cargo test --test revoke_hostile`)");
+        eprintln!("SKIP {name}: needs root (run `cargo test --test revoke_hostile` as root)");
     }
     ok
 }
