@@ -6,7 +6,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 mod common;
 use common::{can_unshare_net, describe, Tree};
@@ -31,18 +30,6 @@ impl Tree {
             0o600,
         );
         s
-    }
-
-    fn tool(&self, args: &[&str]) -> Output {
-        Command::new("unshare")
-            .arg("--net")
-            .arg(env!("CARGO_BIN_EXE_ovh-access"))
-            .arg("--root")
-            .arg(self.dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
     }
 }
 

@@ -6,7 +6,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 mod common;
 use common::{can_unshare_net, describe, Tree};
@@ -28,15 +28,7 @@ fn sandbox(keys: &str) -> Tree {
 }
 
 fn tool(s: &Tree, args: &[&str]) -> Output {
-    Command::new("unshare")
-        .arg("--net")
-        .arg(env!("CARGO_BIN_EXE_ovh-access"))
-        .arg("--root")
-        .arg(s.dir.path())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    s.tool(args)
 }
 
 fn ok(s: &Tree, args: &[&str]) -> Output {

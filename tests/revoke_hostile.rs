@@ -33,17 +33,7 @@ fn sandbox() -> Tree {
 /// The binary on the sandbox, in an empty network namespace, with its address space bounded so
 /// that a runaway read fails inside the test instead of filling the machine's memory.
 fn tool(s: &Tree, args: &[&str]) -> Output {
-    Command::new("prlimit")
-        .arg("--as=4294967296")
-        .arg("unshare")
-        .arg("--net")
-        .arg(env!("CARGO_BIN_EXE_ovh-access"))
-        .arg("--root")
-        .arg(s.dir.path())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    s.tool_behind(&["prlimit", "--as=4294967296"], args)
 }
 
 fn ok(s: &Tree, args: &[&str]) -> Output {

@@ -7,10 +7,11 @@ mod output;
 #[allow(unused_imports)]
 pub use output::*;
 
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 
 /// A sandbox root: files and directories are created under it by their path relative to `/`,
 /// with the mode given (the tool judges modes as sshd's StrictModes does). Removed on drop.
@@ -40,6 +41,33 @@ impl Tree {
         fs::create_dir_all(self.p(rel).parent().unwrap()).unwrap();
         fs::write(self.p(rel), text).unwrap();
         fs::set_permissions(self.p(rel), fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// The binary on this sandbox (`--root`), in an empty network namespace of its own.
+    pub fn tool(&self, args: &[&str]) -> Output {
+        self.tool_behind(&[], args)
+    }
+
+    /// As [`Tree::tool`], run through `wrapper`, a command that execs the rest (such as
+    /// `prlimit --as=...`).
+    pub fn tool_behind(&self, wrapper: &[&str], args: &[&str]) -> Output {
+        let mut argv: Vec<OsString> = wrapper.iter().map(OsString::from).collect();
+        argv.extend(
+            [
+                "unshare",
+                "--net",
+                env!("CARGO_BIN_EXE_ovh-access"),
+                "--root",
+            ]
+            .map(OsString::from),
+        );
+        argv.push(self.dir.path().into());
+        argv.extend(args.iter().map(OsString::from));
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     /// The content of `rel`, empty when it does not exist.
