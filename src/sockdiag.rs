@@ -9,6 +9,7 @@
 //! state mask has nothing but LISTEN).
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -38,8 +39,11 @@ impl States {
 
 /// How long the kernel may take to answer one recv of the dump.
 const RECV_TIMEOUT: Duration = Duration::from_secs(5);
-/// `SOCK_DIAG_BY_FAMILY` (linux/sock_diag.h).
+/// `SOCK_DIAG_BY_FAMILY` (linux/sock_diag.h) and `TCPDIAG_GETSOCK` (linux/inet_diag.h).
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const TCPDIAG_GETSOCK: u16 = 18;
+const AF_INET: u8 = libc::AF_INET as u8;
+const AF_INET6: u8 = libc::AF_INET6 as u8;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
@@ -86,6 +90,9 @@ fn from_text(proc_dir: &Path, states: States) -> io::Result<Vec<TcpEntry>> {
     Ok(out)
 }
 
+/// A dump of every family in one walk, the older `TCPDIAG_GETSOCK` request (its handler asks
+/// for `AF_UNSPEC`, inet_diag_dump_compat()); a kernel that refuses it gets one request per
+/// family.
 fn dump(states: States) -> io::Result<Vec<TcpEntry>> {
     let sock = socket_with(
         AddressFamily::NETLINK,
@@ -95,47 +102,81 @@ fn dump(states: States) -> io::Result<Vec<TcpEntry>> {
     )?;
     bind(&sock, &netlink::SocketAddrNetlink::new(0, 0))?;
     sockopt::set_socket_timeout(&sock, sockopt::Timeout::Recv, Some(RECV_TIMEOUT))?;
-    let kernel = netlink::SocketAddrNetlink::new(0, 0);
-    let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    for (seq, family) in [(1u32, libc::AF_INET as u8), (2, libc::AF_INET6 as u8)] {
-        let req = request(family, states, seq);
-        sendto(&sock, &req, SendFlags::empty(), &kernel)?;
-        'dump: loop {
-            let (n, _) = recv(&sock, &mut buf[..], RecvFlags::empty())?;
-            if n == 0 {
-                return Err(io::Error::other("sock_diag dump ended without NLMSG_DONE"));
-            }
-            for m in messages(&buf[..n]) {
-                if m.seq != seq {
-                    continue;
-                }
-                match m.ty {
-                    NLMSG_DONE => break 'dump,
-                    NLMSG_ERROR => return Err(error_of(m.payload)),
-                    SOCK_DIAG_BY_FAMILY => out.extend(parse_diag_msg(m.payload)),
-                    _ => {}
-                }
-            }
-        }
+    if let Ok(v) = exchange(&sock, &request(Query::EveryFamily, states, 1), &mut buf) {
+        return Ok(v);
     }
+    let mut out = exchange(&sock, &request(Query::Family(AF_INET), states, 2), &mut buf)?;
+    out.extend(exchange(
+        &sock,
+        &request(Query::Family(AF_INET6), states, 3),
+        &mut buf,
+    )?);
     Ok(out)
 }
 
-/// One `SOCK_DIAG_BY_FAMILY` dump request: `nlmsghdr` + `inet_diag_req_v2` with an all-zero
-/// socket id (every socket).
-fn request(family: u8, states: States, seq: u32) -> Vec<u8> {
-    let len = NLMSG_HDRLEN + 56;
+/// Send one dump request and read its answer to NLMSG_DONE.
+fn exchange(sock: &OwnedFd, req: &Request, buf: &mut [u8]) -> io::Result<Vec<TcpEntry>> {
+    sendto(
+        sock,
+        &req.bytes,
+        SendFlags::empty(),
+        &netlink::SocketAddrNetlink::new(0, 0),
+    )?;
+    let mut out = Vec::new();
+    loop {
+        let (n, _) = recv(sock, &mut buf[..], RecvFlags::empty())?;
+        if n == 0 {
+            return Err(io::Error::other("sock_diag dump ended without NLMSG_DONE"));
+        }
+        for m in messages(&buf[..n]).filter(|m| m.seq == req.seq) {
+            match m.ty {
+                NLMSG_DONE => return Ok(out),
+                NLMSG_ERROR => return Err(error_of(m.payload)),
+                ty if ty == req.ty => out.extend(parse_diag_msg(m.payload)),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Query {
+    /// `TCPDIAG_GETSOCK` with `struct inet_diag_req`.
+    EveryFamily,
+    /// `SOCK_DIAG_BY_FAMILY` with `struct inet_diag_req_v2`.
+    Family(u8),
+}
+
+struct Request {
+    bytes: Vec<u8>,
+    ty: u16,
+    seq: u32,
+}
+
+/// A dump request with an all-zero socket id (every socket); the answers carry its type.
+fn request(q: Query, states: States, seq: u32) -> Request {
+    // inet_diag_req: family, src_len, dst_len, ext, the 48-byte id, states, dbs.
+    // inet_diag_req_v2: family, protocol, ext, pad, states, the 48-byte id.
+    let (ty, body_len, head) = match q {
+        Query::EveryFamily => (TCPDIAG_GETSOCK, 60, [0u8, 0, 0, 0]),
+        Query::Family(f) => (SOCK_DIAG_BY_FAMILY, 56, [f, IPPROTO_TCP, 0, 0]),
+    };
+    let len = NLMSG_HDRLEN + body_len;
     let mut m = Vec::with_capacity(len);
     m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m.extend_from_slice(&ty.to_ne_bytes());
     m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
-    m.extend_from_slice(&states.0.to_ne_bytes());
+    m.extend_from_slice(&head);
     m.resize(len, 0);
-    m
+    let states_at = match q {
+        Query::EveryFamily => NLMSG_HDRLEN + 52,
+        Query::Family(_) => NLMSG_HDRLEN + 4,
+    };
+    m[states_at..states_at + 4].copy_from_slice(&states.0.to_ne_bytes());
+    Request { bytes: m, ty, seq }
 }
 
 struct Msg<'a> {
@@ -259,33 +300,36 @@ mod tests {
     }
 
     #[test]
-    fn request_is_a_dump_of_tcp_in_the_states_asked() {
-        let r = request(
-            libc::AF_INET6 as u8,
-            States::LISTEN.and(States::ESTABLISHED),
-            7,
-        );
-        assert_eq!(r.len(), 72);
-        assert_eq!(u32::from_ne_bytes(r[0..4].try_into().unwrap()), 72);
-        assert_eq!(u16::from_ne_bytes(r[4..6].try_into().unwrap()), 20);
-        assert_eq!(u16::from_ne_bytes(r[6..8].try_into().unwrap()), 0x301);
-        assert_eq!(u32::from_ne_bytes(r[8..12].try_into().unwrap()), 7);
-        assert_eq!(&r[16..20], &[libc::AF_INET6 as u8, 6, 0, 0]);
-        assert_eq!(
-            u32::from_ne_bytes(r[20..24].try_into().unwrap()),
-            (1 << 10) | (1 << 1)
-        );
-        assert!(r[24..].iter().all(|b| *b == 0));
+    fn requests_are_dumps_of_tcp_in_the_states_asked() {
+        let states = States::LISTEN.and(States::ESTABLISHED);
+        let field = |r: &[u8], at: usize| u32::from_ne_bytes(r[at..at + 4].try_into().unwrap());
+        let r = request(Query::Family(AF_INET6), states, 7);
+        let b = &r.bytes;
+        assert_eq!((b.len(), field(b, 0)), (72, 72));
+        assert_eq!(u16::from_ne_bytes(b[4..6].try_into().unwrap()), 20);
+        assert_eq!(u16::from_ne_bytes(b[6..8].try_into().unwrap()), 0x301);
+        assert_eq!((field(b, 8), r.seq, r.ty), (7, 7, 20));
+        assert_eq!(&b[16..20], &[AF_INET6, 6, 0, 0]);
+        assert_eq!(field(b, 20), (1 << 10) | (1 << 1));
+        assert!(b[24..].iter().all(|b| *b == 0));
+        let r = request(Query::EveryFamily, states, 1);
+        let b = &r.bytes;
+        assert_eq!((b.len(), field(b, 0), r.ty), (76, 76, 18));
+        assert_eq!(u16::from_ne_bytes(b[4..6].try_into().unwrap()), 18);
+        // family, lengths, ext and the whole socket id zero: every socket of every family.
+        assert!(b[16..68].iter().all(|b| *b == 0));
+        assert_eq!(field(b, 68), (1 << 10) | (1 << 1));
+        assert_eq!(field(b, 72), 0);
     }
 
     #[test]
     fn messages_split_a_buffer_and_stop_at_a_truncated_tail() {
-        let mut buf = request(2, States::LISTEN, 1);
-        buf.extend(request(10, States::LISTEN, 2));
+        let mut buf = request(Query::Family(AF_INET), States::LISTEN, 1).bytes;
+        buf.extend(request(Query::EveryFamily, States::LISTEN, 2).bytes);
         buf.extend_from_slice(&[40, 0, 0, 0, 3, 0]);
         let seqs: Vec<u32> = messages(&buf).map(|m| m.seq).collect();
         assert_eq!(seqs, vec![1, 2]);
-        let mut err = vec![0u8; 20];
+        let mut err = [0u8; 20];
         err[0..4].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
         assert_eq!(error_of(&err).raw_os_error(), Some(libc::EPERM));
     }
