@@ -140,11 +140,14 @@ pub fn batch_end(out: &mut MsgBuf, seq: u32, ack: bool) {
 /// Kernels before 6.10 ignore NLM_F_ACK on BATCH_END (nfnetlink_rcv_batch), so waiting for that
 /// ACK there would only end in the timeout.
 pub fn kernel_acks_batch_end() -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
-    let major: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    (major, minor) >= (6, 10)
+    static ACKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ACKS.get_or_init(|| {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+        let major: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let minor: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        (major, minor) >= (6, 10)
+    })
 }
 
 impl Conn {
