@@ -6,6 +6,10 @@
 //! for an output chain with sshd's replies. A chain that drops and that the tool cannot open
 //! (a table another process owns, an inet ingress chain) fails. Only reads: netlink dumps,
 //! `nft -j list ruleset`, `*-save`, `ipset test`.
+//!
+//! Each such chain becomes a [`Layer`]; `judge` then turns what the chain does with every
+//! support packet (the evaluators of `rules`) into one finding per layer, without reading
+//! anything itself.
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 

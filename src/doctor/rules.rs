@@ -275,59 +275,13 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
     let op = body.get("op").and_then(Value::as_str).unwrap_or("==");
     let left = body.get("left").unwrap_or(&Value::Null);
     let right = body.get("right").unwrap_or(&Value::Null);
-    let neg = op == "!=";
-    let named = right
-        .as_str()
-        .and_then(|s| s.strip_prefix('@'))
-        .map(str::to_string);
     let r = if let Some(pl) = left.get("payload") {
-        let proto = pl.get("protocol").and_then(Value::as_str).unwrap_or("");
-        let field = pl.get("field").and_then(Value::as_str).unwrap_or("");
-        match (proto, field) {
-            // An `ip` expression carries an implicit IPv4 dependency: it never matches IPv6.
-            ("ip", _) if p.addr.is_ipv6() => return (Tri::No, None),
-            ("ip6", _) if p.addr.is_ipv4() => return (Tri::No, None),
-            ("ip", "saddr") | ("ip6", "saddr") if !p.reply => {
-                contains(t, right, &Val::Addr(p.addr))
-            }
-            ("ip", "daddr") | ("ip6", "daddr") if p.reply => contains(t, right, &Val::Addr(p.addr)),
-            // The server's own address: which one the support reaches is not known here.
-            ("ip", "saddr") | ("ip6", "saddr") | ("ip", "daddr") | ("ip6", "daddr") => Tri::Maybe,
-            ("ip", "protocol") | ("ip6", "nexthdr") => contains(t, right, &Val::Proto),
-            ("tcp", "dport") | ("th", "dport") if !p.reply => {
-                contains(t, right, &Val::Port(p.port))
-            }
-            ("tcp", "sport") | ("th", "sport") if p.reply => contains(t, right, &Val::Port(p.port)),
-            ("tcp", _) | ("th", _) => Tri::Maybe,
-            // Any other transport header implies that protocol: not TCP.
-            ("udp", _)
-            | ("icmp", _)
-            | ("icmpv6", _)
-            | ("sctp", _)
-            | ("udplite", _)
-            | ("dccp", _) => return (Tri::No, None),
-            _ => Tri::Maybe,
+        match nft_payload(t, pl, right, p) {
+            Some(r) => r,
+            None => return (Tri::No, None),
         }
     } else if let Some(meta) = left.get("meta") {
-        match meta.get("key").and_then(Value::as_str).unwrap_or("") {
-            "l4proto" => contains(t, right, &Val::Proto),
-            "nfproto" => contains(
-                t,
-                right,
-                &Val::Str(if p.addr.is_ipv4() { "ipv4" } else { "ipv6" }),
-            ),
-            // The support's packets come in, and the replies go out, on a real interface.
-            "iif" | "iifname" if !p.reply => match right.as_str() {
-                Some("lo") => Tri::No,
-                _ => Tri::Maybe,
-            },
-            "oif" | "oifname" if p.reply => match right.as_str() {
-                Some("lo") => Tri::No,
-                _ => Tri::Maybe,
-            },
-            "iiftype" => Tri::Maybe,
-            _ => Tri::Maybe,
-        }
+        nft_meta(t, meta, right, p)
     } else if let Some(fib) = left.get("fib") {
         // `fib daddr type local` (the tool's prerouting accepts): the support's packets are
         // addressed to this host.
@@ -361,11 +315,61 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
         .and_then(Value::as_str)
         == Some(addr_field)
     {
-        named
+        right
+            .as_str()
+            .and_then(|s| s.strip_prefix('@'))
+            .map(str::to_string)
     } else {
         None
     };
-    (if neg { r.not() } else { r }, set)
+    (if op == "!=" { r.not() } else { r }, set)
+}
+
+/// A header field compared with `right`. None when the field belongs to another protocol than
+/// the packet's: the expression carries that protocol as an implicit dependency, so it never
+/// matches, whatever the operator (`ip saddr != 192.0.2.1` does not see IPv6).
+fn nft_payload(t: &NftTable, pl: &Value, right: &Value, p: Packet) -> Option<Tri> {
+    let proto = pl.get("protocol").and_then(Value::as_str).unwrap_or("");
+    let field = pl.get("field").and_then(Value::as_str).unwrap_or("");
+    Some(match (proto, field) {
+        ("ip", _) if p.addr.is_ipv6() => return None,
+        ("ip6", _) if p.addr.is_ipv4() => return None,
+        ("ip", "saddr") | ("ip6", "saddr") if !p.reply => contains(t, right, &Val::Addr(p.addr)),
+        ("ip", "daddr") | ("ip6", "daddr") if p.reply => contains(t, right, &Val::Addr(p.addr)),
+        // The server's own address: which one the support reaches is not known here.
+        ("ip", "saddr") | ("ip6", "saddr") | ("ip", "daddr") | ("ip6", "daddr") => Tri::Maybe,
+        ("ip", "protocol") | ("ip6", "nexthdr") => contains(t, right, &Val::Proto),
+        ("tcp", "dport") | ("th", "dport") if !p.reply => contains(t, right, &Val::Port(p.port)),
+        ("tcp", "sport") | ("th", "sport") if p.reply => contains(t, right, &Val::Port(p.port)),
+        ("tcp", _) | ("th", _) => Tri::Maybe,
+        // Any other transport header implies that protocol: not TCP.
+        ("udp", _) | ("icmp", _) | ("icmpv6", _) | ("sctp", _) | ("udplite", _) | ("dccp", _) => {
+            return None
+        }
+        _ => Tri::Maybe,
+    })
+}
+
+/// A `meta` key compared with `right`.
+fn nft_meta(t: &NftTable, meta: &Value, right: &Value, p: Packet) -> Tri {
+    match meta.get("key").and_then(Value::as_str).unwrap_or("") {
+        "l4proto" => contains(t, right, &Val::Proto),
+        "nfproto" => contains(
+            t,
+            right,
+            &Val::Str(if p.addr.is_ipv4() { "ipv4" } else { "ipv6" }),
+        ),
+        // The support's packets come in, and the replies go out, on a real interface.
+        "iif" | "iifname" if !p.reply => match right.as_str() {
+            Some("lo") => Tri::No,
+            _ => Tri::Maybe,
+        },
+        "oif" | "oifname" if p.reply => match right.as_str() {
+            Some("lo") => Tri::No,
+            _ => Tri::Maybe,
+        },
+        _ => Tri::Maybe,
+    }
 }
 
 enum Val<'a> {
@@ -941,5 +945,42 @@ mod tests {
             m("-m set --match-set -i src", &held),
             (Tri::Yes, Some("-i".into()))
         );
+    }
+
+    #[test]
+    fn nft_matches_one_by_one() {
+        let t = NftTable::default();
+        let m = |json: &str, p: Packet| nft_match(&t, &serde_json::from_str(json).unwrap(), p).0;
+        let v4 = pkt("198.51.100.2", 22);
+        let v6 = pkt("2001:db8::2", 22);
+        let reply = Packet { reply: true, ..v4 };
+        let outside_doc = r#"{"op":"!=","left":{"payload":{"protocol":"ip","field":"saddr"}},
+            "right":{"prefix":{"addr":"192.0.2.0","len":24}}}"#;
+        assert_eq!(m(outside_doc, v4), Tri::Yes);
+        // An `ip` match never sees IPv6, negated or not; a UDP header is never TCP's.
+        assert_eq!(m(outside_doc, v6), Tri::No);
+        let not_dns =
+            r#"{"op":"!=","left":{"payload":{"protocol":"udp","field":"dport"}},"right":53}"#;
+        assert_eq!(m(not_dns, v4), Tri::No);
+        // A reply's destination port is the client's: unknown.
+        let ssh = r#"{"op":"==","left":{"payload":{"protocol":"th","field":"dport"}},"right":22}"#;
+        assert_eq!(m(ssh, v4), Tri::Yes);
+        assert_eq!(m(ssh, reply), Tri::Maybe);
+        let lo = r#"{"op":"==","left":{"meta":{"key":"iifname"}},"right":"lo"}"#;
+        let eth = r#"{"op":"==","left":{"meta":{"key":"iifname"}},"right":"eth0"}"#;
+        assert_eq!((m(lo, v4), m(eth, v4)), (Tri::No, Tri::Maybe));
+        let v6_only = r#"{"op":"==","left":{"meta":{"key":"nfproto"}},"right":"ipv6"}"#;
+        assert_eq!((m(v6_only, v4), m(v6_only, v6)), (Tri::No, Tri::Yes));
+        let est = r#"{"op":"in","left":{"ct":{"key":"state"}},"right":["established","related"]}"#;
+        assert_eq!((m(est, v4), m(est, reply)), (Tri::No, Tri::Yes));
+        let local =
+            r#"{"op":"==","left":{"fib":{"result":"type","flags":["daddr"]}},"right":"local"}"#;
+        assert_eq!(m(local, v4), Tri::Yes);
+        // The set is named only when it is looked up by the support's address.
+        let bans =
+            r#"{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"@bans"}"#;
+        let body = serde_json::from_str(bans).unwrap();
+        assert_eq!(nft_match(&t, &body, v4), (Tri::Maybe, Some("bans".into())));
+        assert_eq!(nft_match(&t, &body, reply), (Tri::Maybe, None));
     }
 }
