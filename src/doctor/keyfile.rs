@@ -467,13 +467,21 @@ fn from_covers(list: &str, addr: IpAddr) -> bool {
 mod tests {
     use super::*;
 
-    fn m(dir: bool, uid: u32, mode: u32) -> Option<Meta> {
+    fn dir(uid: u32, mode: u32) -> Option<Meta> {
         Some(Meta {
             symlink: false,
-            dir,
-            regular: !dir,
+            dir: true,
+            regular: false,
             uid,
             mode,
+        })
+    }
+
+    fn file(uid: u32, mode: u32) -> Option<Meta> {
+        Some(Meta {
+            dir: false,
+            regular: true,
+            ..dir(uid, mode)?
         })
     }
 
@@ -492,12 +500,12 @@ mod tests {
     #[test]
     fn strict_modes_walk() {
         let walk = vec![
-            (PathBuf::from("/"), m(true, 0, 0o1777)),
-            (PathBuf::from("/root"), m(true, 0, 0o700)),
-            (PathBuf::from("/root/.ssh"), m(true, 0, 0o777)),
+            (PathBuf::from("/"), dir(0, 0o1777)),
+            (PathBuf::from("/root"), dir(0, 0o700)),
+            (PathBuf::from("/root/.ssh"), dir(0, 0o777)),
             (
                 PathBuf::from("/root/.ssh/authorized_keys2"),
-                m(false, 1000, 0o600),
+                file(1000, 0o600),
             ),
         ];
         let k = Path::new("/root/.ssh/authorized_keys2");
@@ -518,7 +526,7 @@ mod tests {
                 .all(|(s, _, _)| *s == Status::Warn)
         );
         let missing = vec![
-            (PathBuf::from("/"), m(true, 0, 0o755)),
+            (PathBuf::from("/"), dir(0, 0o755)),
             (PathBuf::from("/root"), None),
         ];
         let out = judge_walk(&missing, k, Path::new("/root"), StrictModes::Yes, "G");
