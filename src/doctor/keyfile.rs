@@ -682,7 +682,16 @@ mod tests {
             judge(Some("20200101"), None),
             [(Status::Fail, revoke.clone())]
         );
-        assert_eq!(judge(Some("2020"), None), [(Status::Fail, revoke)]);
+        assert_eq!(judge(Some("2020"), None), [(Status::Fail, revoke.clone())]);
+        // sshd refuses the key from the expiry-time's second on.
+        assert_eq!(
+            judge(Some("20270115080000Z"), None),
+            [(Status::Fail, revoke)]
+        );
+        assert_eq!(
+            judge(Some("20270115080001Z"), None),
+            [(Status::Pass, String::new())]
+        );
         assert_eq!(
             judge(Some("20991231Z"), None),
             [(Status::Pass, String::new())]
