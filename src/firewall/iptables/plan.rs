@@ -230,17 +230,7 @@ fn open_table(
     }
     let addrs = family_addresses(req, family);
     if addrs.is_empty() {
-        // An update that leaves no address of this family must not leave the old ones open.
-        let mut plan = close_table(Some(table), name)?;
-        plan.notes
-            .retain(|n| !n.starts_with("nothing of the tool's"));
-        if name == "filter" {
-            plan.notes.push(format!(
-                "no {} support address: nothing to open in this layer",
-                family.label()
-            ));
-        }
-        return Ok(plan);
+        return close_absent_family(table, name, family);
     }
     let datestop = req.timeout.map(|d| datestop(now, d)).transpose()?;
 
@@ -293,6 +283,21 @@ fn open_table(
         chains,
         notes,
     })
+}
+
+/// The opening of a request without an address of the layer's family: an update that leaves
+/// no address of this family must not leave the old ones open, so it closes the table.
+fn close_absent_family(table: &SavedTable, name: &str, family: Family) -> Result<Plan> {
+    let mut plan = close_table(Some(table), name)?;
+    plan.notes
+        .retain(|n| !n.starts_with("nothing of the tool's"));
+    if name == "filter" {
+        plan.notes.push(format!(
+            "no {} support address: nothing to open in this layer",
+            family.label()
+        ));
+    }
+    Ok(plan)
 }
 
 /// The request's ports, sorted and without duplicates; at least one.
