@@ -367,7 +367,9 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
         .map(|addr| Ok((*addr, judge.effective(*addr, first_port)?)))
         .collect::<Result<Vec<_>>>()?;
     if root.is_system() {
-        ev.sshd_t = cross_check(&judge, &per_address, first_port, &mut warnings);
+        let (sshd_t, w) = cross_check(&judge, &per_address, first_port);
+        ev.sshd_t = sshd_t;
+        warnings.extend(w);
     }
     let (ports, w) = reconcile(&ev);
     warnings.extend(w);
@@ -463,14 +465,14 @@ impl Judge<'_> {
     }
 }
 
-/// `sshd -T` for each support address (the real system only): a warning for each setting it
-/// sees otherwise, and the ports it listens on (`None` when it could not run).
+/// `sshd -T` for each support address (the real system only): the ports it listens on (`None`
+/// when it could not run), and a warning for each setting it sees otherwise.
 fn cross_check(
     judge: &Judge,
     per_address: &[(IpAddr, Effective)],
     first_port: Option<u16>,
-    warnings: &mut Vec<String>,
-) -> Option<Vec<u16>> {
+) -> (Option<Vec<u16>>, Vec<String>) {
+    let mut warnings = Vec::new();
     let mut t_ports = Vec::new();
     for (addr, ours) in per_address {
         let conn = judge.connection(*addr, first_port);
@@ -483,11 +485,11 @@ fn cross_check(
             }
             Err(e) => {
                 warnings.push(format!("{e:#}; the sshd -T cross-check was skipped"));
-                return None;
+                return (None, warnings);
             }
         }
     }
-    (!t_ports.is_empty()).then_some(t_ports)
+    ((!t_ports.is_empty()).then_some(t_ports), warnings)
 }
 
 /// With a `Match LocalPort`, the settings of every other port to open compared with those of
