@@ -83,7 +83,7 @@ impl NftBackend {
         if plan.ops.is_empty() {
             return Ok(());
         }
-        apply::send(&mut self.conn, &plan.ops, facts.genid, netlink::kernel_acks_batch_end()).map_err(|f| {
+        apply::send(&mut self.conn, &plan.ops, facts.genid, netlink::BatchEnd::of_this_kernel()).map_err(|f| {
             if f.error.errno() == Some(netlink::ERESTART) {
                 return anyhow::Error::new(f.error).context(
                     "nftables: the ruleset changed after it was read, so the kernel refused the whole batch; read it and plan again",
