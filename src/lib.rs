@@ -19,6 +19,7 @@ pub mod keys;
 pub mod report;
 pub mod root;
 pub mod sessions;
+pub mod sockdiag;
 pub mod sshd;
 pub mod state;
 pub mod support;

@@ -18,12 +18,13 @@
 //! ancestors', pid 1's, or that of any sshd process not serving the support (without pam_loginuid,
 //! every session inherits the listening sshd's id, which may be the administrator's).
 //!
-//! The sockets come from /proc/net/tcp and tcp6 of the caller's network namespace (the one whose
-//! firewall the tool changes).
+//! The sockets are those of the caller's network namespace (the one whose firewall the tool
+//! changes), from `sockdiag`.
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -31,7 +32,8 @@ use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 use serde::Serialize;
 
 use crate::report::Report;
-use crate::sshd::live;
+use crate::sockdiag;
+use crate::sshd::live::{self, TcpEntry};
 
 /// The audit session id of a process outside any login (`AUDIT_SID_UNSET`).
 const SESSION_UNSET: u32 = u32::MAX;
@@ -39,7 +41,7 @@ const SESSION_UNSET: u32 = u32::MAX;
 const TERM_GRACE: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(50);
 
-/// One established TCP connection from /proc/net/tcp{,6}.
+/// One established TCP connection of the namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conn {
     pub local_port: u16,
@@ -118,11 +120,10 @@ impl Ended {
     }
 }
 
-/// The established connections of the text of /proc/net/tcp or tcp6 (parsed by
-/// `sshd::live`, which reads the same files for the listeners).
-pub fn parse_proc_net_tcp(text: &str) -> Vec<Conn> {
-    live::parse_tcp_table(text)
-        .into_iter()
+/// The established connections among the sockets of a snapshot.
+pub fn connections(sockets: &[TcpEntry]) -> Vec<Conn> {
+    sockets
+        .iter()
         .filter(|e| e.state == live::TCP_ESTABLISHED)
         .map(|e| Conn {
             local_port: e.local.1,
@@ -382,33 +383,28 @@ fn alive(fd: &OwnedFd) -> bool {
     poll(&mut fds, Some(&Timespec::default())).is_ok_and(|n| n == 0)
 }
 
-/// /proc/net/tcp and tcp6 of the caller's network namespace.
-fn tcp_tables() -> Vec<String> {
-    ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"]
-        .iter()
-        .filter_map(|f| fs::read_to_string(f).ok())
-        .collect()
-}
-
-fn listening_inodes() -> HashSet<u64> {
-    tcp_tables()
-        .iter()
-        .flat_map(|t| live::parse_tcp_table(t))
-        .filter(|e| e.state == live::TCP_LISTEN)
-        .map(|e| e.inode)
-        .collect()
-}
-
 /// End what the support started (see the module comment); returns what was ended. Failures
 /// are warnings: the key and firewall are already closed, which is what protects the server.
 pub fn end(addresses: &[IpAddr], report: &mut Report) -> Vec<Ended> {
-    let conns: Vec<Conn> = tcp_tables()
-        .iter()
-        .flat_map(|t| parse_proc_net_tcp(t))
-        .collect();
-    let support = support_connections(&conns, addresses);
+    // One snapshot of the sockets, taken before the processes are: a connection accepted
+    // after it has no process of the support's yet, and the firewall is already closed.
+    let sockets = sockdiag::tcp_sockets(
+        Path::new("/proc"),
+        sockdiag::States::ESTABLISHED.and(sockdiag::States::LISTEN),
+    )
+    .unwrap_or_else(|e| {
+        report.warn(format!(
+            "cannot list this namespace's TCP connections ({e}): only processes whose environment names a support address were looked for"
+        ));
+        Vec::new()
+    });
+    let support = support_connections(&connections(&sockets), addresses);
     let mut procs = scan();
-    let listeners: HashSet<u64> = listening_inodes();
+    let listeners: HashSet<u64> = sockets
+        .iter()
+        .filter(|e| e.state == live::TCP_LISTEN)
+        .map(|e| e.inode)
+        .collect();
     for p in &mut procs {
         p.listening = p.sockets.iter().any(|i| listeners.contains(i));
     }

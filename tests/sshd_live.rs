@@ -14,6 +14,7 @@ mod netns;
 use netns::{in_netns, stop, Netns};
 
 use ovh_access::root::Root;
+use ovh_access::sockdiag;
 use ovh_access::sshd::{eval, live, reconcile, Config, PortEvidence};
 
 fn can_run(test: &str) -> bool {
@@ -152,6 +153,43 @@ impl Drop for Ns {
     fn drop(&mut self) {
         stop(&mut self.sshd);
     }
+}
+
+/// The kernel's answer over sock_diag is the same set of sockets as the text tables, with the
+/// same addresses, ports, states and inodes: listeners of both families, a v4 connection and a v4
+/// client of a dual-stack socket (which both show as `::ffff:` in tcp6).
+#[test]
+fn sock_diag_agrees_with_proc_net_tcp() {
+    if !can_run("sock_diag_agrees_with_proc_net_tcp") {
+        return;
+    }
+    let ns = Ns::new();
+    let (diag, text) = in_netns(&ns.net, || {
+        let v4 = TcpListener::bind("192.0.2.1:2999").unwrap();
+        let dual = TcpListener::bind("[::]:2998").unwrap();
+        let _v6 = TcpListener::bind("[2001:db8::1]:2997").unwrap();
+        let _c1 = std::net::TcpStream::connect("192.0.2.1:2999").unwrap();
+        let _c2 = std::net::TcpStream::connect("192.0.2.1:2998").unwrap();
+        let _a1 = v4.accept().unwrap();
+        let _a2 = dual.accept().unwrap();
+        let states = sockdiag::States::LISTEN.and(sockdiag::States::ESTABLISHED);
+        let diag = sockdiag::tcp_sockets(Path::new("/proc"), states).unwrap();
+        let mut text = Vec::new();
+        for f in ["tcp", "tcp6"] {
+            let t = std::fs::read_to_string(format!("/proc/thread-self/net/{f}")).unwrap();
+            text.extend(live::parse_tcp_table(&t));
+        }
+        (diag, text)
+    });
+    let set = |v: &[live::TcpEntry]| -> BTreeSet<String> {
+        v.iter()
+            .filter(|e| matches!(e.state, live::TCP_LISTEN | live::TCP_ESTABLISHED))
+            .map(|e| format!("{:?} {:?} {} {}", e.local, e.remote, e.state, e.inode))
+            .collect()
+    };
+    assert_eq!(set(&diag), set(&text));
+    // Three listeners and four ends of two connections.
+    assert_eq!(set(&diag).len(), 7, "{diag:?}");
 }
 
 fn sockets(s: &[live::Socket]) -> BTreeSet<(IpAddr, u16)> {

@@ -5,7 +5,7 @@ use super::*;
 fn a_v4_client_of_a_dual_stack_socket_is_named_by_its_v4_address() {
     // ::ffff:198.51.100.10 → 198.51.100.10; the listener (0A) is not a session.
     let t = "header\n   0: 0000000000000000FFFF00000A6433C6:08AE 0000000000000000FFFF00000A6433C6:D431 01 0:0 0:0 0 0 0 4444 1\n   1: 00000000000000000000000000000000:08AE 00000000000000000000000000000000:0000 0A 0:0 0:0 0 0 0 5555 1\n";
-    let c = parse_proc_net_tcp(t);
+    let c = conns_of(t);
     assert_eq!(c.len(), 1, "{c:?}");
     assert_eq!(c[0].remote, "198.51.100.10".parse::<IpAddr>().unwrap());
     assert_eq!((c[0].local_port, c[0].inode), (2222, 4444));
@@ -16,7 +16,7 @@ fn parses_v4_and_v6_established_on_any_port() {
     let v4 = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
    0: 00000000:08AE 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0 100 0 0 10 0\n\
    1: 010011AC:08AE 0A6433C6:D431 01 00000000:00000000 02:0009F4D5 00000000     0        0 2222 2 0 20 4 30 10 -1\n";
-    let c = parse_proc_net_tcp(v4);
+    let c = conns_of(v4);
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].local_port, 2222);
     assert_eq!(c[0].remote, "198.51.100.10".parse::<IpAddr>().unwrap());
@@ -25,7 +25,7 @@ fn parses_v4_and_v6_established_on_any_port() {
     if cfg!(target_endian = "little") {
         // 2001:db8:1::10 as the kernel prints it: four words, each the host-order u32 in hex.
         let v6 = "header\n   0: 00000000000000000000000000000000:0016 B80D0120000001000000000010000000:C350 01 0:0 0:0 0 0 0 3333 1\n";
-        let c = parse_proc_net_tcp(v6);
+        let c = conns_of(v6);
         assert_eq!(c[0].remote, "2001:db8:1::10".parse::<IpAddr>().unwrap());
         assert_eq!(c[0].local_port, 22);
         assert_eq!(
@@ -205,4 +205,9 @@ fn nobody_else_when_no_support_address_is_seen() {
     let other: IpAddr = "203.0.113.2".parse().unwrap();
     let conns = support_connections(&conns, &[other]);
     assert!(select(&procs, &conns, &[other], 301).is_empty());
+}
+
+/// The established connections of the text of /proc/net/tcp or tcp6.
+fn conns_of(text: &str) -> Vec<Conn> {
+    connections(&crate::sshd::live::parse_tcp_table(text))
 }

@@ -141,29 +141,26 @@ pub fn sshd_listeners(proc_dir: &Path) -> Result<Vec<Socket>> {
 
 /// The LISTEN sockets held by processes named `comm` (`systemd` holds socket-activated ones).
 pub fn listeners_of(proc_dir: &Path, comm: &str) -> Result<Vec<Socket>> {
-    let net = proc_dir.join("thread-self/net");
-    let mut all = Vec::new();
-    for t in ["tcp", "tcp6"] {
-        let p = net.join(t);
-        match std::fs::read_to_string(&p) {
-            Ok(text) => all.extend(parse_proc_net_tcp(&text)),
-            // No IPv6 in this kernel: tcp6 is absent, which is not an error.
-            Err(e) if t == "tcp6" && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "cannot read {}: the live check of sshd's ports needs /proc mounted",
-                        p.display()
-                    )
-                })
-            }
-        }
-    }
+    let mut all: Vec<Socket> = listen_entries(proc_dir)?
+        .into_iter()
+        .filter(|e| e.state == TCP_LISTEN)
+        .map(|e| Socket {
+            addr: e.local.0,
+            port: e.local.1,
+            inode: e.inode,
+        })
+        .collect();
     let inodes = socket_inodes(proc_dir, comm);
     all.retain(|s| inodes.contains(&s.inode));
     all.sort_by_key(|s| (s.port, s.addr));
     all.dedup_by_key(|s| (s.port, s.addr));
     Ok(all)
+}
+
+/// The listening sockets (see `sockdiag`: for the live /proc, no walk of the established hash).
+fn listen_entries(proc_dir: &Path) -> Result<Vec<TcpEntry>> {
+    crate::sockdiag::tcp_sockets(proc_dir, crate::sockdiag::States::LISTEN)
+        .context("the live check of sshd's ports needs /proc mounted")
 }
 
 #[cfg(test)]
