@@ -61,13 +61,13 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                 .tables
                 .iter()
                 .map(|t| detect::NftTable {
-                    family: t.family.name().into(),
-                    name: t.name.clone(),
+                    family: t.id.family.name().into(),
+                    name: t.id.name.clone(),
                     made_by_iptables_nft: t.made_by_iptables_nft(),
                     has_input_base_chain: t
                         .chains
                         .iter()
-                        .any(|c| c.tool_target(t.family).is_some()),
+                        .any(|c| c.tool_target(t.id.family).is_some()),
                 })
                 .collect();
             for blocked in nft::refusals_not_left_to_firewalld(&facts) {
@@ -77,38 +77,38 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
                     "see the sentence: the tool cannot open that chain itself",
                 );
             }
-            for t in facts.tables.iter().filter(|t| t.family.carries_ip()) {
+            for t in facts.tables.iter().filter(|t| t.id.family.carries_ip()) {
                 // firewalld's table is judged by its rules; another owner's was refused above.
                 if t.made_by_iptables_nft() || (t.owned && !t.left_to_firewalld()) {
                     continue;
                 }
                 let hooked = t.chains.iter().filter_map(|c| {
-                    c.tool_target(t.family)
+                    c.tool_target(t.id.family)
                         .map(|_| (c, c.is_filter_on(Hook::Output)))
                 });
                 for (c, reply) in hooked {
                     let rules = c.rules.as_deref().unwrap_or_default();
                     layers.push(Layer {
-                        label: format!("nftables {} {}", t.label(), c.name),
+                        label: format!("nftables {} {}", t.id, c.name),
                         priority: c.base.as_ref().map_or(0, |b| b.priority),
                         policy_drop: c.base.as_ref().is_some_and(|b| b.policy_drop),
-                        v4: t.family.has_v4(),
-                        v6: t.family.has_v6(),
+                        v4: t.id.family.has_v4(),
+                        v6: t.id.family.has_v6(),
                         jump_present: rules.iter().any(|r| r.is_tool_jump()),
                         jump_at_head: rules.first().is_some_and(|r| r.is_tool_jump()),
                         delete_jump: rules.iter().find(|r| r.is_tool_jump()).map(|r| {
                             format!(
                                 "nft delete rule {} {} {} handle {}",
-                                t.family.name(),
-                                t.name,
+                                t.id.family.name(),
+                                t.id.name,
                                 c.name,
                                 r.handle
                             )
                         }),
                         reply,
                         kind: Kind::Nft {
-                            family: t.family.name().into(),
-                            table: t.name.clone(),
+                            family: t.id.family.name().into(),
+                            table: t.id.name.clone(),
                             chain: c.name.clone(),
                         },
                     });

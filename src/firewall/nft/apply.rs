@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::inspect::{self, Facts, Family, RuleDepth, TableFacts};
+use super::inspect::{self, Facts, Family, RuleDepth, TableFacts, TableId};
 use super::netlink::{self, BatchEnd, Conn, NlError};
-use super::plan::{self, Direction, Op, Plan, TableRef};
+use super::plan::{self, Direction, Op, Plan};
 use super::sys::{self, ChainSpec, ElemSpec, Expr, MsgBuf, RuleSpec, SetSpec};
 use crate::firewall::TAG;
 
@@ -164,7 +164,7 @@ const ELEMS_PER_MSG: usize = 256;
 const ANON_SET: &str = "__set%d";
 
 /// A rule of `chain` in `table`: no handle, no expressions, no userdata until given.
-fn rule_in<'a>(table: &'a TableRef, chain: &'a str) -> RuleSpec<'a> {
+fn rule_in<'a>(table: &'a TableId, chain: &'a str) -> RuleSpec<'a> {
     RuleSpec {
         family: table.family.nfproto(),
         table: &table.name,
@@ -280,7 +280,7 @@ impl BatchWriter {
 
     /// One of the tool's address sets: an interval set (a range of addresses is one element
     /// pair) whose elements may time out, tagged.
-    fn add_set(&mut self, table: &TableRef, set: &str, v6: bool) {
+    fn add_set(&mut self, table: &TableId, set: &str, v6: bool) {
         let seq = self.next(format!("add set {table} {set}"));
         let ud = set_udata(Some(TAG));
         let spec = SetSpec {
@@ -303,7 +303,7 @@ impl BatchWriter {
 
     fn add_elements(
         &mut self,
-        table: &TableRef,
+        table: &TableId,
         set: &str,
         addresses: &[IpAddr],
         timeout: Option<Duration>,
@@ -326,7 +326,7 @@ impl BatchWriter {
         }
     }
 
-    fn flush_set(&mut self, table: &TableRef, set: &str) {
+    fn flush_set(&mut self, table: &TableId, set: &str) {
         let seq = self.next(format!("flush set {table} {set}"));
         let spec = SetSpec::named(table.family.nfproto(), &table.name, set);
         // DELSETELEM without elements: the kernel flushes the set.
@@ -334,7 +334,7 @@ impl BatchWriter {
         sys::put_elems(&mut self.batch.buf, msg, REQ | ACK, seq, &spec, &[]);
     }
 
-    fn delete_set(&mut self, table: &TableRef, set: &str) {
+    fn delete_set(&mut self, table: &TableId, set: &str) {
         let seq = self.next(format!("delete set {table} {set}"));
         let spec = SetSpec::named(table.family.nfproto(), &table.name, set);
         sys::put_set(
@@ -348,7 +348,7 @@ impl BatchWriter {
 
     // ---- chains
 
-    fn add_chain(&mut self, table: &TableRef, chain: &str) {
+    fn add_chain(&mut self, table: &TableId, chain: &str) {
         let seq = self.next(format!("add chain {table} {chain}"));
         let ud = tag_udata(inspect::UDATA_CHAIN_COMMENT);
         let spec = ChainSpec {
@@ -367,7 +367,7 @@ impl BatchWriter {
         );
     }
 
-    fn flush_chain(&mut self, table: &TableRef, chain: &str) {
+    fn flush_chain(&mut self, table: &TableId, chain: &str) {
         let seq = self.next(format!("flush chain {table} {chain}"));
         // DELRULE without a handle: the kernel deletes every rule of the chain.
         let spec = rule_in(table, chain);
@@ -380,7 +380,7 @@ impl BatchWriter {
         );
     }
 
-    fn delete_chain(&mut self, table: &TableRef, chain: &str) {
+    fn delete_chain(&mut self, table: &TableId, chain: &str) {
         let seq = self.next(format!("delete chain {table} {chain}"));
         let spec = ChainSpec {
             family: table.family.nfproto(),
@@ -403,7 +403,7 @@ impl BatchWriter {
     /// the batch and bound to the rule by its id, as nft does for `tcp dport { 22, 2222 }`.
     fn add_access(
         &mut self,
-        table: &TableRef,
+        table: &TableId,
         chain: &str,
         set: &str,
         v6: bool,
@@ -428,7 +428,7 @@ impl BatchWriter {
     }
 
     /// The anonymous set of a rule's ports, and its elements; returns the set's id.
-    fn add_port_set(&mut self, table: &TableRef, chain: &str, ports: &[u16]) -> u32 {
+    fn add_port_set(&mut self, table: &TableId, chain: &str, ports: &[u16]) -> u32 {
         let id = self.set_id();
         let seq = self.next(format!("add the port set of a rule in {table} {chain}"));
         let ud = set_udata(None);
@@ -467,7 +467,7 @@ impl BatchWriter {
     }
 
     /// The tool's jump, tagged, at the head of a base chain.
-    fn insert_jump(&mut self, table: &TableRef, chain: &str, target: &str) {
+    fn insert_jump(&mut self, table: &TableId, chain: &str, target: &str) {
         let seq = self.next(format!("insert the jump into {table} {chain}"));
         let exprs = [Expr::Jump(target.into())];
         let ud = tag_udata(inspect::UDATA_RULE_COMMENT);
@@ -482,7 +482,7 @@ impl BatchWriter {
         sys::put_rule(&mut self.batch.buf, sys::NFT_MSG_NEWRULE, flags, seq, &spec);
     }
 
-    fn delete_rule(&mut self, table: &TableRef, chain: &str, handle: u64) {
+    fn delete_rule(&mut self, table: &TableId, chain: &str, handle: u64) {
         let seq = self.next(format!(
             "delete the jump (handle {handle}) from {table} {chain}"
         ));
@@ -591,7 +591,7 @@ mod tests {
 
     #[test]
     fn many_elements_are_split_over_messages_that_fit() {
-        let t = TableRef {
+        let t = TableId {
             family: Family::Inet,
             name: "filter".into(),
         };
@@ -622,7 +622,7 @@ mod tests {
 
     #[test]
     fn a_batch_acks_every_message_and_names_it() {
-        let t = TableRef {
+        let t = TableId {
             family: Family::Inet,
             name: "filter".into(),
         };
@@ -654,7 +654,7 @@ mod tests {
 
     #[test]
     fn an_access_rule_comes_after_its_port_set_and_ports() {
-        let t = TableRef {
+        let t = TableId {
             family: Family::Ip,
             name: "fw".into(),
         };

@@ -160,10 +160,25 @@ pub struct Element {
     pub expires_ms: Option<u64>,
 }
 
+/// A table by what names it, in every message about its objects and in every text the tool
+/// prints (`inet filter`): its family and its name. The handle does not: a table deleted and
+/// made again under the same name gets another.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableFacts {
+pub struct TableId {
     pub family: Family,
     pub name: String,
+}
+
+impl std::fmt::Display for TableId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.family.name(), self.name)
+    }
+}
+
+/// One table: who it is, its chains (with their rules where read) and the tool's sets in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFacts {
+    pub id: TableId,
     pub handle: u64,
     pub chains: Vec<ChainFacts>,
     /// Only the tool's sets (`ovh_access_v4`, `ovh_access_v6`), whoever made them.
@@ -211,7 +226,8 @@ impl TableFacts {
     /// whose it is (see [`TableFacts::made_by_iptables_nft`]).
     pub fn named_like_iptables(&self) -> bool {
         const XT_TABLES: [&str; 5] = ["filter", "nat", "mangle", "raw", "security"];
-        matches!(self.family, Family::Ip | Family::Ip6) && XT_TABLES.contains(&self.name.as_str())
+        matches!(self.id.family, Family::Ip | Family::Ip6)
+            && XT_TABLES.contains(&self.id.name.as_str())
     }
 
     /// The tool's chain `name` in this table: present, tagged. See [`TableFacts::foreign_named`]
@@ -232,12 +248,12 @@ impl TableFacts {
                 if c.is_tool_chain() {
                     format!(
                         "chain {} {} (tagged, but {} rule(s) in it were not written by ovh-access)",
-                        self.label(),
+                        self.id,
                         c.name,
                         c.foreign_rules()
                     )
                 } else {
-                    format!("chain {} {}", self.label(), c.name)
+                    format!("chain {} {}", self.id, c.name)
                 }
             })
             .collect();
@@ -245,7 +261,7 @@ impl TableFacts {
             self.sets
                 .iter()
                 .filter(|s| !s.is_tool_set())
-                .map(|s| format!("set {} {}", self.label(), s.name)),
+                .map(|s| format!("set {} {}", self.id, s.name)),
         );
         out
     }
@@ -253,7 +269,7 @@ impl TableFacts {
     /// firewalld's own table (flagged owner since firewalld 2.0): only firewalld changes it, and
     /// the firewalld layer, not this one, answers for what it lets through.
     pub fn left_to_firewalld(&self) -> bool {
-        self.owned && self.name.starts_with("firewalld")
+        self.owned && self.id.name.starts_with("firewalld")
     }
 
     pub fn chain(&self, name: &str) -> Option<&ChainFacts> {
@@ -262,11 +278,6 @@ impl TableFacts {
 
     pub fn set(&self, name: &str) -> Option<&SetFacts> {
         self.sets.iter().find(|s| s.name == name)
-    }
-
-    /// `inet filter`
-    pub fn label(&self) -> String {
-        format!("{} {}", self.family.name(), self.name)
     }
 
     pub fn has_tool_objects(&self) -> bool {
@@ -387,8 +398,10 @@ pub fn read_facts(
         if let Some(t) = sys::parse_table(m) {
             if let Some(family) = Family::from_nfproto(t.family) {
                 tables.push(TableFacts {
-                    family,
-                    name: t.name,
+                    id: TableId {
+                        family,
+                        name: t.name,
+                    },
                     handle: t.handle,
                     chains: Vec::new(),
                     sets: Vec::new(),
@@ -408,7 +421,7 @@ pub fn read_facts(
         };
         let Some(t) = tables
             .iter_mut()
-            .find(|t| t.family == fam && t.name == c.table)
+            .find(|t| t.id.family == fam && t.id.name == c.table)
         else {
             continue;
         };
@@ -427,16 +440,16 @@ pub fn read_facts(
             rules_complete: false,
         });
     }
-    for t in tables.iter_mut().filter(|t| t.family.carries_ip()) {
+    for t in tables.iter_mut().filter(|t| t.id.family.carries_ip()) {
         for name in [SET_V4, SET_V6] {
-            if let Some(mut s) = get_set(conn, t.family, &t.name, name)? {
+            if let Some(mut s) = get_set(conn, t.id.family, &t.id.name, name)? {
                 if with_elements {
-                    s.elements = Some(read_elements(conn, t.family, &t.name, name)?);
+                    s.elements = Some(read_elements(conn, t.id.family, &t.id.name, name)?);
                 }
                 t.sets.push(s);
             }
         }
-        let (family, table) = (t.family, t.name.clone());
+        let (family, table) = (t.id.family, t.id.name.clone());
         // The tool's own chains are short; their rule count is needed to know how many jumps
         // lead to them (see `jumps_to_tool_chains`).
         for c in t.chains.iter_mut().filter(|c| is_tool_chain_name(&c.name)) {

@@ -22,7 +22,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 pub use inspect::{
-    BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts,
+    BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts, TableId,
 };
 pub use plan::{refusals, refusals_not_left_to_firewalld, render as render_ops, Op, Plan};
 
@@ -206,8 +206,8 @@ pub fn list_tables() -> Result<Vec<NftTableInfo>> {
         .tables
         .iter()
         .map(|t| NftTableInfo {
-            family: t.family.name().into(),
-            name: t.name.clone(),
+            family: t.id.family.name().into(),
+            name: t.id.name.clone(),
             made_by_iptables_nft: t.made_by_iptables_nft(),
             input_base_chains: t
                 .chains
@@ -218,7 +218,7 @@ pub fn list_tables() -> Result<Vec<NftTableInfo>> {
             hooked_chains: t
                 .chains
                 .iter()
-                .filter(|c| c.tool_target(t.family).is_some())
+                .filter(|c| c.tool_target(t.id.family).is_some())
                 .map(|c| c.name.clone())
                 .collect(),
             has_tool_objects: t.has_tool_objects(),
@@ -319,12 +319,12 @@ fn state_of(facts: &Facts) -> NftToolState {
     for t in facts
         .tables
         .iter()
-        .filter(|t| t.family.carries_ip() && !t.made_by_iptables_nft() && !t.owned)
+        .filter(|t| t.id.family.carries_ip() && !t.made_by_iptables_nft() && !t.owned)
     {
         let hooks: Vec<NftHookState> = t
             .chains
             .iter()
-            .filter(|c| c.tool_target(t.family).is_some())
+            .filter(|c| c.tool_target(t.id.family).is_some())
             .map(|c| {
                 let rules = c.rules.as_deref().unwrap_or_default();
                 NftHookState {
@@ -352,8 +352,8 @@ fn state_of(facts: &Facts) -> NftToolState {
             continue;
         }
         tables.push(NftTableState {
-            family: t.family.name().into(),
-            name: t.name.clone(),
+            family: t.id.family.name().into(),
+            name: t.id.name.clone(),
             hooks,
             chains,
             chain_rules,
@@ -476,8 +476,10 @@ mod tests {
             expires_ms: Some(30_000),
         };
         let table = TableFacts {
-            family: Family::Inet,
-            name: "filter".into(),
+            id: TableId {
+                family: Family::Inet,
+                name: "filter".into(),
+            },
             handle: 1,
             chains: vec![input.clone()],
             sets: vec![SetFacts {

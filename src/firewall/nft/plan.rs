@@ -12,22 +12,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::inspect::{self, Facts, Family, SetFacts, TableFacts};
+use super::inspect::{self, Facts, SetFacts, TableFacts, TableId};
 use super::{CHAIN_IN, CHAIN_OUT, CHAIN_PRE, SET_V4, SET_V6};
 use crate::firewall::{OpenRequest, TAG};
-
-/// A table, by family and name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableRef {
-    pub family: Family,
-    pub name: String,
-}
-
-impl std::fmt::Display for TableRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.family.name(), self.name)
-    }
-}
 
 /// Which way an access rule matches: traffic to our SSH ports, or replies from them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,31 +29,31 @@ pub enum Direction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     AddSet {
-        table: TableRef,
+        table: TableId,
         set: String,
         v6: bool,
     },
     FlushSet {
-        table: TableRef,
+        table: TableId,
         set: String,
     },
     AddElements {
-        table: TableRef,
+        table: TableId,
         set: String,
         addresses: Vec<IpAddr>,
         timeout: Option<Duration>,
     },
     AddChain {
-        table: TableRef,
+        table: TableId,
         chain: String,
     },
     FlushChain {
-        table: TableRef,
+        table: TableId,
         chain: String,
     },
     /// `ip saddr @set tcp dport { ports } accept` (In) or `ip daddr @set tcp sport { ports } accept` (Out).
     AddAccess {
-        table: TableRef,
+        table: TableId,
         chain: String,
         set: String,
         v6: bool,
@@ -75,21 +62,21 @@ pub enum Op {
     },
     /// A tagged jump inserted at the head of a base chain.
     InsertJump {
-        table: TableRef,
+        table: TableId,
         chain: String,
         target: String,
     },
     DeleteRule {
-        table: TableRef,
+        table: TableId,
         chain: String,
         handle: u64,
     },
     DeleteChain {
-        table: TableRef,
+        table: TableId,
         chain: String,
     },
     DeleteSet {
-        table: TableRef,
+        table: TableId,
         set: String,
     },
 }
@@ -114,8 +101,12 @@ fn set_name(v6: bool) -> &'static str {
 /// Tables the tool may program, and the notes about those it leaves alone.
 fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a TableFacts> {
     let mut out = Vec::new();
-    for t in facts.tables.iter().filter(|t| t.family.carries_ip()) {
-        if !t.chains.iter().any(|c| c.tool_target(t.family).is_some()) {
+    for t in facts.tables.iter().filter(|t| t.id.family.carries_ip()) {
+        if !t
+            .chains
+            .iter()
+            .any(|c| c.tool_target(t.id.family).is_some())
+        {
             continue;
         }
         // An owned table that can drop the support was refused by `refusals`; one that cannot
@@ -127,7 +118,7 @@ fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a Ta
             notes.push(format!(
                 "table {} was made by iptables-nft: left to the iptables backend (a native rule there \
                  becomes an unconditional ACCEPT after iptables-nft-save | iptables-nft-restore)",
-                t.label()
+                t.id
             ));
             continue;
         }
@@ -153,21 +144,21 @@ fn refusals_where(facts: &Facts, keep: impl Fn(&TableFacts) -> bool) -> Vec<Stri
     for t in facts
         .tables
         .iter()
-        .filter(|t| t.family.carries_ip() && keep(t))
+        .filter(|t| t.id.family.carries_ip() && keep(t))
     {
         for c in &t.chains {
             let hook = c.base.as_ref().map_or("", |b| b.hook.name());
-            if t.owned && c.tool_target(t.family).is_some() && c.can_drop() {
+            if t.owned && c.tool_target(t.id.family).is_some() && c.can_drop() {
                 let owner = t.owner.as_deref().unwrap_or("another process");
                 out.push(format!(
                     "table {} belongs to {owner} (flags owner: the kernel lets no other program change it) and its chain {} on the {hook} hook can drop the support's packets; let the support's addresses reach the SSH ports through that program (firewalld: `firewall-cmd --add-rich-rule`), or pass --firewall none if it already lets them through",
-                    t.label(),
+                    t.id,
                     c.name
                 ));
-            } else if c.is_unopenable_ingress(t.family) {
+            } else if c.is_unopenable_ingress(t.id.family) {
                 out.push(format!(
                     "chain {} {} on the inet ingress hook can drop the support's packets, and the kernel cannot limit an accept there to packets for this host (no fib on inet ingress); move that chain to a netdev table or accept the support's addresses in it yourself, then grant again",
-                    t.label(),
+                    t.id,
                     c.name
                 ));
             }
@@ -225,10 +216,11 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
     }
     // A chain in a table left alone (iptables-nft's, an owned one) still drops: that is not
     // "nothing to open", and its own note says where to open it.
-    let hooked_anywhere = facts
-        .tables
-        .iter()
-        .any(|t| t.chains.iter().any(|c| c.tool_target(t.family).is_some()));
+    let hooked_anywhere = facts.tables.iter().any(|t| {
+        t.chains
+            .iter()
+            .any(|c| c.tool_target(t.id.family).is_some())
+    });
     if !hooked_anywhere {
         plan.notes.push(
             "no input base chain, and no prerouting, ingress or output chain that can drop: nftables drops nothing here, nothing to open".into(),
@@ -240,10 +232,7 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
 /// The ops of one table: its sets, its chains and their rules, one jump at the head of each base
 /// chain that needs one.
 fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan) -> Result<()> {
-    let table = TableRef {
-        family: t.family,
-        name: t.name.clone(),
-    };
+    let table = &t.id;
     // Names are ours only with the tag, on the chain and on each of its rules.
     let foreign = t.foreign_named();
     if !foreign.is_empty() {
@@ -254,7 +243,7 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
     }
     let families: Vec<bool> = [false, true]
         .into_iter()
-        .filter(|&v6| t.family.has(v6))
+        .filter(|&v6| t.id.family.has(v6))
         .collect();
     for &v6 in &families {
         let set = set_name(v6);
@@ -289,7 +278,7 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
         let bases: Vec<_> = t
             .chains
             .iter()
-            .filter(|c| c.tool_target(t.family) == Some(chain))
+            .filter(|c| c.tool_target(t.id.family) == Some(chain))
             .collect();
         if bases.is_empty() {
             continue;
@@ -332,7 +321,7 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
         }
         for base in bases {
             plan.chains.push(format!("{table} {}", base.name));
-            plan.ops.extend(jump_to_head(&table, base, chain));
+            plan.ops.extend(jump_to_head(table, base, chain));
         }
     }
     Ok(())
@@ -340,7 +329,7 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
 
 /// The jump counts only at the head: a rule the user inserted above it since may drop the
 /// support first. A jump found lower is moved (deleted, inserted again).
-fn jump_to_head(table: &TableRef, base: &inspect::ChainFacts, chain: &str) -> Vec<Op> {
+fn jump_to_head(table: &TableId, base: &inspect::ChainFacts, chain: &str) -> Vec<Op> {
     let rules = base.rules.as_deref().unwrap_or_default();
     let jumps: Vec<u64> = rules
         .iter()
@@ -379,7 +368,7 @@ pub fn plan_close(facts: &Facts) -> Result<Plan> {
     for t in facts
         .tables
         .iter()
-        .filter(|t| t.family.carries_ip() && !t.owned)
+        .filter(|t| t.id.family.carries_ip() && !t.owned)
     {
         found_any |= close_table(t, &mut plan);
     }
@@ -393,10 +382,7 @@ pub fn plan_close(facts: &Facts) -> Result<Plan> {
 
 /// The ops removing the tool's objects from one table; true when any was found.
 fn close_table(t: &TableFacts, plan: &mut Plan) -> bool {
-    let table = TableRef {
-        family: t.family,
-        name: t.name.clone(),
-    };
+    let table = &t.id;
     let mut tagged_jumps: Vec<(&str, u32)> = Vec::new();
     for c in &t.chains {
         for r in c.rules.iter().flatten().filter(|r| r.is_tool_jump()) {
@@ -475,7 +461,7 @@ fn close_table(t: &TableFacts, plan: &mut Plan) -> bool {
             ));
         }
         for v6 in [false, true] {
-            if t.family.has(v6) && t.set(set_name(v6)).is_none() {
+            if t.id.family.has(v6) && t.set(set_name(v6)).is_none() {
                 plan.notes.push(format!(
                     "table {table}: the set {} was missing",
                     set_name(v6)
@@ -597,7 +583,7 @@ pub fn render(ops: &[Op]) -> String {
 mod tests {
     use super::*;
     use crate::firewall::nft::inspect::{
-        BaseChain, ChainFacts, Element, Hook, RuleFacts, SetFacts,
+        BaseChain, ChainFacts, Element, Family, Hook, RuleFacts, SetFacts,
     };
 
     fn base(name: &str, hook: Hook, prio: i32, drop: bool) -> ChainFacts {
@@ -619,8 +605,10 @@ mod tests {
 
     fn table(family: Family, name: &str, chains: Vec<ChainFacts>) -> TableFacts {
         TableFacts {
-            family,
-            name: name.into(),
+            id: TableId {
+                family,
+                name: name.into(),
+            },
             handle: 1,
             chains,
             sets: vec![],
@@ -780,7 +768,7 @@ mod tests {
             "{ops:?}"
         );
         assert!(ops.contains(&Op::FlushSet {
-            table: TableRef {
+            table: TableId {
                 family: Family::Inet,
                 name: "filter".into()
             },
