@@ -4,11 +4,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::inspect::{self, Facts, Family, RuleDepth, TableFacts, TableId};
+use super::inspect::{self, Facts, Family, RuleDepth, SetElements, TableFacts, TableId};
 use super::netlink::{self, BatchEnd, Conn, NlError};
 use super::plan::{self, Direction, Op, Plan};
 use super::sys::{self, ChainSpec, ElemSpec, Expr, MsgBuf, RuleSpec, SetSpec};
-use crate::firewall::TAG;
+use crate::firewall::{Mode, TAG};
 
 /// How many times a batch planned on a ruleset that changed meanwhile is planned again.
 pub const MAX_ATTEMPTS: usize = 8;
@@ -525,14 +525,14 @@ pub fn send(conn: &mut Conn, ops: &[Op], genid: u32, end: BatchEnd) -> Result<()
 pub fn run(
     conn: &mut Conn,
     depth: impl Fn(&TableFacts) -> RuleDepth,
-    with_elements: bool,
+    elements: SetElements,
     mut make_plan: impl FnMut(&Facts) -> anyhow::Result<Plan>,
-    dry_run: bool,
+    mode: Mode,
 ) -> anyhow::Result<Result<(Facts, Plan), BatchFailure>> {
     let end = BatchEnd::of_this_kernel();
     let mut last = None;
     for attempt in 0..MAX_ATTEMPTS {
-        let facts = match inspect::read_facts(conn, &depth, with_elements) {
+        let facts = match inspect::read_facts(conn, &depth, elements) {
             Ok(f) => f,
             Err(NlError::Interrupted) => {
                 last = Some(BatchFailure {
@@ -554,7 +554,7 @@ pub fn run(
                 "the ruleset changed while ovh-access was working: read and planned again {attempt} time(s)"
             ));
         }
-        if dry_run || plan.ops.is_empty() {
+        if mode == Mode::DryRun || plan.ops.is_empty() {
             return Ok(Ok((facts, plan)));
         }
         match send(conn, &plan.ops, facts.genid, end) {

@@ -386,11 +386,19 @@ pub enum RuleDepth {
     UntilJumps(u32),
 }
 
+/// Whether to read the elements of the tool's sets: a grant compares them with the request (a
+/// set already right is left alone) and status shows them; a revoke deletes the sets whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetElements {
+    Read,
+    Skip,
+}
+
 /// Read the facts: the generation first, so that any change after it fails the batch.
 pub fn read_facts(
     conn: &mut Conn,
     depth: impl Fn(&TableFacts) -> RuleDepth,
-    with_elements: bool,
+    elements: SetElements,
 ) -> Result<Facts, NlError> {
     let genid = read_genid(conn)?;
     let mut tables: Vec<TableFacts> = Vec::new();
@@ -443,7 +451,7 @@ pub fn read_facts(
     for t in tables.iter_mut().filter(|t| t.id.family.carries_ip()) {
         for name in [SET_V4, SET_V6] {
             if let Some(mut s) = get_set(conn, t.id.family, &t.id.name, name)? {
-                if with_elements {
+                if elements == SetElements::Read {
                     s.elements = Some(read_elements(conn, t.id.family, &t.id.name, name)?);
                 }
                 t.sets.push(s);

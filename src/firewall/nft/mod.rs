@@ -27,7 +27,7 @@ pub use inspect::{
 pub use plan::{refusals, refusals_not_left_to_firewalld, render as render_ops, Op, Plan};
 
 use crate::firewall::{Backend, LayerChange, LayerState, Mode, OpenRequest};
-use inspect::RuleDepth;
+use inspect::{RuleDepth, SetElements};
 use netlink::{Conn, NlError};
 
 /// The chain holding the accept rules for the input hook.
@@ -65,14 +65,14 @@ impl NftBackend {
     /// `open` in two steps, for a caller that records the plan (a journal) before applying it.
     pub fn plan_open(&mut self, req: &OpenRequest) -> Result<(Facts, Plan)> {
         // The elements too: an unchanged set is left alone (see `plan::plan_open`).
-        let facts = read_consistent(&mut self.conn, grant_depth, true)?;
+        let facts = read_consistent(&mut self.conn, grant_depth, SetElements::Read)?;
         let plan = plan::plan_open(&facts, req)?;
         Ok((facts, plan))
     }
 
     /// Read the ruleset and plan a revoke, changing nothing.
     pub fn plan_close(&mut self) -> Result<(Facts, Plan)> {
-        let facts = read_consistent(&mut self.conn, grant_depth, false)?;
+        let facts = read_consistent(&mut self.conn, grant_depth, SetElements::Skip)?;
         let plan = plan::plan_close(&facts)?;
         Ok((facts, plan))
     }
@@ -95,23 +95,17 @@ impl NftBackend {
 
     /// The facts as the planner would see them (for tests and `doctor`).
     pub fn facts(&mut self) -> Result<Facts> {
-        read_consistent(&mut self.conn, |_| RuleDepth::All, true)
+        read_consistent(&mut self.conn, |_| RuleDepth::All, SetElements::Read)
     }
 
     fn change(
         &mut self,
         mode: Mode,
-        with_elements: bool,
+        elements: SetElements,
         plan_fn: impl FnMut(&Facts) -> Result<Plan>,
         depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
     ) -> Result<LayerChange> {
-        let outcome = apply::run(
-            &mut self.conn,
-            depth,
-            with_elements,
-            plan_fn,
-            mode.is_dry_run(),
-        )?;
+        let outcome = apply::run(&mut self.conn, depth, elements, plan_fn, mode)?;
         let (_, plan) = outcome.map_err(explain_failure)?;
         Ok(LayerChange {
             layer: "nftables".into(),
@@ -133,20 +127,25 @@ impl Backend for NftBackend {
     /// close would remove, need is what an open would add, and the drift rules are
     /// [`drift::compare`]'s.
     fn inspect(&mut self, want: Option<&OpenRequest>, _recorded: &[String]) -> Result<LayerState> {
-        let facts = read_consistent(&mut self.conn, grant_depth, true)?;
+        let facts = read_consistent(&mut self.conn, grant_depth, SetElements::Read)?;
         drift::layer_state(&facts, want)
     }
 
     fn open(&mut self, req: &OpenRequest, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
         // The sets' elements are read so that a set already holding exactly the grant's
         // addresses is left alone: a repeated grant then sends no batch at all.
-        self.change(mode, true, |f| plan::plan_open(f, req), grant_depth)
+        self.change(
+            mode,
+            SetElements::Read,
+            |f| plan::plan_open(f, req),
+            grant_depth,
+        )
     }
 
     /// Removal reads each hooked chain until it has seen as many tagged jumps as the kernel
     /// counts references to the tool's chains: usually the head only.
     fn close(&mut self, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
-        self.change(mode, false, plan::plan_close, grant_depth)
+        self.change(mode, SetElements::Skip, plan::plan_close, grant_depth)
     }
 }
 
@@ -154,11 +153,11 @@ impl Backend for NftBackend {
 fn read_consistent(
     conn: &mut Conn,
     depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
-    with_elements: bool,
+    elements: SetElements,
 ) -> Result<Facts> {
     let mut last = None;
     for _ in 0..apply::MAX_ATTEMPTS {
-        match inspect::read_facts(conn, &depth, with_elements) {
+        match inspect::read_facts(conn, &depth, elements) {
             Ok(f) => return Ok(f),
             Err(NlError::Interrupted) => last = Some(NlError::Interrupted),
             // A table or chain listed a moment ago was deleted before its rules were dumped:
@@ -201,7 +200,7 @@ pub struct NftTableInfo {
 /// Every nftables table of the current network namespace.
 pub fn list_tables() -> Result<Vec<NftTableInfo>> {
     let mut conn = open_conn()?;
-    let facts = read_consistent(&mut conn, grant_depth, false)?;
+    let facts = read_consistent(&mut conn, grant_depth, SetElements::Skip)?;
     Ok(facts
         .tables
         .iter()
@@ -310,7 +309,7 @@ pub fn tool_state() -> Result<NftToolState> {
     let mut conn = open_conn()?;
     // Read until every jump the kernel counts was seen: the jumps sit at the head, so a status on
     // a 100 000-rule chain does not dump it all.
-    let facts = read_consistent(&mut conn, grant_depth, true)?;
+    let facts = read_consistent(&mut conn, grant_depth, SetElements::Read)?;
     Ok(state_of(&facts))
 }
 
