@@ -403,50 +403,19 @@ pub fn read_facts(
     let genid = read_genid(conn)?;
     let mut tables: Vec<TableFacts> = Vec::new();
     dump(conn, sys::NFT_MSG_GETTABLE, |m| {
-        if let Some(t) = sys::parse_table(m) {
-            if let Some(family) = Family::from_nfproto(t.family) {
-                tables.push(TableFacts {
-                    id: TableId {
-                        family,
-                        name: t.name,
-                    },
-                    handle: t.handle,
-                    chains: Vec::new(),
-                    sets: Vec::new(),
-                    owned: t.flags & NFT_TABLE_F_OWNER != 0,
-                    owner: t.owner.map(describe_owner),
-                });
-            }
-        }
+        tables.extend(sys::parse_table(m).and_then(table_facts))
     })?;
     let mut chains = Vec::new();
     dump(conn, sys::NFT_MSG_GETCHAIN, |m| {
         chains.extend(sys::parse_chain(m))
     })?;
     for c in chains {
-        let Some(fam) = Family::from_nfproto(c.family) else {
+        let Some((id, chain)) = chain_facts(c) else {
             continue;
         };
-        let Some(t) = tables
-            .iter_mut()
-            .find(|t| t.id.family == fam && t.id.name == c.table)
-        else {
-            continue;
-        };
-        t.chains.push(ChainFacts {
-            base: c.hook.map(|h| BaseChain {
-                hook: Hook::from_num(fam, h),
-                priority: c.priority,
-                chain_type: c.chain_type.clone(),
-                policy_drop: c.policy == Some(0),
-            }),
-            name: c.name,
-            handle: c.handle,
-            use_count: c.use_count,
-            comment: udata_comment(&c.userdata, UDATA_CHAIN_COMMENT),
-            rules: None,
-            rules_complete: false,
-        });
+        if let Some(t) = tables.iter_mut().find(|t| t.id == id) {
+            t.chains.push(chain);
+        }
     }
     for t in tables.iter_mut().filter(|t| t.id.family.carries_ip()) {
         for name in [SET_V4, SET_V6] {
@@ -457,39 +426,92 @@ pub fn read_facts(
                 t.sets.push(s);
             }
         }
-        let (family, table) = (t.id.family, t.id.name.clone());
-        // The tool's own chains are short; their rule count is needed to know how many jumps
-        // lead to them (see `jumps_to_tool_chains`).
-        for c in t.chains.iter_mut().filter(|c| is_tool_chain_name(&c.name)) {
-            let (rules, complete) = read_rules(conn, family, &table, &c.name, None)?;
-            c.rules = Some(rules);
-            c.rules_complete = complete;
-        }
-        let want = match depth(t) {
-            RuleDepth::All => None,
-            RuleDepth::UntilJumps(n) => Some(n),
-        };
-        let mut found = 0u32;
-        let whole = t.named_like_iptables();
-        for c in t.chains.iter_mut().filter(|c| c.rules.is_none()) {
-            let hook = c.base.as_ref().map(|b| b.hook);
-            if !whole && !hook.is_some_and(Hook::on_support_path) {
-                continue;
-            }
-            // Input chains are always hooked: their head is enough. The others are hooked only
-            // when they can drop, which takes every rule (they are short on real servers), and
-            // a table named like iptables' is read whole to tell whose it is.
-            let limit = match hook {
-                Some(Hook::Input) if !whole => want.map(|w| w.saturating_sub(found)),
-                _ => None,
-            };
-            let (rules, complete) = read_rules(conn, family, &table, &c.name, limit)?;
-            found += rules.iter().filter(|r| r.is_tool_jump()).count() as u32;
-            c.rules = Some(rules);
-            c.rules_complete = complete;
-        }
+        read_chain_rules(conn, t, &depth)?;
     }
     Ok(Facts { genid, tables })
+}
+
+/// A table as the kernel described it, without its chains and sets yet; none for a family the
+/// tool has no use for.
+fn table_facts(t: sys::TableMsg) -> Option<TableFacts> {
+    Some(TableFacts {
+        id: TableId {
+            family: Family::from_nfproto(t.family)?,
+            name: t.name,
+        },
+        handle: t.handle,
+        chains: Vec::new(),
+        sets: Vec::new(),
+        owned: t.flags & NFT_TABLE_F_OWNER != 0,
+        owner: t.owner.map(describe_owner),
+    })
+}
+
+/// A chain as the kernel described it, with the table it belongs to; its rules are not read yet.
+fn chain_facts(c: sys::ChainMsg) -> Option<(TableId, ChainFacts)> {
+    let family = Family::from_nfproto(c.family)?;
+    let chain = ChainFacts {
+        base: c.hook.map(|h| BaseChain {
+            hook: Hook::from_num(family, h),
+            priority: c.priority,
+            chain_type: c.chain_type,
+            // NF_DROP: the verdict a base chain's policy takes when no rule decided.
+            policy_drop: c.policy == Some(sys::NF_DROP as u32),
+        }),
+        name: c.name,
+        handle: c.handle,
+        use_count: c.use_count,
+        comment: udata_comment(&c.userdata, UDATA_CHAIN_COMMENT),
+        rules: None,
+        rules_complete: false,
+    };
+    let id = TableId {
+        family,
+        name: c.table,
+    };
+    Some((id, chain))
+}
+
+/// The rules of the chains that matter in one table: the tool's own chains whole, then the base
+/// chains on the support's path as far as `depth` says, asked only once the tool's chains are
+/// read (how many jumps to expect depends on their rules).
+fn read_chain_rules(
+    conn: &mut Conn,
+    t: &mut TableFacts,
+    depth: impl Fn(&TableFacts) -> RuleDepth,
+) -> Result<(), NlError> {
+    let (family, table) = (t.id.family, t.id.name.clone());
+    // The tool's own chains are short; their rule count is needed to know how many jumps
+    // lead to them (see `jumps_to_tool_chains`).
+    for c in t.chains.iter_mut().filter(|c| is_tool_chain_name(&c.name)) {
+        let (rules, complete) = read_rules(conn, family, &table, &c.name, None)?;
+        c.rules = Some(rules);
+        c.rules_complete = complete;
+    }
+    let want = match depth(t) {
+        RuleDepth::All => None,
+        RuleDepth::UntilJumps(n) => Some(n),
+    };
+    let mut found = 0u32;
+    let whole = t.named_like_iptables();
+    for c in t.chains.iter_mut().filter(|c| c.rules.is_none()) {
+        let hook = c.base.as_ref().map(|b| b.hook);
+        if !whole && !hook.is_some_and(Hook::on_support_path) {
+            continue;
+        }
+        // Input chains are always hooked: their head is enough. The others are hooked only
+        // when they can drop, which takes every rule (they are short on real servers), and
+        // a table named like iptables' is read whole to tell whose it is.
+        let limit = match hook {
+            Some(Hook::Input) if !whole => want.map(|w| w.saturating_sub(found)),
+            _ => None,
+        };
+        let (rules, complete) = read_rules(conn, family, &table, &c.name, limit)?;
+        found += rules.iter().filter(|r| r.is_tool_jump()).count() as u32;
+        c.rules = Some(rules);
+        c.rules_complete = complete;
+    }
+    Ok(())
 }
 
 /// A table owner's netlink port id as a process: the kernel gives a process's first netlink
@@ -670,5 +692,68 @@ mod tests {
             None,
             "a truncated TLV is no comment"
         );
+    }
+
+    fn table_msg(family: i32, flags: u32) -> sys::TableMsg {
+        sys::TableMsg {
+            family: family as u16,
+            name: "filter".into(),
+            handle: 4,
+            flags,
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn a_table_is_owned_only_with_the_owner_flag() {
+        let t = table_facts(table_msg(libc::NFPROTO_INET, 0x2)).expect("inet");
+        assert_eq!(t.id.to_string(), "inet filter");
+        assert!(t.owned);
+        assert_eq!(t.handle, 4);
+        // NFT_TABLE_F_DORMANT alone: a table anyone may change.
+        assert!(
+            !table_facts(table_msg(libc::NFPROTO_IPV4, 0x1))
+                .unwrap()
+                .owned
+        );
+        assert_eq!(
+            table_facts(table_msg(99, 0)),
+            None,
+            "a family the tool does not know"
+        );
+    }
+
+    fn chain_msg(hook: Option<u32>, policy: Option<u32>) -> sys::ChainMsg {
+        let mut userdata = Vec::new();
+        udata_put_comment(&mut userdata, UDATA_CHAIN_COMMENT, TAG);
+        sys::ChainMsg {
+            family: libc::NFPROTO_IPV6 as u16,
+            table: "fw6".into(),
+            name: "in".into(),
+            handle: 7,
+            hook,
+            priority: -10,
+            chain_type: "filter".into(),
+            policy,
+            use_count: 3,
+            userdata,
+        }
+    }
+
+    #[test]
+    fn a_chain_knows_its_table_hook_and_policy() {
+        let (id, c) = chain_facts(chain_msg(Some(1), Some(0))).unwrap();
+        assert_eq!(id.to_string(), "ip6 fw6");
+        let base = c.base.expect("a base chain");
+        assert_eq!((base.hook, base.priority), (Hook::Input, -10));
+        assert!(base.policy_drop);
+        assert_eq!(c.comment.as_deref(), Some(TAG));
+        assert_eq!((c.use_count, c.rules.is_none()), (3, true));
+        let (_, accept) = chain_facts(chain_msg(Some(3), Some(1))).unwrap();
+        let base = accept.base.unwrap();
+        assert_eq!(base.hook, Hook::Output);
+        assert!(!base.policy_drop, "policy accept");
+        let (_, regular) = chain_facts(chain_msg(None, None)).unwrap();
+        assert_eq!(regular.base, None);
     }
 }

@@ -13,7 +13,9 @@ mod encode;
 mod sockopt;
 
 pub use buf::{align4, words_as_bytes, MsgBuf};
-pub use decode::{parse_chain, parse_elems, parse_gen, parse_rule, parse_set, parse_table};
+pub use decode::{
+    parse_chain, parse_elems, parse_gen, parse_rule, parse_set, parse_table, ChainMsg, TableMsg,
+};
 pub use encode::{
     put_chain, put_elem_dump, put_elems, put_request, put_rule, put_rule_dump, put_set, ChainSpec,
     ElemSpec, Expr, RuleSpec, SetSpec,
