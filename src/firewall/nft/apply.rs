@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::inspect::{self, Facts, Family, RuleDepth, SetElements, TableFacts, TableId};
+use super::inspect::{self, Facts, Family, IpVersion, RuleDepth, SetElements, TableFacts, TableId};
 use super::netlink::{self, BatchEnd, Conn, NlError};
 use super::plan::{self, Direction, Op, Plan};
 use super::sys::{self, ChainSpec, ElemSpec, Expr, MsgBuf, RuleSpec, SetSpec};
@@ -84,7 +84,7 @@ fn address_elems(a: IpAddr, timeout_ms: Option<u64>) -> Vec<ElemSpec> {
 /// `nft list` prints `ip saddr @ovh_access_v4 tcp dport { 22 } accept`).
 fn access_exprs(
     family: Family,
-    v6: bool,
+    ip: IpVersion,
     dir: Direction,
     set: &str,
     ports_set_id: u32,
@@ -100,7 +100,10 @@ fn access_exprs(
     }
     if family == Family::Netdev {
         // A device's packets are of any protocol: the ethertype first, as nft adds it.
-        let ethertype: u16 = if v6 { 0x86dd } else { 0x0800 };
+        let ethertype: u16 = match ip {
+            IpVersion::V4 => 0x0800,
+            IpVersion::V6 => 0x86dd,
+        };
         e.push(Expr::Meta {
             key: sys::NFT_META_PROTOCOL,
         });
@@ -110,21 +113,21 @@ fn access_exprs(
     }
     if family == Family::Inet {
         // In the inet family the network header may be either; nft adds this dependency itself.
-        let proto = if v6 {
-            libc::NFPROTO_IPV6
-        } else {
-            libc::NFPROTO_IPV4
+        let proto = match ip {
+            IpVersion::V4 => libc::NFPROTO_IPV4,
+            IpVersion::V6 => libc::NFPROTO_IPV6,
         } as u8;
         e.push(Expr::Meta {
             key: sys::NFT_META_NFPROTO,
         });
         e.push(Expr::CmpEq { data: vec![proto] });
     }
-    let (offset, len) = match (v6, dir) {
-        (false, Direction::In | Direction::Pre) => (12, 4),
-        (false, Direction::Out) => (16, 4),
-        (true, Direction::In | Direction::Pre) => (8, 16),
-        (true, Direction::Out) => (24, 16),
+    // The source or destination address in the IPv4 or IPv6 header.
+    let (offset, len) = match (ip, dir) {
+        (IpVersion::V4, Direction::In | Direction::Pre) => (12, 4),
+        (IpVersion::V4, Direction::Out) => (16, 4),
+        (IpVersion::V6, Direction::In | Direction::Pre) => (8, 16),
+        (IpVersion::V6, Direction::Out) => (24, 16),
     };
     e.push(Expr::Payload {
         base: sys::NFT_PAYLOAD_NETWORK_HEADER,
@@ -243,7 +246,7 @@ impl BatchWriter {
 
     fn op(&mut self, op: &Op) {
         match op {
-            Op::AddSet { table, set, v6 } => self.add_set(table, set, *v6),
+            Op::AddSet { table, set, ip } => self.add_set(table, set, *ip),
             Op::FlushSet { table, set } => self.flush_set(table, set),
             Op::AddElements {
                 table,
@@ -259,10 +262,10 @@ impl BatchWriter {
                 table,
                 chain,
                 set,
-                v6,
+                ip,
                 dir,
                 ports,
-            } => self.add_access(table, chain, set, *v6, *dir, ports),
+            } => self.add_access(table, chain, set, *ip, *dir, ports),
             Op::InsertJump {
                 table,
                 chain,
@@ -280,7 +283,7 @@ impl BatchWriter {
 
     /// One of the tool's address sets: an interval set (a range of addresses is one element
     /// pair) whose elements may time out, tagged.
-    fn add_set(&mut self, table: &TableId, set: &str, v6: bool) {
+    fn add_set(&mut self, table: &TableId, set: &str, ip: IpVersion) {
         let seq = self.next(format!("add set {table} {set}"));
         let ud = set_udata(Some(TAG));
         let spec = SetSpec {
@@ -288,12 +291,14 @@ impl BatchWriter {
             table: &table.name,
             name: set,
             flags: sys::NFT_SET_INTERVAL | sys::NFT_SET_TIMEOUT,
-            key_type: if v6 {
-                sys::TYPE_IP6ADDR
-            } else {
-                sys::TYPE_IPADDR
+            key_type: match ip {
+                IpVersion::V4 => sys::TYPE_IPADDR,
+                IpVersion::V6 => sys::TYPE_IP6ADDR,
             },
-            key_len: if v6 { 16 } else { 4 },
+            key_len: match ip {
+                IpVersion::V4 => 4,
+                IpVersion::V6 => 16,
+            },
             id: Some(self.set_id()),
             userdata: &ud,
         };
@@ -406,17 +411,17 @@ impl BatchWriter {
         table: &TableId,
         chain: &str,
         set: &str,
-        v6: bool,
+        ip: IpVersion,
         dir: Direction,
         ports: &[u16],
     ) {
         let ports_set = self.add_port_set(table, chain, ports);
         let seq = self.next(format!("add rule {table} {chain}"));
-        let exprs = access_exprs(table.family, v6, dir, set, ports_set);
+        let exprs = access_exprs(table.family, ip, dir, set, ports_set);
         // The tag, as on every object of the tool's: a rule `nft -f` made from the dry-run
         // script is then the tool's too.
         let mut ud = tag_udata(inspect::UDATA_RULE_COMMENT);
-        let text = plan::access_rule_text(v6, dir, set, ports);
+        let text = plan::access_rule_text(ip, dir, set, ports);
         inspect::udata_put_comment(&mut ud, inspect::UDATA_RULE_SIGNATURE, &text);
         let spec = RuleSpec {
             exprs: &exprs,
@@ -662,7 +667,7 @@ mod tests {
             table: t,
             chain: "ovh_access".into(),
             set: "ovh_access_v4".into(),
-            v6: false,
+            ip: IpVersion::V4,
             dir: Direction::In,
             ports: (1..=300).collect(),
         }];

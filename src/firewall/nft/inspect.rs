@@ -9,7 +9,7 @@ use super::sys::{self, MsgBuf};
 use super::{CHAIN_IN, CHAIN_OUT, CHAIN_PRE, SET_V4, SET_V6};
 use crate::firewall::TAG;
 
-pub use super::family::{Family, Hook};
+pub use super::family::{Family, Hook, IpVersion};
 
 /// A base chain's hook registration.
 #[derive(Debug, Clone, PartialEq, Eq)]

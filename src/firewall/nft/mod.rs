@@ -27,7 +27,7 @@ pub use inspect::{
 pub use plan::{refusals, refusals_not_left_to_firewalld, render as render_ops, Op, Plan};
 
 use crate::firewall::{Backend, LayerChange, LayerState, Mode, OpenRequest};
-use inspect::{RuleDepth, SetElements};
+use inspect::{IpVersion, RuleDepth, SetElements};
 use netlink::{Conn, NlError};
 
 /// The chain holding the accept rules for the input hook.
@@ -280,17 +280,14 @@ impl NftTableState {
         ports.sort_unstable();
         ports.dedup();
         let dir = plan::direction_of(chain);
-        let (v4, v6) = match self.family.as_str() {
-            "ip" => (true, false),
-            "ip6" => (false, true),
-            _ => (true, true),
+        let versions: &[IpVersion] = match self.family.as_str() {
+            "ip" => &[IpVersion::V4],
+            "ip6" => &[IpVersion::V6],
+            _ => &IpVersion::ALL,
         };
-        [(v4, false), (v6, true)]
-            .into_iter()
-            .filter(|(has, _)| *has)
-            .map(|(_, six)| {
-                plan::access_rule_text(six, dir, if six { SET_V6 } else { SET_V4 }, &ports)
-            })
+        versions
+            .iter()
+            .map(|&ip| plan::access_rule_text(ip, dir, plan::set_name(ip), &ports))
             .collect()
     }
 }

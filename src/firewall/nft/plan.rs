@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::inspect::{self, Facts, SetFacts, TableFacts, TableId};
+use super::inspect::{self, Facts, IpVersion, SetFacts, TableFacts, TableId};
 use super::{CHAIN_IN, CHAIN_OUT, CHAIN_PRE, SET_V4, SET_V6};
 use crate::firewall::{OpenRequest, TAG};
 
@@ -31,7 +31,7 @@ pub enum Op {
     AddSet {
         table: TableId,
         set: String,
-        v6: bool,
+        ip: IpVersion,
     },
     FlushSet {
         table: TableId,
@@ -56,7 +56,7 @@ pub enum Op {
         table: TableId,
         chain: String,
         set: String,
-        v6: bool,
+        ip: IpVersion,
         dir: Direction,
         ports: Vec<u16>,
     },
@@ -90,11 +90,11 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
-fn set_name(v6: bool) -> &'static str {
-    if v6 {
-        SET_V6
-    } else {
-        SET_V4
+/// The tool's address set of one IP version.
+pub fn set_name(ip: IpVersion) -> &'static str {
+    match ip {
+        IpVersion::V4 => SET_V4,
+        IpVersion::V6 => SET_V6,
     }
 }
 
@@ -241,17 +241,17 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
             foreign.join(", ")
         );
     }
-    let families: Vec<bool> = [false, true]
+    let versions: Vec<IpVersion> = IpVersion::ALL
         .into_iter()
-        .filter(|&v6| t.id.family.has(v6))
+        .filter(|&ip| t.id.family.has(ip))
         .collect();
-    for &v6 in &families {
-        let set = set_name(v6);
+    for &ip in &versions {
+        let set = set_name(ip);
         let addresses: Vec<IpAddr> = req
             .addresses
             .iter()
             .copied()
-            .filter(|a| a.is_ipv6() == v6)
+            .filter(|&a| IpVersion::of(a) == ip)
             .collect();
         match t.set(set) {
             Some(s) if set_holds_exactly(s, &addresses, req.timeout) => continue,
@@ -262,7 +262,7 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
             None => plan.ops.push(Op::AddSet {
                 table: table.clone(),
                 set: set.into(),
-                v6,
+                ip,
             }),
         }
         if !addresses.is_empty() {
@@ -284,9 +284,9 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
             continue;
         }
         let dir = direction_of(chain);
-        let wanted: Vec<String> = families
+        let wanted: Vec<String> = versions
             .iter()
-            .map(|&v6| access_rule_text(v6, dir, set_name(v6), ports))
+            .map(|&ip| access_rule_text(ip, dir, set_name(ip), ports))
             .collect();
         let rewrite = match t.chain(chain) {
             Some(c) => {
@@ -308,12 +308,12 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
             }
         };
         if rewrite {
-            for &v6 in &families {
+            for &ip in &versions {
                 plan.ops.push(Op::AddAccess {
                     table: table.clone(),
                     chain: chain.into(),
-                    set: set_name(v6).into(),
-                    v6,
+                    set: set_name(ip).into(),
+                    ip,
                     dir,
                     ports: ports.to_vec(),
                 });
@@ -460,11 +460,11 @@ fn close_table(t: &TableFacts, plan: &mut Plan) -> bool {
                 "table {table}: no jump to the ovh-access chains was left in any base chain"
             ));
         }
-        for v6 in [false, true] {
-            if t.id.family.has(v6) && t.set(set_name(v6)).is_none() {
+        for ip in IpVersion::ALL {
+            if t.id.family.has(ip) && t.set(set_name(ip)).is_none() {
                 plan.notes.push(format!(
                     "table {table}: the set {} was missing",
-                    set_name(v6)
+                    set_name(ip)
                 ));
             }
         }
@@ -498,8 +498,11 @@ fn nft_duration(d: Duration) -> String {
 }
 
 /// The access rule as `nft` prints it (and as `nft -f` accepts it).
-pub fn access_rule_text(v6: bool, dir: Direction, set: &str, ports: &[u16]) -> String {
-    let proto = if v6 { "ip6" } else { "ip" };
+pub fn access_rule_text(ip: IpVersion, dir: Direction, set: &str, ports: &[u16]) -> String {
+    let proto = match ip {
+        IpVersion::V4 => "ip",
+        IpVersion::V6 => "ip6",
+    };
     let (addr, port) = match dir {
         Direction::In | Direction::Pre => ("saddr", "dport"),
         Direction::Out => ("daddr", "sport"),
@@ -521,10 +524,13 @@ pub fn render(ops: &[Op]) -> String {
     let mut s = String::new();
     for op in ops {
         let _ = match op {
-            Op::AddSet { table, set, v6 } => writeln!(
+            Op::AddSet { table, set, ip } => writeln!(
                 s,
                 "add set {table} {set} {{ type {}; flags interval,timeout; comment \"{TAG}\"; }}",
-                if *v6 { "ipv6_addr" } else { "ipv4_addr" }
+                match ip {
+                    IpVersion::V4 => "ipv4_addr",
+                    IpVersion::V6 => "ipv6_addr",
+                }
             ),
             Op::FlushSet { table, set } => writeln!(s, "flush set {table} {set}"),
             Op::AddElements {
@@ -547,14 +553,14 @@ pub fn render(ops: &[Op]) -> String {
                 table,
                 chain,
                 set,
-                v6,
+                ip,
                 dir,
                 ports,
             } => {
                 writeln!(
                     s,
                     "add rule {table} {chain} {} comment \"{TAG}\"",
-                    access_rule_text(*v6, *dir, set, ports)
+                    access_rule_text(*ip, *dir, set, ports)
                 )
             }
             Op::InsertJump {
@@ -793,7 +799,7 @@ mod tests {
         let mut ours = base(CHAIN_IN, Hook::Input, 0, false);
         ours.base = None;
         ours.comment = Some(TAG.into());
-        let sig = access_rule_text(false, Direction::In, SET_V4, &[22, 2222]);
+        let sig = access_rule_text(IpVersion::V4, Direction::In, SET_V4, &[22, 2222]);
         ours.rules = Some(vec![RuleFacts {
             handle: 5,
             jump_to: None,
@@ -842,9 +848,9 @@ mod tests {
         ours.base = None;
         ours.comment = Some(TAG.into());
         ours.rules = Some(
-            [false, true]
+            IpVersion::ALL
                 .iter()
-                .map(|&v6| RuleFacts {
+                .map(|&ip| RuleFacts {
                     handle: 5,
                     jump_to: None,
                     comment: None,
@@ -852,9 +858,9 @@ mod tests {
                     drops: false,
                     iptables_readable: true,
                     signature: Some(access_rule_text(
-                        v6,
+                        ip,
                         Direction::In,
-                        set_name(v6),
+                        set_name(ip),
                         &[22, 2222],
                     )),
                 })
@@ -870,15 +876,15 @@ mod tests {
             iptables_readable: true,
             signature: None,
         }]);
-        for v6 in [false, true] {
+        for ip in IpVersion::ALL {
             t.sets.push(SetFacts {
-                name: set_name(v6).into(),
+                name: set_name(ip).into(),
                 handle: 3,
                 comment: Some(TAG.into()),
                 elements: Some(
                     elements
                         .iter()
-                        .filter(|e| e.address.is_ipv6() == v6)
+                        .filter(|e| IpVersion::of(e.address) == ip)
                         .cloned()
                         .collect(),
                 ),
