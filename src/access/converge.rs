@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{grant_request, Ctx, KeyLines};
-use crate::firewall::{self, Backend, FirewallChoice, LayerChange, Mode, Purpose};
+use crate::firewall::{Backend, FirewallChoice, LayerChange, Mode, Purpose};
 use crate::report::Report;
 use crate::state::Grant;
 use crate::support::SupportKey;
@@ -45,7 +45,7 @@ impl Ctx {
         choice: FirewallChoice,
         report: &mut Report,
     ) -> Result<Vec<Box<dyn Backend>>> {
-        firewall::select(choice, Purpose::Open, &mut report.warnings)
+        self.select(choice, Purpose::Open, &mut report.warnings)
     }
 
     /// [`Ctx::open_and_install_with`] the layers of the grant's own firewall choice.

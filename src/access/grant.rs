@@ -77,7 +77,7 @@ pub(super) fn committed(desired: &Grant, applied: &Applied) -> Grant {
 }
 
 pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
-    let ctx = Ctx { root: root.clone() };
+    let ctx = Ctx::new(root);
     let mut report = Report::new("grant");
     report.dry_run = req.mode.is_dry_run();
     let target = ctx.resolve_target(&req.target)?;

@@ -57,19 +57,7 @@ pub fn check(addresses: &[IpAddr], ports: &[u16], remedy: &Remedy, f: &mut Findi
     let mut base = detect::gather_facts_except_nft();
     match nft::NftBackend::new().and_then(|mut b| b.facts()) {
         Ok(facts) => {
-            base.nft_tables = facts
-                .tables
-                .iter()
-                .map(|t| detect::NftTable {
-                    family: t.id.family.name().into(),
-                    name: t.id.name.clone(),
-                    made_by_iptables_nft: t.made_by_iptables_nft(),
-                    has_input_base_chain: t
-                        .chains
-                        .iter()
-                        .any(|c| c.tool_target(t.id.family).is_some()),
-                })
-                .collect();
+            base.nft_tables = nft::detector_tables(&facts);
             for blocked in nft::refusals_not_left_to_firewalld(&facts) {
                 f.fail(
                     "firewall",

@@ -524,11 +524,12 @@ pub fn send(conn: &mut Conn, ops: &[Op], genid: u32, end: BatchEnd) -> Result<()
     })
 }
 
-/// Read, plan, apply; again on ERESTART (the ruleset changed after it was read) or on an
+/// Read (unless `known`), plan, apply; again on ERESTART (the ruleset changed after it was read) or on an
 /// interrupted dump, at most [`MAX_ATTEMPTS`] times. Returns the facts and plan that were applied
 /// (or that a dry run would apply).
 pub fn run(
     conn: &mut Conn,
+    mut known: Option<Facts>,
     depth: impl Fn(&TableFacts) -> RuleDepth,
     elements: SetElements,
     mut make_plan: impl FnMut(&Facts) -> anyhow::Result<Plan>,
@@ -537,7 +538,13 @@ pub fn run(
     let end = BatchEnd::of_this_kernel();
     let mut last = None;
     for attempt in 0..MAX_ATTEMPTS {
-        let facts = match inspect::read_facts(conn, &depth, elements) {
+        // Facts already read (still current, or the kernel refuses the batch and this reads
+        // again) save the first dump.
+        let read = match known.take() {
+            Some(f) => Ok(f),
+            None => inspect::read_facts(conn, &depth, elements),
+        };
+        let facts = match read {
             Ok(f) => f,
             Err(NlError::Interrupted) => {
                 last = Some(BatchFailure {

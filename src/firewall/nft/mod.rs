@@ -45,6 +45,11 @@ const NO_NF_TABLES: &str = "nftables: the kernel has no nf_tables (nfnetlink kno
 /// The nftables layer of the current network namespace.
 pub struct NftBackend {
     conn: Conn,
+    /// The ruleset as last read, while the kernel's generation id says it is still the one in
+    /// place: a command reads it once however many times it plans (a rehearsal, the journal's
+    /// records, the change itself). A batch planned from it is checked against its generation
+    /// id by the kernel anyway.
+    known: Option<Facts>,
 }
 
 impl NftBackend {
@@ -52,20 +57,42 @@ impl NftBackend {
     /// missing CAP_NET_ADMIN is reported here, as one sentence).
     pub fn new() -> Result<NftBackend> {
         let mut conn = open_conn()?;
-        inspect::read_genid(&mut conn).map_err(|e| match e.errno() {
-            // nfnetlink_rcv_msg answers EINVAL for a subsystem that is neither loaded nor
-            // loadable: the kernel has no nf_tables.
-            Some(libc::EINVAL) => anyhow::Error::new(e).context(NO_NF_TABLES),
-            _ => explain(e, "read the nftables generation"),
-        })?;
-        Ok(NftBackend { conn })
+        read_genid(&mut conn)?;
+        Ok(NftBackend { conn, known: None })
+    }
+
+    /// [`NftBackend::new`], starting from `facts` when the ruleset has not changed since they
+    /// were read.
+    pub fn seeded(facts: Option<&Facts>) -> Result<NftBackend> {
+        let mut conn = open_conn()?;
+        let genid = read_genid(&mut conn)?;
+        let known = facts.filter(|f| f.genid == genid).cloned();
+        Ok(NftBackend { conn, known })
+    }
+
+    /// The facts known, if the ruleset is still the one they describe (they are given up).
+    fn take_current(&mut self) -> Result<Option<Facts>> {
+        match self.known.take() {
+            Some(f) if read_genid(&mut self.conn)? == f.genid => Ok(Some(f)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The facts: those known while still current, else a dump; kept for the next plan.
+    fn read(&mut self) -> Result<Facts> {
+        let facts = match self.take_current()? {
+            Some(f) => f,
+            None => read_consistent(&mut self.conn, grant_depth, SetElements::Read)?,
+        };
+        self.known = Some(facts.clone());
+        Ok(facts)
     }
 
     /// Read the ruleset and plan a grant, changing nothing. With [`NftBackend::apply`] this is
     /// `open` in two steps, for a caller that records the plan (a journal) before applying it.
     pub fn plan_open(&mut self, req: &OpenRequest) -> Result<(Facts, Plan)> {
         // The elements too: an unchanged set is left alone (see `plan::plan_open`).
-        let facts = read_consistent(&mut self.conn, grant_depth, SetElements::Read)?;
+        let facts = self.read()?;
         let plan = plan::plan_open(&facts, req)?;
         Ok((facts, plan))
     }
@@ -105,8 +132,13 @@ impl NftBackend {
         plan_fn: impl FnMut(&Facts) -> Result<Plan>,
         depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
     ) -> Result<LayerChange> {
-        let outcome = apply::run(&mut self.conn, depth, elements, plan_fn, mode)?;
-        let (_, plan) = outcome.map_err(explain_failure)?;
+        let known = self.take_current()?;
+        let outcome = apply::run(&mut self.conn, known, depth, elements, plan_fn, mode)?;
+        let (facts, plan) = outcome.map_err(explain_failure)?;
+        // What was sent changed the generation: the next plan reads again.
+        if mode.is_dry_run() || plan.ops.is_empty() {
+            self.known = Some(facts);
+        }
         Ok(LayerChange {
             layer: "nftables".into(),
             changed: !plan.ops.is_empty(),
@@ -127,7 +159,7 @@ impl Backend for NftBackend {
     /// close would remove, need is what an open would add, and the drift rules are
     /// [`drift::compare`]'s.
     fn inspect(&mut self, want: Option<&OpenRequest>, _recorded: &[String]) -> Result<LayerState> {
-        let facts = read_consistent(&mut self.conn, grant_depth, SetElements::Read)?;
+        let facts = self.read()?;
         drift::layer_state(&facts, want)
     }
 
@@ -180,50 +212,44 @@ fn grant_depth(t: &inspect::TableFacts) -> RuleDepth {
     RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t))
 }
 
-/// One table as `list_tables` reports it (for the detector and `status`/`doctor`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NftTableInfo {
-    /// ip, ip6, inet, arp, bridge, netdev
-    pub family: String,
-    pub name: String,
-    pub made_by_iptables_nft: bool,
-    /// Names of the filter base chains on the input hook.
-    pub input_base_chains: Vec<String>,
-    /// Names of the base chains the tool hooks: those on input, and those on prerouting,
-    /// netdev ingress and output that can drop the support's packets.
-    pub hooked_chains: Vec<String>,
-    pub has_tool_objects: bool,
-    /// NFT_TABLE_F_OWNER: only the process that made it (firewalld, ...) may change it.
-    pub owned_by_process: bool,
+/// The ruleset as every command first reads it: the tables for the detector, and the facts each
+/// plan starts from (elements included, each hooked chain read to its jumps).
+pub fn read_ruleset() -> Result<Facts> {
+    let mut conn = open_conn()?;
+    read_genid(&mut conn)?;
+    read_consistent(&mut conn, grant_depth, SetElements::Read)
 }
 
-/// Every nftables table of the current network namespace.
-pub fn list_tables() -> Result<Vec<NftTableInfo>> {
-    let mut conn = open_conn()?;
-    let facts = read_consistent(&mut conn, grant_depth, SetElements::Skip)?;
-    Ok(facts
+/// The generation id of the ruleset in place.
+pub fn current_genid() -> Result<u32> {
+    read_genid(&mut open_conn()?)
+}
+
+/// The detector's view of each table of the dump.
+pub fn detector_tables(facts: &Facts) -> Vec<crate::firewall::detect::NftTable> {
+    facts
         .tables
         .iter()
-        .map(|t| NftTableInfo {
+        .map(|t| crate::firewall::detect::NftTable {
             family: t.id.family.name().into(),
             name: t.id.name.clone(),
             made_by_iptables_nft: t.made_by_iptables_nft(),
-            input_base_chains: t
+            has_input_base_chain: t
                 .chains
                 .iter()
-                .filter(|c| c.is_filter_on(Hook::Input))
-                .map(|c| c.name.clone())
-                .collect(),
-            hooked_chains: t
-                .chains
-                .iter()
-                .filter(|c| c.tool_target(t.id.family).is_some())
-                .map(|c| c.name.clone())
-                .collect(),
-            has_tool_objects: t.has_tool_objects(),
-            owned_by_process: t.owned,
+                .any(|c| c.tool_target(t.id.family).is_some()),
         })
-        .collect())
+        .collect()
+}
+
+/// The generation id, as the one sentence a missing module or capability deserves.
+fn read_genid(conn: &mut Conn) -> Result<u32> {
+    inspect::read_genid(conn).map_err(|e| match e.errno() {
+        // nfnetlink_rcv_msg answers EINVAL for a subsystem that is neither loaded nor
+        // loadable: the kernel has no nf_tables.
+        Some(libc::EINVAL) => anyhow::Error::new(e).context(NO_NF_TABLES),
+        _ => explain(e, "read the nftables generation"),
+    })
 }
 
 /// What of the tool is present in nftables, for `status`.
