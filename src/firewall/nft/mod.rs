@@ -8,8 +8,11 @@
 //! the generation id the ruleset was read at; removal finds the jumps by tag, never by a handle
 //! remembered from an earlier run (handles are reused once a table is recreated).
 //!
-//! `sys` holds the only unsafe code; `netlink` the socket conversation; `inspect` reads the facts;
-//! `plan` is pure; `apply` builds and sends the batch.
+//! `sys/` holds the only unsafe code (message encoding and decoding, socket options); `netlink`
+//! the socket conversation; `inspect` reads the facts (each table named by one `TableId`);
+//! `family` names families, hooks and IP versions; `plan` is pure; `apply` writes the batch, one
+//! method per kind of change, and sends it; `drift` tells whether the layer holds exactly what a
+//! grant wrote.
 mod apply;
 mod drift;
 mod family;
