@@ -400,7 +400,7 @@ fn nft_iptables_nft_table_is_left_alone() {
     assert!(
         tables
             .iter()
-            .any(|t| t.name == "filter" && t.made_by_iptables_nft()),
+            .any(|t| t.id.name == "filter" && t.made_by_iptables_nft()),
         "{tables:?}"
     );
 }
@@ -585,7 +585,7 @@ fn nft_table_owned_by_another_process_that_drops_nothing_is_left_alone() {
     );
     let tables = in_netns(&lab.srv, || nft::read_ruleset().unwrap()).tables;
     assert!(
-        tables.iter().any(|t| t.name == "daemon" && t.owned),
+        tables.iter().any(|t| t.id.name == "daemon" && t.owned),
         "{tables:?}"
     );
     lab.revoke();

@@ -131,7 +131,7 @@ fn nft_layers(base: &mut FirewallFacts, f: &mut Findings) -> Vec<Layer> {
     facts
         .tables
         .iter()
-        .filter(|t| t.family.carries_ip())
+        .filter(|t| t.id.family.carries_ip())
         .filter(|t| !t.made_by_iptables_nft())
         // firewalld's table is judged by its rules; another owner's was refused above.
         .filter(|t| !t.owned || t.left_to_firewalld())
@@ -141,19 +141,19 @@ fn nft_layers(base: &mut FirewallFacts, f: &mut Findings) -> Vec<Layer> {
 
 /// One chain of an nftables table, as a layer when the tool hooks it.
 fn nft_layer(t: &TableFacts, c: &ChainFacts) -> Option<Layer> {
-    c.tool_target(t.family)?;
+    c.tool_target(t.id.family)?;
     let rules = c.rules.as_deref().unwrap_or_default();
     let jump = rules.iter().position(|r| r.is_tool_jump());
     Some(Layer {
-        label: format!("nftables {} {}", t.label(), c.name),
+        label: format!("nftables {} {}", t.id, c.name),
         priority: c.base.as_ref().map_or(0, |b| b.priority),
         policy: if c.base.as_ref().is_some_and(|b| b.policy_drop) {
             Policy::Drop
         } else {
             Policy::Accept
         },
-        v4: t.family.has_v4(),
-        v6: t.family.has_v6(),
+        v4: t.id.family.has_v4(),
+        v6: t.id.family.has_v6(),
         jump: match jump {
             None => Jump::Absent,
             Some(0) => Jump::AtHead,
@@ -162,16 +162,16 @@ fn nft_layer(t: &TableFacts, c: &ChainFacts) -> Option<Layer> {
         delete_jump: jump.map(|i| {
             format!(
                 "nft delete rule {} {} {} handle {}",
-                t.family.name(),
-                t.name,
+                t.id.family.name(),
+                t.id.name,
                 c.name,
                 rules[i].handle
             )
         }),
         reply: c.is_filter_on(Hook::Output),
         kind: Kind::Nft {
-            family: t.family.name().into(),
-            table: t.name.clone(),
+            family: t.id.family.name().into(),
+            table: t.id.name.clone(),
             chain: c.name.clone(),
         },
     })

@@ -8,8 +8,11 @@
 //! the generation id the ruleset was read at; removal finds the jumps by tag, never by a handle
 //! remembered from an earlier run (handles are reused once a table is recreated).
 //!
-//! `sys` holds the only unsafe code; `netlink` the socket conversation; `inspect` reads the facts;
-//! `plan` is pure; `apply` builds and sends the batch.
+//! `sys/` holds the only unsafe code (message encoding and decoding, socket options); `netlink`
+//! the socket conversation; `inspect` reads the facts (each table named by one `TableId`);
+//! `family` names families, hooks and IP versions; `plan` is pure; `apply` writes the batch, one
+//! method per kind of change, and sends it; `drift` tells whether the layer holds exactly what a
+//! grant wrote.
 mod apply;
 mod drift;
 mod family;
@@ -22,12 +25,12 @@ use anyhow::Result;
 use serde::Serialize;
 
 pub use inspect::{
-    BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts,
+    BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts, TableId,
 };
 pub use plan::{refusals, refusals_not_left_to_firewalld, render as render_ops, Op, Plan};
 
 use crate::firewall::{Backend, LayerChange, LayerState, Mode, OpenRequest};
-use inspect::RuleDepth;
+use inspect::{IpVersion, RuleDepth, SetElements};
 use netlink::{Conn, NlError};
 
 /// The chain holding the accept rules for the input hook.
@@ -82,7 +85,7 @@ impl NftBackend {
     fn read(&mut self) -> Result<Facts> {
         let facts = match self.take_current()? {
             Some(f) => f,
-            None => read_consistent(&mut self.conn, grant_depth, true)?,
+            None => read_consistent(&mut self.conn, grant_depth, SetElements::Read)?,
         };
         self.known = Some(facts.clone());
         Ok(facts)
@@ -99,7 +102,7 @@ impl NftBackend {
 
     /// Read the ruleset and plan a revoke, changing nothing.
     pub fn plan_close(&mut self) -> Result<(Facts, Plan)> {
-        let facts = read_consistent(&mut self.conn, grant_depth, false)?;
+        let facts = read_consistent(&mut self.conn, grant_depth, SetElements::Skip)?;
         let plan = plan::plan_close(&facts)?;
         Ok((facts, plan))
     }
@@ -110,7 +113,7 @@ impl NftBackend {
         if plan.ops.is_empty() {
             return Ok(());
         }
-        apply::send(&mut self.conn, &plan.ops, facts.genid, netlink::kernel_acks_batch_end()).map_err(|f| {
+        apply::send(&mut self.conn, &plan.ops, facts.genid, netlink::BatchEnd::of_this_kernel()).map_err(|f| {
             if f.error.errno() == Some(netlink::ERESTART) {
                 return anyhow::Error::new(f.error).context(
                     "nftables: the ruleset changed after it was read, so the kernel refused the whole batch; read it and plan again",
@@ -122,25 +125,18 @@ impl NftBackend {
 
     /// The facts as the planner would see them (for tests and `doctor`).
     pub fn facts(&mut self) -> Result<Facts> {
-        read_consistent(&mut self.conn, |_| RuleDepth::All, true)
+        read_consistent(&mut self.conn, |_| RuleDepth::All, SetElements::Read)
     }
 
     fn change(
         &mut self,
         mode: Mode,
-        with_elements: bool,
+        elements: SetElements,
         plan_fn: impl FnMut(&Facts) -> Result<Plan>,
         depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
     ) -> Result<LayerChange> {
         let known = self.take_current()?;
-        let outcome = apply::run(
-            &mut self.conn,
-            known,
-            depth,
-            with_elements,
-            plan_fn,
-            mode.is_dry_run(),
-        )?;
+        let outcome = apply::run(&mut self.conn, known, depth, elements, plan_fn, mode)?;
         let (facts, plan) = outcome.map_err(explain_failure)?;
         // What was sent changed the generation: the next plan reads again.
         if mode.is_dry_run() || plan.ops.is_empty() {
@@ -173,13 +169,18 @@ impl Backend for NftBackend {
     fn open(&mut self, req: &OpenRequest, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
         // The sets' elements are read so that a set already holding exactly the grant's
         // addresses is left alone: a repeated grant then sends no batch at all.
-        self.change(mode, true, |f| plan::plan_open(f, req), grant_depth)
+        self.change(
+            mode,
+            SetElements::Read,
+            |f| plan::plan_open(f, req),
+            grant_depth,
+        )
     }
 
     /// Removal reads each hooked chain until it has seen as many tagged jumps as the kernel
     /// counts references to the tool's chains: usually the head only.
     fn close(&mut self, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
-        self.change(mode, false, plan::plan_close, grant_depth)
+        self.change(mode, SetElements::Skip, plan::plan_close, grant_depth)
     }
 }
 
@@ -187,11 +188,11 @@ impl Backend for NftBackend {
 fn read_consistent(
     conn: &mut Conn,
     depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
-    with_elements: bool,
+    elements: SetElements,
 ) -> Result<Facts> {
     let mut last = None;
     for _ in 0..apply::MAX_ATTEMPTS {
-        match inspect::read_facts(conn, &depth, with_elements) {
+        match inspect::read_facts(conn, &depth, elements) {
             Ok(f) => return Ok(f),
             Err(NlError::Interrupted) => last = Some(NlError::Interrupted),
             // A table or chain listed a moment ago was deleted before its rules were dumped:
@@ -219,7 +220,7 @@ fn grant_depth(t: &inspect::TableFacts) -> RuleDepth {
 pub fn read_ruleset() -> Result<Facts> {
     let mut conn = open_conn()?;
     read_genid(&mut conn)?;
-    read_consistent(&mut conn, grant_depth, true)
+    read_consistent(&mut conn, grant_depth, SetElements::Read)
 }
 
 /// The generation id of the ruleset in place.
@@ -233,10 +234,13 @@ pub fn detector_tables(facts: &Facts) -> Vec<crate::firewall::detect::NftTable> 
         .tables
         .iter()
         .map(|t| crate::firewall::detect::NftTable {
-            family: t.family.name().into(),
-            name: t.name.clone(),
+            family: t.id.family.name().into(),
+            name: t.id.name.clone(),
             made_by_iptables_nft: t.made_by_iptables_nft(),
-            has_input_base_chain: t.chains.iter().any(|c| c.tool_target(t.family).is_some()),
+            has_input_base_chain: t
+                .chains
+                .iter()
+                .any(|c| c.tool_target(t.id.family).is_some()),
         })
         .collect()
 }
@@ -305,17 +309,14 @@ impl NftTableState {
         ports.sort_unstable();
         ports.dedup();
         let dir = plan::direction_of(chain);
-        let (v4, v6) = match self.family.as_str() {
-            "ip" => (true, false),
-            "ip6" => (false, true),
-            _ => (true, true),
+        let versions: &[IpVersion] = match self.family.as_str() {
+            "ip" => &[IpVersion::V4],
+            "ip6" => &[IpVersion::V6],
+            _ => &IpVersion::ALL,
         };
-        [(v4, false), (v6, true)]
-            .into_iter()
-            .filter(|(has, _)| *has)
-            .map(|(_, six)| {
-                plan::access_rule_text(six, dir, if six { SET_V6 } else { SET_V4 }, &ports)
-            })
+        versions
+            .iter()
+            .map(|&ip| plan::access_rule_text(ip, dir, plan::set_name(ip), &ports))
             .collect()
     }
 }
@@ -334,7 +335,7 @@ pub fn tool_state() -> Result<NftToolState> {
     let mut conn = open_conn()?;
     // Read until every jump the kernel counts was seen: the jumps sit at the head, so a status on
     // a 100 000-rule chain does not dump it all.
-    let facts = read_consistent(&mut conn, grant_depth, true)?;
+    let facts = read_consistent(&mut conn, grant_depth, SetElements::Read)?;
     Ok(state_of(&facts))
 }
 
@@ -343,12 +344,12 @@ fn state_of(facts: &Facts) -> NftToolState {
     for t in facts
         .tables
         .iter()
-        .filter(|t| t.family.carries_ip() && !t.made_by_iptables_nft() && !t.owned)
+        .filter(|t| t.id.family.carries_ip() && !t.made_by_iptables_nft() && !t.owned)
     {
         let hooks: Vec<NftHookState> = t
             .chains
             .iter()
-            .filter(|c| c.tool_target(t.family).is_some())
+            .filter(|c| c.tool_target(t.id.family).is_some())
             .map(|c| {
                 let rules = c.rules.as_deref().unwrap_or_default();
                 NftHookState {
@@ -376,8 +377,8 @@ fn state_of(facts: &Facts) -> NftToolState {
             continue;
         }
         tables.push(NftTableState {
-            family: t.family.name().into(),
-            name: t.name.clone(),
+            family: t.id.family.name().into(),
+            name: t.id.name.clone(),
             hooks,
             chains,
             chain_rules,
@@ -500,8 +501,10 @@ mod tests {
             expires_ms: Some(30_000),
         };
         let table = TableFacts {
-            family: Family::Inet,
-            name: "filter".into(),
+            id: TableId {
+                family: Family::Inet,
+                name: "filter".into(),
+            },
             handle: 1,
             chains: vec![input.clone()],
             sets: vec![SetFacts {
