@@ -9,7 +9,7 @@ use std::time::Instant;
 use ovh_access::root::Root;
 use ovh_access::sshd::{
     self, eval, keys_file, probe, support_connection, test_mode, Config, Effective,
-    PermitRootLogin, SshdFacts,
+    PermitRootLogin, SshdFacts, UseDns,
 };
 
 const ADDRS: &[&str] = &[
@@ -590,7 +590,8 @@ fn agree_on(
             Ok(c) => (c, eval::global(c)),
             Err(_) => {
                 // Ours refuses: sshd must refuse too.
-                let conn = support_connection(&["root".into()], addr, "x", false, None, Some(22));
+                let conn =
+                    support_connection(&["root".into()], addr, "x", UseDns::No, None, Some(22));
                 let r = real.dump(&config, &conn);
                 assert!(
                     r.is_err(),
@@ -606,7 +607,7 @@ fn agree_on(
             &["root".into()],
             addr,
             "x",
-            false,
+            UseDns::No,
             Some(laddr),
             ports.first().copied(),
         );
@@ -974,7 +975,7 @@ fn parser_agrees_with_real_sshd_t_on_generated_configs() {
                     &["root".into()],
                     addr,
                     "x",
-                    false,
+                    UseDns::No,
                     Some(laddr),
                     ports.first().copied(),
                 );

@@ -137,7 +137,7 @@ pub fn refresh(root: &Root, req: &RefreshRequest) -> Result<Report> {
     }
     let opts = ApplyOpts::recorded(&g);
     let mut desired = desired;
-    desired.recorded = super::grant::planned_records(&ctx, &desired, Some(&g), &opts)?;
+    desired.recorded = super::grant::planned_records(&ctx, &desired, Some(&g), &opts, &mut report)?;
     txn.journal(Intent::begin(
         Op::Refresh,
         Some(desired.clone()),

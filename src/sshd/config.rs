@@ -192,6 +192,8 @@ impl Loader<'_> {
         })
     }
 
+    /// servconf.c `process_server_config_line_depth()` for one line: `None` for a blank or
+    /// comment line, else the keyword and its value, checked as sshd checks it.
     fn parse_line(
         &mut self,
         path: &Path,
@@ -199,26 +201,9 @@ impl Loader<'_> {
         raw: &str,
         depth: usize,
     ) -> Result<Option<Item>> {
-        let s = trim_line(raw);
-        if s.is_empty() {
-            return Ok(None);
-        }
-        let Some((mut keyword, mut rest)) = strdelim(s) else {
+        let Some((keyword, rest)) = keyword_and_rest(raw) else {
             return Ok(None);
         };
-        // A line starting with '=' yields an empty first token: sshd takes the next one.
-        if keyword.is_empty() {
-            match strdelim(rest) {
-                Some((k, r)) => {
-                    keyword = k;
-                    rest = r;
-                }
-                None => return Ok(None),
-            }
-        }
-        if keyword.is_empty() || keyword.starts_with('#') {
-            return Ok(None);
-        }
         if rest.is_empty() {
             return Err(err_at(
                 path,
@@ -228,115 +213,16 @@ impl Loader<'_> {
         }
         let args = argv_split(rest)
             .map_err(|_| err_at(path, line, "invalid quotes (a quote is not closed)".into()))?;
-        let kw = keyword.to_ascii_lowercase();
-        let e = |what: String| err_at(path, line, what);
-        let one = |args: &[String]| -> Result<String> {
-            match args {
-                [a] if !a.is_empty() => Ok(a.clone()),
-                [] => Err(e(format!("{keyword} is missing its value"))),
-                [a] if a.is_empty() => Err(e(format!("{keyword} has an empty value"))),
-                _ => Err(e(format!(
-                    "garbage at end of line after {keyword} {}",
-                    args[0]
-                ))),
-            }
+        let l = Line {
+            path,
+            number: line,
+            keyword: &keyword,
+            rest,
+            args,
         };
-        let flag = |args: &[String]| -> Result<bool> {
-            let v = one(args)?;
-            match v.to_ascii_lowercase().as_str() {
-                "yes" => Ok(true),
-                "no" => Ok(false),
-                _ => Err(e(format!("{keyword} must be yes or no, not '{v}'"))),
-            }
-        };
-        let list = |args: Vec<String>| -> Result<Vec<String>> {
-            if args.is_empty() || args.iter().any(|a| a.is_empty()) {
-                return Err(e(format!("{keyword} has an empty argument")));
-            }
-            Ok(args)
-        };
-        let directive = match kw.as_str() {
-            "port" => Directive::Port(port_value(self.root, &one(&args)?).ok_or_else(|| {
-                e(format!(
-                    "Port '{}' is not a port number from 1 to 65535",
-                    args[0]
-                ))
-            })?),
-            "listenaddress" => listen_address(self.root, &args).map_err(e)?,
-            "addressfamily" => {
-                let v = one(&args)?;
-                Directive::AddressFamily(match v.to_ascii_lowercase().as_str() {
-                    "any" => Family::Any,
-                    "inet" => Family::Inet,
-                    "inet6" => Family::Inet6,
-                    _ => {
-                        return Err(e(format!(
-                            "AddressFamily must be any, inet or inet6, not '{v}'"
-                        )))
-                    }
-                })
-            }
-            "permitrootlogin" => {
-                let v = one(&args)?;
-                Directive::PermitRootLogin(PermitRootLogin::parse(&v).ok_or_else(|| {
-                    e(format!(
-                        "PermitRootLogin must be yes, prohibit-password, without-password, \
-                         forced-commands-only or no, not '{v}'"
-                    ))
-                })?)
-            }
-            "pubkeyauthentication" => Directive::PubkeyAuthentication(flag(&args)?),
-            "pubkeyacceptedalgorithms" | "pubkeyacceptedkeytypes" => {
-                let v = one(&args)?;
-                super::algorithms::validate(&v).map_err(e)?;
-                Directive::PubkeyAcceptedAlgorithms(v)
-            }
-            "strictmodes" => Directive::StrictModes(flag(&args)?),
-            "usepam" => Directive::UsePam(flag(&args)?),
-            "usedns" => Directive::UseDns(flag(&args)?),
-            "authorizedkeysfile" => Directive::AuthorizedKeysFile(
-                list(args)?
-                    .iter()
-                    .map(|a| tilde_expand(self.root, a))
-                    .collect::<Result<_, _>>()
-                    .map_err(e)?,
-            ),
-            "authorizedkeyscommand" => {
-                // servconf.c takes the raw rest of the line here, not the split arguments,
-                // and insists on an absolute path.
-                if !rest.starts_with('/') && !rest.eq_ignore_ascii_case("none") {
-                    return Err(e(format!(
-                        "AuthorizedKeysCommand must be an absolute path, not '{rest}'"
-                    )));
-                }
-                Directive::AuthorizedKeysCommand(
-                    (!rest.eq_ignore_ascii_case("none")).then(|| rest.to_string()),
-                )
-            }
-            "allowusers" => Directive::AllowUsers(user_patterns(&keyword, list(args)?).map_err(e)?),
-            "denyusers" => Directive::DenyUsers(user_patterns(&keyword, list(args)?).map_err(e)?),
-            "allowgroups" => Directive::AllowGroups(list(args)?),
-            "denygroups" => Directive::DenyGroups(list(args)?),
-            "authenticationmethods" => {
-                Directive::AuthenticationMethods(auth_methods(&args).map_err(e)?)
-            }
-            "match" => Directive::Match(
-                parse_criteria(rest).map_err(|m| e(format!("bad Match condition: {m}")))?,
-            ),
-            "include" => Directive::Include(self.include(path, line, &args, depth)?),
-            _ => match super::keywords::scope(&kw) {
-                Some(in_match) => Directive::Other { in_match },
-                // sshd refuses an unknown keyword ("Bad configuration option") and will not
-                // start: a grant judged against such a file would be judged against nothing
-                // sshd runs. The table holds every keyword of OpenSSH up to 10.0 and the
-                // distributions' patches.
-                None => {
-                    return Err(e(format!(
-                        "unknown keyword '{keyword}' (sshd: \"Bad configuration option\"; \
-                         `sshd -t` shows what the installed sshd accepts)"
-                    )))
-                }
-            },
+        let directive = match keyword.to_ascii_lowercase().as_str() {
+            "include" => Directive::Include(self.include(path, line, &l.args, depth)?),
+            kw => directive(self.root, kw, &l)?,
         };
         Ok(Some(Item {
             line,
@@ -412,6 +298,182 @@ impl Loader<'_> {
         }
         Ok(files)
     }
+}
+
+/// The keyword of a configuration line and the rest of it after the keyword, as
+/// `process_server_config_line_depth()` takes them with `strdelim()`; `None` for a blank line,
+/// a comment, or a keyword whose quote is not closed (sshd ignores those too).
+fn keyword_and_rest(raw: &str) -> Option<(String, &str)> {
+    let s = trim_line(raw);
+    if s.is_empty() {
+        return None;
+    }
+    let (mut keyword, mut rest) = strdelim(s)?;
+    // A line starting with '=' yields an empty first token: sshd takes the next one.
+    if keyword.is_empty() {
+        (keyword, rest) = strdelim(rest)?;
+    }
+    if keyword.is_empty() || keyword.starts_with('#') {
+        return None;
+    }
+    Some((keyword, rest))
+}
+
+/// One directive line, split, with what an error about it must name.
+struct Line<'a> {
+    path: &'a Path,
+    number: usize,
+    /// As written (errors quote the operator's spelling).
+    keyword: &'a str,
+    /// The line after the keyword, unsplit: a few keywords take it whole.
+    rest: &'a str,
+    /// `argv_split()` of `rest`.
+    args: Vec<String>,
+}
+
+impl Line<'_> {
+    fn err(&self, what: String) -> anyhow::Error {
+        err_at(self.path, self.number, what)
+    }
+
+    /// The single, non-empty argument of a keyword that takes one value.
+    fn one(&self) -> Result<&str> {
+        let keyword = self.keyword;
+        match &self.args[..] {
+            [a] if !a.is_empty() => Ok(a),
+            [] => Err(self.err(format!("{keyword} is missing its value"))),
+            [_] => Err(self.err(format!("{keyword} has an empty value"))),
+            [a, ..] => Err(self.err(format!("garbage at end of line after {keyword} {a}"))),
+        }
+    }
+
+    /// servconf.c `parse_flag`: yes or no, in any case.
+    fn flag(&self) -> Result<bool> {
+        let v = self.one()?;
+        match v.to_ascii_lowercase().as_str() {
+            "yes" => Ok(true),
+            "no" => Ok(false),
+            _ => Err(self.err(format!("{} must be yes or no, not '{v}'", self.keyword))),
+        }
+    }
+
+    /// A list keyword's arguments: at least one, none empty.
+    fn list(&self) -> Result<Vec<String>> {
+        if self.args.is_empty() || self.args.iter().any(|a| a.is_empty()) {
+            return Err(self.err(format!("{} has an empty argument", self.keyword)));
+        }
+        Ok(self.args.clone())
+    }
+
+    /// AllowUsers / DenyUsers: a list whose `user@host` patterns are checked.
+    fn users(&self) -> Result<Vec<String>> {
+        user_patterns(self.keyword, self.list()?).map_err(|m| self.err(m))
+    }
+}
+
+/// The flag keywords the verdict reads, each read with servconf.c `parse_flag`.
+fn flag_keyword(kw: &str) -> Option<fn(bool) -> Directive> {
+    match kw {
+        "pubkeyauthentication" => Some(Directive::PubkeyAuthentication),
+        "strictmodes" => Some(Directive::StrictModes),
+        "usepam" => Some(Directive::UsePam),
+        "usedns" => Some(Directive::UseDns),
+        _ => None,
+    }
+}
+
+/// The directive of line `l`, whose keyword lower-cased is `kw` (anything but Include).
+fn directive(root: &Root, kw: &str, l: &Line) -> Result<Directive> {
+    if let Some(make) = flag_keyword(kw) {
+        return Ok(make(l.flag()?));
+    }
+    Ok(match kw {
+        "port" => Directive::Port(port_value(root, l.one()?).ok_or_else(|| {
+            l.err(format!(
+                "Port '{}' is not a port number from 1 to 65535",
+                l.args[0]
+            ))
+        })?),
+        "listenaddress" => listen_address(root, &l.args).map_err(|m| l.err(m))?,
+        "addressfamily" => Directive::AddressFamily(address_family(l)?),
+        "permitrootlogin" => {
+            let v = l.one()?;
+            Directive::PermitRootLogin(PermitRootLogin::parse(v).ok_or_else(|| {
+                l.err(format!(
+                    "PermitRootLogin must be yes, prohibit-password, without-password, \
+                     forced-commands-only or no, not '{v}'"
+                ))
+            })?)
+        }
+        "pubkeyacceptedalgorithms" | "pubkeyacceptedkeytypes" => {
+            let v = l.one()?;
+            super::algorithms::validate(v).map_err(|m| l.err(m))?;
+            Directive::PubkeyAcceptedAlgorithms(v.to_string())
+        }
+        "authorizedkeysfile" => Directive::AuthorizedKeysFile(
+            l.list()?
+                .iter()
+                .map(|a| tilde_expand(root, a))
+                .collect::<Result<_, _>>()
+                .map_err(|m| l.err(m))?,
+        ),
+        "authorizedkeyscommand" => Directive::AuthorizedKeysCommand(keys_command(l)?),
+        "allowusers" => Directive::AllowUsers(l.users()?),
+        "denyusers" => Directive::DenyUsers(l.users()?),
+        "allowgroups" => Directive::AllowGroups(l.list()?),
+        "denygroups" => Directive::DenyGroups(l.list()?),
+        "authenticationmethods" => {
+            Directive::AuthenticationMethods(auth_methods(&l.args).map_err(|m| l.err(m))?)
+        }
+        "match" => Directive::Match(
+            parse_criteria(l.rest).map_err(|m| l.err(format!("bad Match condition: {m}")))?,
+        ),
+        _ => Directive::Other {
+            in_match: scope(kw, l)?,
+        },
+    })
+}
+
+/// servconf.c case sAddressFamily (multistate_addressfamily).
+fn address_family(l: &Line) -> Result<Family> {
+    let v = l.one()?;
+    match v.to_ascii_lowercase().as_str() {
+        "any" => Ok(Family::Any),
+        "inet" => Ok(Family::Inet),
+        "inet6" => Ok(Family::Inet6),
+        _ => Err(l.err(format!(
+            "AddressFamily must be any, inet or inet6, not '{v}'"
+        ))),
+    }
+}
+
+/// servconf.c case sAuthorizedKeysCommand takes the raw rest of the line, not the split
+/// arguments, and insists on an absolute path; `None` for `none`.
+fn keys_command(l: &Line) -> Result<Option<String>> {
+    if l.rest.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    if !l.rest.starts_with('/') {
+        return Err(l.err(format!(
+            "AuthorizedKeysCommand must be an absolute path, not '{}'",
+            l.rest
+        )));
+    }
+    Ok(Some(l.rest.to_string()))
+}
+
+/// Whether a keyword this tool does not interpret is allowed inside a `Match` block.
+fn scope(kw: &str, l: &Line) -> Result<bool> {
+    // sshd refuses an unknown keyword ("Bad configuration option") and will not start: a grant
+    // judged against such a file would be judged against nothing sshd runs. The table holds
+    // every keyword of OpenSSH up to 10.0 and the distributions' patches.
+    super::keywords::scope(kw).ok_or_else(|| {
+        l.err(format!(
+            "unknown keyword '{}' (sshd: \"Bad configuration option\"; `sshd -t` shows what \
+             the installed sshd accepts)",
+            l.keyword
+        ))
+    })
 }
 
 /// The home directory of `user` (None: uid 0, the user sshd runs as) in `<root>/etc/passwd`;
@@ -694,6 +756,87 @@ mod tests {
         assert_eq!(port_value(&root, "0"), None);
         assert_eq!(port_value(&root, "65536"), None);
         assert_eq!(port_value(&root, "022"), Some(22));
+    }
+
+    #[test]
+    fn keyword_and_rest_as_strdelim_splits_them() {
+        let k = |raw| keyword_and_rest(raw).map(|(k, r)| (k, r.to_string()));
+        let some = |k: &str, r: &str| Some((k.to_string(), r.to_string()));
+        assert_eq!(k("  Port=22\r"), some("Port", "22"));
+        assert_eq!(k("Port = 22 # c"), some("Port", "22 # c"));
+        assert_eq!(k("= Port 22"), some("Port", "22"));
+        assert_eq!(k("Po\"rt\" 22"), some("Port", "22"));
+        assert_eq!(k("Port"), some("Port", ""));
+        for none in ["", " \t ", "#Port 22", "# Port 22", "=", "\"Port 22"] {
+            assert_eq!(k(none), None, "{none:?}");
+        }
+    }
+
+    fn line<'a>(keyword: &'a str, rest: &'a str) -> Line<'a> {
+        Line {
+            path: Path::new("/etc/ssh/x.conf"),
+            number: 7,
+            keyword,
+            rest,
+            args: argv_split(rest).unwrap(),
+        }
+    }
+
+    #[test]
+    fn one_value_flag_and_list_arguments() {
+        let msg = |r: Result<String>| format!("{:#}", r.unwrap_err());
+        assert_eq!(line("Port", "22").one().unwrap(), "22");
+        let e = msg(line("Port", "22 23").one().map(String::from));
+        assert!(
+            e.contains("/etc/ssh/x.conf line 7")
+                && e.contains("garbage at end of line after Port 22"),
+            "{e}"
+        );
+        assert!(msg(line("Port", "\"\"").one().map(String::from)).contains("empty value"));
+        assert!(msg(line("Port", "# c").one().map(String::from)).contains("missing its value"));
+        assert!(line("UsePAM", "YES").flag().unwrap());
+        assert!(!line("UsePAM", "no").flag().unwrap());
+        let e = msg(line("UsePAM", "1").flag().map(|b| b.to_string()));
+        assert!(e.contains("UsePAM must be yes or no, not '1'"), "{e}");
+        assert_eq!(line("AllowGroups", "a b").list().unwrap(), ["a", "b"]);
+        assert!(line("AllowGroups", "a \"\"").list().is_err());
+    }
+
+    #[test]
+    fn flag_keywords_and_raw_rest_keywords() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let d = |kw: &str, rest: &str| directive(&root, &kw.to_ascii_lowercase(), &line(kw, rest));
+        assert_eq!(d("UseDNS", "yes").unwrap(), Directive::UseDns(true));
+        assert_eq!(
+            d("StrictModes", "no").unwrap(),
+            Directive::StrictModes(false)
+        );
+        assert_eq!(d("UsePAM", "yes").unwrap(), Directive::UsePam(true));
+        assert_eq!(
+            d("PubkeyAuthentication", "no").unwrap(),
+            Directive::PubkeyAuthentication(false)
+        );
+        // The whole rest, quotes and spaces kept, as servconf.c takes it.
+        assert_eq!(
+            d("AuthorizedKeysCommand", "/bin/keys \"%u\" x").unwrap(),
+            Directive::AuthorizedKeysCommand(Some("/bin/keys \"%u\" x".into()))
+        );
+        assert_eq!(
+            d("AuthorizedKeysCommand", "NONE").unwrap(),
+            Directive::AuthorizedKeysCommand(None)
+        );
+        assert!(d("AuthorizedKeysCommand", "keys").is_err());
+        assert_eq!(
+            d("X11Forwarding", "no").unwrap(),
+            Directive::Other { in_match: true }
+        );
+        assert_eq!(
+            d("Protocol", "2").unwrap(),
+            Directive::Other { in_match: false }
+        );
+        let e = format!("{:#}", d("Frobnicate", "yes").unwrap_err());
+        assert!(e.contains("unknown keyword 'Frobnicate'"), "{e}");
     }
 
     #[test]

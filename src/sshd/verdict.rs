@@ -90,146 +90,209 @@ pub fn blocker_details(
     addr: IpAddr,
     host: &str,
 ) -> Vec<Blocker> {
-    let mut out = Vec::new();
-    let mut push = |keyword: &'static str, pattern: Option<String>, message: String| {
-        out.push(Blocker {
-            keyword,
-            pattern,
-            message,
-        })
+    let client = Client {
+        user,
+        groups,
+        addr,
+        host,
     };
-    if user == "root" && !e.permit_root_login.value.allows_key() {
-        let v = match e.permit_root_login.value {
-            PermitRootLogin::No => "no",
-            _ => "forced-commands-only",
-        };
-        push(
-            "PermitRootLogin",
-            None,
-            format!(
+    [
+        root_login(e, &client),
+        pubkey_authentication(e),
+        deny_users(e, &client),
+        allow_users(e, &client),
+        deny_groups(e, &client),
+        allow_groups(e, &client),
+        accepted_algorithms(e, key_type),
+        authentication_methods(e),
+        authorized_keys_files(e),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Who connects: the account and where from.
+struct Client<'a> {
+    user: &'a str,
+    groups: &'a [String],
+    addr: IpAddr,
+    /// What sshd compares host patterns with: the address unless UseDNS.
+    host: &'a str,
+}
+
+impl Blocker {
+    fn new(keyword: &'static str, message: String) -> Blocker {
+        Blocker {
+            keyword,
+            pattern: None,
+            message,
+        }
+    }
+}
+
+/// auth.c `auth_root_allowed()`: only `yes` and `prohibit-password` let root in with a key
+/// that has no forced command.
+fn root_login(e: &Effective, c: &Client) -> Option<Blocker> {
+    let prl = &e.permit_root_login;
+    if c.user != "root" || prl.value.allows_key() {
+        return None;
+    }
+    let v = match prl.value {
+        PermitRootLogin::No => "no",
+        _ => "forced-commands-only",
+    };
+    let addr = c.addr;
+    Some(Blocker::new(
+        "PermitRootLogin",
+        format!(
             "PermitRootLogin {v}{} refuses root's key from {addr}; set it to prohibit-password \
              for the support address (e.g. in a `Match Address {addr}` block)",
-            at(&e.permit_root_login)
+            at(prl)
         ),
-        );
-    }
-    if !e.pubkey_authentication.value {
-        push(
+    ))
+}
+
+/// auth2-pubkey.c: the publickey method exists only with PubkeyAuthentication yes.
+fn pubkey_authentication(e: &Effective) -> Option<Blocker> {
+    (!e.pubkey_authentication.value).then(|| {
+        Blocker::new(
             "PubkeyAuthentication",
-            None,
             format!(
                 "PubkeyAuthentication no{} disables key logins; set PubkeyAuthentication yes",
                 at(&e.pubkey_authentication)
             ),
-        );
-    }
-    if let Some(p) = e
+        )
+    })
+}
+
+/// auth.c `allowed_user()`: a DenyUsers pattern matching the user refuses it.
+fn deny_users(e: &Effective, c: &Client) -> Option<Blocker> {
+    let p = e
         .deny_users
         .value
         .iter()
-        .find(|p| match_user(user, host, addr, p))
-    {
-        push(
+        .find(|p| match_user(c.user, c.host, c.addr, p))?;
+    Some(Blocker {
+        pattern: Some(p.clone()),
+        ..Blocker::new(
             "DenyUsers",
-            Some(p.clone()),
             format!(
-                "DenyUsers {p}{} denies {user} from {addr}; remove that pattern",
-                at(&e.deny_users)
+                "DenyUsers {p}{} denies {} from {}; remove that pattern",
+                at(&e.deny_users),
+                c.user,
+                c.addr
             ),
-        );
+        )
+    })
+}
+
+/// auth.c `allowed_user()`: a non-empty AllowUsers must have a pattern matching the user.
+fn allow_users(e: &Effective, c: &Client) -> Option<Blocker> {
+    let pats = &e.allow_users.value;
+    if pats.is_empty() || pats.iter().any(|p| match_user(c.user, c.host, c.addr, p)) {
+        return None;
     }
-    if !e.allow_users.value.is_empty()
-        && !e
-            .allow_users
-            .value
-            .iter()
-            .any(|p| match_user(user, host, addr, p))
-    {
-        push(
-            "AllowUsers",
-            None,
-            format!(
-                "AllowUsers{} does not list {user} from {addr}; add {user}@{addr}",
-                at(&e.allow_users)
-            ),
-        );
-    }
-    let group_hit = |pats: &[String]| {
-        groups
-            .iter()
-            .find(|g| pats.iter().any(|p| match_pattern(g, p)))
-            .cloned()
-    };
-    if let Some(g) = group_hit(&e.deny_groups.value) {
-        push(
-            "DenyGroups",
-            Some(g.clone()),
-            format!(
-                "DenyGroups{} denies {user}'s group {g}; remove that pattern",
-                at(&e.deny_groups)
-            ),
-        );
-    }
-    if !e.allow_groups.value.is_empty() && group_hit(&e.allow_groups.value).is_none() {
-        push(
-            "AllowGroups",
-            None,
-            format!(
-                "AllowGroups{} lists none of {user}'s groups ({}); add one of them",
-                at(&e.allow_groups),
-                groups.join(", ")
-            ),
-        );
-    }
-    let sigs = super::algorithms::signatures_for(key_type);
-    if !e
-        .pubkey_accepted_algorithms
-        .value
+    let (user, addr) = (c.user, c.addr);
+    Some(Blocker::new(
+        "AllowUsers",
+        format!(
+            "AllowUsers{} does not list {user} from {addr}; add {user}@{addr}",
+            at(&e.allow_users)
+        ),
+    ))
+}
+
+/// The first of the user's groups that one of `pats` matches.
+fn group_hit(groups: &[String], pats: &[String]) -> Option<String> {
+    groups
         .iter()
-        .any(|a| sigs.contains(&a.as_str()))
-    {
-        push(
-            "PubkeyAcceptedAlgorithms",
-            None,
-            format!(
-                "PubkeyAcceptedAlgorithms{} accepts none of {} for the {key_type} support key; \
-                 add {} to it",
-                at(&e.pubkey_accepted_algorithms),
-                sigs.join(", "),
-                sigs.first().copied().unwrap_or(key_type)
-            ),
-        );
+        .find(|g| pats.iter().any(|p| match_pattern(g, p)))
+        .cloned()
+}
+
+/// auth.c `allowed_user()`: a DenyGroups pattern matching one of the user's groups refuses it.
+/// The blocker's `pattern` is the group that matched.
+fn deny_groups(e: &Effective, c: &Client) -> Option<Blocker> {
+    let g = group_hit(c.groups, &e.deny_groups.value)?;
+    let message = format!(
+        "DenyGroups{} denies {}'s group {g}; remove that pattern",
+        at(&e.deny_groups),
+        c.user
+    );
+    Some(Blocker {
+        pattern: Some(g),
+        ..Blocker::new("DenyGroups", message)
+    })
+}
+
+/// auth.c `allowed_user()`: a non-empty AllowGroups must match one of the user's groups.
+fn allow_groups(e: &Effective, c: &Client) -> Option<Blocker> {
+    let pats = &e.allow_groups.value;
+    if pats.is_empty() || group_hit(c.groups, pats).is_some() {
+        return None;
     }
+    Some(Blocker::new(
+        "AllowGroups",
+        format!(
+            "AllowGroups{} lists none of {}'s groups ({}); add one of them",
+            at(&e.allow_groups),
+            c.user,
+            c.groups.join(", ")
+        ),
+    ))
+}
+
+/// auth2-pubkey.c: the key's signature algorithm must be one PubkeyAcceptedAlgorithms lists.
+fn accepted_algorithms(e: &Effective, key_type: &str) -> Option<Blocker> {
+    let sigs = super::algorithms::signatures_for(key_type);
+    let accepted = &e.pubkey_accepted_algorithms;
+    if accepted.value.iter().any(|a| sigs.contains(&a.as_str())) {
+        return None;
+    }
+    Some(Blocker::new(
+        "PubkeyAcceptedAlgorithms",
+        format!(
+            "PubkeyAcceptedAlgorithms{} accepts none of {} for the {key_type} support key; \
+             add {} to it",
+            at(accepted),
+            sigs.join(", "),
+            sigs.first().copied().unwrap_or(key_type)
+        ),
+    ))
+}
+
+/// auth2.c: with AuthenticationMethods, one of the lists must be satisfied by the key alone.
+fn authentication_methods(e: &Effective) -> Option<Blocker> {
     let methods = &e.authentication_methods.value;
-    if !methods.is_empty() && !methods.iter().any(|l| l == "publickey") {
-        push(
-            "AuthenticationMethods",
-            None,
-            format!(
+    if methods.is_empty() || methods.iter().any(|l| l == "publickey") {
+        return None;
+    }
+    Some(Blocker::new(
+        "AuthenticationMethods",
+        format!(
             "AuthenticationMethods {}{} asks for more than a key, and the support has only its \
              key; add a list that is just `publickey` for the support address",
             methods.join(" "),
             at(&e.authentication_methods)
         ),
-        );
+    ))
+}
+
+/// auth2-pubkey.c skips every AuthorizedKeysFile entry that is `none`.
+fn authorized_keys_files(e: &Effective) -> Option<Blocker> {
+    let files = &e.authorized_keys_files;
+    if !files.value.iter().all(|f| f.eq_ignore_ascii_case("none")) {
+        return None;
     }
-    let files_none = e
-        .authorized_keys_files
-        .value
-        .iter()
-        .all(|f| f.eq_ignore_ascii_case("none"));
-    if files_none {
-        push(
-            "AuthorizedKeysFile",
-            None,
-            format!(
-                "AuthorizedKeysFile none{}: sshd reads no keys file; list one (e.g. \
+    Some(Blocker::new(
+        "AuthorizedKeysFile",
+        format!(
+            "AuthorizedKeysFile none{}: sshd reads no keys file; list one (e.g. \
              .ssh/authorized_keys2)",
-                at(&e.authorized_keys_files)
-            ),
-        );
-    }
-    out
+            at(files)
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -257,6 +320,44 @@ mod tests {
         assert!(!match_user("root", "192.0.2.7", a, "root@198.51.100.0/24"));
         assert!(!match_user("root", "192.0.2.7", a, "root@*,!192.0.2.7"));
         assert!(!match_user("admin", "192.0.2.7", a, "root"));
+    }
+
+    #[test]
+    fn each_blocker_names_its_keyword_and_what_matched() {
+        let groups = ["root".to_string(), "wheel".to_string()];
+        let c = Client {
+            user: "root",
+            groups: &groups,
+            addr: ip("192.0.2.7"),
+            host: "192.0.2.7",
+        };
+        let mut e = eval::effective(&eval::Options::default());
+        e.deny_users = set(vec!["admin".into(), "*@192.0.2.*".into()]);
+        let b = deny_users(&e, &c).unwrap();
+        assert_eq!(
+            (b.keyword, b.pattern.as_deref()),
+            ("DenyUsers", Some("*@192.0.2.*"))
+        );
+        // DenyGroups names the group that matched, not the pattern.
+        e.deny_groups = set(vec!["wh*".into()]);
+        let b = deny_groups(&e, &c).unwrap();
+        assert_eq!(
+            (b.keyword, b.pattern.as_deref()),
+            ("DenyGroups", Some("wheel"))
+        );
+        assert_eq!(
+            group_hit(&groups, &["x".into(), "r?ot".into()]),
+            Some("root".into())
+        );
+        assert_eq!(group_hit(&groups, &["admin".into()]), None);
+        e.permit_root_login = set(PermitRootLogin::No);
+        assert_eq!(root_login(&e, &c).unwrap().keyword, "PermitRootLogin");
+        // PermitRootLogin is about root only.
+        let bob = Client { user: "bob", ..c };
+        assert!(root_login(&e, &bob).is_none());
+        let all = blocker_details("ssh-rsa", &e, "root", &groups, c.addr, c.host);
+        let kws: Vec<_> = all.iter().map(|b| b.keyword).collect();
+        assert_eq!(kws, ["PermitRootLogin", "DenyUsers", "DenyGroups"]);
     }
 
     #[test]

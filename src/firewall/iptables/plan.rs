@@ -222,45 +222,18 @@ fn open_table(
             ..Plan::default()
         });
     };
-    let mut ports: Vec<u16> = req.ports.clone();
-    ports.sort_unstable();
-    ports.dedup();
-    if ports.is_empty() {
-        bail!("no SSH port to open in the firewall; give --port or let the tool find sshd's ports");
-    }
-    let foreign = foreign_chains(table);
-    if let Some((chain, n)) = foreign.first() {
+    let ports = requested_ports(req)?;
+    if let Some((chain, n)) = foreign_chains(table).first() {
         bail!(
             "the {name} table already has a chain {chain} with {n} rule(s) ovh-access did not write (no comment \"{TAG}\"): it is not the tool's; rename it (iptables -t {name} -E {chain} NEWNAME, and the jumps to it) and grant again; nothing was changed"
         );
     }
-    let addrs: Vec<IpAddr> = {
-        let mut a: Vec<IpAddr> = req
-            .addresses
-            .iter()
-            .copied()
-            .filter(|a| family.holds(a))
-            .collect();
-        a.sort();
-        a.dedup();
-        a
-    };
+    let addrs = family_addresses(req, family);
     if addrs.is_empty() {
-        // An update that leaves no address of this family must not leave the old ones open.
-        let mut plan = close_table(Some(table), name)?;
-        plan.notes
-            .retain(|n| !n.starts_with("nothing of the tool's"));
-        if name == "filter" {
-            plan.notes.push(format!(
-                "no {} support address: nothing to open in this layer",
-                family.label()
-            ));
-        }
-        return Ok(plan);
+        return close_absent_family(table, name, family);
     }
     let datestop = req.timeout.map(|d| datestop(now, d)).transpose()?;
 
-    let hooks = hooks_of(table);
     let mut notes = Vec::new();
     if name == "filter" && table.chain("INPUT").is_none() {
         // iptables-nft creates built-in chains only when first used.
@@ -268,63 +241,32 @@ fn open_table(
             "the filter table has no INPUT chain: nothing here drops incoming SSH".to_string(),
         );
     }
-
-    let mut decls = Vec::new();
-    let mut lines = Vec::new();
-    let mut chains = Vec::new();
-    let mut changed = false;
+    let hooks = hooks_of(table);
+    let mut edit = TableEdit::default();
     for hook in &hooks {
-        let stop = datestop.as_deref();
-        let wanted: Vec<String> = addrs
-            .iter()
-            .flat_map(|a| {
-                ports
-                    .chunks(MULTIPORT_MAX)
-                    .map(move |chunk| accept_spec(hook, a, chunk, stop))
-            })
-            .collect();
-        let current: Option<Vec<&str>> = table
-            .chain(hook.chain)
-            .map(|c| c.rules.iter().map(|r| r.spec.as_str()).collect());
-        if current.as_deref() != Some(&wanted.iter().map(String::as_str).collect::<Vec<_>>()[..]) {
-            changed = true;
-        }
-        // Declaring an existing user chain in --noflush mode flushes it (iptables-restore's
-        // chain handling), so the chain's new content replaces the old in the same commit.
-        decls.push(format!(":{} - [0:0]", hook.chain));
-        let jumps = tool_jumps(table, hook.builtin);
-        let at_head = jumps.len() == 1 && jumps[0].0 == 0;
-        if !at_head {
-            changed = true;
-            for (_, rule) in &jumps {
-                lines.push(format!("-D {} {}", hook.builtin, rule.spec));
-            }
-            // At the head: an ACCEPT in our chain must be seen before the user's (or ufw's)
-            // DROP rules and chains.
-            lines.push(format!("-I {} 1 {}", hook.builtin, jump_spec(hook.chain)));
-        }
-        for spec in &wanted {
-            lines.push(format!("-A {} {}", hook.chain, spec));
-        }
-        chains.push(format!("{name} {}", hook.builtin));
+        edit.hook(
+            table,
+            hook,
+            &accepts(hook, &addrs, &ports, datestop.as_deref()),
+        );
     }
     // A hook no longer wanted (OUTPUT's policy went back to ACCEPT): take its objects away.
-    for hook in HOOKS {
-        if hooks.iter().any(|h| h.chain == hook.chain) {
-            continue;
-        }
-        let (removal, _) = removal_lines(table, hook.chain);
-        if !removal.is_empty() {
-            changed = true;
-            lines.extend(removal);
-        }
+    for hook in HOOKS
+        .iter()
+        .filter(|h| !hooks.iter().any(|w| w.chain == h.chain))
+    {
+        edit.unhook(table, hook);
     }
-    if !changed {
+    let chains = hooks
+        .iter()
+        .map(|h| format!("{name} {}", h.builtin))
+        .collect();
+    if !edit.changed {
         if name == "filter" {
             notes.push("already open for these addresses and ports".into());
         }
         return Ok(Plan {
-            changed,
+            changed: false,
             script: String::new(),
             chains,
             notes,
@@ -336,11 +278,113 @@ fn open_table(
         ));
     }
     Ok(Plan {
-        changed,
-        script: script(name, &decls, &lines),
+        changed: true,
+        script: script(name, &edit.decls, &edit.lines),
         chains,
         notes,
     })
+}
+
+/// The opening of a request without an address of the layer's family: an update that leaves
+/// no address of this family must not leave the old ones open, so it closes the table.
+fn close_absent_family(table: &SavedTable, name: &str, family: Family) -> Result<Plan> {
+    let mut plan = close_table(Some(table), name)?;
+    plan.notes
+        .retain(|n| !n.starts_with("nothing of the tool's"));
+    if name == "filter" {
+        plan.notes.push(format!(
+            "no {} support address: nothing to open in this layer",
+            family.label()
+        ));
+    }
+    Ok(plan)
+}
+
+/// The request's ports, sorted and without duplicates; at least one.
+fn requested_ports(req: &OpenRequest) -> Result<Vec<u16>> {
+    let mut ports = req.ports.clone();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.is_empty() {
+        bail!("no SSH port to open in the firewall; give --port or let the tool find sshd's ports");
+    }
+    Ok(ports)
+}
+
+/// The request's addresses of the layer's family, sorted and without duplicates.
+fn family_addresses(req: &OpenRequest, family: Family) -> Vec<IpAddr> {
+    let mut a: Vec<IpAddr> = req
+        .addresses
+        .iter()
+        .copied()
+        .filter(|a| family.holds(a))
+        .collect();
+    a.sort();
+    a.dedup();
+    a
+}
+
+/// The ACCEPTs the tool's chain of `hook` must hold: one per address and group of at most
+/// [`MULTIPORT_MAX`] ports.
+fn accepts(hook: &Hook, addrs: &[IpAddr], ports: &[u16], datestop: Option<&str>) -> Vec<String> {
+    addrs
+        .iter()
+        .flat_map(|a| {
+            ports
+                .chunks(MULTIPORT_MAX)
+                .map(move |chunk| accept_spec(hook, a, chunk, datestop))
+        })
+        .collect()
+}
+
+/// The restore input of one table, and whether it changes anything.
+#[derive(Debug, Default)]
+struct TableEdit {
+    /// Chain declarations (`:CHAIN - [0:0]`).
+    decls: Vec<String>,
+    lines: Vec<String>,
+    changed: bool,
+}
+
+impl TableEdit {
+    /// Make the tool's chain of `hook` hold exactly `wanted`, with the tool's one jump to it at
+    /// the head of the built-in chain.
+    fn hook(&mut self, table: &SavedTable, hook: &Hook, wanted: &[String]) {
+        let current: Option<Vec<&str>> = table
+            .chain(hook.chain)
+            .map(|c| c.rules.iter().map(|r| r.spec.as_str()).collect());
+        if current.as_deref() != Some(&wanted.iter().map(String::as_str).collect::<Vec<_>>()[..]) {
+            self.changed = true;
+        }
+        // Declaring an existing user chain in --noflush mode flushes it (iptables-restore's
+        // chain handling), so the chain's new content replaces the old in the same commit.
+        self.decls.push(format!(":{} - [0:0]", hook.chain));
+        let jumps = tool_jumps(table, hook.builtin);
+        let at_head = jumps.len() == 1 && jumps[0].0 == 0;
+        if !at_head {
+            self.changed = true;
+            for (_, rule) in &jumps {
+                self.lines
+                    .push(format!("-D {} {}", hook.builtin, rule.spec));
+            }
+            // At the head: an ACCEPT in our chain must be seen before the user's (or ufw's)
+            // DROP rules and chains.
+            self.lines
+                .push(format!("-I {} 1 {}", hook.builtin, jump_spec(hook.chain)));
+        }
+        for spec in wanted {
+            self.lines.push(format!("-A {} {}", hook.chain, spec));
+        }
+    }
+
+    /// Take away the tool's jumps to and chain of a hook it no longer needs.
+    fn unhook(&mut self, table: &SavedTable, hook: &Hook) {
+        let (removal, _) = removal_lines(table, hook.chain);
+        if !removal.is_empty() {
+            self.changed = true;
+            self.lines.extend(removal);
+        }
+    }
 }
 
 /// Plan the removal of everything the tool added to this filter table: its tagged jumps (by
@@ -836,6 +880,118 @@ mod tests {
         assert_eq!(p.script.matches("-A OVH-ACCESS ").count(), 2);
         assert!(p.script.contains("--dports 2215,2216,2217,2218,2219 "));
         assert!(open(Some(&t), Family::V4, &req(&["192.0.2.2"], &[], None), at(0)).is_err());
+    }
+
+    #[test]
+    fn requested_ports_and_addresses_are_normalised() {
+        let r = req(
+            &["2001:db8::2", "192.0.2.9", "192.0.2.1", "192.0.2.9"],
+            &[2222, 22, 2222],
+            None,
+        );
+        assert_eq!(requested_ports(&r).unwrap(), [22, 2222]);
+        let v4: Vec<IpAddr> = ["192.0.2.1", "192.0.2.9"]
+            .map(|a| a.parse().unwrap())
+            .into();
+        assert_eq!(family_addresses(&r, Family::V4), v4);
+        assert_eq!(
+            family_addresses(&r, Family::V6),
+            ["2001:db8::2".parse::<IpAddr>().unwrap()]
+        );
+        let e = requested_ports(&req(&["192.0.2.1"], &[], None)).unwrap_err();
+        assert!(e.to_string().starts_with("no SSH port to open"), "{e}");
+    }
+
+    #[test]
+    fn accepts_one_rule_per_address_and_fifteen_ports() {
+        let addrs: Vec<IpAddr> = ["192.0.2.1", "192.0.2.2"]
+            .map(|a| a.parse().unwrap())
+            .into();
+        let ports: Vec<u16> = (1..=16).collect();
+        let a = accepts(&OUTPUT, &addrs, &ports, Some("2030-01-01T00:00:00"));
+        assert_eq!(a.len(), 4);
+        assert!(
+            a[0].starts_with("-d 192.0.2.1/32 -p tcp -m multiport --sports 1,2,"),
+            "{a:?}"
+        );
+        assert!(
+            a[1].starts_with("-d 192.0.2.1/32 -p tcp -m multiport --sports 16 "),
+            "{a:?}"
+        );
+        assert!(a[2].starts_with("-d 192.0.2.2/32 "), "{a:?}");
+        assert!(a
+            .iter()
+            .all(|r| r.contains("--datestop 2030-01-01T00:00:00")));
+        let pre = accepts(&PREROUTING, &addrs[..1], &[22], None);
+        assert_eq!(
+            pre,
+            [
+                "-s 192.0.2.1/32 -p tcp -m multiport --dports 22 -m addrtype --dst-type LOCAL \
+              -m comment --comment ovh-access -j ACCEPT"
+            ]
+        );
+    }
+
+    #[test]
+    fn table_edit_of_one_hook() {
+        let addr: IpAddr = "192.0.2.1".parse().unwrap();
+        let wanted = accepts(&INPUT, &[addr], &[22], None);
+        let jump = format!("-A INPUT {}", jump_spec(CHAIN_IN));
+        let saved = |input: &[&str], ours: &[String]| {
+            let mut text =
+                "*filter\n:INPUT DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:OVH-ACCESS - [0:0]\n"
+                    .to_string();
+            for l in input {
+                text.push_str(&format!("{l}\n"));
+            }
+            for r in ours {
+                text.push_str(&format!("-A OVH-ACCESS {r}\n"));
+            }
+            filter(&format!("{text}COMMIT\n"))
+        };
+        // Already as wanted: the chain is declared and refilled, but nothing changes.
+        let t = saved(&[&jump, "-A INPUT -j DROP"], &wanted);
+        let mut e = TableEdit::default();
+        e.hook(&t, &INPUT, &wanted);
+        assert!(!e.changed);
+        assert_eq!(e.decls, [":OVH-ACCESS - [0:0]"]);
+        assert_eq!(e.lines, [format!("-A OVH-ACCESS {}", wanted[0])]);
+        // Another address in the chain: a change, the jump left where it is.
+        let other = accepts(&INPUT, &["192.0.2.2".parse().unwrap()], &[22], None);
+        let mut e = TableEdit::default();
+        e.hook(&saved(&[&jump], &other), &INPUT, &wanted);
+        assert!(e.changed);
+        assert_eq!(e.lines, [format!("-A OVH-ACCESS {}", wanted[0])]);
+        // The jump behind a DROP: deleted and inserted again at the head.
+        let mut e = TableEdit::default();
+        e.hook(
+            &saved(&["-A INPUT -j DROP", &jump], &wanted),
+            &INPUT,
+            &wanted,
+        );
+        assert!(e.changed);
+        assert_eq!(
+            e.lines[0],
+            "-D INPUT -m comment --comment ovh-access -j OVH-ACCESS"
+        );
+        assert_eq!(
+            e.lines[1],
+            "-I INPUT 1 -m comment --comment ovh-access -j OVH-ACCESS"
+        );
+        // Unhooking what is not there changes nothing; unhooking INPUT removes jump and chain.
+        let mut e = TableEdit::default();
+        e.unhook(&t, &OUTPUT);
+        assert!(!e.changed && e.lines.is_empty());
+        e.unhook(&t, &INPUT);
+        assert!(e.changed);
+        assert_eq!(
+            e.lines,
+            [
+                "-D INPUT -m comment --comment ovh-access -j OVH-ACCESS",
+                "-F OVH-ACCESS",
+                "-X OVH-ACCESS"
+            ]
+        );
     }
 
     #[test]

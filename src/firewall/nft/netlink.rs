@@ -135,12 +135,15 @@ impl BatchEnd {
     /// Kernels before 6.10 ignore NLM_F_ACK on BATCH_END (nfnetlink_rcv_batch), so waiting for
     /// that ACK there would only end in the timeout.
     pub fn of_this_kernel() -> BatchEnd {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        if acks_batch_end(&release) {
-            BatchEnd::Acked
-        } else {
-            BatchEnd::Unacked
-        }
+        static END: std::sync::OnceLock<BatchEnd> = std::sync::OnceLock::new();
+        *END.get_or_init(|| {
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            if acks_batch_end(&release) {
+                BatchEnd::Acked
+            } else {
+                BatchEnd::Unacked
+            }
+        })
     }
 }
 
