@@ -10,7 +10,7 @@
 //! `grant.rs`, `revoke.rs`, `refresh.rs`, `restore.rs` and `status.rs` each hold one command: a
 //! pure function from facts to a plan (for status, to a list of drifts), and a short function
 //! that reads the facts and runs the plan. `converge.rs` (open, then install) and `close.rs`
-//! (disable, then close) hold the two effects. [`Ctx`] carries what a command has read of the
+//! (disable, then close) hold the two effects. `Ctx` carries what a command has read of the
 //! firewall, so that its rehearsal, its journal and its change start from one reading.
 use std::cell::RefCell;
 use std::net::IpAddr;
