@@ -200,8 +200,8 @@ impl Ctx {
             report.warn(w);
         }
         match selected {
-            Ok(backends) => {
-                for mut b in backends {
+            Ok(mut backends) => {
+                for b in backends.iter_mut() {
                     let name = b.name();
                     let recorded = scope.recorded.get(&name).map_or(&[][..], Vec::as_slice);
                     match b.close(recorded, mode) {
@@ -212,6 +212,7 @@ impl Ctx {
                         }),
                     }
                 }
+                self.keep_until_exit(backends);
             }
             Err(e) => c.failures.push(Failure {
                 what: format!("cannot reach the firewall: {e:#}"),

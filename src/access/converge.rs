@@ -57,7 +57,9 @@ impl Ctx {
         report: &mut Report,
     ) -> Result<Applied> {
         let mut backends = self.select_open(opts.firewall, report)?;
-        self.open_and_install_with(g, opts, &mut backends, mode, report)
+        let applied = self.open_and_install_with(g, opts, &mut backends, mode, report);
+        self.keep_until_exit(backends);
+        applied
     }
 
     /// The firewall half of [`Ctx::open_and_install`] alone, for what it would record.

@@ -96,6 +96,9 @@ pub use status::status;
 pub(crate) struct Ctx {
     pub root: Root,
     firewall: RefCell<Option<firewall::Snapshot>>,
+    /// Backends that changed the firewall, kept open until the command ends (see
+    /// [`Ctx::keep_until_exit`]).
+    spent: RefCell<Vec<Box<dyn Backend>>>,
 }
 
 impl Ctx {
@@ -103,7 +106,16 @@ impl Ctx {
         Ctx {
             root: root.clone(),
             firewall: RefCell::new(None),
+            spent: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Backends whose work is done, closed only when the command ends. The kernel makes whoever
+    /// closes an nf_tables socket after a batch that deleted objects wait out an RCU grace
+    /// period (~10 ms: `nft_rcv_nl_event` flushes the deferred destruction), which `nft -f` pays
+    /// too; closed at the end, the journal's fsyncs and the sessions' scan run during it.
+    fn keep_until_exit(&self, backends: Vec<Box<dyn Backend>>) {
+        self.spent.borrow_mut().extend(backends);
     }
 
     /// The backends of the layers this system has ([`firewall::select`]), from the firewall as
