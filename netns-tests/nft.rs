@@ -277,11 +277,14 @@ fn nft_two_grants_leave_one_jump_and_status_shows_it() {
         assert_eq!(e.timeout_ms, Some(7_200_000));
         assert!(e.expires_ms.unwrap() > 3_600_000, "{e:?}");
     }
-    let tables = in_netns(&lab.srv, || nft::list_tables().unwrap());
+    let tables = in_netns(&lab.srv, || nft::read_ruleset().unwrap()).tables;
     assert!(
-        tables
-            .iter()
-            .all(|t| t.has_tool_objects && t.input_base_chains == vec!["input".to_string()]),
+        tables.iter().all(|t| t.has_tool_objects()
+            && t.chains
+                .iter()
+                .filter(|c| c.is_filter_on(nft::Hook::Input))
+                .map(|c| c.name.as_str())
+                .eq(["input"])),
         "{tables:?}"
     );
     lab.revoke();
@@ -393,11 +396,11 @@ fn nft_iptables_nft_table_is_left_alone() {
         change.notes
     );
     assert_eq!(lab.srv.ruleset(), before);
-    let tables = in_netns(&lab.srv, || nft::list_tables().unwrap());
+    let tables = in_netns(&lab.srv, || nft::read_ruleset().unwrap()).tables;
     assert!(
         tables
             .iter()
-            .any(|t| t.name == "filter" && t.made_by_iptables_nft),
+            .any(|t| t.id.name == "filter" && t.made_by_iptables_nft()),
         "{tables:?}"
     );
 }
@@ -580,11 +583,9 @@ fn nft_table_owned_by_another_process_that_drops_nothing_is_left_alone() {
         change.changed && change.chains == vec!["inet filter input".to_string()],
         "{change:?}"
     );
-    let tables = in_netns(&lab.srv, || nft::list_tables().unwrap());
+    let tables = in_netns(&lab.srv, || nft::read_ruleset().unwrap()).tables;
     assert!(
-        tables
-            .iter()
-            .any(|t| t.name == "daemon" && t.owned_by_process),
+        tables.iter().any(|t| t.id.name == "daemon" && t.owned),
         "{tables:?}"
     );
     lab.revoke();

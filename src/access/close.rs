@@ -11,7 +11,7 @@ use anyhow::{anyhow, Result};
 use serde::Serialize;
 
 use super::{Ctx, KeyLines};
-use crate::firewall::{self, FirewallChoice, LayerChange, Mode, Purpose};
+use crate::firewall::{FirewallChoice, LayerChange, Mode, Purpose};
 use crate::report::Report;
 use crate::state::{Grant, Salvaged};
 use crate::{keys, support};
@@ -195,7 +195,7 @@ impl Ctx {
     /// at grant time, whatever happened to the layer before.
     fn close_firewall(&self, scope: &Scope, mode: Mode, report: &mut Report, c: &mut Closing) {
         let mut warnings = Vec::new();
-        let selected = firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut warnings);
+        let selected = self.select(FirewallChoice::Auto, Purpose::Remove, &mut warnings);
         for w in warnings {
             report.warn(w);
         }

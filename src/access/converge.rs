@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{grant_request, Ctx, KeyLines};
-use crate::firewall::{self, Backend, FirewallChoice, LayerChange, Mode, Purpose};
+use crate::firewall::{Backend, FirewallChoice, LayerChange, Mode, Purpose};
 use crate::report::Report;
 use crate::state::Grant;
 use crate::support::SupportKey;
@@ -45,7 +45,7 @@ impl Ctx {
         choice: FirewallChoice,
         report: &mut Report,
     ) -> Result<Vec<Box<dyn Backend>>> {
-        firewall::select(choice, Purpose::Open, &mut report.warnings)
+        self.select(choice, Purpose::Open, &mut report.warnings)
     }
 
     /// [`Ctx::open_and_install_with`] the layers of the grant's own firewall choice.
@@ -60,6 +60,18 @@ impl Ctx {
         self.open_and_install_with(g, opts, &mut backends, mode, report)
     }
 
+    /// The firewall half of [`Ctx::open_and_install`] alone, for what it would record.
+    pub(super) fn open_firewall(
+        &self,
+        g: &Grant,
+        opts: &ApplyOpts,
+        mode: Mode,
+        report: &mut Report,
+    ) -> Result<Vec<LayerChange>> {
+        let mut backends = self.select_open(opts.firewall, report)?;
+        open_layers(g, &mut backends, mode)
+    }
+
     /// Firewall first, then the key. When the key step fails, the firewall change is undone by
     /// the caller (it knows what was granted before).
     pub(super) fn open_and_install_with(
@@ -70,19 +82,7 @@ impl Ctx {
         mode: Mode,
         report: &mut Report,
     ) -> Result<Applied> {
-        // The time left to the grant's instant, to the sub-second: iptables dates --datestop
-        // from its own clock read, which then lands on `expires_at` itself (whole seconds
-        // would be off by one whenever a second boundary passes between the two reads). A
-        // timeout of zero means "none" to nftables, so a grant about to end keeps a second.
-        let mut req = grant_request(g);
-        if let Some(t) = req.timeout.as_mut() {
-            *t = (*t).max(Duration::from_secs(1));
-        }
-        let mut layers = Vec::new();
-        for b in backends.iter_mut() {
-            let recorded = g.recorded_for(&b.name());
-            layers.push(b.open(&req, recorded, mode)?);
-        }
+        let layers = open_layers(g, backends, mode)?;
         if mode == Mode::Apply {
             crate::failpoint!("after-firewall");
         }
@@ -184,4 +184,26 @@ impl Ctx {
             },
         )
     }
+}
+
+/// Every layer opened for `g`.
+fn open_layers(
+    g: &Grant,
+    backends: &mut [Box<dyn Backend>],
+    mode: Mode,
+) -> Result<Vec<LayerChange>> {
+    // The time left to the grant's instant, to the sub-second: iptables dates --datestop from
+    // its own clock read, which then lands on `expires_at` itself (whole seconds would be off
+    // by one whenever a second boundary passes between the two reads). A timeout of zero means
+    // "none" to nftables, so a grant about to end keeps a second.
+    let mut req = grant_request(g);
+    if let Some(t) = req.timeout.as_mut() {
+        *t = (*t).max(Duration::from_secs(1));
+    }
+    let mut layers = Vec::new();
+    for b in backends.iter_mut() {
+        let recorded = g.recorded_for(&b.name());
+        layers.push(b.open(&req, recorded, mode)?);
+    }
+    Ok(layers)
 }

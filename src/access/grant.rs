@@ -77,7 +77,7 @@ pub(super) fn committed(desired: &Grant, applied: &Applied) -> Grant {
 }
 
 pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
-    let ctx = Ctx { root: root.clone() };
+    let ctx = Ctx::new(root);
     let mut report = Report::new("grant");
     report.dry_run = req.mode.is_dry_run();
     let target = ctx.resolve_target(&req.target)?;
@@ -140,7 +140,7 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
     // A layer that cannot tag its objects (firewalld) knows its own only from the strings
     // recorded: the previous grant's are handed to it, and what it is about to add is journaled
     // with the intent, so that a crash half-way is rolled back by removing exactly those.
-    desired.recorded = planned_records(&ctx, &desired, previous.as_ref(), &opts)?;
+    desired.recorded = planned_records(&ctx, &desired, previous.as_ref(), &opts, &mut report)?;
     txn.journal(Intent::begin(
         Op::Grant,
         Some(desired.clone()),
@@ -195,13 +195,14 @@ pub(super) fn planned_records(
     desired: &Grant,
     previous: Option<&Grant>,
     opts: &ApplyOpts,
+    report: &mut Report,
 ) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
     let mut with_previous = desired.clone();
     with_previous.recorded = previous.map(|p| p.recorded.clone()).unwrap_or_default();
-    let planned =
-        ctx.open_and_install(&with_previous, opts, Mode::DryRun, &mut Report::default())?;
+    // Its warnings are those of the rehearsal (the report keeps each once).
+    let planned = ctx.open_firewall(&with_previous, opts, Mode::DryRun, report)?;
     let mut all = with_previous.recorded;
-    for l in planned.layers.iter().filter(|l| !l.recorded.is_empty()) {
+    for l in planned.iter().filter(|l| !l.recorded.is_empty()) {
         let v = all.entry(l.layer.clone()).or_default();
         v.extend(l.recorded.iter().cloned());
         v.sort();

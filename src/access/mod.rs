@@ -10,6 +10,7 @@
 //! `grant.rs`, `revoke.rs`, `refresh.rs`, `restore.rs` and `status.rs` each hold one command: a
 //! pure function from facts to a plan (for status, to a list of drifts), and a short function
 //! that reads the facts and runs the plan. `converge.rs` holds the two effects.
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::dns::DnsOptions;
-use crate::firewall::{FirewallChoice, Mode, OpenRequest};
+use crate::firewall::{self, Backend, FirewallChoice, Mode, OpenRequest, Purpose};
 use crate::root::Root;
 use crate::state::{Grant, Lock, StoredKey};
 use crate::support::{self, TargetRequest};
@@ -89,12 +90,38 @@ pub use restore::restore;
 pub use revoke::revoke;
 pub use status::status;
 
-/// The system the commands work on.
+/// The system the commands work on, and what a command has read of its firewall.
 pub(crate) struct Ctx {
     pub root: Root,
+    firewall: RefCell<Option<firewall::Snapshot>>,
 }
 
 impl Ctx {
+    fn new(root: &Root) -> Ctx {
+        Ctx {
+            root: root.clone(),
+            firewall: RefCell::new(None),
+        }
+    }
+
+    /// The backends of the layers this system has ([`firewall::select`]), from the firewall as
+    /// this command first read it while that is still what the system has.
+    fn select(
+        &self,
+        choice: FirewallChoice,
+        purpose: Purpose,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<Box<dyn Backend>>> {
+        let ask = firewall::asks_firewalld(choice, purpose);
+        let mut cached = self.firewall.borrow_mut();
+        let snap = match cached.take() {
+            Some(s) if s.serves(ask) => s,
+            _ => firewall::Snapshot::read(ask),
+        };
+        let snap = cached.insert(snap);
+        firewall::select_from(snap, choice, purpose, warnings)
+    }
+
     /// The audit trail (syslog authpriv). A sandbox run (`--root`) says so, so that its lines
     /// are never mistaken for a change of the real system.
     fn audit(&self, action: &str, details: &str) {

@@ -56,7 +56,7 @@ pub(super) fn moved(g: &Grant, fresh: &[IpAddr], source: support::AddressSource)
 }
 
 pub fn refresh(root: &Root, req: &RefreshRequest) -> Result<Report> {
-    let ctx = Ctx { root: root.clone() };
+    let ctx = Ctx::new(root);
     let mut report = Report::new("refresh");
     report.dry_run = req.mode.is_dry_run();
     let mut txn = Txn::begin(&ctx, req.mode, &mut report)?;
@@ -115,7 +115,7 @@ pub fn refresh(root: &Root, req: &RefreshRequest) -> Result<Report> {
             ));
             d
         }
-        None if super::restore::layers_intact(&g) => {
+        None if super::restore::layers_intact(&ctx, &g) => {
             report.line(format!(
                 "{} still resolves to {}; nothing to change.",
                 g.host,
@@ -137,7 +137,7 @@ pub fn refresh(root: &Root, req: &RefreshRequest) -> Result<Report> {
     }
     let opts = ApplyOpts::recorded(&g);
     let mut desired = desired;
-    desired.recorded = super::grant::planned_records(&ctx, &desired, Some(&g), &opts)?;
+    desired.recorded = super::grant::planned_records(&ctx, &desired, Some(&g), &opts, &mut report)?;
     txn.journal(Intent::begin(
         Op::Refresh,
         Some(desired.clone()),

@@ -7,7 +7,7 @@ use super::close::{Closing, Scope};
 use super::converge::ApplyOpts;
 use super::txn::Txn;
 use super::{grant_request, Ctx, KeyLines};
-use crate::firewall::{self, FirewallChoice, LayerState, Mode, Purpose};
+use crate::firewall::{FirewallChoice, LayerState, Mode, Purpose};
 use crate::report::{fmt_utc, Report};
 use crate::root::Root;
 use crate::sessions;
@@ -31,10 +31,9 @@ pub(super) fn step(granted: Option<&Grant>, now: u64) -> Step {
 }
 
 /// Every layer of the grant holds exactly what the grant wrote (read only).
-pub(super) fn layers_intact(g: &Grant) -> bool {
+pub(super) fn layers_intact(ctx: &Ctx, g: &Grant) -> bool {
     let req = grant_request(g);
-    let Ok(backends) = firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new())
-    else {
+    let Ok(backends) = ctx.select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new()) else {
         return false;
     };
     let mut whole = Vec::new();
@@ -51,7 +50,7 @@ pub(super) fn layers_intact(g: &Grant) -> bool {
 }
 
 pub fn restore(root: &Root) -> Result<Report> {
-    let ctx = Ctx { root: root.clone() };
+    let ctx = Ctx::new(root);
     let mut report = Report::new("restore");
     let txn = Txn::begin(&ctx, Mode::Apply, &mut report)?;
     report.changed = txn.recovered();
@@ -106,7 +105,7 @@ fn clean_up(ctx: &Ctx, txn: Txn<'_>, g: &Grant, mut report: Report) -> Result<Re
 
 fn reapply(ctx: &Ctx, g: &Grant, mut report: Report) -> Result<Report> {
     // An intact grant is rewritten in place by the nft backend: that is no change.
-    let intact = layers_intact(g);
+    let intact = layers_intact(ctx, g);
     let applied = ctx.open_and_install(g, &ApplyOpts::recorded(g), Mode::Apply, &mut report)?;
     let changed: Vec<String> = applied
         .layers

@@ -45,7 +45,7 @@ pub(super) fn ends(granted: Option<&Grant>, interrupted: Option<&Intent>) -> Vec
 }
 
 pub fn revoke(root: &Root, req: &RevokeRequest) -> Result<Report> {
-    let ctx = Ctx { root: root.clone() };
+    let ctx = Ctx::new(root);
     let mut report = Report::new("revoke");
     report.dry_run = req.mode.is_dry_run();
     let (mut txn, salvaged) = Txn::begin_revoke(&ctx, req.mode, &mut report)?;

@@ -12,7 +12,7 @@ use anyhow::Result;
 
 use super::{grant_request, is_mapped, sorted, Ctx};
 use crate::error::{EXIT_FAILURE, EXIT_OK};
-use crate::firewall::{self, Drift, FirewallChoice, LayerState, Purpose};
+use crate::firewall::{Drift, FirewallChoice, LayerState, Purpose};
 use crate::report::{fmt_left, fmt_utc, join, Report};
 use crate::root::Root;
 use crate::state::{self, Grant, Lock, State};
@@ -21,7 +21,7 @@ use crate::{dns, keys, sshd, support};
 const RESTORE: &str = "ovh-access restore";
 
 pub fn status(root: &Root) -> Result<Report> {
-    let ctx = Ctx { root: root.clone() };
+    let ctx = Ctx::new(root);
     let mut report = Report::new("status");
     let st = State::load(&ctx.root)?;
     let mut drift = Vec::new();
@@ -82,7 +82,7 @@ pub fn status(root: &Root) -> Result<Report> {
         report.warn(w);
     }
     if g.firewall != FirewallChoice::None {
-        drift.extend(firewall_drift(&g, now, &mut report)?);
+        drift.extend(firewall_drift(&ctx, &g, now, &mut report)?);
     }
     drift.extend(dns_drift(&ctx, &g, &mut report));
     if let Ok(facts) = sshd::probe(&ctx.root, &g.addresses, &g.host) {
@@ -146,8 +146,7 @@ fn leftovers(ctx: &Ctx) -> Vec<Drift> {
             ));
         }
     }
-    let Ok(backends) = firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new())
-    else {
+    let Ok(backends) = ctx.select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new()) else {
         return drift;
     };
     for mut b in backends {
@@ -256,11 +255,11 @@ fn foreign_drift(file: &Path, lines: &[usize]) -> Drift {
 /// Each firewall layer against the grant, as its backend sees it. An expired grant's objects
 /// are inert (sshd and the kernel closed the door), so only their presence is shown; the
 /// expiry itself is the drift.
-fn firewall_drift(g: &Grant, now: u64, report: &mut Report) -> Result<Vec<Drift>> {
+fn firewall_drift(ctx: &Ctx, g: &Grant, now: u64, report: &mut Report) -> Result<Vec<Drift>> {
     let mut drift = Vec::new();
     let mut present = Vec::new();
     let req = grant_request(g);
-    for mut b in firewall::select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new())? {
+    for mut b in ctx.select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new())? {
         let name = b.name();
         let in_grant = g.layers.contains(&name);
         match b.inspect(Some(&req), g.recorded_for(&name)) {

@@ -1,13 +1,14 @@
 //! Checks 1 and 3: root's home against the keys file sshd reads, the file's and its
 //! directories' ownership and modes as StrictModes judges them (misc.c `safe_path()`), and the
-//! support lines in it (read with `keys`, never re-parsed here).
+//! support lines in it (read with `keys`, never re-parsed here). `check` reads; the `judge_*`
+//! functions decide from what it read.
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::sshd_checks::{at, edit_fix};
 use super::{join, Findings, Status};
-use crate::keys;
+use crate::keys::{self, KeyLineInfo, ToolLine};
 use crate::root::Root;
 use crate::sshd::Effective;
 use crate::support::Target;
@@ -144,6 +145,14 @@ fn walk(root: &Root, path: &Path) -> Vec<(PathBuf, Option<Meta>)> {
     out
 }
 
+/// sshd_config's `StrictModes`: whether sshd refuses a keys file that others can write, or
+/// only trusts it less than it should.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrictModes {
+    Yes,
+    No,
+}
+
 /// StrictModes' verdict on the walk, as findings: (status, detail, fix) per problem. Pure.
 /// sshd (misc.c `safe_path`) checks the file and each directory from it up to the home; the
 /// directories above the home are reported as warnings, since whoever can write them can swap
@@ -152,17 +161,18 @@ pub fn judge_walk(
     walk: &[(PathBuf, Option<Meta>)],
     target: &Path,
     home: &Path,
-    strict: bool,
+    strict: StrictModes,
     grant: &str,
 ) -> Vec<(Status, String, String)> {
     let mut out = Vec::new();
     // Outside the home, safe_path walks up to / and every directory counts.
     let under_home = target.starts_with(home);
-    let bad = if strict { Status::Fail } else { Status::Warn };
-    let why = if strict {
-        "sshd's StrictModes refuses the key"
-    } else {
-        "StrictModes is off, so sshd accepts it, but anyone who can write there can add keys"
+    let (bad, why) = match strict {
+        StrictModes::Yes => (Status::Fail, "sshd's StrictModes refuses the key"),
+        StrictModes::No => (
+            Status::Warn,
+            "StrictModes is off, so sshd accepts it, but anyone who can write there can add keys",
+        ),
     };
     for (p, m) in walk {
         let d = p.display();
@@ -222,7 +232,12 @@ pub fn judge_walk(
 
 pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
     let w = walk(c.root, path);
-    let problems = judge_walk(&w, path, c.home, c.eff.strict_modes.value, c.grant);
+    let strict = if c.eff.strict_modes.value {
+        StrictModes::Yes
+    } else {
+        StrictModes::No
+    };
+    let problems = judge_walk(&w, path, c.home, strict, c.grant);
     let failed = problems.iter().any(|(s, _, _)| *s == Status::Fail);
     for (s, d, fix) in problems {
         f.push("keys file", s, d, fix);
@@ -251,15 +266,46 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
     );
     let Some(target) = c.target else { return };
     let blobs: Vec<&str> = target.keys.iter().map(|k| k.blob.as_str()).collect();
+    let d = path.display().to_string();
     let lines = keys::support_lines(&content, &blobs);
-    let d = path.display();
+    if !judge_support_lines(&lines, &d, c.grant, f) {
+        return;
+    }
+    judge_hand_written_from(&lines, c.addresses, &d, c.grant, f);
+    let now = std::time::SystemTime::now();
+    let (zone, zone_warning) = keys::ServerZone::load(c.root);
+    if let Some(w) = zone_warning {
+        f.warn(
+            "time zone",
+            w,
+            "ln -sf /usr/share/zoneinfo/UTC /etc/localtime",
+        );
+    }
+    let clock = Clock {
+        now,
+        sshd_version: c.sshd_version,
+        zone: &zone,
+    };
+    for tl in keys::tool_lines(&content, &blobs)
+        .iter()
+        .filter(|l| l.active && blobs.contains(&l.blob.as_str()))
+    {
+        judge_tool_from(tl, c.addresses, &d, f);
+        judge_expiry(tl, &clock, c.expires_at, &d, c.grant, f);
+    }
+}
+
+/// The support's active lines, whoever wrote them: at least one that sshd accepts, none that
+/// sshd ignores for bad options, none without a `from=`. False when no line lets the support
+/// in (then nothing more is judged of the file).
+fn judge_support_lines(lines: &[KeyLineInfo], d: &str, grant: &str, f: &mut Findings) -> bool {
     if !lines.iter().any(|l| l.active && l.options_error.is_none()) {
         f.fail(
             "support key",
             format!("no active line of {d} carries the support key"),
-            c.grant.to_string(),
+            grant.to_string(),
         );
-        return;
+        return false;
     }
     for l in lines.iter().filter(|l| l.active) {
         if let Some(e) = &l.options_error {
@@ -276,7 +322,17 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
             );
         }
     }
-    // Lines written by hand or by OVH's script: their from= must cover today's addresses too.
+    true
+}
+
+/// Lines written by hand or by OVH's script: their from= must cover today's addresses too.
+fn judge_hand_written_from(
+    lines: &[KeyLineInfo],
+    addresses: &[IpAddr],
+    d: &str,
+    grant: &str,
+    f: &mut Findings,
+) {
     for l in lines
         .iter()
         .filter(|l| l.active && !l.tool && l.options_error.is_none())
@@ -284,8 +340,7 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
         let Some(from) = l.options.iter().find_map(|o| o.strip_prefix("from=")) else {
             continue;
         };
-        let missing: Vec<IpAddr> = c
-            .addresses
+        let missing: Vec<IpAddr> = addresses
             .iter()
             .copied()
             .filter(|a| !from_covers(from, *a))
@@ -296,7 +351,7 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
                 format!(
                     "line {}: from=\"{from}\" covers {}",
                     l.line,
-                    join(c.addresses)
+                    join(addresses)
                 ),
             );
         } else {
@@ -307,88 +362,97 @@ pub fn check(c: &Ctx, path: &Path, f: &mut Findings) {
                     l.line,
                     join(&missing)
                 ),
-                format!("sed -i '{}s/^/# /' {d}, then {}", l.line, c.grant),
+                format!("sed -i '{}s/^/# /' {d}, then {grant}", l.line),
             );
         }
     }
-    let now = std::time::SystemTime::now();
-    let (zone, zone_warning) = keys::ServerZone::load(c.root);
-    if let Some(w) = zone_warning {
+}
+
+/// The tool's line against today's addresses: one missing keeps the support out, one that DNS
+/// no longer returns lets a stranger in; `refresh` rewrites the line either way.
+fn judge_tool_from(tl: &ToolLine, addresses: &[IpAddr], d: &str, f: &mut Findings) {
+    let missing: Vec<IpAddr> = addresses
+        .iter()
+        .copied()
+        .filter(|a| !tl.addresses.contains(a))
+        .collect();
+    let stale: Vec<IpAddr> = tl
+        .addresses
+        .iter()
+        .copied()
+        .filter(|a| !addresses.contains(a))
+        .collect();
+    if !missing.is_empty() {
+        f.fail(
+            "from=",
+            format!(
+                "line {} of {d}: from= lacks {} (what the support connects from now)",
+                tl.line,
+                join(&missing)
+            ),
+            "ovh-access refresh",
+        );
+    } else if !stale.is_empty() && !addresses.is_empty() {
         f.warn(
-            "time zone",
-            w,
-            "ln -sf /usr/share/zoneinfo/UTC /etc/localtime",
+            "from=",
+            format!(
+                "line {} of {d}: from= still allows {}, which DNS no longer returns",
+                tl.line,
+                join(&stale)
+            ),
+            "ovh-access refresh",
+        );
+    } else {
+        f.pass(
+            "from=",
+            format!("line {}: from= is {}", tl.line, tl.from.join(",")),
         );
     }
-    for tl in keys::tool_lines(&content, &blobs)
-        .iter()
-        .filter(|l| l.active && blobs.contains(&l.blob.as_str()))
-    {
-        let missing: Vec<IpAddr> = c
-            .addresses
-            .iter()
-            .copied()
-            .filter(|a| !tl.addresses.contains(a))
-            .collect();
-        let stale: Vec<IpAddr> = tl
-            .addresses
-            .iter()
-            .copied()
-            .filter(|a| !c.addresses.contains(a))
-            .collect();
-        if !missing.is_empty() {
+}
+
+/// What an `expiry-time` means depends on when it is read, by which sshd, in which zone.
+struct Clock<'a> {
+    now: std::time::SystemTime,
+    sshd_version: Option<(u32, u32)>,
+    zone: &'a keys::ServerZone,
+}
+
+/// The tool's line's `expiry-time` as this sshd reads it: still ahead, and the end the
+/// recorded grant (`expires_at`, when a grant is recorded) wrote.
+fn judge_expiry(
+    tl: &ToolLine,
+    clock: &Clock,
+    expires_at: Option<Option<u64>>,
+    d: &str,
+    grant: &str,
+    f: &mut Findings,
+) {
+    if let Some(exp) = &tl.expiry_time {
+        match keys::sshd_reads(exp, clock.sshd_version, clock.zone) {
+            Err(why) => f.fail(
+                "expiry-time",
+                format!("line {} of {d}: {why}", tl.line),
+                format!("ovh-access revoke, then {grant} --for 4h"),
+            ),
+            Ok(t) if t <= clock.now => f.fail(
+                "expiry-time",
+                format!("line {} of {d}: expiry-time {exp} has passed", tl.line),
+                format!("ovh-access revoke, then {grant} --for 4h"),
+            ),
+            Ok(_) => f.pass(
+                "expiry-time",
+                format!("line {}: expiry-time {exp} is in the future", tl.line),
+            ),
+        }
+    }
+    if let Some(expires_at) = expires_at {
+        let line = tl.expiry_time.as_deref();
+        if let Some(why) = keys::expiry::drift(line, expires_at, clock.sshd_version, clock.zone) {
             f.fail(
-                "from=",
-                format!(
-                    "line {} of {d}: from= lacks {} (what the support connects from now)",
-                    tl.line,
-                    join(&missing)
-                ),
-                "ovh-access refresh",
+                "expiry-time",
+                format!("line {} of {d}: {why}", tl.line),
+                "ovh-access restore",
             );
-        } else if !stale.is_empty() && !c.addresses.is_empty() {
-            f.warn(
-                "from=",
-                format!(
-                    "line {} of {d}: from= still allows {}, which DNS no longer returns",
-                    tl.line,
-                    join(&stale)
-                ),
-                "ovh-access refresh",
-            );
-        } else {
-            f.pass(
-                "from=",
-                format!("line {}: from= is {}", tl.line, tl.from.join(",")),
-            );
-        }
-        if let Some(exp) = &tl.expiry_time {
-            match keys::sshd_reads(exp, c.sshd_version, &zone) {
-                Err(why) => f.fail(
-                    "expiry-time",
-                    format!("line {} of {d}: {why}", tl.line),
-                    format!("ovh-access revoke, then {} --for 4h", c.grant),
-                ),
-                Ok(t) if t <= now => f.fail(
-                    "expiry-time",
-                    format!("line {} of {d}: expiry-time {exp} has passed", tl.line),
-                    format!("ovh-access revoke, then {} --for 4h", c.grant),
-                ),
-                Ok(_) => f.pass(
-                    "expiry-time",
-                    format!("line {}: expiry-time {exp} is in the future", tl.line),
-                ),
-            }
-        }
-        if let Some(expires_at) = c.expires_at {
-            let line = tl.expiry_time.as_deref();
-            if let Some(why) = keys::expiry::drift(line, expires_at, c.sshd_version, &zone) {
-                f.fail(
-                    "expiry-time",
-                    format!("line {} of {d}: {why}", tl.line),
-                    "ovh-access restore",
-                );
-            }
         }
     }
 }
@@ -403,13 +467,21 @@ fn from_covers(list: &str, addr: IpAddr) -> bool {
 mod tests {
     use super::*;
 
-    fn m(dir: bool, uid: u32, mode: u32) -> Option<Meta> {
+    fn dir(uid: u32, mode: u32) -> Option<Meta> {
         Some(Meta {
             symlink: false,
-            dir,
-            regular: !dir,
+            dir: true,
+            regular: false,
             uid,
             mode,
+        })
+    }
+
+    fn file(uid: u32, mode: u32) -> Option<Meta> {
+        Some(Meta {
+            dir: false,
+            regular: true,
+            ..dir(uid, mode)?
         })
     }
 
@@ -428,16 +500,16 @@ mod tests {
     #[test]
     fn strict_modes_walk() {
         let walk = vec![
-            (PathBuf::from("/"), m(true, 0, 0o1777)),
-            (PathBuf::from("/root"), m(true, 0, 0o700)),
-            (PathBuf::from("/root/.ssh"), m(true, 0, 0o777)),
+            (PathBuf::from("/"), dir(0, 0o1777)),
+            (PathBuf::from("/root"), dir(0, 0o700)),
+            (PathBuf::from("/root/.ssh"), dir(0, 0o777)),
             (
                 PathBuf::from("/root/.ssh/authorized_keys2"),
-                m(false, 1000, 0o600),
+                file(1000, 0o600),
             ),
         ];
         let k = Path::new("/root/.ssh/authorized_keys2");
-        let out = judge_walk(&walk, k, Path::new("/root"), true, "G");
+        let out = judge_walk(&walk, k, Path::new("/root"), StrictModes::Yes, "G");
         let st: Vec<(Status, &str)> = out.iter().map(|(s, _, f)| (*s, f.as_str())).collect();
         assert_eq!(
             st,
@@ -448,14 +520,198 @@ mod tests {
             ]
         );
         // StrictModes no: sshd would accept, so the problems are warnings.
-        assert!(judge_walk(&walk, k, Path::new("/root"), false, "G")
-            .iter()
-            .all(|(s, _, _)| *s == Status::Warn));
+        assert!(
+            judge_walk(&walk, k, Path::new("/root"), StrictModes::No, "G")
+                .iter()
+                .all(|(s, _, _)| *s == Status::Warn)
+        );
         let missing = vec![
-            (PathBuf::from("/"), m(true, 0, 0o755)),
+            (PathBuf::from("/"), dir(0, 0o755)),
             (PathBuf::from("/root"), None),
         ];
-        let out = judge_walk(&missing, k, Path::new("/root"), true, "G");
+        let out = judge_walk(&missing, k, Path::new("/root"), StrictModes::Yes, "G");
         assert_eq!(out[0].2, "mkdir -m 700 /root, then G");
+    }
+
+    const D: &str = "/root/.ssh/authorized_keys2";
+
+    fn addrs(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    fn hand(line: usize, options: &[&str]) -> KeyLineInfo {
+        KeyLineInfo {
+            line,
+            blob: "B".into(),
+            active: true,
+            tool: false,
+            has_from: options.iter().any(|o| o.starts_with("from=")),
+            unrestricted: !options.iter().any(|o| o.starts_with("from=")),
+            options: options.iter().map(|o| o.to_string()).collect(),
+            options_error: None,
+        }
+    }
+
+    fn tool(from: &[&str], expiry_time: Option<&str>) -> ToolLine {
+        ToolLine {
+            line: 3,
+            algorithm: "ssh-ed25519".into(),
+            blob: "B".into(),
+            active: true,
+            from: from.iter().map(|a| a.to_string()).collect(),
+            addresses: addrs(from),
+            expiry_time: expiry_time.map(str::to_string),
+        }
+    }
+
+    /// (status, check, fix) of each finding.
+    fn seen(f: &Findings) -> Vec<(Status, &str, &str)> {
+        f.0.iter()
+            .map(|x| (x.status, x.check.as_str(), x.fix.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn support_lines_need_one_that_sshd_accepts_and_none_open_to_all() {
+        let mut f = Findings::default();
+        let mut bad = hand(2, &["from=198.51.100.10", "bogus"]);
+        bad.options_error = Some("bad option".into());
+        let commented = KeyLineInfo {
+            active: false,
+            ..hand(1, &[])
+        };
+        assert!(!judge_support_lines(
+            &[commented, bad.clone()],
+            D,
+            "G",
+            &mut f
+        ));
+        assert_eq!(seen(&f), [(Status::Fail, "support key", "G")]);
+
+        let mut f = Findings::default();
+        let lines = [bad, hand(4, &["from=198.51.100.10"]), hand(5, &["no-pty"])];
+        assert!(judge_support_lines(&lines, D, "G", &mut f));
+        assert_eq!(
+            seen(&f),
+            [
+                (
+                    Status::Warn,
+                    "support key",
+                    "sed -i '2s/^/# /' /root/.ssh/authorized_keys2"
+                ),
+                (
+                    Status::Fail,
+                    "support key",
+                    "sed -i '5s/^/# /' /root/.ssh/authorized_keys2"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn hand_written_from_must_cover_every_support_address() {
+        let now = addrs(&["198.51.100.10", "2001:db8::10"]);
+        let mut f = Findings::default();
+        let tool_line = KeyLineInfo {
+            tool: true,
+            ..hand(1, &["from=192.0.2.1"])
+        };
+        let lines = [
+            tool_line,
+            hand(2, &["from=198.51.100.0/24,2001:db8::/64"]),
+            hand(3, &["from=198.51.100.10"]),
+            hand(4, &["no-pty"]),
+        ];
+        judge_hand_written_from(&lines, &now, D, "G", &mut f);
+        assert_eq!(
+            seen(&f),
+            [
+                (Status::Pass, "from=", ""),
+                (
+                    Status::Fail,
+                    "from=",
+                    "sed -i '3s/^/# /' /root/.ssh/authorized_keys2, then G"
+                ),
+            ]
+        );
+        assert!(
+            f.0[1].detail.contains("lacks 2001:db8::10"),
+            "{}",
+            f.0[1].detail
+        );
+    }
+
+    #[test]
+    fn the_tool_line_follows_todays_addresses() {
+        let judge = |from: &[&str], now: &[&str]| {
+            let mut f = Findings::default();
+            judge_tool_from(&tool(from, None), &addrs(now), D, &mut f);
+            (f.0[0].status, f.0[0].detail.clone())
+        };
+        let (st, detail) = judge(&["198.51.100.10"], &["198.51.100.10", "198.51.100.11"]);
+        assert_eq!(st, Status::Fail);
+        assert!(detail.contains("from= lacks 198.51.100.11"), "{detail}");
+        let (st, detail) = judge(&["198.51.100.10", "198.51.100.9"], &["198.51.100.10"]);
+        assert_eq!(st, Status::Warn);
+        assert!(detail.contains("still allows 198.51.100.9"), "{detail}");
+        assert_eq!(
+            judge(&["198.51.100.10"], &["198.51.100.10"]).0,
+            Status::Pass
+        );
+        // Without addresses to compare (no target resolved), nothing is stale.
+        assert_eq!(judge(&["198.51.100.10"], &[]).0, Status::Pass);
+    }
+
+    #[test]
+    fn expiry_time_as_this_sshd_reads_it() {
+        let zone = keys::ServerZone::utc();
+        let clock = Clock {
+            now: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000),
+            sshd_version: Some((9, 6)),
+            zone: &zone,
+        };
+        let judge = |exp: Option<&str>, expires_at: Option<Option<u64>>| {
+            let mut f = Findings::default();
+            judge_expiry(&tool(&[], exp), &clock, expires_at, D, "G", &mut f);
+            f.0.into_iter()
+                .map(|x| (x.status, x.fix))
+                .collect::<Vec<_>>()
+        };
+        let revoke = "ovh-access revoke, then G --for 4h".to_string();
+        assert_eq!(
+            judge(Some("20200101"), None),
+            [(Status::Fail, revoke.clone())]
+        );
+        assert_eq!(judge(Some("2020"), None), [(Status::Fail, revoke.clone())]);
+        // sshd refuses the key from the expiry-time's second on.
+        assert_eq!(
+            judge(Some("20270115080000Z"), None),
+            [(Status::Fail, revoke)]
+        );
+        assert_eq!(
+            judge(Some("20270115080001Z"), None),
+            [(Status::Pass, String::new())]
+        );
+        assert_eq!(
+            judge(Some("20991231Z"), None),
+            [(Status::Pass, String::new())]
+        );
+        // The line and the recorded grant agree on 2099-12-31 00:00:00 UTC, or they do not.
+        assert_eq!(
+            judge(Some("20991231Z"), Some(Some(4_102_358_400))),
+            [(Status::Pass, String::new())]
+        );
+        assert_eq!(
+            judge(Some("20991231Z"), Some(Some(4_102_358_400 + 3600))),
+            [
+                (Status::Pass, String::new()),
+                (Status::Fail, "ovh-access restore".to_string())
+            ]
+        );
+        assert_eq!(
+            judge(None, Some(Some(4_102_358_400))),
+            [(Status::Fail, "ovh-access restore".to_string())]
+        );
+        assert_eq!(judge(None, Some(None)), []);
     }
 }

@@ -57,6 +57,13 @@ impl Tri {
     }
 }
 
+/// A base chain's policy: what becomes of a packet no rule decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
 /// What one base chain does with the packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -65,7 +72,7 @@ pub enum Verdict {
     /// Dropped or rejected by `rule`; `set` names the drop set that holds the address.
     Drop { rule: String, set: Option<String> },
     /// No rule decided: the chain's policy does.
-    Policy { drop: bool },
+    Policy(Policy),
 }
 
 /// A possible drop: the rule's conditions could not all be decided.
@@ -176,11 +183,10 @@ pub fn parse_nft_json(v: &Value) -> Vec<NftTable> {
     tables
 }
 
-/// What `chain` of `table` (a base chain with `policy_drop`) does with the packet.
-pub fn nft_chain(table: &NftTable, chain: &str, policy_drop: bool, p: Packet) -> ChainOutcome {
+/// What `chain` of `table` (a base chain with `policy`) does with the packet.
+pub fn nft_chain(table: &NftTable, chain: &str, policy: Policy, p: Packet) -> ChainOutcome {
     let mut maybe = Vec::new();
-    let verdict =
-        nft_walk(table, chain, p, 0, &mut maybe).unwrap_or(Verdict::Policy { drop: policy_drop });
+    let verdict = nft_walk(table, chain, p, 0, &mut maybe).unwrap_or(Verdict::Policy(policy));
     ChainOutcome { verdict, maybe }
 }
 
@@ -269,59 +275,13 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
     let op = body.get("op").and_then(Value::as_str).unwrap_or("==");
     let left = body.get("left").unwrap_or(&Value::Null);
     let right = body.get("right").unwrap_or(&Value::Null);
-    let neg = op == "!=";
-    let named = right
-        .as_str()
-        .and_then(|s| s.strip_prefix('@'))
-        .map(str::to_string);
     let r = if let Some(pl) = left.get("payload") {
-        let proto = pl.get("protocol").and_then(Value::as_str).unwrap_or("");
-        let field = pl.get("field").and_then(Value::as_str).unwrap_or("");
-        match (proto, field) {
-            // An `ip` expression carries an implicit IPv4 dependency: it never matches IPv6.
-            ("ip", _) if p.addr.is_ipv6() => return (Tri::No, None),
-            ("ip6", _) if p.addr.is_ipv4() => return (Tri::No, None),
-            ("ip", "saddr") | ("ip6", "saddr") if !p.reply => {
-                contains(t, right, &Val::Addr(p.addr))
-            }
-            ("ip", "daddr") | ("ip6", "daddr") if p.reply => contains(t, right, &Val::Addr(p.addr)),
-            // The server's own address: which one the support reaches is not known here.
-            ("ip", "saddr") | ("ip6", "saddr") | ("ip", "daddr") | ("ip6", "daddr") => Tri::Maybe,
-            ("ip", "protocol") | ("ip6", "nexthdr") => contains(t, right, &Val::Proto),
-            ("tcp", "dport") | ("th", "dport") if !p.reply => {
-                contains(t, right, &Val::Port(p.port))
-            }
-            ("tcp", "sport") | ("th", "sport") if p.reply => contains(t, right, &Val::Port(p.port)),
-            ("tcp", _) | ("th", _) => Tri::Maybe,
-            // Any other transport header implies that protocol: not TCP.
-            ("udp", _)
-            | ("icmp", _)
-            | ("icmpv6", _)
-            | ("sctp", _)
-            | ("udplite", _)
-            | ("dccp", _) => return (Tri::No, None),
-            _ => Tri::Maybe,
+        match nft_payload(t, pl, right, p) {
+            Some(r) => r,
+            None => return (Tri::No, None),
         }
     } else if let Some(meta) = left.get("meta") {
-        match meta.get("key").and_then(Value::as_str).unwrap_or("") {
-            "l4proto" => contains(t, right, &Val::Proto),
-            "nfproto" => contains(
-                t,
-                right,
-                &Val::Str(if p.addr.is_ipv4() { "ipv4" } else { "ipv6" }),
-            ),
-            // The support's packets come in, and the replies go out, on a real interface.
-            "iif" | "iifname" if !p.reply => match right.as_str() {
-                Some("lo") => Tri::No,
-                _ => Tri::Maybe,
-            },
-            "oif" | "oifname" if p.reply => match right.as_str() {
-                Some("lo") => Tri::No,
-                _ => Tri::Maybe,
-            },
-            "iiftype" => Tri::Maybe,
-            _ => Tri::Maybe,
-        }
+        nft_meta(t, meta, right, p)
     } else if let Some(fib) = left.get("fib") {
         // `fib daddr type local` (the tool's prerouting accepts): the support's packets are
         // addressed to this host.
@@ -355,11 +315,61 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
         .and_then(Value::as_str)
         == Some(addr_field)
     {
-        named
+        right
+            .as_str()
+            .and_then(|s| s.strip_prefix('@'))
+            .map(str::to_string)
     } else {
         None
     };
-    (if neg { r.not() } else { r }, set)
+    (if op == "!=" { r.not() } else { r }, set)
+}
+
+/// A header field compared with `right`. None when the field belongs to another protocol than
+/// the packet's: the expression carries that protocol as an implicit dependency, so it never
+/// matches, whatever the operator (`ip saddr != 192.0.2.1` does not see IPv6).
+fn nft_payload(t: &NftTable, pl: &Value, right: &Value, p: Packet) -> Option<Tri> {
+    let proto = pl.get("protocol").and_then(Value::as_str).unwrap_or("");
+    let field = pl.get("field").and_then(Value::as_str).unwrap_or("");
+    Some(match (proto, field) {
+        ("ip", _) if p.addr.is_ipv6() => return None,
+        ("ip6", _) if p.addr.is_ipv4() => return None,
+        ("ip", "saddr") | ("ip6", "saddr") if !p.reply => contains(t, right, &Val::Addr(p.addr)),
+        ("ip", "daddr") | ("ip6", "daddr") if p.reply => contains(t, right, &Val::Addr(p.addr)),
+        // The server's own address: which one the support reaches is not known here.
+        ("ip", "saddr") | ("ip6", "saddr") | ("ip", "daddr") | ("ip6", "daddr") => Tri::Maybe,
+        ("ip", "protocol") | ("ip6", "nexthdr") => contains(t, right, &Val::Proto),
+        ("tcp", "dport") | ("th", "dport") if !p.reply => contains(t, right, &Val::Port(p.port)),
+        ("tcp", "sport") | ("th", "sport") if p.reply => contains(t, right, &Val::Port(p.port)),
+        ("tcp", _) | ("th", _) => Tri::Maybe,
+        // Any other transport header implies that protocol: not TCP.
+        ("udp", _) | ("icmp", _) | ("icmpv6", _) | ("sctp", _) | ("udplite", _) | ("dccp", _) => {
+            return None
+        }
+        _ => Tri::Maybe,
+    })
+}
+
+/// A `meta` key compared with `right`.
+fn nft_meta(t: &NftTable, meta: &Value, right: &Value, p: Packet) -> Tri {
+    match meta.get("key").and_then(Value::as_str).unwrap_or("") {
+        "l4proto" => contains(t, right, &Val::Proto),
+        "nfproto" => contains(
+            t,
+            right,
+            &Val::Str(if p.addr.is_ipv4() { "ipv4" } else { "ipv6" }),
+        ),
+        // The support's packets come in, and the replies go out, on a real interface.
+        "iif" | "iifname" if !p.reply => match right.as_str() {
+            Some("lo") => Tri::No,
+            _ => Tri::Maybe,
+        },
+        "oif" | "oifname" if p.reply => match right.as_str() {
+            Some("lo") => Tri::No,
+            _ => Tri::Maybe,
+        },
+        _ => Tri::Maybe,
+    }
 }
 
 enum Val<'a> {
@@ -473,13 +483,13 @@ pub fn ipt_chain(
     p: Packet,
     in_ipset: &dyn Fn(&str, IpAddr) -> Option<bool>,
 ) -> ChainOutcome {
-    let policy_drop = table
-        .chain(chain)
-        .and_then(|c| c.policy.as_deref())
-        .is_some_and(|p| p == "DROP");
+    let policy = match table.chain(chain).and_then(|c| c.policy.as_deref()) {
+        Some("DROP") => Policy::Drop,
+        _ => Policy::Accept,
+    };
     let mut maybe = Vec::new();
-    let verdict = ipt_walk(table, chain, p, in_ipset, 0, &mut maybe)
-        .unwrap_or(Verdict::Policy { drop: policy_drop });
+    let verdict =
+        ipt_walk(table, chain, p, in_ipset, 0, &mut maybe).unwrap_or(Verdict::Policy(policy));
     ChainOutcome { verdict, maybe }
 }
 
@@ -527,7 +537,8 @@ fn ipt_walk(
     None
 }
 
-/// The conditions of one iptables rule, from its arguments.
+/// The conditions of one iptables rule, from its arguments: each option's condition, turned
+/// over by a `!` before it, all of them and-ed.
 fn ipt_match(
     args: &[String],
     p: Packet,
@@ -540,107 +551,29 @@ fn ipt_match(
     while i < args.len() {
         let a = args[i].as_str();
         let val = args.get(i + 1).map(String::as_str).unwrap_or("");
-        let mut r = None;
-        match a {
+        let r = match a {
             "!" => {
                 neg = true;
                 i += 1;
                 continue;
             }
-            "-s" | "--source" | "-d" | "--destination"
-                if (a.starts_with("-s") || a == "--source") != p.reply =>
-            {
-                r = Some(any(val.split(',').map(|s| {
-                    match s.parse::<ipnet::IpNet>() {
-                        Ok(n) => Tri::from(n.contains(&p.addr)),
-                        Err(_) => match s.parse::<IpAddr>() {
-                            Ok(x) => Tri::from(x == p.addr),
-                            Err(_) => Tri::Maybe,
-                        },
-                    }
-                })));
-            }
-            "-p" | "--protocol" => r = Some(Tri::from(val == "tcp" || val == "6")),
-            "-i" | "--in-interface" if !p.reply => {
-                r = Some(if val == "lo" { Tri::No } else { Tri::Maybe })
-            }
-            "-o" | "--out-interface" if p.reply => {
-                r = Some(if val == "lo" { Tri::No } else { Tri::Maybe })
-            }
-            "--dport"
-            | "--destination-port"
-            | "--dports"
-            | "--destination-ports"
-            | "--sport"
-            | "--source-port"
-            | "--sports"
-            | "--source-ports"
-                if a.starts_with("--d") != p.reply =>
-            {
-                r = Some(any(val.split(',').map(|s| match s.split_once(':') {
-                    Some((a, b)) => {
-                        let a = a.parse().unwrap_or(0u16);
-                        let b = b.parse().unwrap_or(u16::MAX);
-                        Tri::from(a <= p.port && p.port <= b)
-                    }
-                    None => Tri::from(
-                        s.parse::<u16>().ok() == Some(p.port) || (s == "ssh" && p.port == 22),
-                    ),
-                })));
-            }
-            "--ctstate" | "--state" => {
-                let want = if p.reply { "ESTABLISHED" } else { "NEW" };
-                r = Some(Tri::from(val.split(',').any(|s| s == want)))
-            }
             "--match-set" => {
                 let dir = args.get(i + 2).map(String::as_str).unwrap_or("");
+                // Step over the set's name: a set may be named like an option.
+                i += 1;
+                // Only a set looked up by the support's address decides here.
                 if dir.starts_with(if p.reply { "dst" } else { "src" }) {
-                    let hit = match in_ipset(val, p.addr) {
-                        Some(b) => Tri::from(b),
-                        None => Tri::Maybe,
-                    };
+                    let hit = in_ipset(val, p.addr).map_or(Tri::Maybe, Tri::from);
                     if hit != Tri::No {
                         set = Some(val.to_string());
                     }
-                    r = Some(hit);
+                    Some(hit)
                 } else {
-                    r = Some(Tri::Maybe);
+                    Some(Tri::Maybe)
                 }
-                i += 1;
             }
-            // The support's packets are addressed to this host (the tool's prerouting ACCEPTs).
-            "--dst-type" if !p.reply => r = Some(Tri::from(val == "LOCAL")),
-            // xt_time compares the packet's second with the stop, both UTC (ToolRule::expired).
-            "--datestop" => r = Some(Tri::from(format_utc(p.now).as_str() <= val)),
-            "-s"
-            | "--source"
-            | "-d"
-            | "--destination"
-            | "--dport"
-            | "--dports"
-            | "--sport"
-            | "--sports"
-            | "--source-ports"
-            | "--destination-ports"
-            | "-i"
-            | "-o"
-            | "--limit"
-            | "--tcp-flags"
-            | "--syn"
-            | "--icmp-type"
-            | "--icmpv6-type"
-            | "--uid-owner"
-            | "--mac-source"
-            | "--hashlimit"
-            | "--hashlimit-above"
-            | "--connlimit-above"
-            | "--seconds"
-            | "--hitcount"
-            | "--rcheck"
-            | "--update"
-            | "--datestart" => r = Some(Tri::Maybe),
-            _ => {}
-        }
+            _ => ipt_condition(a, val, p),
+        };
         if let Some(r) = r {
             m = m.and(if neg { r.not() } else { r });
             if neg && set.is_some() && r == Tri::Yes {
@@ -651,6 +584,109 @@ fn ipt_match(
         i += 1;
     }
     (m, set)
+}
+
+/// Options that constrain the packet in a way the evaluator cannot decide: a rate, TCP flags,
+/// an owner, a recent list — or, when the direction does not make them the support's side, an
+/// address, port or interface (the server's own, not known here).
+const IPT_UNDECIDED: &[&str] = &[
+    "-s",
+    "--source",
+    "-d",
+    "--destination",
+    "--dport",
+    "--dports",
+    "--sport",
+    "--sports",
+    "--source-ports",
+    "--destination-ports",
+    "-i",
+    "-o",
+    "--limit",
+    "--tcp-flags",
+    "--syn",
+    "--icmp-type",
+    "--icmpv6-type",
+    "--uid-owner",
+    "--mac-source",
+    "--hashlimit",
+    "--hashlimit-above",
+    "--connlimit-above",
+    "--seconds",
+    "--hitcount",
+    "--rcheck",
+    "--update",
+    "--datestart",
+];
+
+/// One option of an iptables rule and its value, judged on the packet. None: the option does
+/// not constrain it (a module name, a target option, an option's value met as a word).
+fn ipt_condition(a: &str, val: &str, p: Packet) -> Option<Tri> {
+    Some(match a {
+        "-s" | "--source" | "-d" | "--destination"
+            if (a.starts_with("-s") || a == "--source") != p.reply =>
+        {
+            ipt_addresses(val, p.addr)
+        }
+        "-p" | "--protocol" => Tri::from(val == "tcp" || val == "6"),
+        // The support's packets come in, and the replies go out, on a real interface.
+        "-i" | "--in-interface" if !p.reply => real_interface(val),
+        "-o" | "--out-interface" if p.reply => real_interface(val),
+        "--dport"
+        | "--destination-port"
+        | "--dports"
+        | "--destination-ports"
+        | "--sport"
+        | "--source-port"
+        | "--sports"
+        | "--source-ports"
+            if a.starts_with("--d") != p.reply =>
+        {
+            ipt_ports(val, p.port)
+        }
+        "--ctstate" | "--state" => {
+            let want = if p.reply { "ESTABLISHED" } else { "NEW" };
+            Tri::from(val.split(',').any(|s| s == want))
+        }
+        // The support's packets are addressed to this host (the tool's prerouting ACCEPTs).
+        "--dst-type" if !p.reply => Tri::from(val == "LOCAL"),
+        // xt_time compares the packet's second with the stop, both UTC (ToolRule::expired).
+        "--datestop" => Tri::from(format_utc(p.now).as_str() <= val),
+        _ if IPT_UNDECIDED.contains(&a) => Tri::Maybe,
+        _ => return None,
+    })
+}
+
+/// `-s`/`-d`: a comma-separated list of addresses and networks.
+fn ipt_addresses(list: &str, addr: IpAddr) -> Tri {
+    any(list.split(',').map(|s| match s.parse::<ipnet::IpNet>() {
+        Ok(n) => Tri::from(n.contains(&addr)),
+        Err(_) => match s.parse::<IpAddr>() {
+            Ok(x) => Tri::from(x == addr),
+            Err(_) => Tri::Maybe,
+        },
+    }))
+}
+
+/// `--dport`/`--dports`: ports and `first:last` ranges (an open end is 0 or 65535), comma
+/// separated; `ssh` is the one service name iptables-save leaves unresolved in practice.
+fn ipt_ports(list: &str, port: u16) -> Tri {
+    any(list.split(',').map(|s| match s.split_once(':') {
+        Some((a, b)) => {
+            let a = a.parse().unwrap_or(0u16);
+            let b = b.parse().unwrap_or(u16::MAX);
+            Tri::from(a <= port && port <= b)
+        }
+        None => Tri::from(s.parse::<u16>().ok() == Some(port) || (s == "ssh" && port == 22)),
+    }))
+}
+
+fn real_interface(name: &str) -> Tri {
+    if name == "lo" {
+        Tri::No
+    } else {
+        Tri::Maybe
+    }
 }
 
 #[cfg(test)]
@@ -700,7 +736,7 @@ mod tests {
     fn a_drop_set_holding_the_address_drops_it() {
         let t = tables();
         let f2b = t.iter().find(|t| t.name == "f2b-table").unwrap();
-        let out = nft_chain(f2b, "f2b-chain", false, pkt("198.51.100.2", 2222));
+        let out = nft_chain(f2b, "f2b-chain", Policy::Accept, pkt("198.51.100.2", 2222));
         assert_eq!(
             out.verdict,
             Verdict::Drop {
@@ -715,8 +751,8 @@ mod tests {
             pkt("2001:db8:1::2", 2222),
         ] {
             assert_eq!(
-                nft_chain(f2b, "f2b-chain", false, p).verdict,
-                Verdict::Policy { drop: false },
+                nft_chain(f2b, "f2b-chain", Policy::Accept, p).verdict,
+                Verdict::Policy(Policy::Accept),
                 "{p:?}"
             );
         }
@@ -726,15 +762,15 @@ mod tests {
     fn conntrack_loopback_jumps_and_uncertain_drops() {
         let t = tables();
         let filter = t.iter().find(|t| t.name == "filter").unwrap();
-        let out = nft_chain(filter, "input", true, pkt("198.51.100.2", 2222));
-        assert_eq!(out.verdict, Verdict::Policy { drop: true });
+        let out = nft_chain(filter, "input", Policy::Drop, pkt("198.51.100.2", 2222));
+        assert_eq!(out.verdict, Verdict::Policy(Policy::Drop));
         assert_eq!(
             out.maybe,
             vec![MayDrop {
                 rule: "inet filter input handle 5".into()
             }]
         );
-        let out = nft_chain(filter, "input", true, pkt("192.0.2.9", 2222));
+        let out = nft_chain(filter, "input", Policy::Drop, pkt("192.0.2.9", 2222));
         assert_eq!(
             out.verdict,
             Verdict::Accept {
@@ -742,8 +778,8 @@ mod tests {
             }
         );
         assert_eq!(
-            nft_chain(filter, "input", true, pkt("192.0.2.9", 22)).verdict,
-            Verdict::Policy { drop: true }
+            nft_chain(filter, "input", Policy::Drop, pkt("192.0.2.9", 22)).verdict,
+            Verdict::Policy(Policy::Drop)
         );
     }
 
@@ -778,7 +814,7 @@ mod tests {
         assert!(matches!(out.verdict, Verdict::Accept { .. }), "{out:?}");
         assert_eq!(
             ipt_input(&table, pkt("198.51.100.3", 2222), &banned).verdict,
-            Verdict::Policy { drop: true }
+            Verdict::Policy(Policy::Drop)
         );
         // An ipset that cannot be read makes the REJECT only possible.
         let out = ipt_input(&table, pkt("198.51.100.3", 2222), &|_, _| None);
@@ -803,13 +839,13 @@ mod tests {
             ..pkt(a, port)
         };
         assert!(matches!(
-            nft_chain(&t, "output", true, reply("198.51.100.2", 2222)).verdict,
+            nft_chain(&t, "output", Policy::Drop, reply("198.51.100.2", 2222)).verdict,
             Verdict::Accept { .. }
         ));
         for p in [reply("198.51.100.3", 2222), reply("198.51.100.2", 22)] {
             assert_eq!(
-                nft_chain(&t, "output", true, p).verdict,
-                Verdict::Policy { drop: true }
+                nft_chain(&t, "output", Policy::Drop, p).verdict,
+                Verdict::Policy(Policy::Drop)
             );
         }
         let text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT DROP [0:0]\n\
@@ -820,6 +856,131 @@ mod tests {
         assert!(matches!(out.verdict, Verdict::Accept { .. }), "{out:?}");
         // The same chain would not let a new outgoing connection through.
         let out = ipt_chain(&table, "OUTPUT", pkt("198.51.100.2", 2222), &|_, _| None);
-        assert_eq!(out.verdict, Verdict::Policy { drop: true });
+        assert_eq!(out.verdict, Verdict::Policy(Policy::Drop));
+    }
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn iptables_options_one_by_one() {
+        let p = pkt("198.51.100.2", 2222);
+        let r = Packet { reply: true, ..p };
+        let c = ipt_condition;
+        // Ports: lists, ranges with an open end, and the name iptables-save may leave.
+        assert_eq!(c("--dports", "22,2000:2999", p), Some(Tri::Yes));
+        assert_eq!(c("--dport", ":2221", p), Some(Tri::No));
+        assert_eq!(c("--dport", "2222:", p), Some(Tri::Yes));
+        assert_eq!(c("--dport", "ssh", pkt("198.51.100.2", 22)), Some(Tri::Yes));
+        assert_eq!(c("--dport", "ssh", p), Some(Tri::No));
+        // A reply leaves from sshd's port; its destination port is the client's, unknown.
+        assert_eq!(c("--sport", "2222", r), Some(Tri::Yes));
+        assert_eq!(c("--dport", "2222", r), Some(Tri::Maybe));
+        assert_eq!(c("--sport", "2222", p), Some(Tri::Maybe));
+        // Addresses: the support's side decides; the server's own is unknown.
+        assert_eq!(c("-s", "192.0.2.1,198.51.100.0/24", p), Some(Tri::Yes));
+        assert_eq!(c("--source", "192.0.2.1", p), Some(Tri::No));
+        assert_eq!(c("-d", "198.51.100.2/32", p), Some(Tri::Maybe));
+        assert_eq!(c("-d", "198.51.100.2", r), Some(Tri::Yes));
+        assert_eq!(c("-s", "198.51.100.2", r), Some(Tri::Maybe));
+        // Interfaces: never lo, any other perhaps.
+        assert_eq!(c("-i", "lo", p), Some(Tri::No));
+        assert_eq!(c("-i", "eth0", p), Some(Tri::Maybe));
+        assert_eq!(c("-o", "lo", r), Some(Tri::No));
+        assert_eq!(c("-p", "udp", p), Some(Tri::No));
+        // conntrack: the first packet is new, the reply established.
+        assert_eq!(c("--ctstate", "RELATED,ESTABLISHED", p), Some(Tri::No));
+        assert_eq!(c("--ctstate", "RELATED,ESTABLISHED", r), Some(Tri::Yes));
+        assert_eq!(c("--dst-type", "LOCAL", p), Some(Tri::Yes));
+        // -m time: before the stop the rule matches, after it not.
+        assert_eq!(c("--datestop", "2026-12-07T01:59:01", p), Some(Tri::Yes));
+        let late = Packet {
+            now: 4_000_000_000,
+            ..p
+        };
+        assert_eq!(c("--datestop", "2026-12-07T01:59:01", late), Some(Tri::No));
+        assert_eq!(c("--limit", "3/min", p), Some(Tri::Maybe));
+        // Module names and target options do not constrain the packet.
+        assert_eq!(c("-m", "tcp", p), None);
+        assert_eq!(c("--reject-with", "tcp-reset", p), None);
+    }
+
+    #[test]
+    fn iptables_negation_and_sets() {
+        let p = pkt("198.51.100.2", 2222);
+        let held = |_: &str, _: IpAddr| Some(true);
+        let m = |args: &str, in_set: &dyn Fn(&str, IpAddr) -> Option<bool>| {
+            ipt_match(&words(args), p, in_set)
+        };
+        assert_eq!(m("! -s 198.51.100.0/24 -j DROP", &held), (Tri::No, None));
+        assert_eq!(
+            m("! -s 192.0.2.0/24 -p tcp -j DROP", &held),
+            (Tri::Yes, None)
+        );
+        assert_eq!(
+            m("-m set --match-set bans src -j DROP", &held),
+            (Tri::Yes, Some("bans".into()))
+        );
+        // A set looked up by destination holds the server's address, not the support's.
+        assert_eq!(
+            m("-m set --match-set bans dst -j DROP", &held),
+            (Tri::Maybe, None)
+        );
+        assert_eq!(
+            m("-m set --match-set bans src", &|_, _| Some(false)),
+            (Tri::No, None)
+        );
+        // An unreadable set, or a rate limit, makes the match only possible.
+        assert_eq!(
+            m("-m set --match-set bans src", &|_, _| None),
+            (Tri::Maybe, Some("bans".into()))
+        );
+        assert_eq!(
+            m("-p tcp --dport 2222 -m limit --limit 3/min -j DROP", &held).0,
+            Tri::Maybe
+        );
+        // The set's name is not read as an option.
+        assert_eq!(
+            m("-m set --match-set -i src", &held),
+            (Tri::Yes, Some("-i".into()))
+        );
+    }
+
+    #[test]
+    fn nft_matches_one_by_one() {
+        let t = NftTable::default();
+        let m = |json: &str, p: Packet| nft_match(&t, &serde_json::from_str(json).unwrap(), p).0;
+        let v4 = pkt("198.51.100.2", 22);
+        let v6 = pkt("2001:db8::2", 22);
+        let reply = Packet { reply: true, ..v4 };
+        let outside_doc = r#"{"op":"!=","left":{"payload":{"protocol":"ip","field":"saddr"}},
+            "right":{"prefix":{"addr":"192.0.2.0","len":24}}}"#;
+        assert_eq!(m(outside_doc, v4), Tri::Yes);
+        // An `ip` match never sees IPv6, negated or not; a UDP header is never TCP's.
+        assert_eq!(m(outside_doc, v6), Tri::No);
+        let not_dns =
+            r#"{"op":"!=","left":{"payload":{"protocol":"udp","field":"dport"}},"right":53}"#;
+        assert_eq!(m(not_dns, v4), Tri::No);
+        // A reply's destination port is the client's: unknown.
+        let ssh = r#"{"op":"==","left":{"payload":{"protocol":"th","field":"dport"}},"right":22}"#;
+        assert_eq!(m(ssh, v4), Tri::Yes);
+        assert_eq!(m(ssh, reply), Tri::Maybe);
+        let lo = r#"{"op":"==","left":{"meta":{"key":"iifname"}},"right":"lo"}"#;
+        let eth = r#"{"op":"==","left":{"meta":{"key":"iifname"}},"right":"eth0"}"#;
+        assert_eq!((m(lo, v4), m(eth, v4)), (Tri::No, Tri::Maybe));
+        let v6_only = r#"{"op":"==","left":{"meta":{"key":"nfproto"}},"right":"ipv6"}"#;
+        assert_eq!((m(v6_only, v4), m(v6_only, v6)), (Tri::No, Tri::Yes));
+        let est = r#"{"op":"in","left":{"ct":{"key":"state"}},"right":["established","related"]}"#;
+        assert_eq!((m(est, v4), m(est, reply)), (Tri::No, Tri::Yes));
+        let local =
+            r#"{"op":"==","left":{"fib":{"result":"type","flags":["daddr"]}},"right":"local"}"#;
+        assert_eq!(m(local, v4), Tri::Yes);
+        // The set is named only when it is looked up by the support's address.
+        let bans =
+            r#"{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"@bans"}"#;
+        let body = serde_json::from_str(bans).unwrap();
+        assert_eq!(nft_match(&t, &body, v4), (Tri::Maybe, Some("bans".into())));
+        assert_eq!(nft_match(&t, &body, reply), (Tri::Maybe, None));
     }
 }

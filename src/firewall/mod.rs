@@ -183,9 +183,61 @@ pub enum Purpose {
     Remove,
 }
 
+/// What a command knows of the firewall, read once: the nftables ruleset and the detector's
+/// facts. A later selection in the same command starts from it again while it is current (the
+/// same nftables generation, the same legacy tables), so that a rehearsal, the journal's records
+/// and the change itself do not each read the ruleset.
+pub struct Snapshot {
+    nft: Result<nft::Facts>,
+    facts: detect::FirewallFacts,
+    /// firewalld was asked on the bus even without its tables (`--firewall firewalld`).
+    firewalld_asked: bool,
+}
+
+impl Snapshot {
+    pub fn read(ask_firewalld: bool) -> Snapshot {
+        let nft = nft::read_ruleset();
+        let tables = nft.as_ref().map(nft::detector_tables).unwrap_or_default();
+        let mut facts = detect::gather_facts(&crate::root::Root::system(), tables);
+        detect::ask_firewalld(&mut facts, ask_firewalld);
+        Snapshot {
+            nft,
+            facts,
+            firewalld_asked: ask_firewalld,
+        }
+    }
+
+    /// Still what the system has, and enough for a selection that asks firewalld or not. A
+    /// snapshot whose nftables read failed is never reused: the error is given once.
+    pub fn serves(&self, ask_firewalld: bool) -> bool {
+        let Ok(f) = &self.nft else { return false };
+        (self.firewalld_asked || !ask_firewalld)
+            && nft::current_genid().ok() == Some(f.genid)
+            && iptables::legacy_tables(iptables::Family::V4) == self.facts.legacy_v4_tables
+            && iptables::legacy_tables(iptables::Family::V6) == self.facts.legacy_v6_tables
+    }
+}
+
 /// The backends for the layers this system really has, and what the operator should be told
 /// about them.
 pub fn select(
+    choice: FirewallChoice,
+    purpose: Purpose,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Box<dyn Backend>>> {
+    let mut snap = Snapshot::read(asks_firewalld(choice, purpose));
+    select_from(&mut snap, choice, purpose, warnings)
+}
+
+/// Whether a selection asks firewalld on the bus when it has no tables here.
+pub fn asks_firewalld(choice: FirewallChoice, purpose: Purpose) -> bool {
+    purpose == Purpose::Open && choice == FirewallChoice::Firewalld
+}
+
+/// [`select`] from a snapshot already read. A failed nftables read is handed over to the
+/// caller (and the snapshot no longer serves).
+pub fn select_from(
+    snap: &mut Snapshot,
     choice: FirewallChoice,
     purpose: Purpose,
     warnings: &mut Vec<String>,
@@ -195,33 +247,22 @@ pub fn select(
     if for_open && choice == FirewallChoice::None {
         return Ok(Vec::new());
     }
-    let (tables, nft_error) = match nft::list_tables() {
-        Ok(tables) => (tables, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
-    let tables = tables
-        .into_iter()
-        .map(|t| detect::NftTable {
-            family: t.family,
-            name: t.name,
-            made_by_iptables_nft: t.made_by_iptables_nft,
-            has_input_base_chain: !t.hooked_chains.is_empty(),
-        })
-        .collect();
-    let mut facts = detect::gather_facts(&crate::root::Root::system(), tables);
+    let facts = &snap.facts;
     // Without nf_tables only iptables-legacy can filter; when it has no tables either, the error
     // about nf_tables is the one that explains why nothing can be programmed.
-    if let Some(e) = nft_error {
+    if let Err(e) = &snap.nft {
+        let why = format!("{e:#}");
         let forced_nft = for_open && choice == FirewallChoice::Nft;
         let legacy = !facts.legacy_v4_tables.is_empty() || !facts.legacy_v6_tables.is_empty();
         if forced_nft || !legacy {
-            return Err(e);
+            // The error itself (its kind decides the exit code); the snapshot keeps its text.
+            let taken = std::mem::replace(&mut snap.nft, Err(anyhow::anyhow!(why)));
+            return Err(taken.expect_err("matched above"));
         }
         warnings.push(format!(
-            "nftables is not usable ({e:#}); only iptables-legacy is programmed"
+            "nftables is not usable ({why}); only iptables-legacy is programmed"
         ));
     }
-    detect::ask_firewalld(&mut facts, for_open && choice == FirewallChoice::Firewalld);
     if !for_open && !facts.firewalld.tables.is_empty() && !facts.firewalld.on_bus {
         warnings.push(format!(
             "firewalld's ruleset is loaded ({}) but firewalld does not answer on the system bus: its rich rules were not looked at",
@@ -229,15 +270,15 @@ pub fn select(
         ));
     }
     let kinds = if for_open {
-        warnings.extend(detect::notes(&facts));
-        detect::layers(choice, &facts)?
+        warnings.extend(detect::notes(facts));
+        detect::layers(choice, facts)?
     } else {
-        detect::layers_for_removal(&facts)
+        detect::layers_for_removal(facts)
     };
     let mut out: Vec<Box<dyn Backend>> = Vec::new();
     for k in kinds {
         match k {
-            LayerKind::Nft => out.push(Box::new(nft::NftBackend::new()?)),
+            LayerKind::Nft => out.push(Box::new(nft::NftBackend::seeded(snap.nft.as_ref().ok())?)),
             LayerKind::Iptables(v, f) => out.push(Box::new(iptables::IptablesBackend::new(v, f))),
             LayerKind::Firewalld => out.push(Box::new(firewalld::FirewalldBackend::new()?)),
         }

@@ -27,12 +27,14 @@ pub mod keywords;
 pub mod lex;
 pub mod live;
 pub mod matching;
+mod release;
 pub mod socket;
 pub mod test_mode;
 pub mod verdict;
 
 pub use config::Config;
 pub use matching::Connection;
+pub use release::{parse_version, version, version_in_binary};
 pub use verdict::{account_blockers, blocker_details, blockers, read_account, Account, Blocker};
 
 /// Where a setting came from.
@@ -664,80 +666,6 @@ pub fn global_effective(root: &Root) -> Result<Effective> {
     Ok(eval::effective(&eval::global(&cfg)?))
 }
 
-/// The installed /usr/sbin/sshd's version: (major, minor), None when absent. Learned at most
-/// once per process, and only by the callers that need it (`expiry-time`'s format depends on
-/// it): from the release string compiled into the binary when it holds exactly one, otherwise
-/// from `sshd -V`.
-pub fn version() -> Option<(u32, u32)> {
-    static VERSION: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
-    *VERSION.get_or_init(|| {
-        std::fs::read(test_mode::SSHD)
-            .ok()
-            .and_then(|bin| version_in_binary(&bin))
-            .or_else(version_by_running)
-    })
-}
-
-/// `sshd -V`, which prints the release on stderr.
-fn version_by_running() -> Option<(u32, u32)> {
-    let out = std::process::Command::new(test_mode::SSHD)
-        .arg("-V")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    parse_version(&text)
-}
-
-/// OpenSSH compiles SSH_RELEASE (version.h: `SSH_VERSION SSH_PORTABLE`, e.g. `OpenSSH_9.2p1`)
-/// into sshd as a NUL-terminated string of its own; the compat patterns (`OpenSSH_7.4*`) and
-/// format strings (`OpenSSH_9.2 %s,`) beside it are not of that exact shape. One distinct
-/// release string is the version; none or several (a patched build) is no answer.
-pub fn version_in_binary(bin: &[u8]) -> Option<(u32, u32)> {
-    const PREFIX: &[u8] = b"OpenSSH_";
-    let mut found: Option<(u32, u32)> = None;
-    // A vectorised search for the prefix: the binary is over a megabyte, and a byte-wise split
-    // on NULs was most of a grant's CPU time.
-    for at in memchr::memmem::find_iter(bin, PREFIX) {
-        if at > 0 && bin[at - 1] != 0 {
-            continue;
-        }
-        let rest = &bin[at + PREFIX.len()..];
-        let rest = &rest[..memchr::memchr(0, rest).unwrap_or(rest.len())];
-        let Some(v) = std::str::from_utf8(rest).ok().and_then(release_shape) else {
-            continue;
-        };
-        match found {
-            Some(f) if f != v => return None,
-            _ => found = Some(v),
-        }
-    }
-    found
-}
-
-/// `9.2p1` → (9, 2); anything else (a `*`, a space, a missing `p`) is not a release string.
-fn release_shape(s: &str) -> Option<(u32, u32)> {
-    let (version, portable) = s.split_once('p')?;
-    let (major, minor) = version.split_once('.')?;
-    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-    if !(digits(major) && digits(minor) && digits(portable)) {
-        return None;
-    }
-    Some((major.parse().ok()?, minor.parse().ok()?))
-}
-
-/// `OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL ...` → (9, 2).
-pub fn parse_version(text: &str) -> Option<(u32, u32)> {
-    let rest = &text[text.find("OpenSSH_")? + "OpenSSH_".len()..];
-    let (major, rest) = rest.split_once('.')?;
-    let minor: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    Some((major.parse().ok()?, minor.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,16 +709,6 @@ mod tests {
         assert!(n.is_some());
         let (_, n) = keys_file(&eff_with_files(&["none"]), "root", 0, home);
         assert!(n.unwrap().contains("none"));
-    }
-
-    #[test]
-    fn versions() {
-        assert_eq!(
-            parse_version("OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0"),
-            Some((9, 2))
-        );
-        assert_eq!(parse_version("OpenSSH_10.0, LibreSSL"), Some((10, 0)));
-        assert_eq!(parse_version("dropbear"), None);
     }
 
     #[test]
@@ -959,17 +877,5 @@ mod tests {
             (home, groups),
             (PathBuf::from("/root"), vec!["root".to_string()])
         );
-    }
-
-    #[test]
-    fn the_release_string_compiled_into_sshd_is_its_version() {
-        let bin = b"\0OpenSSH_7.4*\0OpenSSH_9.2 %s,\0OpenSSH_9.2p1\0x\0OpenSSH_9.2p1\0";
-        assert_eq!(version_in_binary(bin), Some((9, 2)));
-        assert_eq!(version_in_binary(b"\0OpenSSH_2*,OpenSSH_3*\0"), None);
-        assert_eq!(version_in_binary(b"OpenSSH_8.7p1\0OpenSSH_9.0p1\0"), None);
-        // The installed one, when there is one, agrees with `sshd -V`.
-        if let Ok(bin) = std::fs::read(test_mode::SSHD) {
-            assert_eq!(version_in_binary(&bin), version_by_running());
-        }
     }
 }

@@ -1,4 +1,6 @@
-//! The nftables address families and hooks, as the kernel numbers them and `nft` names them.
+//! The nftables address families and hooks, as the kernel numbers them and `nft` names them, and
+//! the IP versions the tool keeps its objects apart by.
+use std::net::IpAddr;
 
 /// An nftables address family, as `nft` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -65,12 +67,31 @@ impl Family {
         matches!(self, Family::Ip6 | Family::Inet | Family::Netdev)
     }
 
-    /// [`Family::has_v6`] or [`Family::has_v4`], as the tool's per-address-family objects ask.
-    pub fn has(self, v6: bool) -> bool {
-        if v6 {
-            self.has_v6()
-        } else {
-            self.has_v4()
+    /// Whether the family sees packets of this IP version, as the tool's per-version objects
+    /// (a set, an access rule) ask.
+    pub fn has(self, ip: IpVersion) -> bool {
+        match ip {
+            IpVersion::V4 => self.has_v4(),
+            IpVersion::V6 => self.has_v6(),
+        }
+    }
+}
+
+/// IPv4 or IPv6: the tool keeps one address set and one access rule per version, since a set's
+/// key and a rule's header offsets are of one version only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpVersion {
+    V4,
+    V6,
+}
+
+impl IpVersion {
+    pub const ALL: [IpVersion; 2] = [IpVersion::V4, IpVersion::V6];
+
+    pub fn of(address: IpAddr) -> IpVersion {
+        match address {
+            IpAddr::V4(_) => IpVersion::V4,
+            IpAddr::V6(_) => IpVersion::V6,
         }
     }
 }
@@ -121,5 +142,22 @@ impl Hook {
             self,
             Hook::Prerouting | Hook::Input | Hook::Output | Hook::Ingress
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_family_sees_the_versions_it_carries() {
+        let sees = |f: Family| IpVersion::ALL.map(|ip| f.has(ip));
+        assert_eq!(sees(Family::Ip), [true, false]);
+        assert_eq!(sees(Family::Ip6), [false, true]);
+        assert_eq!(sees(Family::Inet), [true, true]);
+        assert_eq!(sees(Family::Netdev), [true, true]);
+        assert_eq!(sees(Family::Arp), [false, false]);
+        assert_eq!(IpVersion::of("2001:db8::1".parse().unwrap()), IpVersion::V6);
+        assert_eq!(IpVersion::of("192.0.2.1".parse().unwrap()), IpVersion::V4);
     }
 }

@@ -9,7 +9,7 @@ use super::sys::{self, MsgBuf};
 use super::{CHAIN_IN, CHAIN_OUT, CHAIN_PRE, SET_V4, SET_V6};
 use crate::firewall::TAG;
 
-pub use super::family::{Family, Hook};
+pub use super::family::{Family, Hook, IpVersion};
 
 /// A base chain's hook registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,10 +160,25 @@ pub struct Element {
     pub expires_ms: Option<u64>,
 }
 
+/// A table by what names it, in every message about its objects and in every text the tool
+/// prints (`inet filter`): its family and its name. The handle does not: a table deleted and
+/// made again under the same name gets another.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableFacts {
+pub struct TableId {
     pub family: Family,
     pub name: String,
+}
+
+impl std::fmt::Display for TableId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.family.name(), self.name)
+    }
+}
+
+/// One table: who it is, its chains (with their rules where read) and the tool's sets in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFacts {
+    pub id: TableId,
     pub handle: u64,
     pub chains: Vec<ChainFacts>,
     /// Only the tool's sets (`ovh_access_v4`, `ovh_access_v6`), whoever made them.
@@ -211,7 +226,8 @@ impl TableFacts {
     /// whose it is (see [`TableFacts::made_by_iptables_nft`]).
     pub fn named_like_iptables(&self) -> bool {
         const XT_TABLES: [&str; 5] = ["filter", "nat", "mangle", "raw", "security"];
-        matches!(self.family, Family::Ip | Family::Ip6) && XT_TABLES.contains(&self.name.as_str())
+        matches!(self.id.family, Family::Ip | Family::Ip6)
+            && XT_TABLES.contains(&self.id.name.as_str())
     }
 
     /// The tool's chain `name` in this table: present, tagged. See [`TableFacts::foreign_named`]
@@ -232,12 +248,12 @@ impl TableFacts {
                 if c.is_tool_chain() {
                     format!(
                         "chain {} {} (tagged, but {} rule(s) in it were not written by ovh-access)",
-                        self.label(),
+                        self.id,
                         c.name,
                         c.foreign_rules()
                     )
                 } else {
-                    format!("chain {} {}", self.label(), c.name)
+                    format!("chain {} {}", self.id, c.name)
                 }
             })
             .collect();
@@ -245,7 +261,7 @@ impl TableFacts {
             self.sets
                 .iter()
                 .filter(|s| !s.is_tool_set())
-                .map(|s| format!("set {} {}", self.label(), s.name)),
+                .map(|s| format!("set {} {}", self.id, s.name)),
         );
         out
     }
@@ -253,7 +269,7 @@ impl TableFacts {
     /// firewalld's own table (flagged owner since firewalld 2.0): only firewalld changes it, and
     /// the firewalld layer, not this one, answers for what it lets through.
     pub fn left_to_firewalld(&self) -> bool {
-        self.owned && self.name.starts_with("firewalld")
+        self.owned && self.id.name.starts_with("firewalld")
     }
 
     pub fn chain(&self, name: &str) -> Option<&ChainFacts> {
@@ -262,11 +278,6 @@ impl TableFacts {
 
     pub fn set(&self, name: &str) -> Option<&SetFacts> {
         self.sets.iter().find(|s| s.name == name)
-    }
-
-    /// `inet filter`
-    pub fn label(&self) -> String {
-        format!("{} {}", self.family.name(), self.name)
     }
 
     pub fn has_tool_objects(&self) -> bool {
@@ -375,100 +386,132 @@ pub enum RuleDepth {
     UntilJumps(u32),
 }
 
+/// Whether to read the elements of the tool's sets: a grant compares them with the request (a
+/// set already right is left alone) and status shows them; a revoke deletes the sets whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetElements {
+    Read,
+    Skip,
+}
+
 /// Read the facts: the generation first, so that any change after it fails the batch.
 pub fn read_facts(
     conn: &mut Conn,
     depth: impl Fn(&TableFacts) -> RuleDepth,
-    with_elements: bool,
+    elements: SetElements,
 ) -> Result<Facts, NlError> {
     let genid = read_genid(conn)?;
     let mut tables: Vec<TableFacts> = Vec::new();
     dump(conn, sys::NFT_MSG_GETTABLE, |m| {
-        if let Some(t) = sys::parse_table(m) {
-            if let Some(family) = Family::from_nfproto(t.family) {
-                tables.push(TableFacts {
-                    family,
-                    name: t.name,
-                    handle: t.handle,
-                    chains: Vec::new(),
-                    sets: Vec::new(),
-                    owned: t.flags & NFT_TABLE_F_OWNER != 0,
-                    owner: t.owner.map(describe_owner),
-                });
-            }
-        }
+        tables.extend(sys::parse_table(m).and_then(table_facts))
     })?;
     let mut chains = Vec::new();
     dump(conn, sys::NFT_MSG_GETCHAIN, |m| {
         chains.extend(sys::parse_chain(m))
     })?;
     for c in chains {
-        let Some(fam) = Family::from_nfproto(c.family) else {
+        let Some((id, chain)) = chain_facts(c) else {
             continue;
         };
-        let Some(t) = tables
-            .iter_mut()
-            .find(|t| t.family == fam && t.name == c.table)
-        else {
-            continue;
-        };
-        t.chains.push(ChainFacts {
-            base: c.hook.map(|h| BaseChain {
-                hook: Hook::from_num(fam, h),
-                priority: c.priority,
-                chain_type: c.chain_type.clone(),
-                policy_drop: c.policy == Some(0),
-            }),
-            name: c.name,
-            handle: c.handle,
-            use_count: c.use_count,
-            comment: udata_comment(&c.userdata, UDATA_CHAIN_COMMENT),
-            rules: None,
-            rules_complete: false,
-        });
+        if let Some(t) = tables.iter_mut().find(|t| t.id == id) {
+            t.chains.push(chain);
+        }
     }
-    for t in tables.iter_mut().filter(|t| t.family.carries_ip()) {
+    for t in tables.iter_mut().filter(|t| t.id.family.carries_ip()) {
         for name in [SET_V4, SET_V6] {
-            if let Some(mut s) = get_set(conn, t.family, &t.name, name)? {
-                if with_elements {
-                    s.elements = Some(read_elements(conn, t.family, &t.name, name)?);
+            if let Some(mut s) = get_set(conn, t.id.family, &t.id.name, name)? {
+                if elements == SetElements::Read {
+                    s.elements = Some(read_elements(conn, t.id.family, &t.id.name, name)?);
                 }
                 t.sets.push(s);
             }
         }
-        let (family, table) = (t.family, t.name.clone());
-        // The tool's own chains are short; their rule count is needed to know how many jumps
-        // lead to them (see `jumps_to_tool_chains`).
-        for c in t.chains.iter_mut().filter(|c| is_tool_chain_name(&c.name)) {
-            let (rules, complete) = read_rules(conn, family, &table, &c.name, None)?;
-            c.rules = Some(rules);
-            c.rules_complete = complete;
-        }
-        let want = match depth(t) {
-            RuleDepth::All => None,
-            RuleDepth::UntilJumps(n) => Some(n),
-        };
-        let mut found = 0u32;
-        let whole = t.named_like_iptables();
-        for c in t.chains.iter_mut().filter(|c| c.rules.is_none()) {
-            let hook = c.base.as_ref().map(|b| b.hook);
-            if !whole && !hook.is_some_and(Hook::on_support_path) {
-                continue;
-            }
-            // Input chains are always hooked: their head is enough. The others are hooked only
-            // when they can drop, which takes every rule (they are short on real servers), and
-            // a table named like iptables' is read whole to tell whose it is.
-            let limit = match hook {
-                Some(Hook::Input) if !whole => want.map(|w| w.saturating_sub(found)),
-                _ => None,
-            };
-            let (rules, complete) = read_rules(conn, family, &table, &c.name, limit)?;
-            found += rules.iter().filter(|r| r.is_tool_jump()).count() as u32;
-            c.rules = Some(rules);
-            c.rules_complete = complete;
-        }
+        read_chain_rules(conn, t, &depth)?;
     }
     Ok(Facts { genid, tables })
+}
+
+/// A table as the kernel described it, without its chains and sets yet; none for a family the
+/// tool has no use for.
+fn table_facts(t: sys::TableMsg) -> Option<TableFacts> {
+    Some(TableFacts {
+        id: TableId {
+            family: Family::from_nfproto(t.family)?,
+            name: t.name,
+        },
+        handle: t.handle,
+        chains: Vec::new(),
+        sets: Vec::new(),
+        owned: t.flags & NFT_TABLE_F_OWNER != 0,
+        owner: t.owner.map(describe_owner),
+    })
+}
+
+/// A chain as the kernel described it, with the table it belongs to; its rules are not read yet.
+fn chain_facts(c: sys::ChainMsg) -> Option<(TableId, ChainFacts)> {
+    let family = Family::from_nfproto(c.family)?;
+    let chain = ChainFacts {
+        base: c.hook.map(|h| BaseChain {
+            hook: Hook::from_num(family, h),
+            priority: c.priority,
+            chain_type: c.chain_type,
+            // NF_DROP: the verdict a base chain's policy takes when no rule decided.
+            policy_drop: c.policy == Some(sys::NF_DROP as u32),
+        }),
+        name: c.name,
+        handle: c.handle,
+        use_count: c.use_count,
+        comment: udata_comment(&c.userdata, UDATA_CHAIN_COMMENT),
+        rules: None,
+        rules_complete: false,
+    };
+    let id = TableId {
+        family,
+        name: c.table,
+    };
+    Some((id, chain))
+}
+
+/// The rules of the chains that matter in one table: the tool's own chains whole, then the base
+/// chains on the support's path as far as `depth` says, asked only once the tool's chains are
+/// read (how many jumps to expect depends on their rules).
+fn read_chain_rules(
+    conn: &mut Conn,
+    t: &mut TableFacts,
+    depth: impl Fn(&TableFacts) -> RuleDepth,
+) -> Result<(), NlError> {
+    let (family, table) = (t.id.family, t.id.name.clone());
+    // The tool's own chains are short; their rule count is needed to know how many jumps
+    // lead to them (see `jumps_to_tool_chains`).
+    for c in t.chains.iter_mut().filter(|c| is_tool_chain_name(&c.name)) {
+        let (rules, complete) = read_rules(conn, family, &table, &c.name, None)?;
+        c.rules = Some(rules);
+        c.rules_complete = complete;
+    }
+    let want = match depth(t) {
+        RuleDepth::All => None,
+        RuleDepth::UntilJumps(n) => Some(n),
+    };
+    let mut found = 0u32;
+    let whole = t.named_like_iptables();
+    for c in t.chains.iter_mut().filter(|c| c.rules.is_none()) {
+        let hook = c.base.as_ref().map(|b| b.hook);
+        if !whole && !hook.is_some_and(Hook::on_support_path) {
+            continue;
+        }
+        // Input chains are always hooked: their head is enough. The others are hooked only
+        // when they can drop, which takes every rule (they are short on real servers), and
+        // a table named like iptables' is read whole to tell whose it is.
+        let limit = match hook {
+            Some(Hook::Input) if !whole => want.map(|w| w.saturating_sub(found)),
+            _ => None,
+        };
+        let (rules, complete) = read_rules(conn, family, &table, &c.name, limit)?;
+        found += rules.iter().filter(|r| r.is_tool_jump()).count() as u32;
+        c.rules = Some(rules);
+        c.rules_complete = complete;
+    }
+    Ok(())
 }
 
 /// A table owner's netlink port id as a process: the kernel gives a process's first netlink
@@ -649,5 +692,68 @@ mod tests {
             None,
             "a truncated TLV is no comment"
         );
+    }
+
+    fn table_msg(family: i32, flags: u32) -> sys::TableMsg {
+        sys::TableMsg {
+            family: family as u16,
+            name: "filter".into(),
+            handle: 4,
+            flags,
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn a_table_is_owned_only_with_the_owner_flag() {
+        let t = table_facts(table_msg(libc::NFPROTO_INET, 0x2)).expect("inet");
+        assert_eq!(t.id.to_string(), "inet filter");
+        assert!(t.owned);
+        assert_eq!(t.handle, 4);
+        // NFT_TABLE_F_DORMANT alone: a table anyone may change.
+        assert!(
+            !table_facts(table_msg(libc::NFPROTO_IPV4, 0x1))
+                .unwrap()
+                .owned
+        );
+        assert_eq!(
+            table_facts(table_msg(99, 0)),
+            None,
+            "a family the tool does not know"
+        );
+    }
+
+    fn chain_msg(hook: Option<u32>, policy: Option<u32>) -> sys::ChainMsg {
+        let mut userdata = Vec::new();
+        udata_put_comment(&mut userdata, UDATA_CHAIN_COMMENT, TAG);
+        sys::ChainMsg {
+            family: libc::NFPROTO_IPV6 as u16,
+            table: "fw6".into(),
+            name: "in".into(),
+            handle: 7,
+            hook,
+            priority: -10,
+            chain_type: "filter".into(),
+            policy,
+            use_count: 3,
+            userdata,
+        }
+    }
+
+    #[test]
+    fn a_chain_knows_its_table_hook_and_policy() {
+        let (id, c) = chain_facts(chain_msg(Some(1), Some(0))).unwrap();
+        assert_eq!(id.to_string(), "ip6 fw6");
+        let base = c.base.expect("a base chain");
+        assert_eq!((base.hook, base.priority), (Hook::Input, -10));
+        assert!(base.policy_drop);
+        assert_eq!(c.comment.as_deref(), Some(TAG));
+        assert_eq!((c.use_count, c.rules.is_none()), (3, true));
+        let (_, accept) = chain_facts(chain_msg(Some(3), Some(1))).unwrap();
+        let base = accept.base.unwrap();
+        assert_eq!(base.hook, Hook::Output);
+        assert!(!base.policy_drop, "policy accept");
+        let (_, regular) = chain_facts(chain_msg(None, None)).unwrap();
+        assert_eq!(regular.base, None);
     }
 }

@@ -8,8 +8,11 @@
 //! the generation id the ruleset was read at; removal finds the jumps by tag, never by a handle
 //! remembered from an earlier run (handles are reused once a table is recreated).
 //!
-//! `sys` holds the only unsafe code; `netlink` the socket conversation; `inspect` reads the facts;
-//! `plan` is pure; `apply` builds and sends the batch.
+//! `sys/` holds the only unsafe code (message encoding and decoding, socket options); `netlink`
+//! the socket conversation; `inspect` reads the facts (each table named by one `TableId`);
+//! `family` names families, hooks and IP versions; `plan` is pure; `apply` writes the batch, one
+//! method per kind of change, and sends it; `drift` tells whether the layer holds exactly what a
+//! grant wrote.
 mod apply;
 mod drift;
 mod family;
@@ -22,12 +25,12 @@ use anyhow::Result;
 use serde::Serialize;
 
 pub use inspect::{
-    BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts,
+    BaseChain, ChainFacts, Element, Facts, Family, Hook, RuleFacts, SetFacts, TableFacts, TableId,
 };
 pub use plan::{refusals, refusals_not_left_to_firewalld, render as render_ops, Op, Plan};
 
 use crate::firewall::{Backend, LayerChange, LayerState, Mode, OpenRequest};
-use inspect::RuleDepth;
+use inspect::{IpVersion, RuleDepth, SetElements};
 use netlink::{Conn, NlError};
 
 /// The chain holding the accept rules for the input hook.
@@ -45,6 +48,11 @@ const NO_NF_TABLES: &str = "nftables: the kernel has no nf_tables (nfnetlink kno
 /// The nftables layer of the current network namespace.
 pub struct NftBackend {
     conn: Conn,
+    /// The ruleset as last read, while the kernel's generation id says it is still the one in
+    /// place: a command reads it once however many times it plans (a rehearsal, the journal's
+    /// records, the change itself). A batch planned from it is checked against its generation
+    /// id by the kernel anyway.
+    known: Option<Facts>,
 }
 
 impl NftBackend {
@@ -52,27 +60,49 @@ impl NftBackend {
     /// missing CAP_NET_ADMIN is reported here, as one sentence).
     pub fn new() -> Result<NftBackend> {
         let mut conn = open_conn()?;
-        inspect::read_genid(&mut conn).map_err(|e| match e.errno() {
-            // nfnetlink_rcv_msg answers EINVAL for a subsystem that is neither loaded nor
-            // loadable: the kernel has no nf_tables.
-            Some(libc::EINVAL) => anyhow::Error::new(e).context(NO_NF_TABLES),
-            _ => explain(e, "read the nftables generation"),
-        })?;
-        Ok(NftBackend { conn })
+        read_genid(&mut conn)?;
+        Ok(NftBackend { conn, known: None })
+    }
+
+    /// [`NftBackend::new`], starting from `facts` when the ruleset has not changed since they
+    /// were read.
+    pub fn seeded(facts: Option<&Facts>) -> Result<NftBackend> {
+        let mut conn = open_conn()?;
+        let genid = read_genid(&mut conn)?;
+        let known = facts.filter(|f| f.genid == genid).cloned();
+        Ok(NftBackend { conn, known })
+    }
+
+    /// The facts known, if the ruleset is still the one they describe (they are given up).
+    fn take_current(&mut self) -> Result<Option<Facts>> {
+        match self.known.take() {
+            Some(f) if read_genid(&mut self.conn)? == f.genid => Ok(Some(f)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The facts: those known while still current, else a dump; kept for the next plan.
+    fn read(&mut self) -> Result<Facts> {
+        let facts = match self.take_current()? {
+            Some(f) => f,
+            None => read_consistent(&mut self.conn, grant_depth, SetElements::Read)?,
+        };
+        self.known = Some(facts.clone());
+        Ok(facts)
     }
 
     /// Read the ruleset and plan a grant, changing nothing. With [`NftBackend::apply`] this is
     /// `open` in two steps, for a caller that records the plan (a journal) before applying it.
     pub fn plan_open(&mut self, req: &OpenRequest) -> Result<(Facts, Plan)> {
         // The elements too: an unchanged set is left alone (see `plan::plan_open`).
-        let facts = read_consistent(&mut self.conn, grant_depth, true)?;
+        let facts = self.read()?;
         let plan = plan::plan_open(&facts, req)?;
         Ok((facts, plan))
     }
 
     /// Read the ruleset and plan a revoke, changing nothing.
     pub fn plan_close(&mut self) -> Result<(Facts, Plan)> {
-        let facts = read_consistent(&mut self.conn, grant_depth, false)?;
+        let facts = read_consistent(&mut self.conn, grant_depth, SetElements::Skip)?;
         let plan = plan::plan_close(&facts)?;
         Ok((facts, plan))
     }
@@ -83,7 +113,7 @@ impl NftBackend {
         if plan.ops.is_empty() {
             return Ok(());
         }
-        apply::send(&mut self.conn, &plan.ops, facts.genid, netlink::kernel_acks_batch_end()).map_err(|f| {
+        apply::send(&mut self.conn, &plan.ops, facts.genid, netlink::BatchEnd::of_this_kernel()).map_err(|f| {
             if f.error.errno() == Some(netlink::ERESTART) {
                 return anyhow::Error::new(f.error).context(
                     "nftables: the ruleset changed after it was read, so the kernel refused the whole batch; read it and plan again",
@@ -95,24 +125,23 @@ impl NftBackend {
 
     /// The facts as the planner would see them (for tests and `doctor`).
     pub fn facts(&mut self) -> Result<Facts> {
-        read_consistent(&mut self.conn, |_| RuleDepth::All, true)
+        read_consistent(&mut self.conn, |_| RuleDepth::All, SetElements::Read)
     }
 
     fn change(
         &mut self,
         mode: Mode,
-        with_elements: bool,
+        elements: SetElements,
         plan_fn: impl FnMut(&Facts) -> Result<Plan>,
         depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
     ) -> Result<LayerChange> {
-        let outcome = apply::run(
-            &mut self.conn,
-            depth,
-            with_elements,
-            plan_fn,
-            mode.is_dry_run(),
-        )?;
-        let (_, plan) = outcome.map_err(explain_failure)?;
+        let known = self.take_current()?;
+        let outcome = apply::run(&mut self.conn, known, depth, elements, plan_fn, mode)?;
+        let (facts, plan) = outcome.map_err(explain_failure)?;
+        // What was sent changed the generation: the next plan reads again.
+        if mode.is_dry_run() || plan.ops.is_empty() {
+            self.known = Some(facts);
+        }
         Ok(LayerChange {
             layer: "nftables".into(),
             changed: !plan.ops.is_empty(),
@@ -133,20 +162,25 @@ impl Backend for NftBackend {
     /// close would remove, need is what an open would add, and the drift rules are
     /// [`drift::compare`]'s.
     fn inspect(&mut self, want: Option<&OpenRequest>, _recorded: &[String]) -> Result<LayerState> {
-        let facts = read_consistent(&mut self.conn, grant_depth, true)?;
+        let facts = self.read()?;
         drift::layer_state(&facts, want)
     }
 
     fn open(&mut self, req: &OpenRequest, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
         // The sets' elements are read so that a set already holding exactly the grant's
         // addresses is left alone: a repeated grant then sends no batch at all.
-        self.change(mode, true, |f| plan::plan_open(f, req), grant_depth)
+        self.change(
+            mode,
+            SetElements::Read,
+            |f| plan::plan_open(f, req),
+            grant_depth,
+        )
     }
 
     /// Removal reads each hooked chain until it has seen as many tagged jumps as the kernel
     /// counts references to the tool's chains: usually the head only.
     fn close(&mut self, _recorded: &[String], mode: Mode) -> Result<LayerChange> {
-        self.change(mode, false, plan::plan_close, grant_depth)
+        self.change(mode, SetElements::Skip, plan::plan_close, grant_depth)
     }
 }
 
@@ -154,11 +188,11 @@ impl Backend for NftBackend {
 fn read_consistent(
     conn: &mut Conn,
     depth: impl Fn(&inspect::TableFacts) -> RuleDepth,
-    with_elements: bool,
+    elements: SetElements,
 ) -> Result<Facts> {
     let mut last = None;
     for _ in 0..apply::MAX_ATTEMPTS {
-        match inspect::read_facts(conn, &depth, with_elements) {
+        match inspect::read_facts(conn, &depth, elements) {
             Ok(f) => return Ok(f),
             Err(NlError::Interrupted) => last = Some(NlError::Interrupted),
             // A table or chain listed a moment ago was deleted before its rules were dumped:
@@ -181,50 +215,44 @@ fn grant_depth(t: &inspect::TableFacts) -> RuleDepth {
     RuleDepth::UntilJumps(inspect::jumps_to_tool_chains(t))
 }
 
-/// One table as `list_tables` reports it (for the detector and `status`/`doctor`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NftTableInfo {
-    /// ip, ip6, inet, arp, bridge, netdev
-    pub family: String,
-    pub name: String,
-    pub made_by_iptables_nft: bool,
-    /// Names of the filter base chains on the input hook.
-    pub input_base_chains: Vec<String>,
-    /// Names of the base chains the tool hooks: those on input, and those on prerouting,
-    /// netdev ingress and output that can drop the support's packets.
-    pub hooked_chains: Vec<String>,
-    pub has_tool_objects: bool,
-    /// NFT_TABLE_F_OWNER: only the process that made it (firewalld, ...) may change it.
-    pub owned_by_process: bool,
+/// The ruleset as every command first reads it: the tables for the detector, and the facts each
+/// plan starts from (elements included, each hooked chain read to its jumps).
+pub fn read_ruleset() -> Result<Facts> {
+    let mut conn = open_conn()?;
+    read_genid(&mut conn)?;
+    read_consistent(&mut conn, grant_depth, SetElements::Read)
 }
 
-/// Every nftables table of the current network namespace.
-pub fn list_tables() -> Result<Vec<NftTableInfo>> {
-    let mut conn = open_conn()?;
-    let facts = read_consistent(&mut conn, grant_depth, false)?;
-    Ok(facts
+/// The generation id of the ruleset in place.
+pub fn current_genid() -> Result<u32> {
+    read_genid(&mut open_conn()?)
+}
+
+/// The detector's view of each table of the dump.
+pub fn detector_tables(facts: &Facts) -> Vec<crate::firewall::detect::NftTable> {
+    facts
         .tables
         .iter()
-        .map(|t| NftTableInfo {
-            family: t.family.name().into(),
-            name: t.name.clone(),
+        .map(|t| crate::firewall::detect::NftTable {
+            family: t.id.family.name().into(),
+            name: t.id.name.clone(),
             made_by_iptables_nft: t.made_by_iptables_nft(),
-            input_base_chains: t
+            has_input_base_chain: t
                 .chains
                 .iter()
-                .filter(|c| c.is_filter_on(Hook::Input))
-                .map(|c| c.name.clone())
-                .collect(),
-            hooked_chains: t
-                .chains
-                .iter()
-                .filter(|c| c.tool_target(t.family).is_some())
-                .map(|c| c.name.clone())
-                .collect(),
-            has_tool_objects: t.has_tool_objects(),
-            owned_by_process: t.owned,
+                .any(|c| c.tool_target(t.id.family).is_some()),
         })
-        .collect())
+        .collect()
+}
+
+/// The generation id, as the one sentence a missing module or capability deserves.
+fn read_genid(conn: &mut Conn) -> Result<u32> {
+    inspect::read_genid(conn).map_err(|e| match e.errno() {
+        // nfnetlink_rcv_msg answers EINVAL for a subsystem that is neither loaded nor
+        // loadable: the kernel has no nf_tables.
+        Some(libc::EINVAL) => anyhow::Error::new(e).context(NO_NF_TABLES),
+        _ => explain(e, "read the nftables generation"),
+    })
 }
 
 /// What of the tool is present in nftables, for `status`.
@@ -281,17 +309,14 @@ impl NftTableState {
         ports.sort_unstable();
         ports.dedup();
         let dir = plan::direction_of(chain);
-        let (v4, v6) = match self.family.as_str() {
-            "ip" => (true, false),
-            "ip6" => (false, true),
-            _ => (true, true),
+        let versions: &[IpVersion] = match self.family.as_str() {
+            "ip" => &[IpVersion::V4],
+            "ip6" => &[IpVersion::V6],
+            _ => &IpVersion::ALL,
         };
-        [(v4, false), (v6, true)]
-            .into_iter()
-            .filter(|(has, _)| *has)
-            .map(|(_, six)| {
-                plan::access_rule_text(six, dir, if six { SET_V6 } else { SET_V4 }, &ports)
-            })
+        versions
+            .iter()
+            .map(|&ip| plan::access_rule_text(ip, dir, plan::set_name(ip), &ports))
             .collect()
     }
 }
@@ -310,7 +335,7 @@ pub fn tool_state() -> Result<NftToolState> {
     let mut conn = open_conn()?;
     // Read until every jump the kernel counts was seen: the jumps sit at the head, so a status on
     // a 100 000-rule chain does not dump it all.
-    let facts = read_consistent(&mut conn, grant_depth, true)?;
+    let facts = read_consistent(&mut conn, grant_depth, SetElements::Read)?;
     Ok(state_of(&facts))
 }
 
@@ -319,12 +344,12 @@ fn state_of(facts: &Facts) -> NftToolState {
     for t in facts
         .tables
         .iter()
-        .filter(|t| t.family.carries_ip() && !t.made_by_iptables_nft() && !t.owned)
+        .filter(|t| t.id.family.carries_ip() && !t.made_by_iptables_nft() && !t.owned)
     {
         let hooks: Vec<NftHookState> = t
             .chains
             .iter()
-            .filter(|c| c.tool_target(t.family).is_some())
+            .filter(|c| c.tool_target(t.id.family).is_some())
             .map(|c| {
                 let rules = c.rules.as_deref().unwrap_or_default();
                 NftHookState {
@@ -352,8 +377,8 @@ fn state_of(facts: &Facts) -> NftToolState {
             continue;
         }
         tables.push(NftTableState {
-            family: t.family.name().into(),
-            name: t.name.clone(),
+            family: t.id.family.name().into(),
+            name: t.id.name.clone(),
             hooks,
             chains,
             chain_rules,
@@ -476,8 +501,10 @@ mod tests {
             expires_ms: Some(30_000),
         };
         let table = TableFacts {
-            family: Family::Inet,
-            name: "filter".into(),
+            id: TableId {
+                family: Family::Inet,
+                name: "filter".into(),
+            },
             handle: 1,
             chains: vec![input.clone()],
             sets: vec![SetFacts {

@@ -123,28 +123,55 @@ pub fn batch_begin(out: &mut MsgBuf, seq: u32, genid: Option<u32>) {
     out.push_bytes(&m);
 }
 
-/// The batch end; with `ack`, kernels ≥ 6.10 confirm the commit itself.
-pub fn batch_end(out: &mut MsgBuf, seq: u32, ack: bool) {
+/// Whether the batch end asks for an ACK, which kernels ≥ 6.10 send once the commit itself
+/// succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchEnd {
+    Acked,
+    Unacked,
+}
+
+impl BatchEnd {
+    /// Kernels before 6.10 ignore NLM_F_ACK on BATCH_END (nfnetlink_rcv_batch), so waiting for
+    /// that ACK there would only end in the timeout.
+    pub fn of_this_kernel() -> BatchEnd {
+        static END: std::sync::OnceLock<BatchEnd> = std::sync::OnceLock::new();
+        *END.get_or_init(|| {
+            let release =
+                std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            if acks_batch_end(&release) {
+                BatchEnd::Acked
+            } else {
+                BatchEnd::Unacked
+            }
+        })
+    }
+}
+
+/// Whether a kernel of this release (`6.12.8-amd64`) answers BATCH_END.
+fn acks_batch_end(release: &str) -> bool {
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 10)
+}
+
+/// The batch end.
+pub fn batch_end(out: &mut MsgBuf, seq: u32, end: BatchEnd) {
     let mut m = Vec::with_capacity(20);
     m.extend_from_slice(&20u32.to_ne_bytes());
     m.extend_from_slice(&NFNL_MSG_BATCH_END.to_ne_bytes());
-    let flags = libc::NLM_F_REQUEST as u16 | if ack { libc::NLM_F_ACK as u16 } else { 0 };
+    let ack = match end {
+        BatchEnd::Acked => libc::NLM_F_ACK as u16,
+        BatchEnd::Unacked => 0,
+    };
+    let flags = libc::NLM_F_REQUEST as u16 | ack;
     m.extend_from_slice(&flags.to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(&[0, 0]);
     m.extend_from_slice(&NFNL_SUBSYS_NFTABLES.to_be_bytes());
     out.push_bytes(&m);
-}
-
-/// Kernels before 6.10 ignore NLM_F_ACK on BATCH_END (nfnetlink_rcv_batch), so waiting for that
-/// ACK there would only end in the timeout.
-pub fn kernel_acks_batch_end() -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
-    let major: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let minor: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    (major, minor) >= (6, 10)
 }
 
 impl Conn {
@@ -287,5 +314,34 @@ impl Conn {
             io::ErrorKind::TimedOut,
             "ACKs never ended",
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_kernels_from_6_10_ack_the_batch_end() {
+        assert!(acks_batch_end("6.10.0\n"));
+        assert!(acks_batch_end("6.12.8-amd64"));
+        assert!(acks_batch_end("7.0-rc1"));
+        assert!(!acks_batch_end("6.9.12-1-pve"));
+        assert!(!acks_batch_end("5.15.0-91-generic"));
+        assert!(
+            !acks_batch_end(""),
+            "an unreadable release waits for no ACK"
+        );
+    }
+
+    #[test]
+    fn an_acked_batch_end_asks_for_the_ack() {
+        for (end, ack) in [(BatchEnd::Acked, true), (BatchEnd::Unacked, false)] {
+            let mut b = MsgBuf::new();
+            batch_end(&mut b, 9, end);
+            let flags = u16::from_ne_bytes([b.bytes()[6], b.bytes()[7]]);
+            assert_eq!(flags & libc::NLM_F_ACK as u16 != 0, ack);
+            assert_eq!(&b.bytes()[8..12], &9u32.to_ne_bytes());
+        }
     }
 }

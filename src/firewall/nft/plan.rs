@@ -12,22 +12,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use super::inspect::{self, Facts, Family, SetFacts, TableFacts};
+use super::inspect::{self, Facts, IpVersion, SetFacts, TableFacts, TableId};
 use super::{CHAIN_IN, CHAIN_OUT, CHAIN_PRE, SET_V4, SET_V6};
 use crate::firewall::{OpenRequest, TAG};
-
-/// A table, by family and name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableRef {
-    pub family: Family,
-    pub name: String,
-}
-
-impl std::fmt::Display for TableRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.family.name(), self.name)
-    }
-}
 
 /// Which way an access rule matches: traffic to our SSH ports, or replies from them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,54 +29,54 @@ pub enum Direction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     AddSet {
-        table: TableRef,
+        table: TableId,
         set: String,
-        v6: bool,
+        ip: IpVersion,
     },
     FlushSet {
-        table: TableRef,
+        table: TableId,
         set: String,
     },
     AddElements {
-        table: TableRef,
+        table: TableId,
         set: String,
         addresses: Vec<IpAddr>,
         timeout: Option<Duration>,
     },
     AddChain {
-        table: TableRef,
+        table: TableId,
         chain: String,
     },
     FlushChain {
-        table: TableRef,
+        table: TableId,
         chain: String,
     },
     /// `ip saddr @set tcp dport { ports } accept` (In) or `ip daddr @set tcp sport { ports } accept` (Out).
     AddAccess {
-        table: TableRef,
+        table: TableId,
         chain: String,
         set: String,
-        v6: bool,
+        ip: IpVersion,
         dir: Direction,
         ports: Vec<u16>,
     },
     /// A tagged jump inserted at the head of a base chain.
     InsertJump {
-        table: TableRef,
+        table: TableId,
         chain: String,
         target: String,
     },
     DeleteRule {
-        table: TableRef,
+        table: TableId,
         chain: String,
         handle: u64,
     },
     DeleteChain {
-        table: TableRef,
+        table: TableId,
         chain: String,
     },
     DeleteSet {
-        table: TableRef,
+        table: TableId,
         set: String,
     },
 }
@@ -103,19 +90,23 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
-fn set_name(v6: bool) -> &'static str {
-    if v6 {
-        SET_V6
-    } else {
-        SET_V4
+/// The tool's address set of one IP version.
+pub fn set_name(ip: IpVersion) -> &'static str {
+    match ip {
+        IpVersion::V4 => SET_V4,
+        IpVersion::V6 => SET_V6,
     }
 }
 
 /// Tables the tool may program, and the notes about those it leaves alone.
 fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a TableFacts> {
     let mut out = Vec::new();
-    for t in facts.tables.iter().filter(|t| t.family.carries_ip()) {
-        if !t.chains.iter().any(|c| c.tool_target(t.family).is_some()) {
+    for t in facts.tables.iter().filter(|t| t.id.family.carries_ip()) {
+        if !t
+            .chains
+            .iter()
+            .any(|c| c.tool_target(t.id.family).is_some())
+        {
             continue;
         }
         // An owned table that can drop the support was refused by `refusals`; one that cannot
@@ -127,7 +118,7 @@ fn candidate_tables<'a>(facts: &'a Facts, notes: &mut Vec<String>) -> Vec<&'a Ta
             notes.push(format!(
                 "table {} was made by iptables-nft: left to the iptables backend (a native rule there \
                  becomes an unconditional ACCEPT after iptables-nft-save | iptables-nft-restore)",
-                t.label()
+                t.id
             ));
             continue;
         }
@@ -153,21 +144,21 @@ fn refusals_where(facts: &Facts, keep: impl Fn(&TableFacts) -> bool) -> Vec<Stri
     for t in facts
         .tables
         .iter()
-        .filter(|t| t.family.carries_ip() && keep(t))
+        .filter(|t| t.id.family.carries_ip() && keep(t))
     {
         for c in &t.chains {
             let hook = c.base.as_ref().map_or("", |b| b.hook.name());
-            if t.owned && c.tool_target(t.family).is_some() && c.can_drop() {
+            if t.owned && c.tool_target(t.id.family).is_some() && c.can_drop() {
                 let owner = t.owner.as_deref().unwrap_or("another process");
                 out.push(format!(
                     "table {} belongs to {owner} (flags owner: the kernel lets no other program change it) and its chain {} on the {hook} hook can drop the support's packets; let the support's addresses reach the SSH ports through that program (firewalld: `firewall-cmd --add-rich-rule`), or pass --firewall none if it already lets them through",
-                    t.label(),
+                    t.id,
                     c.name
                 ));
-            } else if c.is_unopenable_ingress(t.family) {
+            } else if c.is_unopenable_ingress(t.id.family) {
                 out.push(format!(
                     "chain {} {} on the inet ingress hook can drop the support's packets, and the kernel cannot limit an accept there to packets for this host (no fib on inet ingress); move that chain to a netdev table or accept the support's addresses in it yourself, then grant again",
-                    t.label(),
+                    t.id,
                     c.name
                 ));
             }
@@ -225,10 +216,11 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
     }
     // A chain in a table left alone (iptables-nft's, an owned one) still drops: that is not
     // "nothing to open", and its own note says where to open it.
-    let hooked_anywhere = facts
-        .tables
-        .iter()
-        .any(|t| t.chains.iter().any(|c| c.tool_target(t.family).is_some()));
+    let hooked_anywhere = facts.tables.iter().any(|t| {
+        t.chains
+            .iter()
+            .any(|c| c.tool_target(t.id.family).is_some())
+    });
     if !hooked_anywhere {
         plan.notes.push(
             "no input base chain, and no prerouting, ingress or output chain that can drop: nftables drops nothing here, nothing to open".into(),
@@ -240,10 +232,7 @@ pub fn plan_open(facts: &Facts, req: &OpenRequest) -> Result<Plan> {
 /// The ops of one table: its sets, its chains and their rules, one jump at the head of each base
 /// chain that needs one.
 fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan) -> Result<()> {
-    let table = TableRef {
-        family: t.family,
-        name: t.name.clone(),
-    };
+    let table = &t.id;
     // Names are ours only with the tag, on the chain and on each of its rules.
     let foreign = t.foreign_named();
     if !foreign.is_empty() {
@@ -252,17 +241,17 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
             foreign.join(", ")
         );
     }
-    let families: Vec<bool> = [false, true]
+    let versions: Vec<IpVersion> = IpVersion::ALL
         .into_iter()
-        .filter(|&v6| t.family.has(v6))
+        .filter(|&ip| t.id.family.has(ip))
         .collect();
-    for &v6 in &families {
-        let set = set_name(v6);
+    for &ip in &versions {
+        let set = set_name(ip);
         let addresses: Vec<IpAddr> = req
             .addresses
             .iter()
             .copied()
-            .filter(|a| a.is_ipv6() == v6)
+            .filter(|&a| IpVersion::of(a) == ip)
             .collect();
         match t.set(set) {
             Some(s) if set_holds_exactly(s, &addresses, req.timeout) => continue,
@@ -273,7 +262,7 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
             None => plan.ops.push(Op::AddSet {
                 table: table.clone(),
                 set: set.into(),
-                v6,
+                ip,
             }),
         }
         if !addresses.is_empty() {
@@ -289,15 +278,15 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
         let bases: Vec<_> = t
             .chains
             .iter()
-            .filter(|c| c.tool_target(t.family) == Some(chain))
+            .filter(|c| c.tool_target(t.id.family) == Some(chain))
             .collect();
         if bases.is_empty() {
             continue;
         }
         let dir = direction_of(chain);
-        let wanted: Vec<String> = families
+        let wanted: Vec<String> = versions
             .iter()
-            .map(|&v6| access_rule_text(v6, dir, set_name(v6), ports))
+            .map(|&ip| access_rule_text(ip, dir, set_name(ip), ports))
             .collect();
         let rewrite = match t.chain(chain) {
             Some(c) => {
@@ -319,12 +308,12 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
             }
         };
         if rewrite {
-            for &v6 in &families {
+            for &ip in &versions {
                 plan.ops.push(Op::AddAccess {
                     table: table.clone(),
                     chain: chain.into(),
-                    set: set_name(v6).into(),
-                    v6,
+                    set: set_name(ip).into(),
+                    ip,
                     dir,
                     ports: ports.to_vec(),
                 });
@@ -332,7 +321,7 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
         }
         for base in bases {
             plan.chains.push(format!("{table} {}", base.name));
-            plan.ops.extend(jump_to_head(&table, base, chain));
+            plan.ops.extend(jump_to_head(table, base, chain));
         }
     }
     Ok(())
@@ -340,7 +329,7 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
 
 /// The jump counts only at the head: a rule the user inserted above it since may drop the
 /// support first. A jump found lower is moved (deleted, inserted again).
-fn jump_to_head(table: &TableRef, base: &inspect::ChainFacts, chain: &str) -> Vec<Op> {
+fn jump_to_head(table: &TableId, base: &inspect::ChainFacts, chain: &str) -> Vec<Op> {
     let rules = base.rules.as_deref().unwrap_or_default();
     let jumps: Vec<u64> = rules
         .iter()
@@ -379,7 +368,7 @@ pub fn plan_close(facts: &Facts) -> Result<Plan> {
     for t in facts
         .tables
         .iter()
-        .filter(|t| t.family.carries_ip() && !t.owned)
+        .filter(|t| t.id.family.carries_ip() && !t.owned)
     {
         found_any |= close_table(t, &mut plan);
     }
@@ -393,10 +382,7 @@ pub fn plan_close(facts: &Facts) -> Result<Plan> {
 
 /// The ops removing the tool's objects from one table; true when any was found.
 fn close_table(t: &TableFacts, plan: &mut Plan) -> bool {
-    let table = TableRef {
-        family: t.family,
-        name: t.name.clone(),
-    };
+    let table = &t.id;
     let mut tagged_jumps: Vec<(&str, u32)> = Vec::new();
     for c in &t.chains {
         for r in c.rules.iter().flatten().filter(|r| r.is_tool_jump()) {
@@ -474,11 +460,11 @@ fn close_table(t: &TableFacts, plan: &mut Plan) -> bool {
                 "table {table}: no jump to the ovh-access chains was left in any base chain"
             ));
         }
-        for v6 in [false, true] {
-            if t.family.has(v6) && t.set(set_name(v6)).is_none() {
+        for ip in IpVersion::ALL {
+            if t.id.family.has(ip) && t.set(set_name(ip)).is_none() {
                 plan.notes.push(format!(
                     "table {table}: the set {} was missing",
-                    set_name(v6)
+                    set_name(ip)
                 ));
             }
         }
@@ -512,8 +498,11 @@ fn nft_duration(d: Duration) -> String {
 }
 
 /// The access rule as `nft` prints it (and as `nft -f` accepts it).
-pub fn access_rule_text(v6: bool, dir: Direction, set: &str, ports: &[u16]) -> String {
-    let proto = if v6 { "ip6" } else { "ip" };
+pub fn access_rule_text(ip: IpVersion, dir: Direction, set: &str, ports: &[u16]) -> String {
+    let proto = match ip {
+        IpVersion::V4 => "ip",
+        IpVersion::V6 => "ip6",
+    };
     let (addr, port) = match dir {
         Direction::In | Direction::Pre => ("saddr", "dport"),
         Direction::Out => ("daddr", "sport"),
@@ -535,10 +524,13 @@ pub fn render(ops: &[Op]) -> String {
     let mut s = String::new();
     for op in ops {
         let _ = match op {
-            Op::AddSet { table, set, v6 } => writeln!(
+            Op::AddSet { table, set, ip } => writeln!(
                 s,
                 "add set {table} {set} {{ type {}; flags interval,timeout; comment \"{TAG}\"; }}",
-                if *v6 { "ipv6_addr" } else { "ipv4_addr" }
+                match ip {
+                    IpVersion::V4 => "ipv4_addr",
+                    IpVersion::V6 => "ipv6_addr",
+                }
             ),
             Op::FlushSet { table, set } => writeln!(s, "flush set {table} {set}"),
             Op::AddElements {
@@ -561,14 +553,14 @@ pub fn render(ops: &[Op]) -> String {
                 table,
                 chain,
                 set,
-                v6,
+                ip,
                 dir,
                 ports,
             } => {
                 writeln!(
                     s,
                     "add rule {table} {chain} {} comment \"{TAG}\"",
-                    access_rule_text(*v6, *dir, set, ports)
+                    access_rule_text(*ip, *dir, set, ports)
                 )
             }
             Op::InsertJump {
@@ -597,7 +589,7 @@ pub fn render(ops: &[Op]) -> String {
 mod tests {
     use super::*;
     use crate::firewall::nft::inspect::{
-        BaseChain, ChainFacts, Element, Hook, RuleFacts, SetFacts,
+        BaseChain, ChainFacts, Element, Family, Hook, RuleFacts, SetFacts,
     };
 
     fn base(name: &str, hook: Hook, prio: i32, drop: bool) -> ChainFacts {
@@ -619,8 +611,10 @@ mod tests {
 
     fn table(family: Family, name: &str, chains: Vec<ChainFacts>) -> TableFacts {
         TableFacts {
-            family,
-            name: name.into(),
+            id: TableId {
+                family,
+                name: name.into(),
+            },
             handle: 1,
             chains,
             sets: vec![],
@@ -780,7 +774,7 @@ mod tests {
             "{ops:?}"
         );
         assert!(ops.contains(&Op::FlushSet {
-            table: TableRef {
+            table: TableId {
                 family: Family::Inet,
                 name: "filter".into()
             },
@@ -805,7 +799,7 @@ mod tests {
         let mut ours = base(CHAIN_IN, Hook::Input, 0, false);
         ours.base = None;
         ours.comment = Some(TAG.into());
-        let sig = access_rule_text(false, Direction::In, SET_V4, &[22, 2222]);
+        let sig = access_rule_text(IpVersion::V4, Direction::In, SET_V4, &[22, 2222]);
         ours.rules = Some(vec![RuleFacts {
             handle: 5,
             jump_to: None,
@@ -854,9 +848,9 @@ mod tests {
         ours.base = None;
         ours.comment = Some(TAG.into());
         ours.rules = Some(
-            [false, true]
+            IpVersion::ALL
                 .iter()
-                .map(|&v6| RuleFacts {
+                .map(|&ip| RuleFacts {
                     handle: 5,
                     jump_to: None,
                     comment: None,
@@ -864,9 +858,9 @@ mod tests {
                     drops: false,
                     iptables_readable: true,
                     signature: Some(access_rule_text(
-                        v6,
+                        ip,
                         Direction::In,
-                        set_name(v6),
+                        set_name(ip),
                         &[22, 2222],
                     )),
                 })
@@ -882,15 +876,15 @@ mod tests {
             iptables_readable: true,
             signature: None,
         }]);
-        for v6 in [false, true] {
+        for ip in IpVersion::ALL {
             t.sets.push(SetFacts {
-                name: set_name(v6).into(),
+                name: set_name(ip).into(),
                 handle: 3,
                 comment: Some(TAG.into()),
                 elements: Some(
                     elements
                         .iter()
-                        .filter(|e| e.address.is_ipv6() == v6)
+                        .filter(|e| IpVersion::of(e.address) == ip)
                         .cloned()
                         .collect(),
                 ),
