@@ -435,7 +435,7 @@ pub fn validate(addrs: Vec<IpAddr>, allow_private: bool, origin: &str) -> Result
     Ok(addrs)
 }
 
-/// A `dns` function for [`crate::support::resolve_target`]: [`resolve`] through `resolver` (or
+/// A `dns` function for `support::resolve_target`: [`resolve`] through `resolver` (or
 /// `root`'s resolv.conf) with `timeout`.
 pub fn lookup_with(
     root: &Root,

@@ -19,10 +19,11 @@ pub mod keys;
 pub mod report;
 pub mod root;
 pub mod sessions;
-pub mod sockdiag;
+pub mod sockets;
 pub mod sshd;
 pub mod state;
 pub mod support;
+pub mod text;
 
 /// What `--version` prints after the name: the release and the git commit it was built from
 /// (build.rs; "unknown" when built from a tree that has neither git nor `git archive`'s stamp).

@@ -145,13 +145,7 @@ pub fn fmt_utc(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
 }
 
-/// `a, b, c`: how lists (addresses, ports) read in messages.
-pub fn join<T: std::fmt::Display>(v: &[T]) -> String {
-    v.iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+pub use crate::text::join;
 
 /// `2h 5m`, `40s`: the time left until an expiry.
 pub fn fmt_left(secs: u64) -> String {

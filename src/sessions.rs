@@ -19,7 +19,7 @@
 //! every session inherits the listening sshd's id, which may be the administrator's).
 //!
 //! The sockets are those of the caller's network namespace (the one whose firewall the tool
-//! changes), from `sockdiag`.
+//! changes), from `sockets`.
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::net::IpAddr;
@@ -31,9 +31,7 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 use serde::Serialize;
 
-use crate::report::Report;
-use crate::sockdiag;
-use crate::sshd::live::{self, TcpEntry};
+use crate::sockets::{self, TcpEntry, TCP_ESTABLISHED, TCP_LISTEN};
 
 /// The audit session id of a process outside any login (`AUDIT_SID_UNSET`).
 const SESSION_UNSET: u32 = u32::MAX;
@@ -124,7 +122,7 @@ impl Ended {
 pub fn connections(sockets: &[TcpEntry]) -> Vec<Conn> {
     sockets
         .iter()
-        .filter(|e| e.state == live::TCP_ESTABLISHED)
+        .filter(|e| e.state == TCP_ESTABLISHED)
         .map(|e| Conn {
             local_port: e.local.1,
             remote: unmapped(e.remote.0),
@@ -385,15 +383,15 @@ fn alive(fd: &OwnedFd) -> bool {
 
 /// End what the support started (see the module comment); returns what was ended. Failures
 /// are warnings: the key and firewall are already closed, which is what protects the server.
-pub fn end(addresses: &[IpAddr], report: &mut Report) -> Vec<Ended> {
+pub fn end(addresses: &[IpAddr], warnings: &mut Vec<String>) -> Vec<Ended> {
     // One snapshot of the sockets, taken before the processes are: a connection accepted
     // after it has no process of the support's yet, and the firewall is already closed.
-    let sockets = sockdiag::tcp_sockets(
+    let sockets = sockets::tcp_sockets(
         Path::new("/proc"),
-        sockdiag::States::ESTABLISHED.and(sockdiag::States::LISTEN),
+        sockets::States::ESTABLISHED.and(sockets::States::LISTEN),
     )
     .unwrap_or_else(|e| {
-        report.warn(format!(
+        warnings.push(format!(
             "cannot list this namespace's TCP connections ({e}): only processes whose environment names a support address were looked for"
         ));
         Vec::new()
@@ -402,7 +400,7 @@ pub fn end(addresses: &[IpAddr], report: &mut Report) -> Vec<Ended> {
     let mut procs = scan();
     let listeners: HashSet<u64> = sockets
         .iter()
-        .filter(|e| e.state == live::TCP_LISTEN)
+        .filter(|e| e.state == TCP_LISTEN)
         .map(|e| e.inode)
         .collect();
     for p in &mut procs {
@@ -417,7 +415,7 @@ pub fn end(addresses: &[IpAddr], report: &mut Report) -> Vec<Ended> {
         match pidfd_send_signal(&fd, Signal::TERM) {
             Ok(()) => signalled.push((fd, p, why)),
             Err(rustix::io::Errno::SRCH) => {}
-            Err(e) => report.warn(format!("could not end process {pid} ({}): {e}", p.cmdline)),
+            Err(e) => warnings.push(format!("could not end process {pid} ({}): {e}", p.cmdline)),
         }
     }
     let deadline = Instant::now() + TERM_GRACE;
@@ -440,13 +438,13 @@ pub fn end(addresses: &[IpAddr], report: &mut Report) -> Vec<Ended> {
             }
         })
         .collect();
-    forget_conntrack(&support, report);
+    forget_conntrack(&support, warnings);
     ended
 }
 
 /// Delete the conntrack entries of the ended connections, so that no "established" state lets a
 /// retransmission through. Best effort: conntrack(8) may be absent.
-fn forget_conntrack(conns: &[Conn], report: &mut Report) {
+fn forget_conntrack(conns: &[Conn], warnings: &mut Vec<String>) {
     for c in conns {
         let fam = if c.remote.is_ipv4() { "ipv4" } else { "ipv6" };
         let out = std::process::Command::new("conntrack")
@@ -463,7 +461,7 @@ fn forget_conntrack(conns: &[Conn], report: &mut Report) {
             .status();
         if let Err(e) = out {
             if e.kind() == std::io::ErrorKind::NotFound {
-                report.warn("conntrack(8) is not installed: conntrack entries of ended sessions were left to expire");
+                warnings.push("conntrack(8) is not installed: conntrack entries of ended sessions were left to expire".into());
                 return;
             }
         }

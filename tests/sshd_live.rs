@@ -14,7 +14,7 @@ mod netns;
 use netns::{in_netns, stop, Netns};
 
 use ovh_access::root::Root;
-use ovh_access::sockdiag;
+use ovh_access::sockets;
 use ovh_access::sshd::{eval, live, reconcile, Config, PortEvidence};
 
 fn can_run(test: &str) -> bool {
@@ -172,18 +172,18 @@ fn sock_diag_agrees_with_proc_net_tcp() {
         let _c2 = std::net::TcpStream::connect("192.0.2.1:2998").unwrap();
         let _a1 = v4.accept().unwrap();
         let _a2 = dual.accept().unwrap();
-        let states = sockdiag::States::LISTEN.and(sockdiag::States::ESTABLISHED);
-        let diag = sockdiag::tcp_sockets(Path::new("/proc"), states).unwrap();
+        let states = sockets::States::LISTEN.and(sockets::States::ESTABLISHED);
+        let diag = sockets::tcp_sockets(Path::new("/proc"), states).unwrap();
         let mut text = Vec::new();
         for f in ["tcp", "tcp6"] {
             let t = std::fs::read_to_string(format!("/proc/thread-self/net/{f}")).unwrap();
-            text.extend(live::parse_tcp_table(&t));
+            text.extend(sockets::parse_tcp_table(&t));
         }
         (diag, text)
     });
-    let set = |v: &[live::TcpEntry]| -> BTreeSet<String> {
+    let set = |v: &[sockets::TcpEntry]| -> BTreeSet<String> {
         v.iter()
-            .filter(|e| matches!(e.state, live::TCP_LISTEN | live::TCP_ESTABLISHED))
+            .filter(|e| matches!(e.state, sockets::TCP_LISTEN | sockets::TCP_ESTABLISHED))
             .map(|e| format!("{:?} {:?} {} {}", e.local, e.remote, e.state, e.inode))
             .collect()
     };

@@ -1,6 +1,6 @@
 //! grant / revoke / status / refresh / restore as journaled, paired transactions.
 //!
-//! Every changing command runs through one transaction type ([`txn::Txn`]): begin (lock, load
+//! Every changing command runs through one transaction type (`txn::Txn`): begin (lock, load
 //! the state, settle an unfinished intent), journal the new intent, converge, commit — or abort,
 //! which converges back to what was granted before. Converging is "bring the system to a desired
 //! state" in the safe order (grant opens the firewall before it enables the key, revoke disables
@@ -9,7 +9,9 @@
 //!
 //! `grant.rs`, `revoke.rs`, `refresh.rs`, `restore.rs` and `status.rs` each hold one command: a
 //! pure function from facts to a plan (for status, to a list of drifts), and a short function
-//! that reads the facts and runs the plan. `converge.rs` holds the two effects.
+//! that reads the facts and runs the plan. `converge.rs` (open, then install) and `close.rs`
+//! (disable, then close) hold the two effects. `Ctx` carries what a command has read of the
+//! firewall, so that its rehearsal, its journal and its change start from one reading.
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -77,7 +77,7 @@ fn clean_up(ctx: &Ctx, txn: Txn<'_>, g: &Grant, mut report: Report) -> Result<Re
         .into_result()?;
     // sshd and the kernel closed the door at the expiry; a session opened before it would live
     // on.
-    sessions::end(&g.addresses, &mut report);
+    sessions::end(&g.addresses, &mut report.warnings);
     txn.commit(None)?;
     report.changed = true;
     let closed: Vec<String> = layers

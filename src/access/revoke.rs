@@ -72,7 +72,7 @@ pub fn revoke(root: &Root, req: &RevokeRequest) -> Result<Report> {
     let mut ended = Vec::new();
     if req.mode == Mode::Apply && req.sessions == Sessions::End {
         for g in &ends {
-            ended.extend(sessions::end(&g.addresses, &mut report));
+            ended.extend(sessions::end(&g.addresses, &mut report.warnings));
         }
     }
     // Anything left open keeps the intent in the journal: status reports it, and the next run

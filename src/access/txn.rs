@@ -212,7 +212,7 @@ impl<'a> Txn<'a> {
                     .into_result()?;
                 if !intent.keep_sessions {
                     for g in &ends {
-                        sessions::end(&g.addresses, report);
+                        sessions::end(&g.addresses, &mut report.warnings);
                     }
                 }
             }

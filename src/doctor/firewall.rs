@@ -13,7 +13,7 @@
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
-use super::rules::{self, ChainOutcome, NftTable, Packet, Policy, Verdict};
+use super::rules::{self, ChainOutcome, JsonTable, Packet, Policy, Verdict};
 use super::{Finding, Findings, Status};
 use crate::firewall::detect::{self, FirewallFacts};
 use crate::firewall::iptables::{self, IptablesBackend};
@@ -259,7 +259,7 @@ fn ipt_layer(
 
 /// What the layer's chain does with the packet, by its rules; None when its rules could not be
 /// read (nft without JSON). Asks `ipset` about iptables set matches.
-fn evaluate(l: &Layer, json: Option<&[NftTable]>, p: Packet) -> Option<ChainOutcome> {
+fn evaluate(l: &Layer, json: Option<&[JsonTable]>, p: Packet) -> Option<ChainOutcome> {
     match &l.kind {
         Kind::Nft {
             family,
@@ -274,7 +274,7 @@ fn evaluate(l: &Layer, json: Option<&[NftTable]>, p: Packet) -> Option<ChainOutc
 
 /// `nft -j list ruleset`: the rules with their expressions, which the netlink dump does not
 /// decode. None (with a WARN) when nft is missing or fails.
-fn nft_json(f: &mut Findings) -> Option<Vec<NftTable>> {
+fn nft_json(f: &mut Findings) -> Option<Vec<JsonTable>> {
     let out = Command::new("nft")
         .args(["-j", "list", "ruleset"])
         .stdin(Stdio::null())

@@ -24,7 +24,7 @@ pub fn check(
     remedy: &Remedy,
     f: &mut Findings,
 ) -> bool {
-    detect::ask_firewalld(facts, false);
+    detect::ask_firewalld(facts, detect::AskFirewalld::IfLoaded);
     let fwd = &facts.firewalld;
     if fwd.tables.is_empty() {
         return false;

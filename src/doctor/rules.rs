@@ -94,9 +94,11 @@ const MAX_DEPTH: usize = 16;
 // ---------------------------------------------------------------------------------------------
 // nftables
 
-/// One nft table of the JSON dump: its chains' rules and its named sets' elements.
+/// One table of `nft -j list ruleset`: its chains' rules and its named sets' elements, as the
+/// JSON the judge evaluates (the netlink dump of `firewall::nft` decodes only what the tool's own
+/// objects need).
 #[derive(Debug, Default, Clone)]
-pub struct NftTable {
+pub struct JsonTable {
     pub family: String,
     pub name: String,
     /// Chain name → its rules (each the `expr` array and the handle), in order.
@@ -106,8 +108,8 @@ pub struct NftTable {
 }
 
 /// `nft -j list ruleset` → the tables (family, name) with their rules and sets.
-pub fn parse_nft_json(v: &Value) -> Vec<NftTable> {
-    let mut tables: Vec<NftTable> = Vec::new();
+pub fn parse_nft_json(v: &Value) -> Vec<JsonTable> {
+    let mut tables: Vec<JsonTable> = Vec::new();
     let items = v
         .get("nftables")
         .and_then(Value::as_array)
@@ -127,7 +129,7 @@ pub fn parse_nft_json(v: &Value) -> Vec<NftTable> {
     };
     for item in &items {
         if let Some(t) = item.get("table") {
-            tables.push(NftTable {
+            tables.push(JsonTable {
                 family: t.get("family").and_then(Value::as_str).unwrap_or("").into(),
                 name: t.get("name").and_then(Value::as_str).unwrap_or("").into(),
                 ..Default::default()
@@ -184,7 +186,7 @@ pub fn parse_nft_json(v: &Value) -> Vec<NftTable> {
 }
 
 /// What `chain` of `table` (a base chain with `policy`) does with the packet.
-pub fn nft_chain(table: &NftTable, chain: &str, policy: Policy, p: Packet) -> ChainOutcome {
+pub fn nft_chain(table: &JsonTable, chain: &str, policy: Policy, p: Packet) -> ChainOutcome {
     let mut maybe = Vec::new();
     let verdict = nft_walk(table, chain, p, 0, &mut maybe).unwrap_or(Verdict::Policy(policy));
     ChainOutcome { verdict, maybe }
@@ -192,7 +194,7 @@ pub fn nft_chain(table: &NftTable, chain: &str, policy: Policy, p: Packet) -> Ch
 
 /// `None` = fell off the end (or returned): the caller continues.
 fn nft_walk(
-    t: &NftTable,
+    t: &JsonTable,
     chain: &str,
     p: Packet,
     depth: usize,
@@ -271,7 +273,7 @@ fn nft_walk(
 }
 
 /// One `match` expression; also returns the named set consulted for the source address.
-fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
+fn nft_match(t: &JsonTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
     let op = body.get("op").and_then(Value::as_str).unwrap_or("==");
     let left = body.get("left").unwrap_or(&Value::Null);
     let right = body.get("right").unwrap_or(&Value::Null);
@@ -328,7 +330,7 @@ fn nft_match(t: &NftTable, body: &Value, p: Packet) -> (Tri, Option<String>) {
 /// A header field compared with `right`. None when the field belongs to another protocol than
 /// the packet's: the expression carries that protocol as an implicit dependency, so it never
 /// matches, whatever the operator (`ip saddr != 192.0.2.1` does not see IPv6).
-fn nft_payload(t: &NftTable, pl: &Value, right: &Value, p: Packet) -> Option<Tri> {
+fn nft_payload(t: &JsonTable, pl: &Value, right: &Value, p: Packet) -> Option<Tri> {
     let proto = pl.get("protocol").and_then(Value::as_str).unwrap_or("");
     let field = pl.get("field").and_then(Value::as_str).unwrap_or("");
     Some(match (proto, field) {
@@ -351,7 +353,7 @@ fn nft_payload(t: &NftTable, pl: &Value, right: &Value, p: Packet) -> Option<Tri
 }
 
 /// A `meta` key compared with `right`.
-fn nft_meta(t: &NftTable, meta: &Value, right: &Value, p: Packet) -> Tri {
+fn nft_meta(t: &JsonTable, meta: &Value, right: &Value, p: Packet) -> Tri {
     match meta.get("key").and_then(Value::as_str).unwrap_or("") {
         "l4proto" => contains(t, right, &Val::Proto),
         "nfproto" => contains(
@@ -382,7 +384,7 @@ enum Val<'a> {
 
 /// Whether the right-hand side (a literal, a prefix, a range, an anonymous set, a flag list or
 /// `@named` set) holds the value.
-fn contains(t: &NftTable, right: &Value, v: &Val) -> Tri {
+fn contains(t: &JsonTable, right: &Value, v: &Val) -> Tri {
     match right {
         Value::String(s) if s.starts_with('@') => match t.sets.get(&s[1..]) {
             Some(elems) => any(elems.iter().map(|e| contains(t, e, v))),
@@ -728,7 +730,7 @@ mod tests {
         {"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":{"range":[2000,2999]}}},{"accept":null}]}}
     ]}"#;
 
-    fn tables() -> Vec<NftTable> {
+    fn tables() -> Vec<JsonTable> {
         parse_nft_json(&serde_json::from_str(F2B).unwrap())
     }
 
@@ -949,7 +951,7 @@ mod tests {
 
     #[test]
     fn nft_matches_one_by_one() {
-        let t = NftTable::default();
+        let t = JsonTable::default();
         let m = |json: &str, p: Packet| nft_match(&t, &serde_json::from_str(json).unwrap(), p).0;
         let v4 = pkt("198.51.100.2", 22);
         let v6 = pkt("2001:db8::2", 22);

@@ -206,14 +206,23 @@ pub fn firewalld_nft_tables(tables: &[NftTable]) -> Vec<String> {
         .collect()
 }
 
+/// When firewalld is asked on the system bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskFirewalld {
+    /// Only when its ruleset is loaded here: a host without firewalld is never asked.
+    IfLoaded,
+    /// Also without its ruleset (`--firewall firewalld`), to say why it cannot be programmed.
+    Always,
+}
+
 /// Completes `facts.firewalld` once the nft tables are known: its tables, and — only when they
-/// exist or `asked` — whether it answers on the bus (a host without firewalld is never asked).
-pub fn ask_firewalld(facts: &mut FirewallFacts, asked: bool) {
+/// exist or `when` says always — whether it answers on the bus.
+pub fn ask_firewalld(facts: &mut FirewallFacts, when: AskFirewalld) {
     facts
         .firewalld
         .tables
         .splice(0..0, firewalld_nft_tables(&facts.nft_tables));
-    if facts.firewalld.tables.is_empty() && !asked {
+    if facts.firewalld.tables.is_empty() && when == AskFirewalld::IfLoaded {
         return;
     }
     match super::firewalld::bus::Client::connect() {

@@ -195,23 +195,23 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn read(ask_firewalld: bool) -> Snapshot {
+    pub fn read(ask: detect::AskFirewalld) -> Snapshot {
         let nft = nft::read_ruleset();
         let tables = nft.as_ref().map(nft::detector_tables).unwrap_or_default();
         let mut facts = detect::gather_facts(&crate::root::Root::system(), tables);
-        detect::ask_firewalld(&mut facts, ask_firewalld);
+        detect::ask_firewalld(&mut facts, ask);
         Snapshot {
             nft,
             facts,
-            firewalld_asked: ask_firewalld,
+            firewalld_asked: ask == detect::AskFirewalld::Always,
         }
     }
 
     /// Still what the system has, and enough for a selection that asks firewalld or not. A
     /// snapshot whose nftables read failed is never reused: the error is given once.
-    pub fn serves(&self, ask_firewalld: bool) -> bool {
+    pub fn serves(&self, ask: detect::AskFirewalld) -> bool {
         let Ok(f) = &self.nft else { return false };
-        (self.firewalld_asked || !ask_firewalld)
+        (self.firewalld_asked || ask == detect::AskFirewalld::IfLoaded)
             && nft::current_genid().ok() == Some(f.genid)
             && iptables::legacy_tables(iptables::Family::V4) == self.facts.legacy_v4_tables
             && iptables::legacy_tables(iptables::Family::V6) == self.facts.legacy_v6_tables
@@ -229,9 +229,13 @@ pub fn select(
     select_from(&mut snap, choice, purpose, warnings)
 }
 
-/// Whether a selection asks firewalld on the bus when it has no tables here.
-pub fn asks_firewalld(choice: FirewallChoice, purpose: Purpose) -> bool {
-    purpose == Purpose::Open && choice == FirewallChoice::Firewalld
+/// When a selection asks firewalld on the bus.
+pub fn asks_firewalld(choice: FirewallChoice, purpose: Purpose) -> detect::AskFirewalld {
+    if purpose == Purpose::Open && choice == FirewallChoice::Firewalld {
+        detect::AskFirewalld::Always
+    } else {
+        detect::AskFirewalld::IfLoaded
+    }
 }
 
 /// [`select`] from a snapshot already read. A failed nftables read is handed over to the

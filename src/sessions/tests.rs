@@ -209,5 +209,5 @@ fn nobody_else_when_no_support_address_is_seen() {
 
 /// The established connections of the text of /proc/net/tcp or tcp6.
 fn conns_of(text: &str) -> Vec<Conn> {
-    connections(&crate::sshd::live::parse_tcp_table(text))
+    connections(&crate::sockets::parse_tcp_table(text))
 }

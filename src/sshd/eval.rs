@@ -330,7 +330,7 @@ pub fn listen(o: &Options) -> (Vec<Listen>, Vec<u16>, Vec<String>) {
                      counted, but which addresses it means depends on name resolution",
                     src.file.display(),
                     src.line,
-                    crate::report::join(&these)
+                    crate::text::join(&these)
                 )),
             }
         }

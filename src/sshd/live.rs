@@ -3,10 +3,12 @@
 //! they describe the network namespace of the calling thread (a test can `setns()` one thread
 //! into a namespace), while `/proc/net` would follow the process's main thread.
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+
+use crate::sockets::{self, parse_tcp_table, TcpEntry, TCP_LISTEN};
 
 /// One LISTEN socket of /proc/net/tcp{,6}.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,51 +16,6 @@ pub struct Socket {
     pub addr: IpAddr,
     pub port: u16,
     pub inode: u64,
-}
-
-/// One line of /proc/net/tcp or tcp6: the one parser of these files (the live listeners here,
-/// the support's established sessions in `sessions`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpEntry {
-    pub local: (IpAddr, u16),
-    pub remote: (IpAddr, u16),
-    /// The `st` column: include/net/tcp_states.h (`01` established, `0A` listen).
-    pub state: u8,
-    pub inode: u64,
-}
-
-/// TCP_ESTABLISHED in include/net/tcp_states.h.
-pub const TCP_ESTABLISHED: u8 = 0x01;
-/// TCP_LISTEN in include/net/tcp_states.h.
-pub const TCP_LISTEN: u8 = 0x0A;
-
-/// Parse the text of /proc/net/tcp or /proc/net/tcp6 (net/ipv4/tcp_ipv4.c `get_tcp4_sock()`,
-/// net/ipv6/tcp_ipv6.c `get_tcp6_sock()`: addresses are the raw `__be32` words printed with
-/// `%08X`, i.e. in host byte order; ports and the state in hex). Lines that do not parse are
-/// skipped: the header, and whatever a future kernel may add.
-pub fn parse_tcp_table(text: &str) -> Vec<TcpEntry> {
-    let mut out = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 10 {
-            continue;
-        }
-        let (Some(local), Some(remote), Ok(state), Ok(inode)) = (
-            endpoint(f[1]),
-            endpoint(f[2]),
-            u8::from_str_radix(f[3], 16),
-            f[9].parse::<u64>(),
-        ) else {
-            continue;
-        };
-        out.push(TcpEntry {
-            local,
-            remote,
-            state,
-            inode,
-        });
-    }
-    out
 }
 
 /// The LISTEN sockets of the text of /proc/net/tcp or /proc/net/tcp6.
@@ -72,28 +29,6 @@ pub fn parse_proc_net_tcp(text: &str) -> Vec<Socket> {
             inode: e.inode,
         })
         .collect()
-}
-
-/// `0100007F:0016`: an address (8 or 32 hex digits) and a port.
-fn endpoint(s: &str) -> Option<(IpAddr, u16)> {
-    let (a, p) = s.split_once(':')?;
-    Some((hex_addr(a)?, u16::from_str_radix(p, 16).ok()?))
-}
-
-fn hex_addr(s: &str) -> Option<IpAddr> {
-    let word = |w: &str| u32::from_str_radix(w, 16).ok().map(|v| v.to_ne_bytes());
-    match s.len() {
-        8 => Some(IpAddr::V4(Ipv4Addr::from(word(s)?))),
-        32 => {
-            let mut b = [0u8; 16];
-            for i in 0..4 {
-                b[i * 4..i * 4 + 4].copy_from_slice(&word(&s[i * 8..i * 8 + 8])?);
-            }
-            let v6 = Ipv6Addr::from(b);
-            Some(IpAddr::V6(v6))
-        }
-        _ => None,
-    }
 }
 
 /// Inodes of the sockets held open by processes whose `comm` is `comm`.
@@ -157,15 +92,16 @@ pub fn listeners_of(proc_dir: &Path, comm: &str) -> Result<Vec<Socket>> {
     Ok(all)
 }
 
-/// The listening sockets (see `sockdiag`: for the live /proc, no walk of the established hash).
+/// The listening sockets (see `sockets`: for the live /proc, no walk of the established hash).
 fn listen_entries(proc_dir: &Path) -> Result<Vec<TcpEntry>> {
-    crate::sockdiag::tcp_sockets(proc_dir, crate::sockdiag::States::LISTEN)
+    sockets::tcp_sockets(proc_dir, sockets::States::LISTEN)
         .context("the live check of sshd's ports needs /proc mounted")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sockets::TCP_ESTABLISHED;
 
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0

@@ -170,8 +170,8 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
                 "{unit} (systemd socket activation) listens on port(s) {} while sshd_config says \
                  {}: systemd's ListenStream= decides; after editing sshd_config run `systemctl \
                  daemon-reload && systemctl restart {unit}`",
-                crate::report::join(&ports),
-                crate::report::join(&configured)
+                crate::text::join(&ports),
+                crate::text::join(&configured)
             ));
         }
         all.extend(ports);
@@ -187,7 +187,7 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
                     "{unit} names port(s) {} but neither systemd nor sshd listens there: the unit \
                      changed without a reload; run `systemctl daemon-reload && systemctl restart \
                      {unit}`",
-                    crate::report::join(&idle)
+                    crate::text::join(&idle)
                 ));
             }
         }
@@ -198,8 +198,8 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
             warnings.push(format!(
                 "sshd -T reports listening port(s) {} but sshd_config was read as {}; both are \
                  opened — check the configuration with `sshd -T`",
-                crate::report::join(&t),
-                crate::report::join(&configured)
+                crate::text::join(&t),
+                crate::text::join(&configured)
             ));
         }
         all.extend(t);
@@ -221,7 +221,7 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
                 warnings.push(format!(
                     "sshd listens on port(s) {} that sshd_config does not name: the config \
                      changed but sshd was not restarted? (`systemctl restart ssh`)",
-                    crate::report::join(&extra)
+                    crate::text::join(&extra)
                 ));
             }
             let missing = minus(&configured, &live);
@@ -229,7 +229,7 @@ pub fn reconcile(ev: &PortEvidence) -> (Vec<u16>, Vec<String>) {
                 warnings.push(format!(
                     "sshd_config names port(s) {} but sshd does not listen there: restart sshd \
                      (`systemctl restart ssh`) to apply the config",
-                    crate::report::join(&missing)
+                    crate::text::join(&missing)
                 ));
             }
         }

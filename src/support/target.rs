@@ -11,7 +11,7 @@ use super::profiles::{expand, profile, profile_by_host, Profile, Region};
 use super::SupportKey;
 use crate::bad_input;
 use crate::dns::{self, DnsError, DnsOptions};
-use crate::report::join;
+use crate::text::join;
 
 /// Parses a `--key-file`'s bytes (src/keys owns the parser); the `&str` names the file in
 /// messages.

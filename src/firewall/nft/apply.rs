@@ -122,7 +122,7 @@ fn access_exprs(
         });
         e.push(Expr::CmpEq { data: vec![proto] });
     }
-    // The source or destination address in the IPv4 or IPv6 header.
+    // Where saddr and daddr sit in the IPv4 header (RFC 791) and the IPv6 header (RFC 8200).
     let (offset, len) = match (ip, dir) {
         (IpVersion::V4, Direction::In | Direction::Pre) => (12, 4),
         (IpVersion::V4, Direction::Out) => (16, 4),

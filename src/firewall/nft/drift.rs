@@ -11,7 +11,7 @@ use anyhow::Result;
 
 use super::{plan, state_of, Facts, NftTableState};
 use crate::firewall::{Drift, LayerState, OpenRequest};
-use crate::report::join;
+use crate::text::join;
 
 const RESTORE: &str = "ovh-access restore";
 

@@ -64,13 +64,16 @@ impl NftBackend {
         Ok(NftBackend { conn, known: None })
     }
 
-    /// [`NftBackend::new`], starting from `facts` when the ruleset has not changed since they
-    /// were read.
+    /// [`NftBackend::new`], starting from `facts` (used only while the generation id says
+    /// they are current). nf_tables answered when they were read: no check again.
     pub fn seeded(facts: Option<&Facts>) -> Result<NftBackend> {
-        let mut conn = open_conn()?;
-        let genid = read_genid(&mut conn)?;
-        let known = facts.filter(|f| f.genid == genid).cloned();
-        Ok(NftBackend { conn, known })
+        match facts {
+            Some(f) => Ok(NftBackend {
+                conn: open_conn()?,
+                known: Some(f.clone()),
+            }),
+            None => NftBackend::new(),
+        }
     }
 
     /// The facts known, if the ruleset is still the one they describe (they are given up).

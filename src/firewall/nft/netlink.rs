@@ -137,8 +137,7 @@ impl BatchEnd {
     pub fn of_this_kernel() -> BatchEnd {
         static END: std::sync::OnceLock<BatchEnd> = std::sync::OnceLock::new();
         *END.get_or_init(|| {
-            let release =
-                std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
             if acks_batch_end(&release) {
                 BatchEnd::Acked
             } else {

@@ -246,85 +246,107 @@ fn open_table(t: &TableFacts, req: &OpenRequest, ports: &[u16], plan: &mut Plan)
         .filter(|&ip| t.id.family.has(ip))
         .collect();
     for &ip in &versions {
-        let set = set_name(ip);
-        let addresses: Vec<IpAddr> = req
-            .addresses
-            .iter()
-            .copied()
-            .filter(|&a| IpVersion::of(a) == ip)
-            .collect();
-        match t.set(set) {
-            Some(s) if set_holds_exactly(s, &addresses, req.timeout) => continue,
-            Some(_) => plan.ops.push(Op::FlushSet {
-                table: table.clone(),
-                set: set.into(),
-            }),
-            None => plan.ops.push(Op::AddSet {
-                table: table.clone(),
-                set: set.into(),
-                ip,
-            }),
+        open_set(t, ip, req, plan);
+    }
+    for chain in [CHAIN_PRE, CHAIN_IN, CHAIN_OUT] {
+        open_chain(t, chain, &versions, ports, plan);
+    }
+    Ok(())
+}
+
+/// The tool's set of one IP version holding exactly the request's addresses of that version: a
+/// set already right is left alone (see [`set_holds_exactly`]), any other is emptied and filled
+/// again.
+fn open_set(t: &TableFacts, ip: IpVersion, req: &OpenRequest, plan: &mut Plan) {
+    let table = &t.id;
+    let set = set_name(ip);
+    let addresses: Vec<IpAddr> = req
+        .addresses
+        .iter()
+        .copied()
+        .filter(|&a| IpVersion::of(a) == ip)
+        .collect();
+    match t.set(set) {
+        Some(s) if set_holds_exactly(s, &addresses, req.timeout) => return,
+        Some(_) => plan.ops.push(Op::FlushSet {
+            table: table.clone(),
+            set: set.into(),
+        }),
+        None => plan.ops.push(Op::AddSet {
+            table: table.clone(),
+            set: set.into(),
+            ip,
+        }),
+    }
+    if !addresses.is_empty() {
+        plan.ops.push(Op::AddElements {
+            table: table.clone(),
+            set: set.into(),
+            addresses,
+            timeout: req.timeout,
+        });
+    }
+}
+
+/// The tool's chain `chain`, when a base chain of the table needs it: its access rules (written
+/// again only when they differ from the request's), and the jump at the head of each such base
+/// chain.
+fn open_chain(
+    t: &TableFacts,
+    chain: &'static str,
+    versions: &[IpVersion],
+    ports: &[u16],
+    plan: &mut Plan,
+) {
+    let table = &t.id;
+    let bases: Vec<_> = t
+        .chains
+        .iter()
+        .filter(|c| c.tool_target(table.family) == Some(chain))
+        .collect();
+    if bases.is_empty() {
+        return;
+    }
+    let dir = direction_of(chain);
+    let wanted: Vec<String> = versions
+        .iter()
+        .map(|&ip| access_rule_text(ip, dir, set_name(ip), ports))
+        .collect();
+    let rewrite = match t.chain(chain) {
+        Some(c) => {
+            let same = c.signatures() == wanted && c.rules_complete;
+            if !same {
+                plan.ops.push(Op::FlushChain {
+                    table: table.clone(),
+                    chain: chain.into(),
+                });
+            }
+            !same
         }
-        if !addresses.is_empty() {
-            plan.ops.push(Op::AddElements {
+        None => {
+            plan.ops.push(Op::AddChain {
                 table: table.clone(),
-                set: set.into(),
-                addresses,
-                timeout: req.timeout,
+                chain: chain.into(),
+            });
+            true
+        }
+    };
+    if rewrite {
+        for &ip in versions {
+            plan.ops.push(Op::AddAccess {
+                table: table.clone(),
+                chain: chain.into(),
+                set: set_name(ip).into(),
+                ip,
+                dir,
+                ports: ports.to_vec(),
             });
         }
     }
-    for chain in [CHAIN_PRE, CHAIN_IN, CHAIN_OUT] {
-        let bases: Vec<_> = t
-            .chains
-            .iter()
-            .filter(|c| c.tool_target(t.id.family) == Some(chain))
-            .collect();
-        if bases.is_empty() {
-            continue;
-        }
-        let dir = direction_of(chain);
-        let wanted: Vec<String> = versions
-            .iter()
-            .map(|&ip| access_rule_text(ip, dir, set_name(ip), ports))
-            .collect();
-        let rewrite = match t.chain(chain) {
-            Some(c) => {
-                let same = c.signatures() == wanted && c.rules_complete;
-                if !same {
-                    plan.ops.push(Op::FlushChain {
-                        table: table.clone(),
-                        chain: chain.into(),
-                    });
-                }
-                !same
-            }
-            None => {
-                plan.ops.push(Op::AddChain {
-                    table: table.clone(),
-                    chain: chain.into(),
-                });
-                true
-            }
-        };
-        if rewrite {
-            for &ip in &versions {
-                plan.ops.push(Op::AddAccess {
-                    table: table.clone(),
-                    chain: chain.into(),
-                    set: set_name(ip).into(),
-                    ip,
-                    dir,
-                    ports: ports.to_vec(),
-                });
-            }
-        }
-        for base in bases {
-            plan.chains.push(format!("{table} {}", base.name));
-            plan.ops.extend(jump_to_head(table, base, chain));
-        }
+    for base in bases {
+        plan.chains.push(format!("{table} {}", base.name));
+        plan.ops.extend(jump_to_head(table, base, chain));
     }
-    Ok(())
 }
 
 /// The jump counts only at the head: a rule the user inserted above it since may drop the

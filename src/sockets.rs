@@ -1,5 +1,7 @@
 //! The TCP sockets of the calling thread's network namespace, asked from the kernel over
-//! NETLINK_SOCK_DIAG (net/ipv4/inet_diag.c), with /proc/net/tcp{,6} as the fallback.
+//! NETLINK_SOCK_DIAG (net/ipv4/inet_diag.c), with /proc/net/tcp{,6} as the fallback (and the
+//! source a test's fake /proc tree gives): the listeners sshd holds (`sshd::live`), the support's
+//! connections (`sessions`).
 //!
 //! Why not just the /proc files: their seq_file walks the kernel's whole established hash
 //! (262 144 buckets on a 24 GiB machine, ~1.7 ms) for every read that crosses a page and again
@@ -18,7 +20,71 @@ use rustix::net::{
     SocketFlags, SocketType,
 };
 
-use crate::sshd::live::{parse_tcp_table, TcpEntry, TCP_ESTABLISHED, TCP_LISTEN};
+/// One TCP socket, from sock_diag or from a line of /proc/net/tcp or tcp6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpEntry {
+    pub local: (IpAddr, u16),
+    pub remote: (IpAddr, u16),
+    /// The `st` column: include/net/tcp_states.h (`01` established, `0A` listen).
+    pub state: u8,
+    pub inode: u64,
+}
+
+/// TCP_ESTABLISHED in include/net/tcp_states.h.
+pub const TCP_ESTABLISHED: u8 = 0x01;
+/// TCP_LISTEN in include/net/tcp_states.h.
+pub const TCP_LISTEN: u8 = 0x0A;
+
+/// Parse the text of /proc/net/tcp or /proc/net/tcp6 (net/ipv4/tcp_ipv4.c `get_tcp4_sock()`,
+/// net/ipv6/tcp_ipv6.c `get_tcp6_sock()`: addresses are the raw `__be32` words printed with
+/// `%08X`, i.e. in host byte order; ports and the state in hex). Lines that do not parse are
+/// skipped: the header, and whatever a future kernel may add.
+pub fn parse_tcp_table(text: &str) -> Vec<TcpEntry> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 10 {
+            continue;
+        }
+        let (Some(local), Some(remote), Ok(state), Ok(inode)) = (
+            endpoint(f[1]),
+            endpoint(f[2]),
+            u8::from_str_radix(f[3], 16),
+            f[9].parse::<u64>(),
+        ) else {
+            continue;
+        };
+        out.push(TcpEntry {
+            local,
+            remote,
+            state,
+            inode,
+        });
+    }
+    out
+}
+
+/// `0100007F:0016`: an address (8 or 32 hex digits) and a port.
+fn endpoint(s: &str) -> Option<(IpAddr, u16)> {
+    let (a, p) = s.split_once(':')?;
+    Some((hex_addr(a)?, u16::from_str_radix(p, 16).ok()?))
+}
+
+fn hex_addr(s: &str) -> Option<IpAddr> {
+    let word = |w: &str| u32::from_str_radix(w, 16).ok().map(|v| v.to_ne_bytes());
+    match s.len() {
+        8 => Some(IpAddr::V4(Ipv4Addr::from(word(s)?))),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(&s[i * 8..i * 8 + 8])?);
+            }
+            let v6 = Ipv6Addr::from(b);
+            Some(IpAddr::V6(v6))
+        }
+        _ => None,
+    }
+}
 
 /// Which TCP states a dump returns (bit `1 << state`, as `idiag_states`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
