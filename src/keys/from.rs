@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::sshd::matching::{cidr, match_pattern, match_pattern_list};
+use crate::sshd::matching::{cidr, match_pattern, match_pattern_list, PatternCase};
 
 /// One entry of the list: negated or not, a network or a wildcard pattern.
 struct Entry<'a> {
@@ -69,7 +69,7 @@ pub fn admits(list: &str, ip: IpAddr) -> bool {
         }
         by_addr |= hit;
     }
-    match match_pattern_list(&text, list, true) {
+    match match_pattern_list(&text, list, PatternCase::Lower) {
         -1 => false,
         by_host => by_addr || by_host == 1,
     }

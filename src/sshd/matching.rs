@@ -158,19 +158,26 @@ pub fn match_pattern(s: &str, pat: &str) -> bool {
     p[j..].iter().all(|&c| c == b'*')
 }
 
+/// The case `match_pattern_list()` gives the patterns (its `dolower` argument): host names are
+/// compared in lower case, user and group names as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternCase {
+    AsWritten,
+    Lower,
+}
+
 /// `match_pattern_list()`: comma-separated patterns, `!` negates; 1 positive, 0 none, -1 a
 /// negated pattern matched (which always wins).
-pub fn match_pattern_list(s: &str, list: &str, lower: bool) -> i32 {
+pub fn match_pattern_list(s: &str, list: &str, case: PatternCase) -> i32 {
     let mut positive = 0;
     for sub in list.split(',') {
         let (neg, pat) = match sub.strip_prefix('!') {
             Some(p) => (true, p),
             None => (false, sub),
         };
-        let pat = if lower {
-            pat.to_ascii_lowercase()
-        } else {
-            pat.to_string()
+        let pat = match case {
+            PatternCase::Lower => pat.to_ascii_lowercase(),
+            PatternCase::AsWritten => pat.to_string(),
         };
         if match_pattern(s, &pat) {
             if neg {
@@ -218,13 +225,13 @@ pub fn evaluate(criteria: &[Criterion], conn: Option<&Connection>) -> bool {
         let ok = match c {
             Criterion::All => true,
             // match_usergroup_pattern_list(): user names are compared case-sensitively.
-            Criterion::User(l) => match_pattern_list(&ci.user, l, false) == 1,
+            Criterion::User(l) => match_pattern_list(&ci.user, l, PatternCase::AsWritten) == 1,
             // groupaccess.c ga_match_pattern_list(): any group matching, unless one is negated.
             Criterion::Group(l) => {
                 let mut found = false;
                 let mut negated = false;
                 for g in &ci.groups {
-                    match match_pattern_list(g, l, false) {
+                    match match_pattern_list(g, l, PatternCase::AsWritten) {
                         -1 => negated = true,
                         1 => found = true,
                         _ => {}
@@ -233,10 +240,9 @@ pub fn evaluate(criteria: &[Criterion], conn: Option<&Connection>) -> bool {
                 found && !negated
             }
             // match_hostname(): patterns lowercased.
-            Criterion::Host(l) => ci
-                .host
-                .as_ref()
-                .is_some_and(|h| match_pattern_list(&h.to_ascii_lowercase(), l, true) == 1),
+            Criterion::Host(l) => ci.host.as_ref().is_some_and(|h| {
+                match_pattern_list(&h.to_ascii_lowercase(), l, PatternCase::Lower) == 1
+            }),
             Criterion::Address(l) => ci.addr.is_some_and(|a| addr_match_list(a, l)),
             Criterion::LocalAddress(l) => ci.laddr.is_some_and(|a| addr_match_list(a, l)),
             Criterion::LocalPort(p) => ci.lport == Some(*p),
@@ -289,11 +295,23 @@ mod tests {
 
     #[test]
     fn negation_and_wildcards() {
-        assert_eq!(match_pattern_list("root", "!root", false), -1);
+        assert_eq!(
+            match_pattern_list("root", "!root", PatternCase::AsWritten),
+            -1
+        );
         // A list of only negations matches nobody (match_pattern_list needs a positive).
-        assert_eq!(match_pattern_list("alice", "!root", false), 0);
-        assert_eq!(match_pattern_list("alice", "*,!root", false), 1);
-        assert_eq!(match_pattern_list("Root", "root", false), 0);
+        assert_eq!(
+            match_pattern_list("alice", "!root", PatternCase::AsWritten),
+            0
+        );
+        assert_eq!(
+            match_pattern_list("alice", "*,!root", PatternCase::AsWritten),
+            1
+        );
+        assert_eq!(
+            match_pattern_list("Root", "root", PatternCase::AsWritten),
+            0
+        );
         let c = conn("192.0.2.7");
         let ev = |s: &str| evaluate(&parse_criteria(s).unwrap(), Some(&c));
         assert!(ev("Address 192.0.2.0/24"));

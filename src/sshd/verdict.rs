@@ -5,7 +5,7 @@
 //! (PermitRootLogin), and auth2.c's AuthenticationMethods lists.
 use std::net::IpAddr;
 
-use super::matching::{addr_match_list, match_pattern, match_pattern_list};
+use super::matching::{addr_match_list, match_pattern, match_pattern_list, PatternCase};
 use super::{Effective, PermitRootLogin, Setting};
 
 fn at<T>(s: &Setting<T>) -> String {
@@ -22,7 +22,7 @@ fn match_host_and_ip(host: &str, addr: IpAddr, patterns: &str) -> bool {
     if ip == -1 {
         return false;
     }
-    let h = match_pattern_list(&host.to_ascii_lowercase(), patterns, true);
+    let h = match_pattern_list(&host.to_ascii_lowercase(), patterns, PatternCase::Lower);
     if h == -1 {
         return false;
     }

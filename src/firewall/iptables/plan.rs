@@ -209,6 +209,8 @@ pub fn open(
     open_table(filter, "filter", family, req, now)
 }
 
+/// Plan the opening of `req` in the table `name` of one layer, as `*-save` printed it (None:
+/// the layer has no such table, so nothing there can drop and nothing is created).
 fn open_table(
     table: Option<&SavedTable>,
     name: &str,
