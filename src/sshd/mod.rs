@@ -91,9 +91,8 @@ impl PermitRootLogin {
 pub struct Effective {
     pub permit_root_login: Setting<PermitRootLogin>,
     pub pubkey_authentication: Setting<bool>,
-    /// The signature algorithms accepted for user keys, assembled as sshd does (this field is
-    /// an addition to the lead's draft: the support keys are RSA, and a hardened list without
-    /// rsa-sha2-* refuses them).
+    /// The signature algorithms accepted for user keys, assembled as sshd does: the support
+    /// keys are RSA, and a hardened list without rsa-sha2-* refuses them.
     pub pubkey_accepted_algorithms: Setting<Vec<String>>,
     /// Raw tokens (`%h/.ssh/authorized_keys`, `.ssh/authorized_keys2`, `none`).
     pub authorized_keys_files: Setting<Vec<String>>,

@@ -1,6 +1,6 @@
 //! Who the support is and where they connect from, decided once for grant, doctor and refresh:
 //! the region or host, the key(s), the `--fingerprint` check, and the addresses (operator's
-//! `--address`, DNS, the region's published list) with issue 10's decision table.
+//! `--address`, DNS, the region's published list) by one decision table.
 use std::net::IpAddr;
 
 use anyhow::Result;
@@ -98,7 +98,7 @@ pub struct Target {
     pub warnings: Vec<String>,
 }
 
-/// Issue 10's decision table, a pure function of the published list (`None`: no profile) and
+/// The decision table of the addresses, a pure function of the published list (`None`: no profile) and
 /// the DNS outcome:
 ///
 /// | published | DNS                   | flags        | result                                 |
