@@ -115,7 +115,7 @@ pub fn refresh(root: &Root, req: &RefreshRequest) -> Result<Report> {
             ));
             d
         }
-        None if super::restore::layers_intact(&ctx, &g) => {
+        None if super::restore::layers_intact(&ctx, &g, &mut report.warnings) => {
             report.line(format!(
                 "{} still resolves to {}; nothing to change.",
                 g.host,

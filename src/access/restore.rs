@@ -31,9 +31,9 @@ pub(super) fn step(granted: Option<&Grant>, now: u64) -> Step {
 }
 
 /// Every layer of the grant holds exactly what the grant wrote (read only).
-pub(super) fn layers_intact(ctx: &Ctx, g: &Grant) -> bool {
+pub(super) fn layers_intact(ctx: &Ctx, g: &Grant, warnings: &mut Vec<String>) -> bool {
     let req = grant_request(g);
-    let Ok(backends) = ctx.select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new()) else {
+    let Ok(backends) = ctx.select(FirewallChoice::Auto, Purpose::Remove, warnings) else {
         return false;
     };
     let mut whole = Vec::new();
@@ -105,7 +105,7 @@ fn clean_up(ctx: &Ctx, txn: Txn<'_>, g: &Grant, mut report: Report) -> Result<Re
 
 fn reapply(ctx: &Ctx, g: &Grant, mut report: Report) -> Result<Report> {
     // An intact grant is rewritten in place by the nft backend: that is no change.
-    let intact = layers_intact(ctx, g);
+    let intact = layers_intact(ctx, g, &mut report.warnings);
     let applied = ctx.open_and_install(g, &ApplyOpts::recorded(g), Mode::Apply, &mut report)?;
     let changed: Vec<String> = applied
         .layers

@@ -42,7 +42,7 @@ pub fn status(root: &Root) -> Result<Report> {
     }
     let Some(g) = st.granted.clone() else {
         report.line("Nothing is granted.");
-        drift.extend(leftovers(&ctx));
+        drift.extend(leftovers(&ctx, &mut report));
         return Ok(finish(report, None, drift));
     };
     let now = state::now();
@@ -74,12 +74,8 @@ pub fn status(root: &Root) -> Result<Report> {
             "fix the keys file as the message says",
         )),
     }
-    let mut warnings = Report::default();
-    for (file, lines) in ctx.foreign_elsewhere(&g.keys_file, &g.keys, &mut warnings.warnings) {
+    for (file, lines) in ctx.foreign_elsewhere(&g.keys_file, &g.keys, &mut report.warnings) {
         drift.push(foreign_drift(&file, &lines));
-    }
-    for w in warnings.warnings {
-        report.warn(w);
     }
     if g.firewall != FirewallChoice::None {
         drift.extend(firewall_drift(&ctx, &g, now, &mut report)?);
@@ -135,10 +131,9 @@ fn describe(g: &Grant, now: u64, report: &mut Report) {
 
 /// With nothing granted, the leftovers of a grant the state file does not know about are drift
 /// too: an active support line, or the tool's objects in a firewall layer.
-fn leftovers(ctx: &Ctx) -> Vec<Drift> {
+fn leftovers(ctx: &Ctx, report: &mut Report) -> Vec<Drift> {
     let mut drift = Vec::new();
-    let mut probe = Report::default();
-    for k in ctx.support_lines_left(&mut probe) {
+    for k in ctx.support_lines_left(report) {
         if k.changed {
             drift.push(Drift::new(
                 format!("an active support key line is in {}", k.path.display()),
@@ -146,7 +141,8 @@ fn leftovers(ctx: &Ctx) -> Vec<Drift> {
             ));
         }
     }
-    let Ok(backends) = ctx.select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new()) else {
+    let Ok(backends) = ctx.select(FirewallChoice::Auto, Purpose::Remove, &mut report.warnings)
+    else {
         return drift;
     };
     for mut b in backends {
@@ -259,7 +255,7 @@ fn firewall_drift(ctx: &Ctx, g: &Grant, now: u64, report: &mut Report) -> Result
     let mut drift = Vec::new();
     let mut present = Vec::new();
     let req = grant_request(g);
-    for mut b in ctx.select(FirewallChoice::Auto, Purpose::Remove, &mut Vec::new())? {
+    for mut b in ctx.select(FirewallChoice::Auto, Purpose::Remove, &mut report.warnings)? {
         let name = b.name();
         let in_grant = g.layers.contains(&name);
         match b.inspect(Some(&req), g.recorded_for(&name)) {
