@@ -160,8 +160,10 @@ impl Ctx {
                 }),
             }
         }
-        if let Some(main) = files.first().cloned() {
-            for f in self.other_keys_files(&main) {
+        // Revoke reads sshd_config only here, and a revoke never gives up for an unreadable one.
+        let global = crate::sshd::global_effective(&self.root);
+        if let (Some(main), Ok(global)) = (files.first().cloned(), &global) {
+            for f in self.other_keys_files(&main, global) {
                 if !files.contains(&f) {
                     files.push(f);
                 }

@@ -88,14 +88,19 @@ pub fn grant(root: &Root, req: &GrantRequest) -> Result<Report> {
     for w in &facts.warnings {
         report.warn(w.clone());
     }
-    warn_blockers(&ctx.root, &facts, &target, &mut report);
+    warn_blockers(&facts, &target, &mut report);
     let keys_file = ctx.keys_file(&facts, &mut report.warnings)?;
     let mut desired = plan(req, &target, &facts.ports, keys_file, state::now());
     let opts = ApplyOpts {
         firewall: req.firewall,
         replace_foreign: req.replace_foreign,
     };
-    let elsewhere = ctx.foreign_elsewhere(&desired.keys_file, &desired.keys, &mut report.warnings);
+    let elsewhere = ctx.foreign_elsewhere(
+        &desired.keys_file,
+        &desired.keys,
+        &facts.global,
+        &mut report.warnings,
+    );
     if let (Some((file, lines)), false) = (elsewhere.first(), req.replace_foreign) {
         return Err(bad_input!(
             "line {} of {} carries the support key without a from= restriction, and sshd \
@@ -214,16 +219,11 @@ pub(super) fn planned_records(
 /// Known before anything opens: would sshd accept the key at all? A warning rather than a
 /// refusal, so that the operator can fix sshd while the grant stands (doctor names the line to
 /// change).
-fn warn_blockers(
-    root: &Root,
-    facts: &sshd::SshdFacts,
-    target: &support::Target,
-    report: &mut Report,
-) {
-    let (_, _, _, groups) = sshd::user_info(root, USER);
+fn warn_blockers(facts: &sshd::SshdFacts, target: &support::Target, report: &mut Report) {
     for (addr, e) in &facts.per_address {
         for k in &target.keys {
-            for b in sshd::blockers(&k.algorithm, e, USER, &groups, *addr, &addr.to_string()) {
+            let groups = &facts.root_groups;
+            for b in sshd::blockers(&k.algorithm, e, USER, groups, *addr, &addr.to_string()) {
                 report.warn(format!("sshd will refuse the support key from {addr}: {b}"));
             }
         }

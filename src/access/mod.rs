@@ -164,7 +164,7 @@ impl Ctx {
         let home = keys::root_home(&self.root)?;
         let eff = match facts.per_address.first() {
             Some((_, e)) => e.clone(),
-            None => sshd::global_effective(&self.root)?,
+            None => facts.global.clone(),
         };
         let (path, note) = sshd::keys_file(&eff, USER, 0, &home);
         if let Some(n) = note {
@@ -191,14 +191,11 @@ impl Ctx {
     /// that passes in any of them, so a support line there lets the support in as surely as one
     /// in the file the tool writes. (The settings outside Match blocks; a Match block that
     /// lists other files for a support address is reported by `grant` as a warning.)
-    fn other_keys_files(&self, main: &Path) -> Vec<PathBuf> {
-        let (Ok(home), Ok(eff)) = (
-            keys::root_home(&self.root),
-            sshd::global_effective(&self.root),
-        ) else {
+    fn other_keys_files(&self, main: &Path, global: &sshd::Effective) -> Vec<PathBuf> {
+        let Ok(home) = keys::root_home(&self.root) else {
             return Vec::new();
         };
-        sshd::keys_files(&eff, USER, 0, &home)
+        sshd::keys_files(global, USER, 0, &home)
             .into_iter()
             .filter(|p| p != main)
             .collect()
@@ -211,11 +208,12 @@ impl Ctx {
         &self,
         main: &Path,
         keys: &[StoredKey],
+        global: &sshd::Effective,
         warnings: &mut Vec<String>,
     ) -> Vec<(PathBuf, Vec<usize>)> {
         let blobs: Vec<&str> = keys.iter().map(|k| k.blob.as_str()).collect();
         let mut out = Vec::new();
-        for f in self.other_keys_files(main) {
+        for f in self.other_keys_files(main, global) {
             match keys::read(&self.root, &f) {
                 Ok(Some(content)) => {
                     let lines: Vec<usize> = keys::support_lines(&content, &blobs)

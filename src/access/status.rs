@@ -74,14 +74,21 @@ pub fn status(root: &Root) -> Result<Report> {
             "fix the keys file as the message says",
         )),
     }
-    for (file, lines) in ctx.foreign_elsewhere(&g.keys_file, &g.keys, &mut report.warnings) {
+    let sshd_facts = sshd::probe(&ctx.root, &g.addresses, &g.host);
+    let global = match &sshd_facts {
+        Ok(f) => Some(f.global.clone()),
+        Err(_) => sshd::global_effective(&ctx.root).ok(),
+    };
+    for (file, lines) in global.iter().flat_map(|global| {
+        ctx.foreign_elsewhere(&g.keys_file, &g.keys, global, &mut report.warnings)
+    }) {
         drift.push(foreign_drift(&file, &lines));
     }
     if g.firewall != FirewallChoice::None {
         drift.extend(firewall_drift(&ctx, &g, now, &mut report)?);
     }
     drift.extend(dns_drift(&ctx, &g, &mut report));
-    if let Ok(facts) = sshd::probe(&ctx.root, &g.addresses, &g.host) {
+    if let Ok(facts) = &sshd_facts {
         drift.extend(port_drift(&g, &facts.ports));
     }
     Ok(finish(report, Some(g), drift))

@@ -126,6 +126,12 @@ pub struct SshdFacts {
     pub per_address: Vec<(IpAddr, Effective)>,
     /// The installed sshd's release ([`version`]), None when absent.
     pub version: Option<(u32, u32)>,
+    /// The settings outside any Match block (which keys files sshd reads for everyone).
+    #[serde(skip)]
+    pub global: Effective,
+    /// root's groups, as Match Group and AllowGroups/DenyGroups see them.
+    #[serde(skip)]
+    pub root_groups: Vec<String>,
     /// Mismatches (config vs live vs socket unit), no port → 22, unknown keywords, ...
     pub warnings: Vec<String>,
 }
@@ -385,6 +391,8 @@ pub fn probe(root: &Root, support_addrs: &[IpAddr], host: &str) -> Result<SshdFa
         listen,
         per_address,
         version: release,
+        global: eval::effective(&global),
+        root_groups: groups,
         warnings,
     })
 }
