@@ -20,10 +20,67 @@ pub fn version() -> Option<(u32, u32)> {
     *VERSION.get_or_init(|| {
         std::fs::File::open(test_mode::SSHD)
             .ok()
-            .and_then(|f| version_in_file(f).ok())
+            .and_then(|f| version_in_elf(f).ok())
             .flatten()
             .or_else(version_by_running)
     })
+}
+
+/// The release string is a constant, in `.rodata` (a sixth of the binary): that section when the
+/// ELF headers name it, the whole file when they do not.
+fn version_in_elf(mut file: std::fs::File) -> std::io::Result<Option<(u32, u32)>> {
+    use std::io::{Seek, SeekFrom};
+    if let Some((offset, len)) = rodata(&mut file)? {
+        file.seek(SeekFrom::Start(offset))?;
+        if let Some(v) = version_in_file((&mut file).take(len))? {
+            return Ok(Some(v));
+        }
+    }
+    file.seek(SeekFrom::Start(0))?;
+    version_in_file(file)
+}
+
+/// Where `.rodata` lies in a 64-bit little-endian ELF file (elf(5): the section headers at
+/// `e_shoff`, their names in the section `e_shstrndx`); `None` for anything else.
+fn rodata(file: &mut (impl Read + std::io::Seek)) -> std::io::Result<Option<(u64, u64)>> {
+    use std::io::SeekFrom;
+    let mut ehdr = [0u8; 64];
+    if file.read_exact(&mut ehdr).is_err() || &ehdr[..6] != b"\x7fELF\x02\x01" {
+        return Ok(None);
+    }
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as usize;
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    let (shoff, shentsize) = (u64_at(&ehdr, 0x28), u16_at(&ehdr, 0x3A));
+    let (shnum, shstrndx) = (u16_at(&ehdr, 0x3C), u16_at(&ehdr, 0x3E));
+    if shentsize != 64 || shnum == 0 || shnum > 512 || shstrndx >= shnum {
+        return Ok(None);
+    }
+    let mut shdrs = vec![0u8; shnum * 64];
+    file.seek(SeekFrom::Start(shoff))?;
+    if file.read_exact(&mut shdrs).is_err() {
+        return Ok(None);
+    }
+    // sh_name at 0, sh_offset at 0x18, sh_size at 0x20 of each 64-byte header.
+    let section = |i: usize| {
+        let h = &shdrs[i * 64..i * 64 + 64];
+        (
+            u32::from_le_bytes(h[0..4].try_into().unwrap()) as usize,
+            u64_at(h, 0x18),
+            u64_at(h, 0x20),
+        )
+    };
+    let (_, names_at, names_len) = section(shstrndx);
+    if names_len > 64 * 1024 {
+        return Ok(None);
+    }
+    let mut names = vec![0u8; names_len as usize];
+    file.seek(SeekFrom::Start(names_at))?;
+    if file.read_exact(&mut names).is_err() {
+        return Ok(None);
+    }
+    Ok((0..shnum).map(section).find_map(|(name, offset, len)| {
+        (names.get(name..name + 8) == Some(b".rodata\0")).then_some((offset, len))
+    }))
 }
 
 /// `sshd -V`, which prints the release on stderr.
@@ -184,6 +241,13 @@ mod tests {
         if let Ok(bin) = std::fs::read(test_mode::SSHD) {
             assert_eq!(version_in_binary(&bin), version_by_running());
             assert_eq!(version_in_file(&bin[..]).unwrap(), version_by_running());
+            let file = std::fs::File::open(test_mode::SSHD).unwrap();
+            assert_eq!(version_in_elf(file).unwrap(), version_by_running());
+            let mut file = std::fs::File::open(test_mode::SSHD).unwrap();
+            let (offset, len) = rodata(&mut file)
+                .unwrap()
+                .expect("sshd is an ELF with .rodata");
+            assert!(len > 0 && offset + len <= bin.len() as u64 && len < bin.len() as u64 / 2);
         }
     }
 
@@ -231,5 +295,14 @@ mod tests {
         }
         let bin = b"\x7fELF\0OpenSSH_7.4*\0OpenSSH_9.2 %s,\0OpenSSH_9.2p1\0";
         assert_eq!(version_in_file(Trickle(bin)).unwrap(), Some((9, 2)));
+    }
+
+    #[test]
+    fn what_is_not_a_64_bit_elf_is_scanned_whole() {
+        let mut f = std::io::Cursor::new(b"\0OpenSSH_9.2p1\0".to_vec());
+        assert_eq!(rodata(&mut f).unwrap(), None);
+        let mut elf32 = b"\x7fELF\x01\x01".to_vec();
+        elf32.resize(200, 0);
+        assert_eq!(rodata(&mut std::io::Cursor::new(elf32)).unwrap(), None);
     }
 }
