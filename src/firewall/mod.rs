@@ -3,6 +3,8 @@
 //! atomically; `access` drives them in the safe order (open before the key is enabled, close after
 //! it is disabled) and asks [`Backend::inspect`] whether a layer still holds what a grant wrote.
 //! Each backend owns its own drift rules: nothing above this module branches on a backend's name.
+//! A command reads the firewall once ([`Snapshot`]) and selects its backends from that reading
+//! again for as long as it is current.
 use std::net::IpAddr;
 use std::time::Duration;
 

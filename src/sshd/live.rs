@@ -1,7 +1,7 @@
-//! The sockets sshd really listens on: LISTEN entries of /proc/net/tcp and tcp6 whose inode is
-//! held open by a process named `sshd`. The tables are read from `/proc/thread-self/net`, so
-//! they describe the network namespace of the calling thread (a test can `setns()` one thread
-//! into a namespace), while `/proc/net` would follow the process's main thread.
+//! The sockets sshd really listens on: the listening TCP sockets of the calling thread's network
+//! namespace (`sockets`: sock_diag, or the text tables of a test's fake /proc) whose inode is held
+//! open by a process named `sshd`. A thread's namespace, not the process's: a test can `setns()`
+//! one thread into a namespace.
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::Path;
