@@ -16,6 +16,7 @@ pub mod doctor;
 pub mod error;
 pub mod firewall;
 pub mod keys;
+pub mod nlmsg;
 pub mod report;
 pub mod root;
 pub mod sessions;

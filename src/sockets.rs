@@ -15,6 +15,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::nlmsg::{messages, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN};
 use rustix::net::{
     bind, netlink, recv, sendto, socket_with, sockopt, AddressFamily, RecvFlags, SendFlags,
     SocketFlags, SocketType,
@@ -112,9 +113,6 @@ const AF_INET: u8 = libc::AF_INET as u8;
 const AF_INET6: u8 = libc::AF_INET6 as u8;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_HDRLEN: usize = 16;
 /// `struct inet_diag_msg` (linux/inet_diag.h): family, state, timer, retrans, the 48-byte
 /// `inet_diag_sockid`, then expires, rqueue, wqueue, uid and inode.
 const INET_DIAG_MSG_LEN: usize = 72;
@@ -198,8 +196,8 @@ fn exchange(sock: &OwnedFd, req: &Request, buf: &mut [u8]) -> io::Result<Vec<Tcp
         for m in messages(&buf[..n]).filter(|m| m.seq == req.seq) {
             match m.ty {
                 NLMSG_DONE => return Ok(out),
-                NLMSG_ERROR => return Err(error_of(m.payload)),
-                ty if ty == req.ty => out.extend(parse_diag_msg(m.payload)),
+                NLMSG_ERROR => return Err(io::Error::from_raw_os_error(m.error_code())),
+                ty if ty == req.ty => out.extend(parse_diag_msg(m.payload())),
                 _ => {}
             }
         }
@@ -243,38 +241,6 @@ fn request(q: Query, states: States, seq: u32) -> Request {
     };
     m[states_at..states_at + 4].copy_from_slice(&states.0.to_ne_bytes());
     Request { bytes: m, ty, seq }
-}
-
-struct Msg<'a> {
-    ty: u16,
-    seq: u32,
-    payload: &'a [u8],
-}
-
-/// The netlink messages of one received buffer (a truncated tail is dropped).
-fn messages(buf: &[u8]) -> impl Iterator<Item = Msg<'_>> {
-    let mut at = 0usize;
-    std::iter::from_fn(move || {
-        let hdr = buf.get(at..at + NLMSG_HDRLEN)?;
-        let len = u32::from_ne_bytes(hdr[0..4].try_into().ok()?) as usize;
-        if len < NLMSG_HDRLEN || at + len > buf.len() {
-            return None;
-        }
-        let m = Msg {
-            ty: u16::from_ne_bytes(hdr[4..6].try_into().ok()?),
-            seq: u32::from_ne_bytes(hdr[8..12].try_into().ok()?),
-            payload: &buf[at + NLMSG_HDRLEN..at + len],
-        };
-        at += (len + 3) & !3;
-        Some(m)
-    })
-}
-
-fn error_of(payload: &[u8]) -> io::Error {
-    match payload.get(0..4).and_then(|b| b.try_into().ok()) {
-        Some(b) => io::Error::from_raw_os_error(-i32::from_ne_bytes(b)),
-        None => io::Error::other("truncated netlink error"),
-    }
 }
 
 /// One `inet_diag_msg`: ports are big-endian, addresses in network order, the inode native.
@@ -386,18 +352,6 @@ mod tests {
         assert!(b[16..68].iter().all(|b| *b == 0));
         assert_eq!(field(b, 68), (1 << 10) | (1 << 1));
         assert_eq!(field(b, 72), 0);
-    }
-
-    #[test]
-    fn messages_split_a_buffer_and_stop_at_a_truncated_tail() {
-        let mut buf = request(Query::Family(AF_INET), States::LISTEN, 1).bytes;
-        buf.extend(request(Query::EveryFamily, States::LISTEN, 2).bytes);
-        buf.extend_from_slice(&[40, 0, 0, 0, 3, 0]);
-        let seqs: Vec<u32> = messages(&buf).map(|m| m.seq).collect();
-        assert_eq!(seqs, vec![1, 2]);
-        let mut err = [0u8; 20];
-        err[0..4].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
-        assert_eq!(error_of(&err).raw_os_error(), Some(libc::EPERM));
     }
 
     #[test]

@@ -20,7 +20,12 @@ pub struct Socket {
 
 /// The LISTEN sockets of the text of /proc/net/tcp or /proc/net/tcp6.
 pub fn parse_proc_net_tcp(text: &str) -> Vec<Socket> {
-    parse_tcp_table(text)
+    listening(parse_tcp_table(text))
+}
+
+/// The LISTEN sockets among `entries`.
+fn listening(entries: Vec<TcpEntry>) -> Vec<Socket> {
+    entries
         .into_iter()
         .filter(|e| e.state == TCP_LISTEN)
         .map(|e| Socket {
@@ -76,15 +81,7 @@ pub fn sshd_listeners(proc_dir: &Path) -> Result<Vec<Socket>> {
 
 /// The LISTEN sockets held by processes named `comm` (`systemd` holds socket-activated ones).
 pub fn listeners_of(proc_dir: &Path, comm: &str) -> Result<Vec<Socket>> {
-    let mut all: Vec<Socket> = listen_entries(proc_dir)?
-        .into_iter()
-        .filter(|e| e.state == TCP_LISTEN)
-        .map(|e| Socket {
-            addr: e.local.0,
-            port: e.local.1,
-            inode: e.inode,
-        })
-        .collect();
+    let mut all = listening(listen_entries(proc_dir)?);
     let inodes = socket_inodes(proc_dir, comm);
     all.retain(|s| inodes.contains(&s.inode));
     all.sort_by_key(|s| (s.port, s.addr));

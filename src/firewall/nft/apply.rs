@@ -622,14 +622,13 @@ mod tests {
         }];
         let b = build(&ops, 1, BatchEnd::Unacked);
         assert_eq!(b.acks.len(), 4, "1000 addresses in chunks of 256");
-        let mut at = 0;
         let bytes = b.buf.bytes();
-        while at < bytes.len() {
-            let len = u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-            assert!(len < 65_536, "message of {len} bytes");
-            at += sys::align4(len);
+        let mut read = 0;
+        for m in crate::nlmsg::messages(bytes) {
+            assert!(m.bytes.len() < 65_536, "message of {} bytes", m.bytes.len());
+            read += (m.bytes.len() + 3) & !3;
         }
-        assert_eq!(at, bytes.len());
+        assert_eq!(read, bytes.len());
     }
 
     #[test]

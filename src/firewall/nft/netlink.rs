@@ -7,13 +7,12 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use super::sys::{self, MsgBuf};
+use crate::nlmsg::{messages, NLMSG_DONE, NLMSG_ERROR};
 
 /// How long the kernel may take to answer one recv (a dump chunk or an ACK).
 const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 /// A receive buffer large enough for the biggest dump chunk the kernel sends.
 const RECV_BUF_WORDS: usize = 32 * 1024; // 256 KiB
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 /// `NFNL_MSG_BATCH_BEGIN` / `END` and `NFNL_BATCH_GENID` (linux/netfilter/nfnetlink.h).
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -63,42 +62,6 @@ fn open_socket() -> Result<mnl::Socket, NlError> {
     // Best effort: a larger queue only avoids ENOBUFS on big dumps.
     let _ = sys::set_recv_buffer(&sock, 4 << 20);
     Ok(sock)
-}
-
-/// One message of a received buffer: its header fields and its bytes (header included).
-struct Msg<'a> {
-    ty: u16,
-    flags: u16,
-    seq: u32,
-    bytes: &'a [u8],
-}
-
-fn messages(buf: &[u8]) -> impl Iterator<Item = Msg<'_>> {
-    let mut at = 0usize;
-    std::iter::from_fn(move || {
-        if at + 16 > buf.len() {
-            return None;
-        }
-        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
-        if len < 16 || at + len > buf.len() {
-            return None;
-        }
-        let m = Msg {
-            ty: u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap()),
-            flags: u16::from_ne_bytes(buf[at + 6..at + 8].try_into().unwrap()),
-            seq: u32::from_ne_bytes(buf[at + 8..at + 12].try_into().unwrap()),
-            bytes: &buf[at..at + len],
-        };
-        at += sys::align4(len);
-        Some(m)
-    })
-}
-
-fn error_code(m: &Msg<'_>) -> i32 {
-    m.bytes
-        .get(16..20)
-        .map(|b| -i32::from_ne_bytes(b.try_into().unwrap()))
-        .unwrap_or(libc::EPROTO)
 }
 
 /// The hand-written batch begin: nftnl's `Batch` writes its own without NFNL_BATCH_GENID, and
@@ -243,7 +206,7 @@ impl Conn {
                         break;
                     }
                     NLMSG_ERROR => {
-                        let errno = error_code(&m);
+                        let errno = m.error_code();
                         outcome = Some(if errno == 0 {
                             Ok(true)
                         } else {
@@ -300,7 +263,7 @@ impl Conn {
                 if m.ty != NLMSG_ERROR {
                     continue;
                 }
-                let errno = error_code(&m);
+                let errno = m.error_code();
                 if errno != 0 {
                     self.sock = None;
                     return Err(NlError::Kernel { seq: m.seq, errno });

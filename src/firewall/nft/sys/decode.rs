@@ -342,7 +342,7 @@ mod tests {
     }
 
     fn align4(n: usize) -> usize {
-        super::super::align4(n)
+        super::super::buf::align4(n)
     }
 
     #[test]

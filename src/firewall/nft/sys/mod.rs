@@ -12,7 +12,7 @@ mod decode;
 mod encode;
 mod sockopt;
 
-pub use buf::{align4, words_as_bytes, MsgBuf};
+pub use buf::{words_as_bytes, MsgBuf};
 pub use decode::{
     parse_chain, parse_elems, parse_gen, parse_rule, parse_set, parse_table, ChainMsg, TableMsg,
 };
