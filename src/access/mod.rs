@@ -133,7 +133,7 @@ impl Ctx {
             _ => firewall::Snapshot::read(ask),
         };
         let snap = cached.insert(snap);
-        firewall::select_from(snap, choice, purpose, warnings)
+        firewall::select(snap, choice, purpose, warnings)
     }
 
     /// The audit trail (syslog authpriv). A sandbox run (`--root`) says so, so that its lines

@@ -220,17 +220,6 @@ impl Snapshot {
     }
 }
 
-/// The backends for the layers this system really has, and what the operator should be told
-/// about them.
-pub fn select(
-    choice: FirewallChoice,
-    purpose: Purpose,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<Box<dyn Backend>>> {
-    let mut snap = Snapshot::read(asks_firewalld(choice, purpose));
-    select_from(&mut snap, choice, purpose, warnings)
-}
-
 /// When a selection asks firewalld on the bus.
 pub fn asks_firewalld(choice: FirewallChoice, purpose: Purpose) -> detect::AskFirewalld {
     if purpose == Purpose::Open && choice == FirewallChoice::Firewalld {
@@ -240,9 +229,10 @@ pub fn asks_firewalld(choice: FirewallChoice, purpose: Purpose) -> detect::AskFi
     }
 }
 
-/// [`select`] from a snapshot already read. A failed nftables read is handed over to the
-/// caller (and the snapshot no longer serves).
-pub fn select_from(
+/// The backends for the layers this system really has, from a snapshot of it, and what the
+/// operator should be told about them. A failed nftables read is handed over to the caller (and
+/// the snapshot no longer serves).
+pub fn select(
     snap: &mut Snapshot,
     choice: FirewallChoice,
     purpose: Purpose,
