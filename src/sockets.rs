@@ -6,20 +6,22 @@
 //! Why not just the /proc files: their seq_file walks the kernel's whole established hash
 //! (262 144 buckets on a 24 GiB machine, ~1.7 ms) for every read that crosses a page and again
 //! for the read that finds the end, so a namespace with no connection at all costs four walks
-//! for the two files. A sock_diag dump walks it once per family, and a dump of listening
-//! sockets only never walks it (`inet_diag_dump_icsk` skips the established hash when the
-//! state mask has nothing but LISTEN).
+//! for the two files. One sock_diag dump walks it once for both families, and a dump of
+//! listening sockets only never walks it (`inet_diag_dump_icsk` skips the established hash when
+//! the state mask has nothing but LISTEN). Dump messages come in buffers of at most 32 KiB
+//! (netlink_dump), which the 64 KiB receive buffer holds whole.
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::nlmsg::{messages, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN};
 use rustix::net::{
     bind, netlink, recv, sendto, socket_with, sockopt, AddressFamily, RecvFlags, SendFlags,
     SocketFlags, SocketType,
 };
+
+use crate::nlmsg::{messages, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN};
 
 /// One TCP socket, from sock_diag or from a line of /proc/net/tcp or tcp6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
