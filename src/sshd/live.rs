@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::sockets::{self, parse_tcp_table, TcpEntry, TCP_LISTEN};
+use crate::sockets::{self, TcpEntry, TCP_LISTEN};
 
 /// One LISTEN socket of /proc/net/tcp{,6}.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,11 +16,6 @@ pub struct Socket {
     pub addr: IpAddr,
     pub port: u16,
     pub inode: u64,
-}
-
-/// The LISTEN sockets of the text of /proc/net/tcp or /proc/net/tcp6.
-pub fn parse_proc_net_tcp(text: &str) -> Vec<Socket> {
-    listening(parse_tcp_table(text))
 }
 
 /// The LISTEN sockets among `entries`.
@@ -98,7 +93,7 @@ fn listen_entries(proc_dir: &Path) -> Result<Vec<TcpEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sockets::TCP_ESTABLISHED;
+    use crate::sockets::{parse_tcp_table, TCP_ESTABLISHED};
 
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0
@@ -113,7 +108,7 @@ mod tests {
     #[test]
     #[cfg(target_endian = "little")]
     fn parses_listen_entries_only() {
-        let v4 = parse_proc_net_tcp(TCP);
+        let v4 = listening(parse_tcp_table(TCP));
         assert_eq!(v4.len(), 2);
         assert_eq!(
             (v4[0].addr, v4[0].port, v4[0].inode),
@@ -123,7 +118,7 @@ mod tests {
             (v4[1].addr, v4[1].port),
             ("192.0.2.1".parse().unwrap(), 2222)
         );
-        let v6 = parse_proc_net_tcp(TCP6);
+        let v6 = listening(parse_tcp_table(TCP6));
         assert_eq!((v6[0].addr, v6[0].port), ("::".parse().unwrap(), 22));
         assert_eq!(
             (v6[1].addr, v6[1].port),
